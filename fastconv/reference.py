@@ -1,0 +1,402 @@
+"""Plain NumPy versions of every op: the correctness oracle and the naive baseline.
+
+Every function here has the same signature and meaning as its counterpart in
+`fastconv.ops`, but is written for a reader rather than for speed: each op is
+a loop over the kernel (or pooling window) taps, and each tap is one NumPy
+product or elementwise step over a strided slice of the whole batch. There
+are no loops over pixels, so the module doubles as the "naive NumPy" speed
+baseline without being absurdly slow.
+
+Layouts are the package's fixed ones: activations NHWC ``(n, h, w, c)``,
+weights HWIO ``(kh, kw, c, f)``, outputs ``(n, ho, wo, f)``. Argument forms
+(strides, dilations, "valid" / "same" / explicit padding) are resolved by
+`fastconv._geometry`, which the C-backed ops share, so the two can never
+disagree about shapes.
+
+Dtypes: unlike the float32-only kernels, these functions also run in float64,
+so that their gradients can be checked by finite differences. A call computes
+in float64 if any of its array arguments is float64 (a list of Python floats
+counts, as NumPy reads it as float64) and in float32 otherwise; integer,
+boolean, float16 and other real inputs are converted to float32. Complex,
+object, string and other non-real dtypes raise ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from fastconv._geometry import Conv2DGeometry, Pool2DGeometry, conv2d_geometry, pool2d_geometry
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "matmul",
+]
+
+# NumPy dtype kinds that hold real numbers: bool, signed, unsigned, float.
+_REAL_KINDS = "biuf"
+
+
+def _as_float_arrays(*named: tuple[ArrayLike, str]) -> list[np.ndarray]:
+    """Convert ``(value, name)`` pairs to arrays of one common float dtype.
+
+    float64 wins if any argument is float64, so a finite-difference check
+    run in float64 is not silently rounded to float32 by a float32 argument.
+    """
+    arrays = []
+    for value, name in named:
+        array = np.asarray(value)
+        if array.dtype.kind not in _REAL_KINDS:
+            raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+        arrays.append(array)
+    dtype = np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
+    return [a.astype(dtype, copy=False) for a in arrays]
+
+
+def _check_dy(dy: np.ndarray, expected: tuple[int, ...]) -> None:
+    if dy.shape != tuple(expected):
+        raise ValueError(
+            f"dy must have the forward's output shape {tuple(expected)}, got shape {dy.shape}"
+        )
+
+
+def _pad(x: np.ndarray, g: Conv2DGeometry | Pool2DGeometry, value: float) -> np.ndarray:
+    """Pad the two spatial axes of ``x`` (n, h, w, c) by ``g``'s four paddings."""
+    return np.pad(
+        x, ((0, 0), (g.pt, g.pb), (g.pl, g.pr), (0, 0)), mode="constant", constant_values=value
+    )
+
+
+def _crop(xp: np.ndarray, g: Conv2DGeometry | Pool2DGeometry) -> np.ndarray:
+    """Undo `_pad`: the real ``(n, h, w, c)`` cells of a padded array."""
+    return np.ascontiguousarray(xp[:, g.pt : g.pt + g.h, g.pl : g.pl + g.w, :])
+
+
+def _tap(
+    g: Conv2DGeometry | Pool2DGeometry, ki: int, kj: int, dh: int = 1, dw: int = 1
+) -> tuple[slice, slice, slice]:
+    """Slices over (n, h, w) of a padded input that tap (ki, kj) reads.
+
+    Element ``[:, i, j]`` of the slice is padded cell
+    ``(i * sh + ki * dh, j * sw + kj * dw)``: the cell that tap meets in
+    output position (i, j). Within one tap the cells are all distinct, so
+    ``xp[_tap(...)] += ...`` scatters without collisions.
+    """
+    rows = slice(ki * dh, ki * dh + (g.ho - 1) * g.sh + 1, g.sh)
+    cols = slice(kj * dw, kj * dw + (g.wo - 1) * g.sw + 1, g.sw)
+    return slice(None), rows, cols
+
+
+def _real_cells(g: Pool2DGeometry) -> np.ndarray:
+    """Boolean ``(h + pt + pb, w + pl + pr)`` map, True on cells that are not padding."""
+    real = np.zeros((g.h + g.pt + g.pb, g.w + g.pl + g.pr), dtype=bool)
+    real[g.pt : g.pt + g.h, g.pl : g.pl + g.w] = True
+    return real
+
+
+def conv2d(
+    x: ArrayLike,
+    w: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    stride=1,
+    padding="valid",
+    dilation=1,
+) -> np.ndarray:
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    ``y[n, i, j, f] = b[f] + sum over ki, kj, c of
+    xpad[n, i*sh + ki*dh, j*sw + kj*dw, c] * w[ki, kj, c, f]``,
+    where ``xpad`` is ``x`` zero-padded by ``((pt, pb), (pl, pr))``.
+
+    Parameters
+    ----------
+    x : array_like of shape (n, h, w, c)
+        Input batch, NHWC.
+    w : array_like of shape (kh, kw, c, f)
+        Filters, HWIO.
+    b : array_like of shape (f,), optional
+        Bias added to every output position; None for no bias.
+    stride : int or (sh, sw), default 1
+    padding : "valid", "same", int, (ph, pw) or ((pt, pb), (pl, pr)), default "valid"
+        "same" is TensorFlow's: output ``ceil(h / sh)``, the smaller half of
+        the padding on top and left.
+    dilation : int or (dh, dw), default 1
+
+    Returns
+    -------
+    y : ndarray of shape (n, ho, wo, f), float32 or float64
+    """
+    named = [(x, "x"), (w, "w")] if b is None else [(x, "x"), (w, "w"), (b, "b")]
+    arrays = _as_float_arrays(*named)
+    x, w = arrays[0], arrays[1]
+    g = conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
+    if b is not None:
+        b = arrays[2]
+        if b.shape != (g.f,):
+            raise ValueError(f"b must have shape ({g.f},) (one per filter), got shape {b.shape}")
+
+    xp = _pad(x, g, 0.0)
+    y = np.zeros(g.y_shape, dtype=x.dtype)
+    for ki in range(g.kh):
+        for kj in range(g.kw):
+            # (n, ho, wo, c) . (c, f): one GEMM per tap over the whole batch.
+            y += np.tensordot(xp[_tap(g, ki, kj, g.dh, g.dw)], w[ki, kj], axes=1)
+    if b is not None:
+        y += b
+    return y
+
+
+def conv2d_backward(
+    dy: ArrayLike,
+    x: ArrayLike,
+    w: ArrayLike,
+    *,
+    stride=1,
+    padding="valid",
+    dilation=1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``sum(conv2d(x, w, b, ...) * dy)`` with respect to x, w and b.
+
+    Parameters
+    ----------
+    dy : array_like of shape (n, ho, wo, f)
+        Gradient of the loss with respect to the forward's output.
+    x : array_like of shape (n, h, w, c)
+        The forward's input.
+    w : array_like of shape (kh, kw, c, f)
+        The forward's filters.
+    stride, padding, dilation
+        As given to `conv2d`.
+
+    Returns
+    -------
+    dx : ndarray of shape (n, h, w, c)
+    dw : ndarray of shape (kh, kw, c, f)
+    db : ndarray of shape (f,)
+        ``dy`` summed over (n, ho, wo); returned whether or not the forward
+        had a bias, since it does not depend on one.
+
+    Raises
+    ------
+    ValueError
+        If ``dy`` does not have the forward's output shape.
+    """
+    dy, x, w = _as_float_arrays((dy, "dy"), (x, "x"), (w, "w"))
+    g = conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
+    _check_dy(dy, g.y_shape)
+
+    xp = _pad(x, g, 0.0)
+    dxp = np.zeros_like(xp)
+    dw = np.empty(g.w_shape, dtype=x.dtype)
+    for ki in range(g.kh):
+        for kj in range(g.kw):
+            tap = _tap(g, ki, kj, g.dh, g.dw)
+            # Each tap's forward was y += patch @ w[ki, kj]; differentiate that GEMM.
+            dw[ki, kj] = np.tensordot(xp[tap], dy, axes=([0, 1, 2], [0, 1, 2]))
+            dxp[tap] += np.tensordot(dy, w[ki, kj], axes=([3], [1]))
+    db = dy.sum(axis=(0, 1, 2))
+    return _crop(dxp, g), dw, db
+
+
+def max_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> np.ndarray:
+    """Maximum over each pooling window, channel by channel.
+
+    Padding cells count as -inf, so they never win against a real cell. NaN
+    propagates: a window holding a NaN gives NaN.
+
+    Parameters
+    ----------
+    x : array_like of shape (n, h, w, c)
+    pool_size : int or (kh, kw), default 2
+    strides : int or (sh, sw), optional
+        Defaults to ``pool_size`` (windows that tile without overlap).
+    padding : "valid", "same", int, (ph, pw) or ((pt, pb), (pl, pr)), default "valid"
+        Each side's padding must be smaller than the window.
+
+    Returns
+    -------
+    y : ndarray of shape (n, ho, wo, c), float32 or float64
+    """
+    (x,) = _as_float_arrays((x, "x"))
+    g = pool2d_geometry(x.shape, pool_size, strides, padding)
+    xp = _pad(x, g, -np.inf)
+    y = np.full(g.y_shape, -np.inf, dtype=x.dtype)
+    for ki in range(g.kh):
+        for kj in range(g.kw):
+            # np.maximum (unlike np.fmax) returns NaN when either side is NaN.
+            np.maximum(y, xp[_tap(g, ki, kj)], out=y)
+    return y
+
+
+def max_pool2d_backward(
+    dy: ArrayLike, x: ArrayLike, pool_size=2, *, strides=None, padding="valid"
+) -> np.ndarray:
+    """Gradient of ``sum(max_pool2d(x, ...) * dy)`` with respect to x.
+
+    Each window sends its whole gradient to one cell: the first real cell, in
+    row-major window order (ki outer, kj inner), that equals the window's
+    maximum. Ties therefore go to the top-left-most maximum, as in
+    TensorFlow's CPU kernel and PyTorch. A window holding NaN sends its
+    gradient to its first NaN, since that is the cell its NaN output came
+    from. Padding cells never receive gradient. Where windows overlap
+    (strides smaller than pool_size) a cell adds the gradients of every
+    window that chose it.
+
+    Parameters
+    ----------
+    dy : array_like of shape (n, ho, wo, c)
+        Gradient of the loss with respect to the forward's output.
+    x : array_like of shape (n, h, w, c)
+        The forward's input.
+    pool_size, strides, padding
+        As given to `max_pool2d`.
+
+    Returns
+    -------
+    dx : ndarray of shape (n, h, w, c)
+
+    Raises
+    ------
+    ValueError
+        If ``dy`` does not have the forward's output shape.
+    """
+    dy, x = _as_float_arrays((dy, "dy"), (x, "x"))
+    g = pool2d_geometry(x.shape, pool_size, strides, padding)
+    _check_dy(dy, g.y_shape)
+
+    y = max_pool2d(x, (g.kh, g.kw), strides=(g.sh, g.sw), padding=((g.pt, g.pb), (g.pl, g.pr)))
+    y_nan = np.isnan(y)
+    xp = _pad(x, g, -np.inf)
+    real = _real_cells(g)
+
+    # First pass: in window order, record which tap first meets the maximum.
+    # Padding is excluded so that a window whose real cells are all -inf
+    # still routes its gradient to a real cell.
+    chosen_tap = np.full(g.y_shape, -1, dtype=np.int64)
+    for t in range(g.kh * g.kw):
+        tap = _tap(g, t // g.kw, t % g.kw)
+        window = xp[tap]
+        hits = (window == y) | (np.isnan(window) & y_nan)
+        hits &= real[tap[1:]][None, :, :, None]
+        chosen_tap[hits & (chosen_tap < 0)] = t
+
+    # Second pass: scatter each window's gradient to its chosen cell.
+    dxp = np.zeros_like(xp)
+    for t in range(g.kh * g.kw):
+        dxp[_tap(g, t // g.kw, t % g.kw)] += np.where(chosen_tap == t, dy, 0.0)
+    return _crop(dxp, g)
+
+
+def _avg_divisor(g: Pool2DGeometry, dtype) -> np.ndarray:
+    """Number of real (non-padding) cells in each window, shape (1, ho, wo, 1)."""
+    real = _real_cells(g).astype(dtype)
+    count = np.zeros((g.ho, g.wo), dtype=dtype)
+    for ki in range(g.kh):
+        for kj in range(g.kw):
+            count += real[_tap(g, ki, kj)[1:]]
+    return count[None, :, :, None]
+
+
+def avg_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> np.ndarray:
+    """Mean over the real cells of each pooling window, channel by channel.
+
+    Padding cells are left out of both the sum and the divisor (TensorFlow's
+    rule), so a corner window of a "same" pooling averages fewer cells
+    rather than averaging in zeros.
+
+    Parameters
+    ----------
+    x : array_like of shape (n, h, w, c)
+    pool_size : int or (kh, kw), default 2
+    strides : int or (sh, sw), optional
+        Defaults to ``pool_size``.
+    padding : "valid", "same", int, (ph, pw) or ((pt, pb), (pl, pr)), default "valid"
+        Each side's padding must be smaller than the window.
+
+    Returns
+    -------
+    y : ndarray of shape (n, ho, wo, c), float32 or float64
+    """
+    (x,) = _as_float_arrays((x, "x"))
+    g = pool2d_geometry(x.shape, pool_size, strides, padding)
+    xp = _pad(x, g, 0.0)
+    total = np.zeros(g.y_shape, dtype=x.dtype)
+    for ki in range(g.kh):
+        for kj in range(g.kw):
+            total += xp[_tap(g, ki, kj)]
+    return total / _avg_divisor(g, x.dtype)
+
+
+def avg_pool2d_backward(
+    dy: ArrayLike, x: ArrayLike, pool_size=2, *, strides=None, padding="valid"
+) -> np.ndarray:
+    """Gradient of ``sum(avg_pool2d(x, ...) * dy)`` with respect to x.
+
+    Each window shares ``dy / divisor`` equally among its real cells; where
+    windows overlap, a cell adds the shares of every window that holds it.
+
+    Parameters
+    ----------
+    dy : array_like of shape (n, ho, wo, c)
+        Gradient of the loss with respect to the forward's output.
+    x : array_like of shape (n, h, w, c)
+        The forward's input; only its shape and dtype matter.
+    pool_size, strides, padding
+        As given to `avg_pool2d`.
+
+    Returns
+    -------
+    dx : ndarray of shape (n, h, w, c)
+
+    Raises
+    ------
+    ValueError
+        If ``dy`` does not have the forward's output shape.
+    """
+    dy, x = _as_float_arrays((dy, "dy"), (x, "x"))
+    g = pool2d_geometry(x.shape, pool_size, strides, padding)
+    _check_dy(dy, g.y_shape)
+
+    share = dy / _avg_divisor(g, dy.dtype)
+    # Shares scattered onto padding cells are dropped by the final crop.
+    dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dtype=dy.dtype)
+    for ki in range(g.kh):
+        for kj in range(g.kw):
+            dxp[_tap(g, ki, kj)] += share
+    return _crop(dxp, g)
+
+
+def matmul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Matrix product ``a @ b`` of two 2-D arrays.
+
+    Parameters
+    ----------
+    a : array_like of shape (m, k)
+    b : array_like of shape (k, n)
+
+    Returns
+    -------
+    c : ndarray of shape (m, n), float32 or float64
+
+    Raises
+    ------
+    ValueError
+        If either argument is not 2-D or the inner dimensions differ.
+    """
+    a, b = _as_float_arrays((a, "a"), (b, "b"))
+    if a.ndim != 2:
+        raise ValueError(f"a must be 2-D with shape (m, k), got shape {a.shape}")
+    if b.ndim != 2:
+        raise ValueError(f"b must be 2-D with shape (k, n), got shape {b.shape}")
+    if b.shape[0] != a.shape[1]:
+        raise ValueError(
+            f"b must have shape ({a.shape[1]}, n) to match a of shape {a.shape}, "
+            f"got shape {b.shape}"
+        )
+    return a @ b
