@@ -1,3 +1,75 @@
-"""fastconv: fast convolutional networks on the CPU."""
+"""fastconv: fast convolutional networks on the CPU.
+
+C/OpenMP kernels (convolution, pooling, GEMM) behind `fastconv.ops`, with a
+plain-NumPy twin in `fastconv.reference`.
+"""
+
+import os as _os
+
+from fastconv import _kernels
 
 __version__ = "0.1.0"
+
+from fastconv import ops, reference  # noqa: E402
+
+__all__ = [
+    "ops",
+    "reference",
+    "set_num_threads",
+    "get_num_threads",
+    "set_simd_path",
+    "get_simd_path",
+    "available_simd_paths",
+    "peak_gflops",
+    "show_config",
+    "__version__",
+]
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads every kernel uses (default: $OMP_NUM_THREADS
+    or the number of processors). Results do not depend on it."""
+    _kernels.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """The number of threads the kernels use."""
+    return _kernels.get_num_threads()
+
+
+def available_simd_paths() -> tuple[str, ...]:
+    """SIMD paths this build and CPU can run, e.g. ('portable', 'avx2', 'avx512')."""
+    return _kernels.simd_available()
+
+
+def get_simd_path() -> str:
+    """The SIMD path the kernels use now."""
+    return _kernels.simd_current()
+
+
+def set_simd_path(name: str) -> None:
+    """Force a SIMD path: 'portable' (plain C), 'avx2' or 'avx512'.
+
+    The environment variable FASTCONV_SIMD does the same at import.
+    """
+    _kernels.simd_select(name)
+
+
+def peak_gflops(n_threads: int | None = None, seconds: float = 0.2) -> float:
+    """Peak FMA throughput of this machine on the current SIMD path, measured
+    now by a register-only loop on ``n_threads`` threads, in GFLOP/s."""
+    return _kernels.peak_gflops(n_threads, seconds)
+
+
+def show_config() -> None:
+    """Print the engine's build and run-time configuration."""
+    openmp = "yes" if _kernels.openmp_enabled() else "no (kernels run on one thread)"
+    print(f"fastconv {__version__}")
+    print(f"  OpenMP:     {openmp}")
+    print(f"  threads:    {get_num_threads()}")
+    print(f"  SIMD path:  {get_simd_path()} (available: {', '.join(available_simd_paths())})")
+    print(f"  compiler:   {_kernels.compiler()}")
+
+
+if _os.environ.get("FASTCONV_SIMD"):
+    set_simd_path(_os.environ["FASTCONV_SIMD"])

@@ -212,6 +212,8 @@ def pool2d_geometry(x_shape, pool_size=2, strides=None, padding="valid") -> Pool
     holds at least one real cell.
     """
     n, h, w, c = _check_shape(x_shape, 4, "x", "(n, h, w, c)")
+    if h < 1 or w < 1:
+        raise ValueError(f"x must have a height and width of at least 1, got shape {tuple(x_shape)}")
     kh, kw = as_pair(pool_size, "pool_size")
     sh, sw = (kh, kw) if strides is None else as_pair(strides, "strides")
     (pt, pb), (pl, pr) = resolve_padding(padding, (h, w), (kh, kw), (sh, sw), (1, 1))

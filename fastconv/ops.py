@@ -1,0 +1,206 @@
+"""The functional API over fastconv's C kernels.
+
+Activations are NHWC ``(n, h, w, c)``, weights HWIO ``(kh, kw, c, f)``.
+Array-likes of real dtype are converted to C-contiguous float32 (copied only
+when needed); outputs are new float32 arrays. `fastconv.reference` has the
+same functions in plain NumPy.
+
+Every function takes ``n_threads=None``: None means the global setting
+(`fastconv.set_num_threads`, by default ``$OMP_NUM_THREADS`` or the number of
+processors). Results do not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from fastconv import _kernels
+from fastconv._geometry import conv2d_geometry, pool2d_geometry
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "matmul",
+]
+
+_REAL_KINDS = "biuf"
+_ACTIVATIONS = (None, "linear", "relu")
+
+
+def _as_f32(value: ArrayLike, name: str) -> np.ndarray:
+    """C-contiguous float32 view or copy of a real array-like."""
+    if type(value) is np.ndarray and value.dtype == np.float32 and value.flags.c_contiguous:
+        return value
+    array = np.asarray(value)
+    if array.dtype.kind not in _REAL_KINDS:
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _cached(resolve):
+    """Memoise a geometry resolver on hashable arguments (the common case)."""
+    cached = lru_cache(maxsize=256)(resolve)
+
+    def call(*args):
+        try:
+            return cached(*args)
+        except TypeError:  # an unhashable argument, such as a list
+            return resolve(*args)
+
+    return call
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding, dilation):
+    g = conv2d_geometry(x_shape, w_shape, stride, padding, dilation)
+    return g, (g.sh, g.sw, g.dh, g.dw, g.pt, g.pb, g.pl, g.pr)
+
+
+def _pool_geometry(x_shape, pool_size, strides, padding):
+    g = pool2d_geometry(x_shape, pool_size, strides, padding)
+    return g, (g.kh, g.kw, g.sh, g.sw, g.pt, g.pb, g.pl, g.pr)
+
+
+_conv_params = _cached(_conv_geometry)
+_pool_params = _cached(_pool_geometry)
+
+
+def _check_dy(dy: np.ndarray, expected: tuple) -> None:
+    if dy.shape != expected:
+        raise ValueError(
+            f"dy must have the forward output's shape {expected}, got {dy.shape}"
+        )
+
+
+def conv2d(
+    x: ArrayLike,
+    w: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    stride=1,
+    padding="valid",
+    dilation=1,
+    activation: str | None = None,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """2-D convolution (cross-correlation, as in Keras and PyTorch).
+
+    Parameters
+    ----------
+    x : array of shape (n, h, w, c)
+    w : array of shape (kh, kw, c, f)
+    b : array of shape (f,), optional
+    stride, dilation : int or (int, int)
+    padding : "valid", "same" (TensorFlow's rule), int, (ph, pw) or
+        ((top, bottom), (left, right))
+    activation : None, "linear" or "relu"; "relu" is fused into the kernel.
+
+    Returns
+    -------
+    y : ndarray of shape (n, ho, wo, f), float32
+    """
+    x = _as_f32(x, "x")
+    w = _as_f32(w, "w")
+    g, params = _conv_params(x.shape, w.shape, stride, padding, dilation)
+    if b is not None:
+        b = _as_f32(b, "b")
+        if b.shape != (g.f,):
+            raise ValueError(f"b must have shape ({g.f},), got {b.shape}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+    return _kernels.conv2d_forward(x, w, b, params, activation == "relu", n_threads)
+
+
+def conv2d_backward(
+    dy: ArrayLike,
+    x: ArrayLike,
+    w: ArrayLike,
+    *,
+    stride=1,
+    padding="valid",
+    dilation=1,
+    n_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``sum(conv2d(x, w, b) * dy)``.
+
+    Returns
+    -------
+    dx : ndarray of shape (n, h, w, c)
+    dw : ndarray of shape (kh, kw, c, f)
+    db : ndarray of shape (f,), the sum of dy over n, h and w (also when the
+        forward pass had no bias)
+    """
+    dy = _as_f32(dy, "dy")
+    x = _as_f32(x, "x")
+    w = _as_f32(w, "w")
+    g, params = _conv_params(x.shape, w.shape, stride, padding, dilation)
+    _check_dy(dy, g.y_shape)
+    dx = _kernels.conv2d_backward_input(dy, w, g.x_shape, params, n_threads)
+    dw, db = _kernels.conv2d_backward_weight(x, dy, g.w_shape, params, n_threads)
+    return dx, dw, db
+
+
+def _pool_forward(kind, x, pool_size, strides, padding, n_threads):
+    x = _as_f32(x, "x")
+    _, params = _pool_params(x.shape, pool_size, strides, padding)
+    return _kernels.pool2d_forward(kind, x, params, n_threads)
+
+
+def _pool_backward(kind, dy, x, pool_size, strides, padding, n_threads):
+    dy = _as_f32(dy, "dy")
+    x = _as_f32(x, "x")
+    g, params = _pool_params(x.shape, pool_size, strides, padding)
+    _check_dy(dy, g.y_shape)
+    return _kernels.pool2d_backward(kind, x, dy, params, n_threads)
+
+
+def max_pool2d(x, pool_size=2, *, strides=None, padding="valid", n_threads=None) -> np.ndarray:
+    """Max pooling of x ``(n, h, w, c)`` to ``(n, ho, wo, c)``.
+
+    ``strides=None`` means ``pool_size``. Padding cells count as -inf; NaN
+    propagates.
+    """
+    return _pool_forward("max", x, pool_size, strides, padding, n_threads)
+
+
+def max_pool2d_backward(
+    dy, x, pool_size=2, *, strides=None, padding="valid", n_threads=None
+) -> np.ndarray:
+    """Gradient of max pooling: each window's dy goes to its first maximum
+    (row-major window order), or to its first NaN. Returns dx ``(n, h, w, c)``."""
+    return _pool_backward("max", dy, x, pool_size, strides, padding, n_threads)
+
+
+def avg_pool2d(x, pool_size=2, *, strides=None, padding="valid", n_threads=None) -> np.ndarray:
+    """Average pooling; padded cells are left out of each window's count."""
+    return _pool_forward("avg", x, pool_size, strides, padding, n_threads)
+
+
+def avg_pool2d_backward(
+    dy, x, pool_size=2, *, strides=None, padding="valid", n_threads=None
+) -> np.ndarray:
+    """Gradient of average pooling. Returns dx ``(n, h, w, c)``."""
+    return _pool_backward("avg", dy, x, pool_size, strides, padding, n_threads)
+
+
+def matmul(a: ArrayLike, b: ArrayLike, *, n_threads: int | None = None) -> np.ndarray:
+    """``a @ b`` for 2-D arrays on fastconv's packed GEMM.
+
+    a : (m, k), b : (k, n) -> (m, n) float32
+    """
+    a = _as_f32(a, "a")
+    b = _as_f32(b, "b")
+    for name, array in (("a", a), ("b", b)):
+        if array.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got shape {array.shape}")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(
+            f"a's columns must match b's rows, got a {a.shape} and b {b.shape}"
+        )
+    return _kernels.gemm(a, b, None, False, n_threads)

@@ -1,0 +1,62 @@
+# C declarations of fastconv.h for the Cython boundary.
+from libc.stddef cimport ptrdiff_t
+
+cdef extern from "fastconv.h" nogil:
+    enum:
+        FC_OK
+        FC_ERR_NOMEM
+        FC_ERR_UNSUPPORTED
+        FC_SIMD_PORTABLE
+        FC_SIMD_AVX2
+        FC_SIMD_AVX512
+        FC_SIMD_COUNT
+
+    const char *fc_strerror(int status)
+    int fc_simd_available(int path)
+    int fc_simd_current()
+    int fc_simd_select(int path)
+    const char *fc_simd_name(int path)
+    int fc_openmp_enabled()
+    int fc_default_threads()
+    const char *fc_compiler()
+    double fc_peak_gflops(int n_threads, double seconds)
+
+    ctypedef struct fc_gemm_desc:
+        ptrdiff_t m, n, k
+        ptrdiff_t lda, ldb, ldc
+        int relu
+
+    int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
+                    const float *bias, float *c, int n_threads)
+
+    ctypedef struct fc_conv2d_desc:
+        ptrdiff_t n, h, w, c
+        ptrdiff_t kh, kw, f
+        ptrdiff_t sh, sw
+        ptrdiff_t dh, dw
+        ptrdiff_t pt, pb, pl, pr
+        ptrdiff_t ho, wo
+        int relu
+
+    int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x, const float *w,
+                              const float *b, float *y, int n_threads)
+    int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
+                                     const float *w, float *dx, int n_threads)
+    int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
+                                      const float *dy, float *dw, float *db, int n_threads)
+
+    ctypedef struct fc_pool2d_desc:
+        ptrdiff_t n, h, w, c
+        ptrdiff_t kh, kw
+        ptrdiff_t sh, sw
+        ptrdiff_t pt, pb, pl, pr
+        ptrdiff_t ho, wo
+
+    int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y,
+                                  int n_threads)
+    int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x, const float *dy,
+                                   float *dx, int n_threads)
+    int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y,
+                                  int n_threads)
+    int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx,
+                                   int n_threads)

@@ -1,0 +1,309 @@
+# The Cython boundary of the C kernels: check that every buffer has the shape
+# its descriptor implies, allocate the outputs, release the GIL around the
+# kernel, and turn a status code into a Python exception. The friendly
+# argument handling (dtype conversion, padding words, messages in the user's
+# terms) lives in fastconv.ops; this layer guarantees memory safety on its own
+# so that no call into it can read or write out of bounds.
+from libc.stddef cimport ptrdiff_t
+
+import os
+
+import numpy as np
+
+# ---- threads and configuration ----------------------------------------------
+
+cdef int _n_threads = 0
+
+
+def default_num_threads():
+    """Threads used when none were set: $OMP_NUM_THREADS, else the processors."""
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, fc_default_threads())
+
+
+def set_num_threads(int n):
+    global _n_threads
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    _n_threads = n
+
+
+def get_num_threads():
+    global _n_threads
+    if _n_threads == 0:
+        _n_threads = default_num_threads()
+    return _n_threads
+
+
+cdef inline int _resolve_threads(object n_threads) except -1:
+    if n_threads is None:
+        return get_num_threads()
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be at least 1, got {n_threads}")
+    return n_threads
+
+
+SIMD_PATHS = tuple(fc_simd_name(p).decode() for p in range(FC_SIMD_COUNT))
+
+
+def simd_available():
+    """Names of the SIMD paths this build and CPU can run."""
+    return tuple(fc_simd_name(p).decode() for p in range(FC_SIMD_COUNT) if fc_simd_available(p))
+
+
+def simd_current():
+    return fc_simd_name(fc_simd_current()).decode()
+
+
+def simd_select(str name):
+    if name not in SIMD_PATHS:
+        raise ValueError(f"SIMD path must be one of {SIMD_PATHS}, got {name!r}")
+    if fc_simd_select(SIMD_PATHS.index(name)) != FC_OK:
+        raise ValueError(
+            f"SIMD path {name!r} is not available on this build and CPU; "
+            f"available: {simd_available()}"
+        )
+
+
+def openmp_enabled():
+    return bool(fc_openmp_enabled())
+
+
+def compiler():
+    return fc_compiler().decode()
+
+
+def peak_gflops(n_threads=None, double seconds=0.2):
+    cdef int nt = _resolve_threads(n_threads)
+    cdef double result
+    with nogil:
+        result = fc_peak_gflops(nt, seconds)
+    return result
+
+
+cdef int _check(int status) except -1:
+    if status == FC_OK:
+        return 0
+    message = fc_strerror(status).decode()
+    if status == FC_ERR_NOMEM:
+        raise MemoryError(message)
+    raise RuntimeError(message)
+
+
+cdef inline void _expect(tuple got, tuple expected, str name) except *:
+    if got != expected:
+        raise ValueError(f"{name} must have shape {expected}, got {got}")
+
+
+cdef inline ptrdiff_t _out_size(ptrdiff_t size, ptrdiff_t pad, ptrdiff_t extent,
+                                ptrdiff_t stride, str what) except -1:
+    if extent > size + pad:
+        raise ValueError(
+            f"{what} of extent {extent} is larger than the padded input {size + pad}"
+        )
+    return (size + pad - extent) // stride + 1
+
+
+cdef inline tuple _shape4(const float[:, :, :, ::1] a):
+    return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
+
+
+# Pointers to the first element, or NULL for an empty buffer (never dereferenced).
+cdef inline const float *_p4(const float[:, :, :, ::1] a):
+    return NULL if a.size == 0 else &a[0, 0, 0, 0]
+
+cdef inline float *_w4(float[:, :, :, ::1] a):
+    return NULL if a.size == 0 else &a[0, 0, 0, 0]
+
+cdef inline const float *_p2(const float[:, ::1] a):
+    return NULL if a.size == 0 else &a[0, 0]
+
+cdef inline float *_w2(float[:, ::1] a):
+    return NULL if a.size == 0 else &a[0, 0]
+
+cdef inline const float *_p1(const float[::1] a):
+    return NULL if a.shape[0] == 0 else &a[0]
+
+cdef inline float *_w1(float[::1] a):
+    return NULL if a.shape[0] == 0 else &a[0]
+
+
+# ---- GEMM -------------------------------------------------------------------
+
+def gemm(const float[:, ::1] a, const float[:, ::1] b, bias=None, bint relu=False,
+         n_threads=None):
+    """c = a @ b (+ bias) (ReLU), float32, C-contiguous."""
+    cdef fc_gemm_desc d
+    cdef const float[::1] bv
+    cdef const float *bias_p = NULL
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(
+            f"a has {a.shape[1]} columns but b has {b.shape[0]} rows "
+            f"(a {a.shape[0]}x{a.shape[1]}, b {b.shape[0]}x{b.shape[1]})"
+        )
+    if bias is not None:
+        bv = bias
+        _expect((bv.shape[0],), (b.shape[1],), "bias")
+        bias_p = _p1(bv)
+    d.m, d.k, d.n = a.shape[0], a.shape[1], b.shape[1]
+    d.lda, d.ldb, d.ldc = d.k, d.n, d.n
+    d.relu = relu
+    cdef int nt = _resolve_threads(n_threads)
+    out = np.empty((d.m, d.n), dtype=np.float32)
+    cdef float[:, ::1] c = out
+    cdef const float *a_p = _p2(a)
+    cdef const float *b_p = _p2(b)
+    cdef float *c_p = _w2(c)
+    cdef int status
+    with nogil:
+        status = fc_gemm_f32(&d, a_p, b_p, bias_p, c_p, nt)
+    _check(status)
+    return out
+
+
+# ---- convolution ------------------------------------------------------------
+
+cdef fc_conv2d_desc _conv_desc(tuple x_shape, tuple w_shape, tuple params) except *:
+    cdef fc_conv2d_desc d
+    d.n, d.h, d.w, d.c = x_shape
+    d.kh, d.kw, wc, d.f = w_shape
+    d.sh, d.sw, d.dh, d.dw, d.pt, d.pb, d.pl, d.pr = params
+    if wc != d.c:
+        raise ValueError(f"w must have {d.c} input channels, got shape {w_shape}")
+    if min(d.n, d.h, d.w, d.c, d.f) < 0 or min(d.kh, d.kw, d.sh, d.sw, d.dh, d.dw) < 1:
+        raise ValueError(f"invalid convolution sizes x {x_shape}, w {w_shape}, params {params}")
+    if min(d.pt, d.pb, d.pl, d.pr) < 0:
+        raise ValueError(f"padding must not be negative, got {params[4:]}")
+    d.ho = _out_size(d.h, d.pt + d.pb, (d.kh - 1) * d.dh + 1, d.sh, "kernel")
+    d.wo = _out_size(d.w, d.pl + d.pr, (d.kw - 1) * d.dw + 1, d.sw, "kernel")
+    d.relu = 0
+    return d
+
+
+def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, b,
+                   tuple params, bint relu=False, n_threads=None):
+    """y = conv(x, w) + b (ReLU). params = (sh, sw, dh, dw, pt, pb, pl, pr)."""
+    cdef fc_conv2d_desc d = _conv_desc(_shape4(x), _shape4(w), params)
+    d.relu = relu
+    cdef const float[::1] bv
+    cdef const float *b_p = NULL
+    if b is not None:
+        bv = b
+        _expect((bv.shape[0],), (d.f,), "b")
+        b_p = _p1(bv)
+    cdef int nt = _resolve_threads(n_threads)
+    out = np.empty((d.n, d.ho, d.wo, d.f), dtype=np.float32)
+    cdef float[:, :, :, ::1] y = out
+    cdef const float *x_p = _p4(x)
+    cdef const float *w_p = _p4(w)
+    cdef float *y_p = _w4(y)
+    cdef int status
+    with nogil:
+        status = fc_conv2d_forward_f32(&d, x_p, w_p, b_p, y_p, nt)
+    _check(status)
+    return out
+
+
+def conv2d_backward_input(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] w,
+                          tuple x_shape, tuple params, n_threads=None):
+    """dx for conv2d_forward; x_shape = (n, h, w, c) of the forward input."""
+    cdef fc_conv2d_desc d = _conv_desc(x_shape, _shape4(w), params)
+    _expect(_shape4(dy), (d.n, d.ho, d.wo, d.f), "dy")
+    cdef int nt = _resolve_threads(n_threads)
+    out = np.empty((d.n, d.h, d.w, d.c), dtype=np.float32)
+    cdef float[:, :, :, ::1] dx = out
+    cdef const float *dy_p = _p4(dy)
+    cdef const float *w_p = _p4(w)
+    cdef float *dx_p = _w4(dx)
+    cdef int status
+    with nogil:
+        status = fc_conv2d_backward_input_f32(&d, dy_p, w_p, dx_p, nt)
+    _check(status)
+    return out
+
+
+def conv2d_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
+                           tuple w_shape, tuple params, n_threads=None):
+    """(dw, db) for conv2d_forward; w_shape = (kh, kw, c, f)."""
+    cdef fc_conv2d_desc d = _conv_desc(_shape4(x), w_shape, params)
+    _expect(_shape4(dy), (d.n, d.ho, d.wo, d.f), "dy")
+    cdef int nt = _resolve_threads(n_threads)
+    dw_out = np.empty((d.kh, d.kw, d.c, d.f), dtype=np.float32)
+    db_out = np.empty((d.f,), dtype=np.float32)
+    cdef float[:, :, :, ::1] dw = dw_out
+    cdef float[::1] db = db_out
+    cdef int status
+    if d.n * d.ho * d.wo == 0:  # an empty batch has zero gradients
+        dw_out.fill(0)
+        db_out.fill(0)
+        return dw_out, db_out
+    cdef const float *x_p = _p4(x)
+    cdef const float *dy_p = _p4(dy)
+    cdef float *dw_p = _w4(dw)
+    cdef float *db_p = _w1(db)
+    with nogil:
+        status = fc_conv2d_backward_weight_f32(&d, x_p, dy_p, dw_p, db_p, nt)
+    _check(status)
+    return dw_out, db_out
+
+
+# ---- pooling ----------------------------------------------------------------
+
+cdef fc_pool2d_desc _pool_desc(tuple x_shape, tuple params) except *:
+    cdef fc_pool2d_desc d
+    d.n, d.h, d.w, d.c = x_shape
+    d.kh, d.kw, d.sh, d.sw, d.pt, d.pb, d.pl, d.pr = params
+    if min(d.n, d.c) < 0 or min(d.h, d.w, d.kh, d.kw, d.sh, d.sw) < 1:
+        raise ValueError(f"invalid pooling sizes x {x_shape}, params {params}")
+    if min(d.pt, d.pb, d.pl, d.pr) < 0 or max(d.pt, d.pb) >= d.kh or max(d.pl, d.pr) >= d.kw:
+        raise ValueError(f"padding must be in [0, pool size) on every side, got {params[4:]}")
+    d.ho = _out_size(d.h, d.pt + d.pb, d.kh, d.sh, "pool window")
+    d.wo = _out_size(d.w, d.pl + d.pr, d.kw, d.sw, "pool window")
+    return d
+
+
+def pool2d_forward(str kind, const float[:, :, :, ::1] x, tuple params, n_threads=None):
+    """kind 'max' or 'avg'; params = (kh, kw, sh, sw, pt, pb, pl, pr)."""
+    cdef fc_pool2d_desc d = _pool_desc(_shape4(x), params)
+    cdef bint is_max = kind == "max"
+    if not is_max and kind != "avg":
+        raise ValueError(f"kind must be 'max' or 'avg', got {kind!r}")
+    cdef int nt = _resolve_threads(n_threads)
+    out = np.empty((d.n, d.ho, d.wo, d.c), dtype=np.float32)
+    cdef float[:, :, :, ::1] y = out
+    cdef const float *x_p = _p4(x)
+    cdef float *y_p = _w4(y)
+    cdef int status
+    with nogil:
+        if is_max:
+            status = fc_max_pool2d_forward_f32(&d, x_p, y_p, nt)
+        else:
+            status = fc_avg_pool2d_forward_f32(&d, x_p, y_p, nt)
+    _check(status)
+    return out
+
+
+def pool2d_backward(str kind, const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
+                    tuple params, n_threads=None):
+    """dx of pool2d_forward; x is read only by max pooling."""
+    cdef fc_pool2d_desc d = _pool_desc(_shape4(x), params)
+    cdef bint is_max = kind == "max"
+    if not is_max and kind != "avg":
+        raise ValueError(f"kind must be 'max' or 'avg', got {kind!r}")
+    _expect(_shape4(dy), (d.n, d.ho, d.wo, d.c), "dy")
+    cdef int nt = _resolve_threads(n_threads)
+    out = np.empty((d.n, d.h, d.w, d.c), dtype=np.float32)
+    cdef float[:, :, :, ::1] dx = out
+    cdef const float *x_p = _p4(x)
+    cdef const float *dy_p = _p4(dy)
+    cdef float *dx_p = _w4(dx)
+    cdef int status
+    with nogil:
+        if is_max:
+            status = fc_max_pool2d_backward_f32(&d, x_p, dy_p, dx_p, nt)
+        else:
+            status = fc_avg_pool2d_backward_f32(&d, dy_p, dx_p, nt)
+    _check(status)
+    return out

@@ -1,0 +1,333 @@
+/* 2-D convolution, NHWC / HWIO, as implicit GEMM on the packed GEMM driver.
+ *
+ * forward          y (n*ho*wo, f)  = im2col(x) (n*ho*wo, kh*kw*c) x w (kh*kw*c, f)
+ * backward-input   dx (pixels, c)  = im2col(dy) x w^T, one GEMM per stride phase
+ * backward-weight  dw (kh*kw*c, f) = im2col(x)^T x dy, reduced over the batch
+ *
+ * im2col is never built: the GEMM's pack step gathers each block of rows
+ * straight from the activations, so scratch is a few cache-sized blocks per
+ * thread whatever the input size. */
+#include <string.h>
+
+#include "fc_internal.h"
+
+/* Rows of an implicit im2col matrix. Row m is the grid point (img, a, b),
+ * a < ga, b < gb; column k is (tap t, channel ch) with k = t*src_c + ch, and
+ * its value is src[img, a*ra + off_a[t], b*rb + off_b[t], ch], or 0 outside
+ * the source image (the zero padding). */
+typedef struct {
+    const float *src;
+    ptrdiff_t src_h, src_w, src_c;
+    ptrdiff_t ga, gb;
+    ptrdiff_t ra, rb;
+    const ptrdiff_t *off_a, *off_b;
+    ptrdiff_t row0; /* first grid point of this matrix (a batch chunk) */
+} im2col_view;
+
+/* The grid point of row m, advanced one row at a time without division. */
+typedef struct {
+    ptrdiff_t img, a, b;
+} grid_pos;
+
+static grid_pos grid_start(const im2col_view *v, ptrdiff_t m)
+{
+    grid_pos g;
+    const ptrdiff_t per_img = v->ga * v->gb;
+    g.img = m / per_img;
+    m -= g.img * per_img;
+    g.a = m / v->gb;
+    g.b = m - g.a * v->gb;
+    return g;
+}
+
+static void grid_next(const im2col_view *v, grid_pos *g)
+{
+    if (++g->b == v->gb) {
+        g->b = 0;
+        if (++g->a == v->ga) {
+            g->a = 0;
+            ++g->img;
+        }
+    }
+}
+
+/* Source of tap t at grid point g, or NULL in the padding. */
+static inline const float *tap_source(const im2col_view *v, const grid_pos *g, ptrdiff_t t)
+{
+    const ptrdiff_t sa = g->a * v->ra + v->off_a[t];
+    const ptrdiff_t sb = g->b * v->rb + v->off_b[t];
+    if (sa < 0 || sa >= v->src_h || sb < 0 || sb >= v->src_w)
+        return NULL;
+    return v->src + ((g->img * v->src_h + sa) * v->src_w + sb) * v->src_c;
+}
+
+static inline void copy_or_zero(float *dst, const float *src, ptrdiff_t len, ptrdiff_t dst_step)
+{
+    if (src) {
+        if (dst_step == 1)
+            memcpy(dst, src, (size_t)len * sizeof(float));
+        else
+            for (ptrdiff_t i = 0; i < len; ++i)
+                dst[i * dst_step] = src[i];
+    } else {
+        for (ptrdiff_t i = 0; i < len; ++i)
+            dst[i * dst_step] = 0.0f;
+    }
+}
+
+/* Row-major block of im2col rows [i0, i0+mc), columns [p0, p0+kc). */
+static void pack_a_im2col(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
+                          ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst)
+{
+    const im2col_view *v = ctx;
+    const ptrdiff_t t0 = p0 / v->src_c, ch0 = p0 - t0 * v->src_c;
+    grid_pos g = grid_start(v, v->row0 + i0);
+    (void)mr;
+    for (ptrdiff_t i = 0; i < mc; ++i, grid_next(v, &g)) {
+        float *out = dst + i * kc;
+        ptrdiff_t left = kc, t = t0, ch = ch0;
+        while (left > 0) {
+            const ptrdiff_t run = fc_min(v->src_c - ch, left);
+            const float *src = tap_source(v, &g, t);
+            if (run == 1)
+                *out = src ? src[ch] : 0.0f;
+            else
+                copy_or_zero(out, src ? src + ch : NULL, run, 1);
+            out += run;
+            left -= run;
+            ++t;
+            ch = 0;
+        }
+    }
+}
+
+/* Interleaved panels of the transposed im2col matrix: rows are im2col
+ * columns (tap, channel) [i0, i0+mc), columns are grid points [p0, p0+kc).
+ * Within a panel, the mr rows of one grid point are contiguous channels of
+ * one or a few taps, so each is a short contiguous copy. */
+static void pack_a_im2col_transposed(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
+                                     ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst)
+{
+    const im2col_view *v = ctx;
+    for (ptrdiff_t r0 = 0; r0 < mc; r0 += mr) {
+        const ptrdiff_t rows = fc_min(mr, mc - r0);
+        /* Split the panel's rows into runs of channels of one tap. */
+        ptrdiff_t seg_tap[FC_MR_MAX], seg_ch[FC_MR_MAX], seg_len[FC_MR_MAX];
+        int n_seg = 0;
+        for (ptrdiff_t r = 0; r < rows; ++n_seg) {
+            const ptrdiff_t k = i0 + r0 + r;
+            seg_tap[n_seg] = k / v->src_c;
+            seg_ch[n_seg] = k - seg_tap[n_seg] * v->src_c;
+            seg_len[n_seg] = fc_min(v->src_c - seg_ch[n_seg], rows - r);
+            r += seg_len[n_seg];
+        }
+        float *panel = dst + r0 * kc;
+        grid_pos g = grid_start(v, v->row0 + p0);
+        for (ptrdiff_t p = 0; p < kc; ++p, grid_next(v, &g)) {
+            float *out = panel + p * mr;
+            for (int s = 0; s < n_seg; ++s) {
+                const float *src = tap_source(v, &g, seg_tap[s]);
+                copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s], 1);
+                out += seg_len[s];
+            }
+            for (ptrdiff_t r = rows; r < mr; ++r)
+                *out++ = 0.0f;
+        }
+    }
+}
+
+/* Tap offsets of the forward pass: tap (ki, kj) reads input row
+ * oh*sh + ki*dh - pt. */
+static int forward_taps(const fc_conv2d_desc *d, ptrdiff_t **off_a, ptrdiff_t **off_b)
+{
+    const ptrdiff_t taps = d->kh * d->kw;
+    *off_a = fc_aligned_alloc((size_t)(2 * taps) * sizeof(ptrdiff_t));
+    if (!*off_a)
+        return FC_ERR_NOMEM;
+    *off_b = *off_a + taps;
+    for (ptrdiff_t ki = 0; ki < d->kh; ++ki)
+        for (ptrdiff_t kj = 0; kj < d->kw; ++kj) {
+            (*off_a)[ki * d->kw + kj] = ki * d->dh - d->pt;
+            (*off_b)[ki * d->kw + kj] = kj * d->dw - d->pl;
+        }
+    return FC_OK;
+}
+
+static fc_row_map dense_rows(float *base, ptrdiff_t cols)
+{
+    fc_row_map map = {base, 1, 1, cols, 0, 0};
+    return map;
+}
+
+int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
+                          const float *w, const float *b, float *y,
+                          int n_threads)
+{
+    const ptrdiff_t m = d->n * d->ho * d->wo, k = d->kh * d->kw * d->c;
+    if (m == 0 || d->f == 0)
+        return FC_OK;
+    const int pointwise = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1
+                          && d->pt == 0 && d->pb == 0 && d->pl == 0 && d->pr == 0;
+    if (pointwise) { /* 1x1, stride 1, unpadded: x is already the im2col matrix */
+        fc_gemm_desc g = {m, d->f, d->c, d->c, d->f, d->f, d->relu};
+        return fc_gemm_f32(&g, x, w, b, y, n_threads);
+    }
+    ptrdiff_t *off_a, *off_b;
+    if (forward_taps(d, &off_a, &off_b) != FC_OK)
+        return FC_ERR_NOMEM;
+    const ptrdiff_t tap0 = 0;
+    im2col_view av = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0};
+    fc_tapped_matrix bm = {w, d->f, k > 0 ? k : 1, &tap0};
+    fc_gemm_plan plan = {m, d->f, k, pack_a_im2col, &av, 0, fc_pack_b_tapped, &bm,
+                         dense_rows(y, d->f), b, d->relu};
+    const int status = fc_gemm_run(&plan, n_threads);
+    fc_aligned_free(off_a);
+    return status;
+}
+
+/* Backward-input. Input pixel ih receives from output row oh through tap ki
+ * when oh*sh = ih + pt - ki*dh. Splitting the input pixels by phase
+ * (ih mod sh, iw mod sw) makes the set of contributing taps fixed within a
+ * phase, so each phase is one dense GEMM with no multiplications by the zeros
+ * a strided transposed convolution would insert, and every dx pixel is
+ * written exactly once. */
+int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
+                                 const float *w, float *dx, int n_threads)
+{
+    const ptrdiff_t taps = d->kh * d->kw, c = d->c, f = d->f;
+    if (d->n == 0 || c == 0)
+        return FC_OK;
+    /* w transposed per tap to (f, c) rows: the GEMM's B for each phase. */
+    float *wt = fc_aligned_alloc((size_t)(taps * f * c) * sizeof(float));
+    ptrdiff_t *scratch = fc_aligned_alloc((size_t)(3 * taps) * sizeof(ptrdiff_t));
+    if (!wt || !scratch) {
+        fc_aligned_free(wt);
+        fc_aligned_free(scratch);
+        return FC_ERR_NOMEM;
+    }
+    for (ptrdiff_t t = 0; t < taps; ++t)
+        for (ptrdiff_t ci = 0; ci < c; ++ci)
+            for (ptrdiff_t fi = 0; fi < f; ++fi)
+                wt[(t * f + fi) * c + ci] = w[(t * c + ci) * f + fi];
+    ptrdiff_t *off_a = scratch, *off_b = scratch + taps, *tap_off = scratch + 2 * taps;
+
+    int status = FC_OK;
+    for (ptrdiff_t rh = 0; rh < d->sh && rh < d->h && status == FC_OK; ++rh) {
+        for (ptrdiff_t rw = 0; rw < d->sw && rw < d->w && status == FC_OK; ++rw) {
+            ptrdiff_t n_taps = 0;
+            for (ptrdiff_t ki = 0; ki < d->kh; ++ki) {
+                const ptrdiff_t num_a = rh + d->pt - ki * d->dh;
+                if (num_a % d->sh != 0)
+                    continue;
+                for (ptrdiff_t kj = 0; kj < d->kw; ++kj) {
+                    const ptrdiff_t num_b = rw + d->pl - kj * d->dw;
+                    if (num_b % d->sw != 0)
+                        continue;
+                    off_a[n_taps] = num_a / d->sh;
+                    off_b[n_taps] = num_b / d->sw;
+                    tap_off[n_taps] = (ki * d->kw + kj) * f * c;
+                    ++n_taps;
+                }
+            }
+            const ptrdiff_t ga = fc_ceil_div(d->h - rh, d->sh);
+            const ptrdiff_t gb = fc_ceil_div(d->w - rw, d->sw);
+            im2col_view av = {dy, d->ho, d->wo, f, ga, gb, 1, 1, off_a, off_b, 0};
+            fc_tapped_matrix bm = {wt, c, f > 0 ? f : 1, tap_off};
+            fc_row_map rows = {dx + (rh * d->w + rw) * c, ga, gb,
+                               d->h * d->w * c, d->sh * d->w * c, d->sw * c};
+            fc_gemm_plan plan = {d->n * ga * gb, c, n_taps * f, pack_a_im2col, &av, 0,
+                                 fc_pack_b_tapped, &bm, rows, NULL, 0};
+            status = fc_gemm_run(&plan, n_threads);
+        }
+    }
+    fc_aligned_free(wt);
+    fc_aligned_free(scratch);
+    return status;
+}
+
+/* Sum of dy's rows [r0, r1) into db (f values), in row order. */
+static void sum_rows(const float *dy, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t f, float *db)
+{
+    for (ptrdiff_t j = 0; j < f; ++j)
+        db[j] = 0.0f;
+    for (ptrdiff_t r = r0; r < r1; ++r)
+        for (ptrdiff_t j = 0; j < f; ++j)
+            db[j] += dy[r * f + j];
+}
+
+/* Backward-weight. The batch reduction (over all n*ho*wo output pixels) is
+ * cut into chunks fixed by the shape alone; each chunk's GEMM writes its own
+ * partial sum and the partials are added in chunk order, so the result is
+ * the same for every thread count. */
+int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
+                                  const float *dy, float *dw, float *db,
+                                  int n_threads)
+{
+    const ptrdiff_t m = d->n * d->ho * d->wo, k = d->kh * d->kw * d->c, f = d->f;
+    if (k == 0 || f == 0)
+        return FC_OK;
+    ptrdiff_t *off_a, *off_b;
+    if (forward_taps(d, &off_a, &off_b) != FC_OK)
+        return FC_ERR_NOMEM;
+
+    ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(m, FC_WGRAD_CHUNK_ROWS));
+    chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)((k + 1) * f * sizeof(float)));
+    chunks = fc_max(chunks, 1);
+    const ptrdiff_t tap0 = 0;
+    im2col_view av = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0};
+    fc_tapped_matrix bm = {dy, f, m > 0 ? m : 1, &tap0};
+    int status = FC_OK;
+
+    if (chunks == 1) {
+        fc_gemm_plan plan = {k, f, m, pack_a_im2col_transposed, &av, 1, fc_pack_b_tapped,
+                             &bm, dense_rows(dw, f), NULL, 0};
+        status = fc_gemm_run(&plan, n_threads);
+        if (db)
+            sum_rows(dy, 0, m, f, db);
+        fc_aligned_free(off_a);
+        return status;
+    }
+
+    /* Each chunk: dw partial (k*f) followed by its db partial (f). */
+    const ptrdiff_t part = (k + 1) * f;
+    float *partials = fc_aligned_alloc((size_t)(chunks * part) * sizeof(float));
+    if (!partials) {
+        fc_aligned_free(off_a);
+        return FC_ERR_NOMEM;
+    }
+    int chunk_threads = (int)fc_min(n_threads, chunks);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(chunk_threads) if (chunk_threads > 1)
+#endif
+    for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
+        const ptrdiff_t r0 = ci * m / chunks, r1 = (ci + 1) * m / chunks;
+        im2col_view cv = av;
+        cv.row0 = r0;
+        fc_tapped_matrix cb = bm;
+        cb.base = dy + r0 * f;
+        float *out = partials + ci * part;
+        fc_gemm_plan plan = {k, f, r1 - r0, pack_a_im2col_transposed, &cv, 1,
+                             fc_pack_b_tapped, &cb, dense_rows(out, f), NULL, 0};
+        if (fc_gemm_run(&plan, 1) != FC_OK)
+            status = FC_ERR_NOMEM;
+        sum_rows(dy, r0, r1, f, out + k * f);
+    }
+    if (status == FC_OK) {
+        const ptrdiff_t total = db ? part : k * f;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+        for (ptrdiff_t e = 0; e < total; ++e) {
+            float s = partials[e];
+            for (ptrdiff_t ci = 1; ci < chunks; ++ci)
+                s += partials[ci * part + e];
+            if (e < k * f)
+                dw[e] = s;
+            else
+                db[e - k * f] = s;
+        }
+    }
+    fc_aligned_free(partials);
+    fc_aligned_free(off_a);
+    return status;
+}

@@ -1,0 +1,129 @@
+/* fastconv: the public C interface of the kernels.
+ *
+ * Layout everywhere: activations NHWC float32, C-contiguous (n, h, w, c);
+ * weights HWIO (kh, kw, c, f); outputs (n, ho, wo, f). Sizes are ptrdiff_t.
+ *
+ * Every kernel takes a const descriptor, then inputs, then outputs, then
+ * n_threads, and returns 0 or a negative status (see fc_strerror). The C code
+ * does not validate shapes: the Cython boundary does, and the descriptors must
+ * be consistent (ho/wo computed from the other fields, kernel extent not larger
+ * than the padded input). Kernels are re-entrant; they allocate their scratch
+ * per call, aligned to 64 bytes.
+ */
+#ifndef FASTCONV_H
+#define FASTCONV_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    FC_OK = 0,
+    FC_ERR_NOMEM = -1,
+    FC_ERR_UNSUPPORTED = -2,
+};
+
+const char *fc_strerror(int status);
+
+/* ---- configuration ---------------------------------------------------- */
+
+enum {
+    FC_SIMD_PORTABLE = 0, /* plain C, compiled for the baseline ISA */
+    FC_SIMD_AVX2 = 1,     /* AVX2 + FMA */
+    FC_SIMD_AVX512 = 2,   /* AVX-512F */
+    FC_SIMD_COUNT = 3,
+};
+
+/* 1 when the path is compiled in and the running CPU supports it. */
+int fc_simd_available(int path);
+/* The path the kernels use now: the best available unless forced. */
+int fc_simd_current(void);
+/* Force a path; FC_ERR_UNSUPPORTED when it is not available. */
+int fc_simd_select(int path);
+const char *fc_simd_name(int path);
+
+int fc_openmp_enabled(void);
+/* Number of processors OpenMP would use by default (1 without OpenMP). */
+int fc_default_threads(void);
+const char *fc_compiler(void);
+
+/* Peak FMA throughput of the selected SIMD path, measured by a register-only
+ * loop on n_threads threads for about `seconds`. Returns GFLOP/s. */
+double fc_peak_gflops(int n_threads, double seconds);
+
+/* ---- GEMM --------------------------------------------------------------- */
+
+/* C = A B (+ bias per column) (then ReLU if relu), row-major, overwrites C.
+ * A is m x k with row stride lda, B is k x n with row stride ldb, C is m x n
+ * with row stride ldc. bias may be NULL. */
+typedef struct {
+    ptrdiff_t m, n, k;
+    ptrdiff_t lda, ldb, ldc;
+    int relu;
+} fc_gemm_desc;
+
+int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
+                const float *bias, float *c, int n_threads);
+
+/* ---- convolution -------------------------------------------------------- */
+
+typedef struct {
+    ptrdiff_t n, h, w, c;   /* input */
+    ptrdiff_t kh, kw, f;    /* kernel and filters */
+    ptrdiff_t sh, sw;       /* strides */
+    ptrdiff_t dh, dw;       /* dilations */
+    ptrdiff_t pt, pb, pl, pr; /* zero padding: top, bottom, left, right */
+    ptrdiff_t ho, wo;       /* output */
+    int relu;               /* forward only: apply ReLU after the bias */
+} fc_conv2d_desc;
+
+/* y (n, ho, wo, f) = conv(x, w) + b, then ReLU if d->relu. Overwrites y.
+ * b may be NULL. */
+int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
+                          const float *w, const float *b, float *y,
+                          int n_threads);
+
+/* dx (n, h, w, c) = gradient of sum(y * dy) with respect to x. Overwrites dx. */
+int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
+                                 const float *w, float *dx, int n_threads);
+
+/* dw (kh, kw, c, f) and db (f) = gradients with respect to w and b.
+ * Overwrites both; db may be NULL. The batch reduction uses fixed chunks
+ * added in a fixed order: results do not depend on n_threads. */
+int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
+                                  const float *dy, float *dw, float *db,
+                                  int n_threads);
+
+/* ---- pooling ------------------------------------------------------------ */
+
+typedef struct {
+    ptrdiff_t n, h, w, c;
+    ptrdiff_t kh, kw;
+    ptrdiff_t sh, sw;
+    ptrdiff_t pt, pb, pl, pr; /* each side smaller than the window */
+    ptrdiff_t ho, wo;
+} fc_pool2d_desc;
+
+/* y (n, ho, wo, c): window maximum; padding counts as -inf; NaN propagates.
+ * Overwrites y. */
+int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x,
+                              float *y, int n_threads);
+/* dx (n, h, w, c): each window's dy goes to its first maximum in row-major
+ * window order (its first NaN, if any). Overwrites dx. */
+int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
+                               const float *dy, float *dx, int n_threads);
+/* y: mean over the window's real cells (padding is left out of the count).
+ * Overwrites y. */
+int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x,
+                              float *y, int n_threads);
+/* dx: dy / count spread over each window's real cells. Overwrites dx. */
+int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy,
+                               float *dx, int n_threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FASTCONV_H */

@@ -1,0 +1,184 @@
+/* Internal definitions shared by the kernels: block sizes, the micro-kernel
+ * interface, the GEMM driver's operand description, and small helpers.
+ * Nothing here is part of the public interface (fastconv.h). */
+#ifndef FC_INTERNAL_H
+#define FC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fastconv.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---- block sizes (BLIS naming) ------------------------------------------
+ * MR x NR: the register tile of the micro-kernel.
+ * KC: depth of one packed block; an MR x KC sliver of A and a KC x NR sliver
+ *     of B should sit in L1 (32-48 KiB) while the micro-kernel runs.
+ * MC: rows of A packed at once; MC x KC floats should sit in L2 (1-2 MiB).
+ * NC: columns of B packed at once; KC x NC floats are shared by all threads
+ *     and should sit in L3.
+ * The largest MR and NR bound the stack tiles used for edges. */
+#define FC_MR_MAX 8
+#define FC_NR_MAX 32
+
+#define FC_PORTABLE_MR 4
+#define FC_PORTABLE_NR 16
+#define FC_PORTABLE_MC 128
+#define FC_PORTABLE_KC 256
+#define FC_PORTABLE_NC 4096
+
+#define FC_AVX2_MR 6
+#define FC_AVX2_NR 16
+#define FC_AVX2_MC 144
+#define FC_AVX2_KC 256
+#define FC_AVX2_NC 4080
+
+#define FC_AVX512_MR 6
+#define FC_AVX512_NR 32
+#define FC_AVX512_MC 144
+#define FC_AVX512_KC 192
+#define FC_AVX512_NC 4096
+
+/* Rows of the batch reduction of a weight gradient handled by one partial sum. */
+#define FC_WGRAD_CHUNK_ROWS 1024
+#define FC_WGRAD_MAX_CHUNKS 16
+/* Bytes the weight-gradient partial sums may take before chunks are merged. */
+#define FC_WGRAD_PARTIAL_BYTES ((ptrdiff_t)64 << 20)
+
+#define FC_ALIGN 64
+
+/* ---- micro-kernel ------------------------------------------------------- */
+
+/* What the micro-kernel does with its MR x NR result. */
+typedef struct {
+    int mr, nr;          /* valid rows and columns of this tile */
+    int accumulate;      /* 1: C += AB; 0: C = AB (+ bias) */
+    const float *bias;   /* NULL, or the NR bias values of this tile's columns */
+    int relu;            /* apply max(0, .) after everything else */
+} fc_tile_epilogue;
+
+/* C tile (rows crow[0..mr), columns 0..nr) op= A sliver x B sliver.
+ * A is MR rows by kc: element (i, p) at a[i * rs_a + p * cs_a]; callers pass
+ * either (rs_a = lda, cs_a = 1), rows of a row-major block, or
+ * (rs_a = 1, cs_a = MR), an interleaved panel. B is a packed panel:
+ * element (p, j) at b[p * NR + j]. All MR rows of A are read (rows past mr
+ * hold finite filler) but only valid rows and columns of C are touched. */
+typedef void (*fc_ukernel_fn)(ptrdiff_t kc, const float *a, ptrdiff_t rs_a,
+                              ptrdiff_t cs_a, const float *b,
+                              float *const *crow, const fc_tile_epilogue *ep);
+
+typedef struct {
+    const char *name;
+    int mr, nr;
+    ptrdiff_t mc, kc, nc;
+    fc_ukernel_fn ukernel;
+    /* Peak-throughput probe: iters rounds of independent register FMAs,
+     * peak_flops_per_iter flops each; returns a value that depends on them. */
+    float (*peak_loop)(ptrdiff_t iters);
+    int peak_flops_per_iter;
+} fc_kernel_set;
+
+/* The set chosen by fc_simd_select (or the best available). */
+const fc_kernel_set *fc_kernels(void);
+
+const fc_kernel_set *fc_kernels_portable(void);
+#ifdef FC_HAVE_AVX2
+const fc_kernel_set *fc_kernels_avx2(void);
+#endif
+#ifdef FC_HAVE_AVX512
+const fc_kernel_set *fc_kernels_avx512(void);
+#endif
+
+/* Applies the epilogue to an MR_MAX x NR_MAX accumulator tile held in memory
+ * (row stride FC_NR_MAX): the shared path for edge tiles. */
+void fc_tile_store(const float *acc, float *const *crow, const fc_tile_epilogue *ep);
+
+/* ---- the GEMM driver --------------------------------------------------- */
+
+/* Where row m of C lives: m is split as (img, a, b) over a grid of
+ * ga x gb rows per image, and row = base + img*s_img + a*s_a + b*s_b.
+ * A plain matrix is ga = 1, gb = m, s_b = ldc. Columns are contiguous. */
+typedef struct {
+    float *base;
+    ptrdiff_t ga, gb;
+    ptrdiff_t s_img, s_a, s_b;
+} fc_row_map;
+
+static inline float *fc_row_ptr(const fc_row_map *map, ptrdiff_t m)
+{
+    ptrdiff_t per_img = map->ga * map->gb;
+    ptrdiff_t img = m / per_img, r = m - img * per_img;
+    ptrdiff_t a = r / map->gb, b = r - a * map->gb;
+    return map->base + img * map->s_img + a * map->s_a + b * map->s_b;
+}
+
+/* Packs rows [i0, i0+mc) and depth [p0, p0+kc) of A into dst.
+ * Row-major layout: row i at dst + i*kc. Interleaved layout: panels of mr
+ * rows, element (i, p) at dst[(i/mr)*mr*kc + p*mr + i%mr], rows past mc zero. */
+typedef void (*fc_pack_a_fn)(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
+                             ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst);
+
+/* Packs depth [p0, p0+kc) and columns [j0, j0+nr_valid) of B as one panel:
+ * element (p, j) at dst[p*nr + j], columns past nr_valid zero. */
+typedef void (*fc_pack_b_fn)(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
+                             ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst);
+
+typedef struct {
+    ptrdiff_t m, n, k;
+    fc_pack_a_fn pack_a;
+    const void *a_ctx;
+    int a_interleaved;   /* layout pack_a writes */
+    fc_pack_b_fn pack_b;
+    const void *b_ctx;
+    fc_row_map c;
+    const float *bias;   /* NULL or n values */
+    int relu;
+} fc_gemm_plan;
+
+/* Runs C = A B (+ bias) (ReLU) with the current kernel set. Each C tile is
+ * computed by one thread in a fixed order, so results do not depend on
+ * n_threads. */
+int fc_gemm_run(const fc_gemm_plan *plan, int n_threads);
+
+/* B operand: rows grouped in taps of rows_per_tap rows each; row
+ * (t, r) starts at base + tap_off[t] + r*ld; columns contiguous. A plain
+ * row-major matrix is one tap with tap_off = {0}. */
+typedef struct {
+    const float *base;
+    ptrdiff_t ld, rows_per_tap;
+    const ptrdiff_t *tap_off;
+} fc_tapped_matrix;
+
+void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
+                      ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst);
+
+/* ---- helpers ------------------------------------------------------------ */
+
+void *fc_aligned_alloc(size_t bytes);
+void fc_aligned_free(void *p);
+
+static inline ptrdiff_t fc_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
+static inline ptrdiff_t fc_max(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
+static inline ptrdiff_t fc_ceil_div(ptrdiff_t a, ptrdiff_t b) { return (a + b - 1) / b; }
+static inline ptrdiff_t fc_round_up(ptrdiff_t a, ptrdiff_t b) { return fc_ceil_div(a, b) * b; }
+
+static inline int fc_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Denormal inputs and results cost 20-50x on x86. Each kernel thread sets
+ * flush-to-zero and denormals-are-zero on entry and restores the caller's
+ * floating-point state on exit. */
+typedef unsigned long long fc_fp_state;
+fc_fp_state fc_fp_enter(void);
+void fc_fp_leave(fc_fp_state saved);
+
+#endif /* FC_INTERNAL_H */

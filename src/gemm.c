@@ -1,0 +1,203 @@
+/* Packed GEMM in the BLIS structure: loops JC (columns by NC), PC (depth by
+ * KC), IC (rows by MC), JR (columns by NR), IR (rows by MR) around an
+ * MR x NR register-blocked micro-kernel.
+ *
+ * The driver does not know where A, B and C come from: A and B are produced
+ * by pack callbacks (so a convolution can gather its im2col rows straight
+ * into the packed block, never building the whole im2col matrix) and C rows
+ * are located through a row map (so a convolution gradient can write a
+ * strided subset of pixels). Threads share the packed B block and each packs
+ * its own A block. Every C tile is computed by exactly one thread, with the
+ * same depth order whatever the thread count, so results are bitwise
+ * identical for any n_threads. */
+#include <string.h>
+
+#include "fc_internal.h"
+
+void fc_tile_store(const float *acc, float *const *crow, const fc_tile_epilogue *ep)
+{
+    for (int i = 0; i < ep->mr; ++i) {
+        float *c = crow[i];
+        const float *t = acc + i * FC_NR_MAX;
+        for (int j = 0; j < ep->nr; ++j) {
+            float v = t[j];
+            if (ep->accumulate)
+                v += c[j];
+            else if (ep->bias)
+                v += ep->bias[j];
+            if (ep->relu)
+                v = v < 0.0f ? 0.0f : v; /* keeps NaN */
+            c[j] = v;
+        }
+    }
+}
+
+void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
+                      ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst)
+{
+    const fc_tapped_matrix *m = ctx;
+    ptrdiff_t t = p0 / m->rows_per_tap, r = p0 - t * m->rows_per_tap;
+    for (ptrdiff_t p = 0; p < kc; ++p) {
+        const float *src = m->base + m->tap_off[t] + r * m->ld + j0;
+        float *out = dst + p * nr;
+        memcpy(out, src, (size_t)nr_valid * sizeof(float));
+        for (ptrdiff_t j = nr_valid; j < nr; ++j)
+            out[j] = 0.0f;
+        if (++r == m->rows_per_tap) {
+            r = 0;
+            ++t;
+        }
+    }
+}
+
+/* A plain row-major matrix, copied in row-major blocks. */
+typedef struct {
+    const float *a;
+    ptrdiff_t lda;
+} plain_matrix;
+
+static void pack_a_plain(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
+                         ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst)
+{
+    const plain_matrix *m = ctx;
+    (void)mr;
+    for (ptrdiff_t i = 0; i < mc; ++i)
+        memcpy(dst + i * kc, m->a + (i0 + i) * m->lda + p0, (size_t)kc * sizeof(float));
+}
+
+/* K == 0: the product is empty and C is the bias (or zero). */
+static void write_bias_only(const fc_gemm_plan *p)
+{
+    for (ptrdiff_t i = 0; i < p->m; ++i) {
+        float *c = fc_row_ptr(&p->c, i);
+        for (ptrdiff_t j = 0; j < p->n; ++j) {
+            float v = p->bias ? p->bias[j] : 0.0f;
+            c[j] = (p->relu && v < 0.0f) ? 0.0f : v;
+        }
+    }
+}
+
+int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
+{
+    const fc_kernel_set *ks = fc_kernels();
+    const int MR = ks->mr, NR = ks->nr;
+    const ptrdiff_t M = p->m, N = p->n, K = p->k;
+    if (M <= 0 || N <= 0)
+        return FC_OK;
+    if (K <= 0) {
+        write_bias_only(p);
+        return FC_OK;
+    }
+    const ptrdiff_t KC = fc_min(ks->kc, K);
+    const ptrdiff_t NC = fc_min(ks->nc, fc_round_up(N, NR));
+    const ptrdiff_t MC = fc_min(ks->mc, fc_round_up(M, MR));
+    const ptrdiff_t n_ic = fc_ceil_div(M, MC);
+    if (n_threads < 1)
+        n_threads = 1;
+    if (n_threads > n_ic * fc_ceil_div(NC, NR))
+        n_threads = (int)(n_ic * fc_ceil_div(NC, NR));
+
+    /* Per thread: the packed A block, then MC row pointers into C. */
+    const ptrdiff_t a_floats = fc_round_up(MC, MR) * KC;
+    const ptrdiff_t a_stride = fc_round_up(a_floats * (ptrdiff_t)sizeof(float)
+                                           + MC * (ptrdiff_t)sizeof(float *), FC_ALIGN);
+    float *bpack = fc_aligned_alloc((size_t)(KC * NC) * sizeof(float));
+    char *thread_ws = fc_aligned_alloc((size_t)(a_stride * n_threads));
+    if (!bpack || !thread_ws) {
+        fc_aligned_free(bpack);
+        fc_aligned_free(thread_ws);
+        return FC_ERR_NOMEM;
+    }
+    /* Rows past the last valid one are read by the micro-kernel: keep them finite. */
+    memset(thread_ws, 0, (size_t)(a_stride * n_threads));
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+#endif
+    {
+        fc_fp_state fp = fc_fp_enter();
+        char *ws = thread_ws + a_stride * fc_thread_id();
+        float *apack = (float *)ws;
+        float **rowp = (float **)(ws + a_floats * (ptrdiff_t)sizeof(float));
+        const int interleaved = p->a_interleaved;
+        float *crow[FC_MR_MAX];
+
+        for (ptrdiff_t jc = 0; jc < N; jc += NC) {
+            const ptrdiff_t nc = fc_min(NC, N - jc);
+            const ptrdiff_t n_panels = fc_ceil_div(nc, NR);
+            /* Split a block's columns too when there are few row blocks, so
+             * every thread has work; the split never changes a tile's sums. */
+            const ptrdiff_t groups = fc_min(n_panels, fc_max(1, fc_ceil_div(4 * n_threads, n_ic)));
+            for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+                const ptrdiff_t kc = fc_min(KC, K - pc);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (ptrdiff_t jp = 0; jp < n_panels; ++jp)
+                    p->pack_b(p->b_ctx, pc, kc, jc + jp * NR, fc_min(NR, nc - jp * NR), NR,
+                              bpack + jp * NR * kc);
+
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (ptrdiff_t item = 0; item < n_ic * groups; ++item) {
+                    const ptrdiff_t ic = item / groups, g = item - ic * groups;
+                    const ptrdiff_t i0 = ic * MC, mc = fc_min(MC, M - i0);
+                    p->pack_a(p->a_ctx, i0, mc, pc, kc, MR, apack);
+                    for (ptrdiff_t i = 0; i < mc; ++i)
+                        rowp[i] = fc_row_ptr(&p->c, i0 + i);
+                    const ptrdiff_t jp_begin = g * n_panels / groups;
+                    const ptrdiff_t jp_end = (g + 1) * n_panels / groups;
+                    for (ptrdiff_t jp = jp_begin; jp < jp_end; ++jp) {
+                        const ptrdiff_t j = jc + jp * NR;
+                        fc_tile_epilogue ep;
+                        ep.nr = (int)fc_min(NR, N - j);
+                        ep.accumulate = pc > 0;
+                        ep.bias = (pc == 0 && p->bias) ? p->bias + j : NULL;
+                        ep.relu = p->relu && pc + kc >= K;
+                        const float *bp = bpack + jp * NR * kc;
+                        for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
+                            ep.mr = (int)fc_min(MR, mc - ir);
+                            for (int i = 0; i < MR; ++i)
+                                crow[i] = rowp[ir + (i < ep.mr ? i : 0)] + j;
+                            /* Row-major rows sit kc apart; an interleaved
+                             * panel of MR rows takes the same kc*MR floats. */
+                            ks->ukernel(kc, apack + ir * kc, interleaved ? 1 : kc, interleaved ? MR : 1,
+                                        bp, crow, &ep);
+                        }
+                    }
+                }
+            }
+        }
+        fc_fp_leave(fp);
+    }
+    fc_aligned_free(bpack);
+    fc_aligned_free(thread_ws);
+    return FC_OK;
+}
+
+int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
+                const float *bias, float *c, int n_threads)
+{
+    const ptrdiff_t tap0 = 0;
+    plain_matrix am = {a, d->lda};
+    fc_tapped_matrix bm = {b, d->ldb, d->k > 0 ? d->k : 1, &tap0};
+    fc_gemm_plan plan;
+    plan.m = d->m;
+    plan.n = d->n;
+    plan.k = d->k;
+    plan.pack_a = pack_a_plain;
+    plan.a_ctx = &am;
+    plan.a_interleaved = 0;
+    plan.pack_b = fc_pack_b_tapped;
+    plan.b_ctx = &bm;
+    plan.c.base = c;
+    plan.c.ga = 1;
+    plan.c.gb = d->m > 0 ? d->m : 1;
+    plan.c.s_img = 0;
+    plan.c.s_a = 0;
+    plan.c.s_b = d->ldc;
+    plan.bias = bias;
+    plan.relu = d->relu;
+    return fc_gemm_run(&plan, n_threads);
+}

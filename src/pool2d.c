@@ -1,0 +1,205 @@
+/* Max and average pooling over NHWC activations, forward and backward.
+ *
+ * Inner loops run over the contiguous channels, so compilers vectorise them;
+ * OpenMP splits the batch and output rows. Padding never produces a read:
+ * each window is clipped to the image, which is the same as padding with
+ * -inf (max) or leaving padded cells out of the count (average), and every
+ * window holds at least one real cell (each side's padding is smaller than
+ * the window).
+ *
+ * Backward passes scatter into dx. When windows do not overlap vertically
+ * (sh >= kh), each output row owns a band of dx rows, so rows run in
+ * parallel; otherwise each image is one unit of work. Either way every dx
+ * element is accumulated by one thread in a fixed order. */
+#include <string.h>
+
+#include "fc_internal.h"
+
+/* Channels processed together by the max-pool backward argmax. */
+#define FC_POOL_CHANNEL_BLOCK 256
+
+/* The window of output index o along one axis, clipped to [0, size). */
+static inline void window_range(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t k,
+                                ptrdiff_t size, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    const ptrdiff_t start = o * stride - pad;
+    *lo = fc_max(start, 0);
+    *hi = fc_min(start + k, size);
+}
+
+int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
+{
+    const ptrdiff_t rows = d->n * d->ho, c = d->c;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (ptrdiff_t row = 0; row < rows; ++row) {
+        const ptrdiff_t img = row / d->ho, oh = row - img * d->ho;
+        ptrdiff_t i0, i1;
+        window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+        const float *xi = x + img * d->h * d->w * c;
+        for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+            ptrdiff_t j0, j1;
+            window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+            float *out = y + (row * d->wo + ow) * c;
+            memcpy(out, xi + (i0 * d->w + j0) * c, (size_t)c * sizeof(float));
+            for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
+                    const float *v = xi + (ih * d->w + iw) * c;
+                    for (ptrdiff_t ch = 0; ch < c; ++ch) /* a NaN, once in, stays */
+                        out[ch] = (v[ch] > out[ch] || v[ch] != v[ch]) ? v[ch] : out[ch];
+                }
+        }
+    }
+    return FC_OK;
+}
+
+int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
+{
+    const ptrdiff_t rows = d->n * d->ho, c = d->c;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (ptrdiff_t row = 0; row < rows; ++row) {
+        const ptrdiff_t img = row / d->ho, oh = row - img * d->ho;
+        ptrdiff_t i0, i1;
+        window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+        const float *xi = x + img * d->h * d->w * c;
+        for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+            ptrdiff_t j0, j1;
+            window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+            float *out = y + (row * d->wo + ow) * c;
+            memset(out, 0, (size_t)c * sizeof(float));
+            for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+                    const float *v = xi + (ih * d->w + iw) * c;
+                    for (ptrdiff_t ch = 0; ch < c; ++ch)
+                        out[ch] += v[ch];
+                }
+            const float count = (float)((i1 - i0) * (j1 - j0));
+            for (ptrdiff_t ch = 0; ch < c; ++ch)
+                out[ch] /= count;
+        }
+    }
+    return FC_OK;
+}
+
+/* One unit of backward work: zero dx rows [r0, r1) of image img, then
+ * scatter the gradients of output rows [oh0, oh1), whose windows lie in
+ * those rows. */
+typedef struct {
+    ptrdiff_t img, r0, r1, oh0, oh1;
+} pool_band;
+
+static ptrdiff_t band_count(const fc_pool2d_desc *d, int *row_bands)
+{
+    *row_bands = d->sh >= d->kh;
+    return *row_bands ? d->n * d->ho : d->n;
+}
+
+static pool_band band_of(const fc_pool2d_desc *d, int row_bands, ptrdiff_t u)
+{
+    pool_band b;
+    if (!row_bands) {
+        b.img = u;
+        b.r0 = 0;
+        b.r1 = d->h;
+        b.oh0 = 0;
+        b.oh1 = d->ho;
+        return b;
+    }
+    b.img = u / d->ho;
+    b.oh0 = u - b.img * d->ho;
+    b.oh1 = b.oh0 + 1;
+    b.r0 = b.oh0 == 0 ? 0 : fc_min(fc_max(b.oh0 * d->sh - d->pt, 0), d->h);
+    b.r1 = b.oh1 == d->ho ? d->h : fc_min(fc_max(b.oh1 * d->sh - d->pt, 0), d->h);
+    return b;
+}
+
+static void zero_rows(const fc_pool2d_desc *d, const pool_band *b, float *dx)
+{
+    float *start = dx + ((b->img * d->h + b->r0) * d->w) * d->c;
+    memset(start, 0, (size_t)((b->r1 - b->r0) * d->w * d->c) * sizeof(float));
+}
+
+int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
+                               const float *dy, float *dx, int n_threads)
+{
+    int row_bands;
+    const ptrdiff_t units = band_count(d, &row_bands), c = d->c;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (ptrdiff_t u = 0; u < units; ++u) {
+        const pool_band b = band_of(d, row_bands, u);
+        zero_rows(d, &b, dx);
+        const float *xi = x + b.img * d->h * d->w * c;
+        float *dxi = dx + b.img * d->h * d->w * c;
+        float best[FC_POOL_CHANNEL_BLOCK];
+        ptrdiff_t where[FC_POOL_CHANNEL_BLOCK]; /* pixel index ih*w + iw */
+        for (ptrdiff_t oh = b.oh0; oh < b.oh1; ++oh) {
+            ptrdiff_t i0, i1;
+            window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+            for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+                ptrdiff_t j0, j1;
+                window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+                const float *g = dy + ((b.img * d->ho + oh) * d->wo + ow) * c;
+                for (ptrdiff_t c0 = 0; c0 < c; c0 += FC_POOL_CHANNEL_BLOCK) {
+                    const ptrdiff_t cb = fc_min(FC_POOL_CHANNEL_BLOCK, c - c0);
+                    const ptrdiff_t first = i0 * d->w + j0;
+                    for (ptrdiff_t ch = 0; ch < cb; ++ch) {
+                        best[ch] = xi[first * c + c0 + ch];
+                        where[ch] = first;
+                    }
+                    for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                        for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
+                            const ptrdiff_t pix = ih * d->w + iw;
+                            const float *v = xi + pix * c + c0;
+                            for (ptrdiff_t ch = 0; ch < cb; ++ch) {
+                                /* strictly greater keeps the first maximum;
+                                 * the first NaN wins and keeps its place */
+                                const int take = v[ch] > best[ch]
+                                                 || (v[ch] != v[ch] && best[ch] == best[ch]);
+                                best[ch] = take ? v[ch] : best[ch];
+                                where[ch] = take ? pix : where[ch];
+                            }
+                        }
+                    for (ptrdiff_t ch = 0; ch < cb; ++ch)
+                        dxi[where[ch] * c + c0 + ch] += g[c0 + ch];
+                }
+            }
+        }
+    }
+    return FC_OK;
+}
+
+int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx, int n_threads)
+{
+    int row_bands;
+    const ptrdiff_t units = band_count(d, &row_bands), c = d->c;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (ptrdiff_t u = 0; u < units; ++u) {
+        const pool_band b = band_of(d, row_bands, u);
+        zero_rows(d, &b, dx);
+        float *dxi = dx + b.img * d->h * d->w * c;
+        for (ptrdiff_t oh = b.oh0; oh < b.oh1; ++oh) {
+            ptrdiff_t i0, i1;
+            window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+            for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+                ptrdiff_t j0, j1;
+                window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+                const float *g = dy + ((b.img * d->ho + oh) * d->wo + ow) * c;
+                const float count = (float)((i1 - i0) * (j1 - j0));
+                for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                    for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+                        float *out = dxi + (ih * d->w + iw) * c;
+                        for (ptrdiff_t ch = 0; ch < c; ++ch)
+                            out[ch] += g[ch] / count;
+                    }
+            }
+        }
+    }
+    return FC_OK;
+}
