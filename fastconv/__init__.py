@@ -21,6 +21,7 @@ __all__ = [
     "get_simd_path",
     "available_simd_paths",
     "peak_gflops",
+    "memory_bandwidth",
     "show_config",
     "__version__",
 ]
@@ -59,6 +60,12 @@ def peak_gflops(n_threads: int | None = None, seconds: float = 0.2) -> float:
     """Peak FMA throughput of this machine on the current SIMD path, measured
     now by a register-only loop on ``n_threads`` threads, in GFLOP/s."""
     return _kernels.peak_gflops(n_threads, seconds)
+
+
+def memory_bandwidth(n_threads: int | None = None) -> float:
+    """Memory bandwidth in GB/s, measured now by a STREAM-like triad
+    (a = b + s*c over three 128 MiB arrays) on ``n_threads`` threads."""
+    return _kernels.triad_gbs(n_threads)
 
 
 def show_config() -> None:

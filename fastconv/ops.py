@@ -28,6 +28,7 @@ __all__ = [
     "avg_pool2d",
     "avg_pool2d_backward",
     "matmul",
+    "dense",
 ]
 
 _REAL_KINDS = "biuf"
@@ -204,3 +205,30 @@ def matmul(a: ArrayLike, b: ArrayLike, *, n_threads: int | None = None) -> np.nd
             f"a's columns must match b's rows, got a {a.shape} and b {b.shape}"
         )
     return _kernels.gemm(a, b, None, False, n_threads)
+
+
+def dense(
+    x: ArrayLike,
+    w: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    activation: str | None = None,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """``x @ w + b`` with an optional fused ReLU (a Dense layer's forward pass).
+
+    x : (m, k), w : (k, n), b : (n,) or None -> (m, n) float32
+    """
+    x = _as_f32(x, "x")
+    w = _as_f32(w, "w")
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
+        raise ValueError(
+            f"x must be (m, k) and w (k, n) with matching k, got x {x.shape} and w {w.shape}"
+        )
+    if b is not None:
+        b = _as_f32(b, "b")
+        if b.shape != (w.shape[1],):
+            raise ValueError(f"b must have shape ({w.shape[1]},), got {b.shape}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+    return _kernels.gemm(x, w, b, activation == "relu", n_threads)

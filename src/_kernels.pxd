@@ -20,6 +20,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_default_threads()
     const char *fc_compiler()
     double fc_peak_gflops(int n_threads, double seconds)
+    double fc_triad_gbs(int n_threads, ptrdiff_t n_floats, int repeats)
 
     ctypedef struct fc_gemm_desc:
         ptrdiff_t m, n, k

@@ -83,6 +83,16 @@ def peak_gflops(n_threads=None, double seconds=0.2):
     return result
 
 
+def triad_gbs(n_threads=None, Py_ssize_t n_floats=32 * 1024 * 1024, int repeats=5):
+    cdef int nt = _resolve_threads(n_threads)
+    cdef double result
+    with nogil:
+        result = fc_triad_gbs(nt, n_floats, repeats)
+    if result < 0:
+        raise MemoryError(f"no memory for three arrays of {n_floats} floats")
+    return result
+
+
 cdef int _check(int status) except -1:
     if status == FC_OK:
         return 0

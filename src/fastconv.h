@@ -53,6 +53,11 @@ const char *fc_compiler(void);
  * loop on n_threads threads for about `seconds`. Returns GFLOP/s. */
 double fc_peak_gflops(int n_threads, double seconds);
 
+/* Memory bandwidth in GB/s from a STREAM-like triad a = b + s*c over three
+ * arrays of n_floats each (choose far larger than the last-level cache), the
+ * best of `repeats` runs. Returns a negative value when out of memory. */
+double fc_triad_gbs(int n_threads, ptrdiff_t n_floats, int repeats);
+
 /* ---- GEMM --------------------------------------------------------------- */
 
 /* C = A B (+ bias per column) (then ReLU if relu), row-major, overwrites C.
