@@ -1,0 +1,320 @@
+"""fastconv.ops (the C kernels) against fastconv.reference, on every SIMD path.
+
+The reference runs in float64 on the same float32 inputs, and results must
+agree to about 1e-4 of the largest magnitude. Thread counts must not change
+results at all.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastconv
+from fastconv import ops, reference
+
+PATHS = fastconv.available_simd_paths()
+
+
+@pytest.fixture(params=PATHS, scope="module")
+def simd_path(request):
+    before = fastconv.get_simd_path()
+    fastconv.set_simd_path(request.param)
+    yield request.param
+    fastconv.set_simd_path(before)
+
+
+def assert_close(got, expected, tol=1e-4):
+    assert got.shape == expected.shape
+    assert got.dtype == np.float32
+    scale = max(float(np.abs(expected).max(initial=0.0)), 1.0)
+    err = float(np.abs(got.astype(np.float64) - expected).max(initial=0.0))
+    assert err <= tol * scale, f"max error {err:.3g} vs scale {scale:.3g}"
+
+
+def f64(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+padding_forms = st.one_of(
+    st.sampled_from(["valid", "same"]),
+    st.integers(0, 3),
+    st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    st.tuples(
+        st.tuples(st.integers(0, 3), st.integers(0, 3)),
+        st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    ),
+)
+
+
+@st.composite
+def conv_cases(draw):
+    kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    stride = draw(st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    padding = draw(padding_forms)
+    # Sizes from "kernel as large as the input" upwards.
+    h = draw(st.integers(max(1, (kh - 1) * dh + 1 - 6), (kh - 1) * dh + 6))
+    w = draw(st.integers(max(1, (kw - 1) * dw + 1 - 6), (kw - 1) * dw + 6))
+    n = draw(st.sampled_from([0, 1, 2, 3]))
+    c = draw(st.sampled_from([1, 2, 3, 5, 8, 17]))
+    f = draw(st.sampled_from([1, 3, 7, 16, 19, 33]))
+    try:
+        fastconv._geometry.conv2d_geometry((n, h, w, c), (kh, kw, c, f), stride, padding, (dh, dw))
+    except ValueError:
+        padding = "same"  # always valid: the padded input covers the kernel
+    seed = draw(st.integers(0, 2**31 - 1))
+    return dict(n=n, h=h, w=w, c=c, f=f, kh=kh, kw=kw, stride=stride, padding=padding,
+                dilation=(dh, dw), seed=seed)
+
+
+def make_conv_inputs(case, dtype=np.float32):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], case["h"], case["w"], case["c"])).astype(dtype)
+    w = rng.standard_normal((case["kh"], case["kw"], case["c"], case["f"])).astype(dtype)
+    b = rng.standard_normal(case["f"]).astype(dtype)
+    return x, w, b
+
+
+def conv_args(case):
+    return dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=conv_cases())
+def test_conv2d_matches_reference(simd_path, case):
+    x, w, b = make_conv_inputs(case)
+    args = conv_args(case)
+    y = ops.conv2d(x, w, b, **args)
+    assert_close(y, reference.conv2d(f64(x), f64(w), f64(b), **args))
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **args)
+    rdx, rdw, rdb = reference.conv2d_backward(f64(dy), f64(x), f64(w), **args)
+    assert_close(dx, rdx)
+    assert_close(dw, rdw)
+    assert_close(db, rdb)
+
+
+@settings(max_examples=20, deadline=None)
+@given(case=conv_cases())
+def test_conv2d_fused_relu(case):
+    x, w, b = make_conv_inputs(case)
+    args = conv_args(case)
+    y = ops.conv2d(x, w, b, activation="relu", **args)
+    assert_close(y, np.maximum(reference.conv2d(f64(x), f64(w), f64(b), **args), 0.0))
+    assert (y >= 0).all()
+
+
+def test_conv2d_noncontiguous_and_float64_inputs():
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((2, 6, 9, 10))
+    x = base[:, :, ::2, 1:8]  # non-contiguous float64 view, shape (2, 6, 5, 7)
+    w = rng.standard_normal((7, 3, 3, 4)).transpose(1, 2, 0, 3)  # (3, 3, 7, 4), strided
+    y = ops.conv2d(x, w, padding="same")
+    assert y.dtype == np.float32
+    assert_close(y, reference.conv2d(x, w, padding="same"))
+    dy = rng.standard_normal(y.shape)
+    for got, want in zip(ops.conv2d_backward(dy, x, w, padding="same"),
+                         reference.conv2d_backward(dy, x, w, padding="same")):
+        assert_close(got, want)
+
+
+def test_conv2d_accepts_lists_and_ints():
+    x = [[[[1], [2]], [[3], [4]]]]  # (1, 2, 2, 1) ints
+    w = np.ones((2, 2, 1, 1), dtype=np.int64)
+    np.testing.assert_array_equal(ops.conv2d(x, w), np.array([[[[10.0]]]], np.float32))
+
+
+@st.composite
+def pool_cases(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    strides = draw(st.one_of(st.none(), st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    padding = draw(st.one_of(
+        st.sampled_from(["valid", "same"]),
+        st.tuples(st.tuples(st.integers(0, kh - 1), st.integers(0, kh - 1)),
+                  st.tuples(st.integers(0, kw - 1), st.integers(0, kw - 1))),
+    ))
+    n = draw(st.sampled_from([0, 1, 2]))
+    h, w = draw(st.integers(kh, kh + 6)), draw(st.integers(kw, kw + 6))
+    c = draw(st.sampled_from([1, 3, 8, 17, 300]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return dict(n=n, h=h, w=w, c=c, pool_size=(kh, kw), strides=strides, padding=padding, seed=seed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=pool_cases(), kind=st.sampled_from(["max", "avg"]), ties=st.booleans())
+def test_pooling_matches_reference(case, kind, ties):
+    rng = np.random.default_rng(case["seed"])
+    shape = (case["n"], case["h"], case["w"], case["c"])
+    # Small integers make ties common, exercising the first-maximum rule.
+    x = (rng.integers(0, 3, shape) if ties else rng.standard_normal(shape)).astype(np.float32)
+    args = dict(strides=case["strides"], padding=case["padding"])
+    forward = getattr(ops, f"{kind}_pool2d")
+    backward = getattr(ops, f"{kind}_pool2d_backward")
+    y = forward(x, case["pool_size"], **args)
+    assert_close(y, getattr(reference, f"{kind}_pool2d")(f64(x), case["pool_size"], **args))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = backward(dy, x, case["pool_size"], **args)
+    want = getattr(reference, f"{kind}_pool2d_backward")(f64(dy), f64(x), case["pool_size"], **args)
+    assert_close(dx, want)
+
+
+def test_max_pool_nan_and_inf_propagate():
+    x = np.zeros((1, 4, 4, 2), np.float32)
+    x[0, 0, 1, 0] = np.nan
+    x[0, 2, 2, 1] = np.inf
+    x[0, 3, 3, 1] = -np.inf
+    y = ops.max_pool2d(x, 2)
+    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 0, 0, 1])
+    assert y[0, 1, 1, 1] == np.inf
+    dx = ops.max_pool2d_backward(np.ones_like(y), x, 2)
+    assert dx[0, 0, 1, 0] == 1.0 and dx[0, 0, 0, 0] == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(0, 70), k=st.integers(0, 300), n=st.integers(0, 70), seed=st.integers(0, 1000))
+def test_matmul_matches_numpy(simd_path, m, k, n, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    assert_close(ops.matmul(a, b), f64(a) @ f64(b))
+
+
+def test_matmul_large_blocks(simd_path):
+    """Shapes past every block size (MC, KC, NC) and not multiples of them."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((301, 613)).astype(np.float32)
+    b = rng.standard_normal((613, 4200)).astype(np.float32)
+    assert_close(ops.matmul(a, b), f64(a) @ f64(b))
+
+
+def test_dense_fused_bias_relu():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((37, 29)).astype(np.float32)
+    w = rng.standard_normal((29, 45)).astype(np.float32)
+    b = rng.standard_normal(45).astype(np.float32)
+    assert_close(ops.dense(x, w, b), f64(x) @ f64(w) + b)
+    assert_close(ops.dense(x, w, b, activation="relu"), np.maximum(f64(x) @ f64(w) + b, 0))
+
+
+# ---- threads and paths ------------------------------------------------------
+
+BIG_CASES = [
+    # (x shape, w shape, stride, padding): several row blocks, several
+    # weight-gradient chunks, channels past the register tile.
+    ((6, 20, 20, 13), (3, 3, 13, 37), 1, "same"),
+    ((3, 17, 19, 40), (5, 3, 40, 70), 2, 1),
+    ((2, 30, 30, 64), (1, 1, 64, 96), 1, "valid"),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding", BIG_CASES)
+def test_results_identical_for_any_thread_count(simd_path, x_shape, w_shape, stride, padding):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[3]).astype(np.float32)
+    args = dict(stride=stride, padding=padding)
+    results = []
+    for threads in (1, 2, 3):
+        y = ops.conv2d(x, w, b, n_threads=threads, **args)
+        dy = np.cos(y)
+        results.append((y, *ops.conv2d_backward(dy, x, w, n_threads=threads, **args),
+                        ops.max_pool2d(x, 3, strides=2, n_threads=threads),
+                        ops.avg_pool2d_backward(np.ones((x_shape[0], 1, 1, x_shape[3]), np.float32),
+                                                x, x_shape[1:3], n_threads=threads),
+                        ops.matmul(x.reshape(-1, x_shape[3]), w.reshape(-1, w_shape[3])[: x_shape[3]],
+                                   n_threads=threads)))
+    for other in results[1:]:
+        for a, b_ in zip(results[0], other):
+            np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding", BIG_CASES)
+def test_simd_paths_agree_with_portable(x_shape, w_shape, stride, padding):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    before = fastconv.get_simd_path()
+    try:
+        outputs = {}
+        for path in PATHS:
+            fastconv.set_simd_path(path)
+            y = ops.conv2d(x, w, stride=stride, padding=padding)
+            outputs[path] = (y, *ops.conv2d_backward(np.sin(y), x, w, stride=stride, padding=padding))
+    finally:
+        fastconv.set_simd_path(before)
+    for path in PATHS:
+        for got, want in zip(outputs[path], outputs["portable"]):
+            assert_close(got, want.astype(np.float64), tol=1e-5)
+
+
+def test_kernels_restore_the_callers_denormal_handling():
+    """The kernels flush denormals internally but must not leak that to NumPy."""
+    x = np.ones((1, 8, 8, 4), np.float32)
+    ops.conv2d(x, np.ones((3, 3, 4, 4), np.float32))
+    tiny = np.array([1e-38], np.float32) / np.float32(100.0)
+    assert tiny[0] != 0.0
+
+
+def test_denormal_inputs_give_correct_results():
+    x = np.full((1, 6, 6, 3), 1e-40, np.float32)
+    y = ops.conv2d(x, np.ones((3, 3, 3, 2), np.float32), np.ones(2, np.float32))
+    np.testing.assert_allclose(y, 1.0)
+
+
+def test_simd_path_selection():
+    assert "portable" in PATHS
+    with pytest.raises(ValueError, match="SIMD path"):
+        fastconv.set_simd_path("sse9")
+
+
+def test_threads_setting():
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(1)
+        assert fastconv.get_num_threads() == 1
+        with pytest.raises(ValueError, match="at least 1"):
+            fastconv.set_num_threads(0)
+    finally:
+        fastconv.set_num_threads(before)
+
+
+def test_show_config(capsys):
+    fastconv.show_config()
+    out = capsys.readouterr().out
+    for word in ("fastconv", "OpenMP", "threads", "SIMD path", "compiler"):
+        assert word in out
+
+
+def test_machine_probes_are_positive():
+    assert fastconv.peak_gflops(1, seconds=0.02) > 0.5
+
+
+# ---- argument errors --------------------------------------------------------
+
+def test_errors_name_the_argument():
+    x = np.zeros((1, 5, 5, 3), np.float32)
+    w = np.zeros((3, 3, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="input channels"):
+        ops.conv2d(x, np.zeros((3, 3, 2, 4), np.float32))
+    with pytest.raises(ValueError, match="b must have shape"):
+        ops.conv2d(x, w, np.zeros(5))
+    with pytest.raises(ValueError, match="padding"):
+        ops.conv2d(x, w, padding="full")
+    with pytest.raises(ValueError, match="stride"):
+        ops.conv2d(x, w, stride=0)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        ops.conv2d(x, np.zeros((7, 7, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="x must have 4 dimensions"):
+        ops.conv2d(x[0], w)
+    with pytest.raises(TypeError, match="real numbers"):
+        ops.conv2d(x.astype(complex), w)
+    with pytest.raises(ValueError, match="dy must have"):
+        ops.conv2d_backward(np.zeros((1, 2, 2, 4)), x, w)
+    with pytest.raises(ValueError, match="pool_size"):
+        ops.max_pool2d(x, 0)
+    with pytest.raises(ValueError, match="a's columns"):
+        ops.matmul(np.zeros((2, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="activation"):
+        ops.conv2d(x, w, activation="gelu")
