@@ -101,37 +101,57 @@ static void pack_a_im2col(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
     }
 }
 
-/* Interleaved panels of the transposed im2col matrix: rows are im2col
- * columns (tap, channel) [i0, i0+mc), columns are grid points [p0, p0+kc).
- * Within a panel, the mr rows of one grid point are contiguous channels of
- * one or a few taps, so each is a short contiguous copy. */
-static void pack_a_im2col_transposed(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
-                                     ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst)
+/* One B panel of the im2col matrix: rows are grid points [p0, p0+kc),
+ * columns are (tap, channel) [j0, j0+nr_valid). For each grid point the
+ * panel's columns are contiguous channels of one or a few taps, so each row
+ * of the panel is a few contiguous copies. */
+static void pack_b_im2col(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
+                          ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst)
 {
     const im2col_view *v = ctx;
+    ptrdiff_t seg_tap[FC_NR_MAX], seg_ch[FC_NR_MAX], seg_len[FC_NR_MAX];
+    int n_seg = 0;
+    for (ptrdiff_t j = 0; j < nr_valid; ++n_seg) {
+        seg_tap[n_seg] = (j0 + j) / v->src_c;
+        seg_ch[n_seg] = (j0 + j) - seg_tap[n_seg] * v->src_c;
+        seg_len[n_seg] = fc_min(v->src_c - seg_ch[n_seg], nr_valid - j);
+        j += seg_len[n_seg];
+    }
+    grid_pos g = grid_start(v, v->row0 + p0);
+    for (ptrdiff_t p = 0; p < kc; ++p, grid_next(v, &g)) {
+        float *out = dst + p * nr;
+        for (int s = 0; s < n_seg; ++s) {
+            const float *src = tap_source(v, &g, seg_tap[s]);
+            copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s], 1);
+            out += seg_len[s];
+        }
+        for (ptrdiff_t j = nr_valid; j < nr; ++j)
+            *out++ = 0.0f;
+    }
+}
+
+/* Interleaved panels of a transposed row-major matrix: A = S^T where S has
+ * row stride ld. Element (i, p) of A is s[p * ld + i]; for each p the mr
+ * values of a panel are contiguous in S. */
+typedef struct {
+    const float *s;
+    ptrdiff_t ld;
+} transposed_matrix;
+
+static void pack_a_transposed(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
+                              ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst)
+{
+    const transposed_matrix *t = ctx;
     for (ptrdiff_t r0 = 0; r0 < mc; r0 += mr) {
         const ptrdiff_t rows = fc_min(mr, mc - r0);
-        /* Split the panel's rows into runs of channels of one tap. */
-        ptrdiff_t seg_tap[FC_MR_MAX], seg_ch[FC_MR_MAX], seg_len[FC_MR_MAX];
-        int n_seg = 0;
-        for (ptrdiff_t r = 0; r < rows; ++n_seg) {
-            const ptrdiff_t k = i0 + r0 + r;
-            seg_tap[n_seg] = k / v->src_c;
-            seg_ch[n_seg] = k - seg_tap[n_seg] * v->src_c;
-            seg_len[n_seg] = fc_min(v->src_c - seg_ch[n_seg], rows - r);
-            r += seg_len[n_seg];
-        }
         float *panel = dst + r0 * kc;
-        grid_pos g = grid_start(v, v->row0 + p0);
-        for (ptrdiff_t p = 0; p < kc; ++p, grid_next(v, &g)) {
+        const float *src = t->s + p0 * t->ld + i0 + r0;
+        for (ptrdiff_t p = 0; p < kc; ++p) {
             float *out = panel + p * mr;
-            for (int s = 0; s < n_seg; ++s) {
-                const float *src = tap_source(v, &g, seg_tap[s]);
-                copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s], 1);
-                out += seg_len[s];
-            }
+            for (ptrdiff_t r = 0; r < rows; ++r)
+                out[r] = src[p * t->ld + r];
             for (ptrdiff_t r = rows; r < mr; ++r)
-                *out++ = 0.0f;
+                out[r] = 0.0f;
         }
     }
 }
@@ -191,12 +211,77 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
  * phase, so each phase is one dense GEMM with no multiplications by the zeros
  * a strided transposed convolution would insert, and every dx pixel is
  * written exactly once. */
+/* Backward-input for few input channels. The phase GEMMs would have only c
+ * columns, a sliver of the register tile, so instead compute the im2col
+ * gradient cols = dy x w^T (output pixels x kh*kw*c) one block of output
+ * pixels at a time and scatter-add it into dx (col2im). Images are the units
+ * of parallel work, so no two threads touch the same dx pixel, and each dx
+ * element is accumulated in a fixed order. */
+static int backward_input_col2im(const fc_conv2d_desc *d, const float *dy,
+                                 const float *w, float *dx, int n_threads)
+{
+    const ptrdiff_t c = d->c, f = d->f, k = d->kh * d->kw * c;
+    const ptrdiff_t pixels = d->ho * d->wo;
+    const ptrdiff_t block = fc_max(1, fc_min(pixels, FC_COL2IM_BLOCK_FLOATS / k));
+    /* w^T: (f, kh*kw*c), the B operand of every block. */
+    float *wt = fc_aligned_alloc((size_t)(f * k) * sizeof(float));
+    float *cols = fc_aligned_alloc((size_t)(n_threads * block * k) * sizeof(float));
+    int status = FC_OK;
+    if (!wt || !cols) {
+        status = FC_ERR_NOMEM;
+        goto done;
+    }
+    for (ptrdiff_t r = 0; r < k; ++r)
+        for (ptrdiff_t fi = 0; fi < f; ++fi)
+            wt[fi * k + r] = w[r * f + fi];
+
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (ptrdiff_t img = 0; img < d->n; ++img) {
+        float *buf = cols + fc_thread_id() * block * k;
+        float *dxi = dx + img * d->h * d->w * c;
+        memset(dxi, 0, (size_t)(d->h * d->w * c) * sizeof(float));
+        for (ptrdiff_t p0 = 0; p0 < pixels; p0 += block) {
+            const ptrdiff_t rows = fc_min(block, pixels - p0);
+            fc_gemm_desc g = {rows, k, f, f, k, k, 0};
+            if (fc_gemm_f32(&g, dy + (img * pixels + p0) * f, wt, NULL, buf, 1) != FC_OK) {
+                status = FC_ERR_NOMEM;
+                continue;
+            }
+            for (ptrdiff_t r = 0; r < rows; ++r) {
+                const ptrdiff_t oh = (p0 + r) / d->wo, ow = (p0 + r) - oh * d->wo;
+                const float *src = buf + r * k;
+                for (ptrdiff_t ki = 0; ki < d->kh; ++ki) {
+                    const ptrdiff_t ih = oh * d->sh + ki * d->dh - d->pt;
+                    for (ptrdiff_t kj = 0; kj < d->kw; ++kj, src += c) {
+                        const ptrdiff_t iw = ow * d->sw + kj * d->dw - d->pl;
+                        if (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
+                            continue;
+                        float *out = dxi + (ih * d->w + iw) * c;
+                        for (ptrdiff_t ci = 0; ci < c; ++ci)
+                            out[ci] += src[ci];
+                    }
+                }
+            }
+        }
+    }
+done:
+    fc_aligned_free(wt);
+    fc_aligned_free(cols);
+    return status;
+}
+
 int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
                                  const float *w, float *dx, int n_threads)
 {
     const ptrdiff_t taps = d->kh * d->kw, c = d->c, f = d->f;
     if (d->n == 0 || c == 0)
         return FC_OK;
+    if (n_threads < 1)
+        n_threads = 1;
+    if (c <= FC_COL2IM_MAX_CHANNELS)
+        return backward_input_col2im(d, dy, w, dx, n_threads);
     /* w transposed per tap to (f, c) rows: the GEMM's B for each phase. */
     float *wt = fc_aligned_alloc((size_t)(taps * f * c) * sizeof(float));
     ptrdiff_t *scratch = fc_aligned_alloc((size_t)(3 * taps) * sizeof(ptrdiff_t));
@@ -255,10 +340,15 @@ static void sum_rows(const float *dy, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t f, f
             db[j] += dy[r * f + j];
 }
 
-/* Backward-weight. The batch reduction (over all n*ho*wo output pixels) is
- * cut into chunks fixed by the shape alone; each chunk's GEMM writes its own
- * partial sum and the partials are added in chunk order, so the result is
- * the same for every thread count. */
+/* Backward-weight, computed transposed: dw^T (f, kh*kw*c) = dy^T x im2col(x).
+ * This way the large operand, im2col(x), is the shared B block, packed once
+ * per block in long contiguous runs of channels, and the small one, dy^T, is
+ * the per-thread A block.
+ *
+ * The batch reduction (over all n*ho*wo output pixels) is cut into chunks
+ * fixed by the shape alone; each chunk's GEMM writes its own partial sum and
+ * the partials are added in chunk order while transposing into dw, so the
+ * result is the same for every thread count. */
 int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                   const float *dy, float *dw, float *db,
                                   int n_threads)
@@ -266,6 +356,8 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
     const ptrdiff_t m = d->n * d->ho * d->wo, k = d->kh * d->kw * d->c, f = d->f;
     if (k == 0 || f == 0)
         return FC_OK;
+    if (n_threads < 1)
+        n_threads = 1;
     ptrdiff_t *off_a, *off_b;
     if (forward_taps(d, &off_a, &off_b) != FC_OK)
         return FC_ERR_NOMEM;
@@ -273,59 +365,51 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
     ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(m, FC_WGRAD_CHUNK_ROWS));
     chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)((k + 1) * f * sizeof(float)));
     chunks = fc_max(chunks, 1);
-    const ptrdiff_t tap0 = 0;
-    im2col_view av = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0};
-    fc_tapped_matrix bm = {dy, f, m > 0 ? m : 1, &tap0};
-    int status = FC_OK;
-
-    if (chunks == 1) {
-        fc_gemm_plan plan = {k, f, m, pack_a_im2col_transposed, &av, 1, fc_pack_b_tapped,
-                             &bm, dense_rows(dw, f), NULL, 0};
-        status = fc_gemm_run(&plan, n_threads);
-        if (db)
-            sum_rows(dy, 0, m, f, db);
-        fc_aligned_free(off_a);
-        return status;
-    }
-
-    /* Each chunk: dw partial (k*f) followed by its db partial (f). */
+    /* Each chunk: dw^T partial (f x k) followed by its db partial (f). */
     const ptrdiff_t part = (k + 1) * f;
     float *partials = fc_aligned_alloc((size_t)(chunks * part) * sizeof(float));
     if (!partials) {
         fc_aligned_free(off_a);
         return FC_ERR_NOMEM;
     }
-    int chunk_threads = (int)fc_min(n_threads, chunks);
+    const im2col_view xv = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0};
+    int status = FC_OK;
+    /* One chunk: all threads share its GEMM. Several: one chunk per thread. */
+    const int outer_threads = (int)fc_min(n_threads, chunks);
+    const int inner_threads = chunks == 1 ? n_threads : 1;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(chunk_threads) if (chunk_threads > 1)
+#pragma omp parallel for schedule(static) num_threads(outer_threads) if (outer_threads > 1)
 #endif
     for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
         const ptrdiff_t r0 = ci * m / chunks, r1 = (ci + 1) * m / chunks;
-        im2col_view cv = av;
-        cv.row0 = r0;
-        fc_tapped_matrix cb = bm;
-        cb.base = dy + r0 * f;
+        im2col_view bv = xv;
+        bv.row0 = r0;
+        const transposed_matrix av = {dy + r0 * f, f};
         float *out = partials + ci * part;
-        fc_gemm_plan plan = {k, f, r1 - r0, pack_a_im2col_transposed, &cv, 1,
-                             fc_pack_b_tapped, &cb, dense_rows(out, f), NULL, 0};
-        if (fc_gemm_run(&plan, 1) != FC_OK)
+        fc_gemm_plan plan = {f, k, r1 - r0, pack_a_transposed, &av, 1,
+                             pack_b_im2col, &bv, dense_rows(out, k), NULL, 0};
+        if (fc_gemm_run(&plan, inner_threads) != FC_OK)
             status = FC_ERR_NOMEM;
         sum_rows(dy, r0, r1, f, out + k * f);
     }
     if (status == FC_OK) {
-        const ptrdiff_t total = db ? part : k * f;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
-        for (ptrdiff_t e = 0; e < total; ++e) {
-            float s = partials[e];
-            for (ptrdiff_t ci = 1; ci < chunks; ++ci)
-                s += partials[ci * part + e];
-            if (e < k * f)
-                dw[e] = s;
-            else
-                db[e - k * f] = s;
-        }
+        for (ptrdiff_t r = 0; r < k; ++r)
+            for (ptrdiff_t j = 0; j < f; ++j) {
+                float s = partials[j * k + r];
+                for (ptrdiff_t ci = 1; ci < chunks; ++ci)
+                    s += partials[ci * part + j * k + r];
+                dw[r * f + j] = s;
+            }
+        if (db)
+            for (ptrdiff_t j = 0; j < f; ++j) {
+                float s = partials[k * f + j];
+                for (ptrdiff_t ci = 1; ci < chunks; ++ci)
+                    s += partials[ci * part + k * f + j];
+                db[j] = s;
+            }
     }
     fc_aligned_free(partials);
     fc_aligned_free(off_a);

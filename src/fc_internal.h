@@ -39,7 +39,7 @@
 #define FC_AVX512_MR 6
 #define FC_AVX512_NR 32
 #define FC_AVX512_MC 144
-#define FC_AVX512_KC 192
+#define FC_AVX512_KC 128
 #define FC_AVX512_NC 4096
 
 /* Rows of the batch reduction of a weight gradient handled by one partial sum. */
@@ -47,6 +47,12 @@
 #define FC_WGRAD_MAX_CHUNKS 16
 /* Bytes the weight-gradient partial sums may take before chunks are merged. */
 #define FC_WGRAD_PARTIAL_BYTES ((ptrdiff_t)64 << 20)
+
+/* Backward-input with at most this many input channels goes through col2im
+ * (the phase GEMMs would use only c columns of the register tile), computing
+ * the im2col gradient in blocks of at most this many floats per thread. */
+#define FC_COL2IM_MAX_CHANNELS 8
+#define FC_COL2IM_BLOCK_FLOATS 32768
 
 #define FC_ALIGN 64
 

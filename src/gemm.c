@@ -88,7 +88,10 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
         write_bias_only(p);
         return FC_OK;
     }
-    const ptrdiff_t KC = fc_min(ks->kc, K);
+    /* Depth blocks of equal size, up to a quarter larger than the nominal KC,
+     * so that no block is a short remainder (K = 288 is one block of 288,
+     * not 256 + 32): each block costs a full pass of C loads and stores. */
+    const ptrdiff_t KC = fc_ceil_div(K, fc_ceil_div(K, ks->kc + ks->kc / 4));
     const ptrdiff_t NC = fc_min(ks->nc, fc_round_up(N, NR));
     const ptrdiff_t MC = fc_min(ks->mc, fc_round_up(M, MR));
     const ptrdiff_t n_ic = fc_ceil_div(M, MC);

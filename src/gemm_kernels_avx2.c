@@ -18,6 +18,12 @@ avx2_6x16(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
 {
     const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs;
     const float *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
+    /* C is read at the end when accumulating: start fetching it now. */
+    if (ep->accumulate)
+        for (int i = 0; i < ep->mr; ++i) {
+            _mm_prefetch((const char *)crow[i], _MM_HINT_T0);
+            _mm_prefetch((const char *)(crow[i] + NR - 1), _MM_HINT_T0);
+        }
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
