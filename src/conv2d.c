@@ -75,20 +75,42 @@ static inline void copy_or_zero(float *dst, const float *src, ptrdiff_t len, ptr
     }
 }
 
-/* Row-major block of im2col rows [i0, i0+mc), columns [p0, p0+kc). */
+/* Row-major block of im2col rows [i0, i0+mc), columns [p0, p0+kc). Rows
+ * whose whole window lies inside the source skip the per-tap bounds checks
+ * and read through precomputed linear tap offsets. */
 static void pack_a_im2col(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
                           ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst)
 {
     const im2col_view *v = ctx;
-    const ptrdiff_t t0 = p0 / v->src_c, ch0 = p0 - t0 * v->src_c;
+    const ptrdiff_t c = v->src_c;
+    const ptrdiff_t t0 = p0 / c, ch0 = p0 - t0 * c, t1 = (p0 + kc - 1) / c;
+    /* The window's extent over the taps this block touches. */
+    ptrdiff_t lo_a = v->off_a[t0], hi_a = lo_a, lo_b = v->off_b[t0], hi_b = lo_b;
+    for (ptrdiff_t t = t0; t <= t1; ++t) {
+        lo_a = fc_min(lo_a, v->off_a[t]);
+        hi_a = fc_max(hi_a, v->off_a[t]);
+        lo_b = fc_min(lo_b, v->off_b[t]);
+        hi_b = fc_max(hi_b, v->off_b[t]);
+    }
     grid_pos g = grid_start(v, v->row0 + i0);
     (void)mr;
     for (ptrdiff_t i = 0; i < mc; ++i, grid_next(v, &g)) {
         float *out = dst + i * kc;
+        const ptrdiff_t sa = g.a * v->ra, sb = g.b * v->rb;
+        const int inside = sa + lo_a >= 0 && sa + hi_a < v->src_h
+                           && sb + lo_b >= 0 && sb + hi_b < v->src_w;
+        if (inside && c == 1) {
+            const float *base = v->src + (g.img * v->src_h + sa) * v->src_w + sb;
+            for (ptrdiff_t t = t0; t <= t1; ++t)
+                *out++ = base[v->off_a[t] * v->src_w + v->off_b[t]];
+            continue;
+        }
         ptrdiff_t left = kc, t = t0, ch = ch0;
         while (left > 0) {
-            const ptrdiff_t run = fc_min(v->src_c - ch, left);
-            const float *src = tap_source(v, &g, t);
+            const ptrdiff_t run = fc_min(c - ch, left);
+            const float *src = inside
+                ? v->src + ((g.img * v->src_h + sa + v->off_a[t]) * v->src_w + sb + v->off_b[t]) * c
+                : tap_source(v, &g, t);
             if (run == 1)
                 *out = src ? src[ch] : 0.0f;
             else

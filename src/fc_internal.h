@@ -113,12 +113,22 @@ typedef struct {
     ptrdiff_t s_img, s_a, s_b;
 } fc_row_map;
 
-static inline float *fc_row_ptr(const fc_row_map *map, ptrdiff_t m)
+/* Pointers to rows [m0, m0 + count) of C, divisions only for the first. */
+static inline void fc_row_ptrs(const fc_row_map *map, ptrdiff_t m0, ptrdiff_t count, float **out)
 {
-    ptrdiff_t per_img = map->ga * map->gb;
-    ptrdiff_t img = m / per_img, r = m - img * per_img;
+    const ptrdiff_t per_img = map->ga * map->gb;
+    ptrdiff_t img = m0 / per_img, r = m0 - img * per_img;
     ptrdiff_t a = r / map->gb, b = r - a * map->gb;
-    return map->base + img * map->s_img + a * map->s_a + b * map->s_b;
+    for (ptrdiff_t i = 0; i < count; ++i) {
+        out[i] = map->base + img * map->s_img + a * map->s_a + b * map->s_b;
+        if (++b == map->gb) {
+            b = 0;
+            if (++a == map->ga) {
+                a = 0;
+                ++img;
+            }
+        }
+    }
 }
 
 /* Packs rows [i0, i0+mc) and depth [p0, p0+kc) of A into dst.

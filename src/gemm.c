@@ -69,7 +69,8 @@ static void pack_a_plain(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
 static void write_bias_only(const fc_gemm_plan *p)
 {
     for (ptrdiff_t i = 0; i < p->m; ++i) {
-        float *c = fc_row_ptr(&p->c, i);
+        float *c;
+        fc_row_ptrs(&p->c, i, 1, &c);
         for (ptrdiff_t j = 0; j < p->n; ++j) {
             float v = p->bias ? p->bias[j] : 0.0f;
             c[j] = (p->relu && v < 0.0f) ? 0.0f : v;
@@ -147,8 +148,7 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
                     const ptrdiff_t ic = item / groups, g = item - ic * groups;
                     const ptrdiff_t i0 = ic * MC, mc = fc_min(MC, M - i0);
                     p->pack_a(p->a_ctx, i0, mc, pc, kc, MR, apack);
-                    for (ptrdiff_t i = 0; i < mc; ++i)
-                        rowp[i] = fc_row_ptr(&p->c, i0 + i);
+                    fc_row_ptrs(&p->c, i0, mc, rowp);
                     const ptrdiff_t jp_begin = g * n_panels / groups;
                     const ptrdiff_t jp_end = (g + 1) * n_panels / groups;
                     for (ptrdiff_t jp = jp_begin; jp < jp_end; ++jp) {
