@@ -1,0 +1,95 @@
+"""Session state shared by the model API: which kernels layers run on, and layer names.
+
+Layers never import `fastconv.ops` directly; they ask `kernels()` for the
+current kernel set. By default that is fastconv's C kernels (float32). Tests
+switch to `use_reference()` to run the same layers on `fastconv.reference` in
+float64, so that finite-difference gradient checks are not drowned in float32
+rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import numpy as np
+
+from fastconv import ops, reference
+
+__all__ = ["kernels", "use_reference", "get_uid", "clear_session"]
+
+
+def _reference_conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=None):
+    y = reference.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation)
+    return np.maximum(y, 0, out=y) if activation == "relu" else y
+
+
+def _reference_dense(x, w, b=None, *, activation=None):
+    y = reference.matmul(x, w)
+    if b is not None:
+        y += b
+    return np.maximum(y, 0, out=y) if activation == "relu" else y
+
+
+# The reference ops lack the fused activation and `dense`; these two adapters
+# give them the exact signatures of `fastconv.ops`, so layers cannot tell the
+# two kernel sets apart.
+_REFERENCE = SimpleNamespace(
+    conv2d=_reference_conv2d,
+    conv2d_backward=reference.conv2d_backward,
+    max_pool2d=reference.max_pool2d,
+    max_pool2d_backward=reference.max_pool2d_backward,
+    avg_pool2d=reference.avg_pool2d,
+    avg_pool2d_backward=reference.avg_pool2d_backward,
+    matmul=reference.matmul,
+    dense=_reference_dense,
+)
+
+_current = ops
+
+
+def kernels():
+    """The kernel set layers call now: `fastconv.ops`, or the reference twin."""
+    return _current
+
+
+@contextlib.contextmanager
+def use_reference() -> Iterator[None]:
+    """Run layers on `fastconv.reference` (float64-capable) inside a ``with`` block."""
+    global _current
+    saved = _current
+    _current = _REFERENCE
+    try:
+        yield
+    finally:
+        _current = saved
+
+
+_uids: defaultdict[str, int] = defaultdict(int)
+
+
+def to_snake_case(name: str) -> str:
+    """``"MaxPooling2D"`` -> ``"max_pooling2d"``, Keras's default-name rule."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def get_uid(prefix: str) -> int:
+    """0 the first time ``prefix`` is asked for in this session, then 1, 2, ..."""
+    uid = _uids[prefix]
+    _uids[prefix] += 1
+    return uid
+
+
+def unique_name(prefix: str) -> str:
+    """``prefix``, then ``prefix_1``, ``prefix_2``, ... as Keras names layers."""
+    uid = get_uid(prefix)
+    return prefix if uid == 0 else f"{prefix}_{uid}"
+
+
+def clear_session() -> None:
+    """Forget the layer and model names handed out so far (Keras's clear_session)."""
+    _uids.clear()

@@ -1,0 +1,154 @@
+"""Conv2D: 2-D convolution over NHWC images on fastconv's implicit-GEMM kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv import backend, initializers, regularizers
+from fastconv._geometry import as_pair, conv2d_geometry
+from fastconv.layers.activated import ActivatedLayer
+
+__all__ = ["Conv2D", "check_padding", "check_data_format"]
+
+
+def check_padding(padding) -> str:
+    """Keras's two padding modes, case-insensitive."""
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+    return padding.lower()
+
+
+def check_data_format(data_format) -> None:
+    """fastconv is channels-last throughout; refuse the other layout loudly."""
+    if data_format not in (None, "channels_last"):
+        raise ValueError(
+            f"fastconv layers are channels-last (NHWC); data_format must be None or "
+            f"'channels_last', got {data_format!r}"
+        )
+
+
+class Conv2D(ActivatedLayer):
+    """2-D convolution layer, ``y = activation(conv(x, kernel) + bias)``.
+
+    Parameters
+    ----------
+    filters : int
+        Number of output channels ``f``.
+    kernel_size : int or (kh, kw)
+    strides : int or (sh, sw), default (1, 1)
+    padding : "valid" or "same", default "valid"
+    data_format : None or "channels_last"
+    dilation_rate : int or (dh, dw), default (1, 1)
+    activation : str or None
+        "relu" is fused into the convolution kernel with the bias.
+    use_bias : bool, default True
+    kernel_initializer, bias_initializer : str or Initializer
+    kernel_regularizer, bias_regularizer : Regularizer, optional
+    **kwargs
+        `Layer` arguments (name, trainable, input_shape, ...).
+
+    Input ``(n, h, w, c)``, output ``(n, ho, wo, f)``; kernel ``(kh, kw, c, f)``
+    (HWIO), bias ``(f,)``.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        strides=(1, 1),
+        padding: str = "valid",
+        data_format=None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"filters must be a positive int, got {filters!r}")
+        check_data_format(data_format)
+        self.filters = int(filters)
+        self.kernel_size = as_pair(kernel_size, "kernel_size")
+        self.strides = as_pair(strides, "strides")
+        self.padding = check_padding(padding)
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
+        self._set_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._x: np.ndarray | None = None
+
+    def build(self, input_shape):
+        if len(input_shape) != 4 or input_shape[-1] is None:
+            raise ValueError(
+                f"Conv2D needs inputs of shape (n, h, w, c) with c known, got {input_shape}"
+            )
+        shape = (*self.kernel_size, int(input_shape[-1]), self.filters)
+        self.kernel = self.add_weight(
+            "kernel", shape, self.kernel_initializer, self.kernel_regularizer
+        )
+        self.bias = (
+            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
+            if self.use_bias
+            else None
+        )
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        if h is None or w is None:
+            return (n, None, None, self.filters)
+        g = conv2d_geometry(
+            (1, h, w, c),
+            (*self.kernel_size, c, self.filters),
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+        )
+        return (n, g.ho, g.wo, self.filters)
+
+    def _conv_args(self) -> dict:
+        return {"stride": self.strides, "padding": self.padding, "dilation": self.dilation_rate}
+
+    def forward(self, x, training=False):
+        self._x = x
+        z = backend.kernels().conv2d(
+            x,
+            self.kernel.value,
+            None if self.bias is None else self.bias.value,
+            activation="relu" if self.fused_relu else None,
+            **self._conv_args(),
+        )
+        return self._activate(z)
+
+    def _backward_linear(self, dz):
+        dx, dw, db = backend.kernels().conv2d_backward(
+            dz, self._x, self.kernel.value, **self._conv_args()
+        )
+        if self.trainable:
+            self.kernel.grad = dw
+            if self.bias is not None:
+                self.bias.grad = db
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=list(self.kernel_size),
+            strides=list(self.strides),
+            padding=self.padding,
+            dilation_rate=list(self.dilation_rate),
+            use_bias=self.use_bias,
+            kernel_initializer=initializers.serialize(self.kernel_initializer),
+            bias_initializer=initializers.serialize(self.bias_initializer),
+            kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+            bias_regularizer=regularizers.serialize(self.bias_regularizer),
+        )
+        return config

@@ -1,0 +1,93 @@
+"""Layers without weights that reshape or mask: Flatten and Dropout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastconv import _random
+from fastconv.layers.base import Layer
+
+__all__ = ["Flatten", "Dropout"]
+
+
+class Flatten(Layer):
+    """``(n, d1, d2, ...)`` to ``(n, d1 * d2 * ...)``, as a view (no copy).
+
+    NHWC order is kept, so a Dense layer after it sees the same feature order
+    as in Keras and weights move between the two unchanged.
+    """
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"data_format must be None or 'channels_last', got {data_format!r}")
+        self._x_shape = None
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        size = None if any(s is None for s in rest) else math.prod(rest)
+        return (input_shape[0], size)
+
+    def forward(self, x, training=False):
+        self._x_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._x_shape)
+
+
+class Dropout(Layer):
+    """Zero each input with probability ``rate`` while training; scale the rest
+    by ``1 / (1 - rate)`` so inference needs no rescaling (inverted dropout).
+
+    Parameters
+    ----------
+    rate : float in [0, 1)
+    seed : int, optional
+        Gives the layer its own generator. Without it the layer draws from its
+        model's generator, which `fastconv.utils.set_random_seed` seeds.
+    """
+
+    def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rate < 1:
+            raise ValueError(f"rate must be in [0, 1), got {rate!r}")
+        if noise_shape is not None:
+            raise ValueError("noise_shape is not supported; pass None")
+        self.rate = float(rate)
+        self.seed = seed
+        # Without a seed, a model hands the layer its own generator (see
+        # Sequential.compile); alone, the layer draws from the global one.
+        self.rng = None if seed is None else np.random.default_rng(seed)
+        self._noise: np.ndarray | None = None
+        self._keep: np.ndarray | None = None
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0:
+            self._keep = None
+            return x
+        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+        if self._noise is None or self._noise.shape != x.shape or self._noise.dtype != dtype:
+            self._noise = np.empty(x.shape, dtype=dtype)
+            self._keep = np.empty(x.shape, dtype=bool)
+        elif self._keep is None:
+            self._keep = np.empty(x.shape, dtype=bool)
+        (self.rng or _random.generator()).random(dtype=dtype, out=self._noise)
+        np.greater_equal(self._noise, self.rate, out=self._keep)
+        y = np.multiply(x, self._keep)
+        y *= 1.0 / (1.0 - self.rate)
+        return y
+
+    def backward(self, dy):
+        if self._keep is None:
+            return dy
+        dx = np.multiply(dy, self._keep, out=dy)
+        dx *= 1.0 / (1.0 - self.rate)
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, seed=self.seed)
+        return config

@@ -1,0 +1,138 @@
+"""Pooling layers: MaxPooling2D, AveragePooling2D and their global forms.
+
+One base class, `_Pooling2D`, does the work on fastconv's pooling kernels;
+the subclasses only fix which kernel (max or average) and the window. Global
+pooling is pooling with a window as large as the input, so it shares the
+kernels' NaN and tie rules rather than re-implementing them in NumPy.
+"""
+
+from __future__ import annotations
+
+from fastconv import backend
+from fastconv._geometry import as_pair, pool2d_geometry
+from fastconv.layers.base import Layer
+from fastconv.layers.conv import check_data_format, check_padding
+
+__all__ = [
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "GlobalMaxPool2D",
+    "GlobalAvgPool2D",
+]
+
+
+class _Pooling2D(Layer):
+    """Pooling of ``(n, h, w, c)`` to ``(n, ho, wo, c)`` by windows of ``pool_size``.
+
+    Parameters
+    ----------
+    pool_size : int or (kh, kw), default (2, 2)
+    strides : int or (sh, sw), optional
+        Defaults to ``pool_size``.
+    padding : "valid" or "same", default "valid"
+    data_format : None or "channels_last"
+    """
+
+    _kind = ""  # "max" or "avg", set by subclasses
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        check_data_format(data_format)
+        self.pool_size = as_pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else as_pair(strides, "strides")
+        self.padding = check_padding(padding)
+        self._x = None
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"{type(self).__name__} needs (n, h, w, c) inputs, got {input_shape}")
+        n, h, w, c = input_shape
+        if h is None or w is None:
+            return (n, None, None, c)
+        g = pool2d_geometry((1, h, w, c), self.pool_size, self.strides, self.padding)
+        return (n, g.ho, g.wo, c)
+
+    def _args(self, x):
+        return {"pool_size": self.pool_size, "strides": self.strides, "padding": self.padding}
+
+    def forward(self, x, training=False):
+        self._x = x
+        return getattr(backend.kernels(), f"{self._kind}_pool2d")(x, **self._args(x))
+
+    def backward(self, dy):
+        backward = getattr(backend.kernels(), f"{self._kind}_pool2d_backward")
+        return backward(dy, self._x, **self._args(self._x))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            pool_size=list(self.pool_size), strides=list(self.strides), padding=self.padding
+        )
+        return config
+
+
+class MaxPooling2D(_Pooling2D):
+    """Maximum over each window; the gradient goes to the window's first maximum."""
+
+    _kind = "max"
+
+
+class AveragePooling2D(_Pooling2D):
+    """Mean over each window; "same" padding leaves padded cells out of the mean."""
+
+    _kind = "avg"
+
+
+class _GlobalPooling2D(_Pooling2D):
+    """Pooling over the whole image: ``(n, h, w, c)`` to ``(n, c)``.
+
+    Parameters
+    ----------
+    keepdims : bool, default False
+        Keep the output as ``(n, 1, 1, c)``.
+    data_format : None or "channels_last"
+    """
+
+    def __init__(self, data_format=None, keepdims: bool = False, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self.keepdims = bool(keepdims)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"{type(self).__name__} needs (n, h, w, c) inputs, got {input_shape}")
+        n, c = input_shape[0], input_shape[3]
+        return (n, 1, 1, c) if self.keepdims else (n, c)
+
+    def _args(self, x):
+        return {"pool_size": x.shape[1:3], "strides": (1, 1), "padding": "valid"}
+
+    def forward(self, x, training=False):
+        y = super().forward(x, training)
+        return y if self.keepdims else y.reshape(y.shape[0], y.shape[3])
+
+    def backward(self, dy):
+        return super().backward(dy.reshape(dy.shape[0], 1, 1, dy.shape[-1]))
+
+    def get_config(self):
+        config = Layer.get_config(self)
+        config["keepdims"] = self.keepdims
+        return config
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    _kind = "max"
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    _kind = "avg"
+
+
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D

@@ -1,0 +1,56 @@
+"""Adagrad: per-entry rates that shrink with the sum of squared gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv.optimizers.base import Optimizer
+
+__all__ = ["Adagrad"]
+
+
+class Adagrad(Optimizer):
+    """Keras's Adagrad::
+
+        acc += g**2                                  (acc starts at initial_accumulator_value)
+        w -= lr * g / (sqrt(acc) + epsilon)
+
+    Parameters
+    ----------
+    learning_rate : float or schedule, default 0.001
+    initial_accumulator_value : float, default 0.1
+    epsilon : float, default 1e-7
+    **kwargs
+        `Optimizer` arguments: decay, clipnorm, clipvalue, name.
+    """
+
+    _slot_names = ("accumulator",)
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if initial_accumulator_value < 0:
+            raise ValueError(
+                f"initial_accumulator_value must not be negative, got {initial_accumulator_value!r}"
+            )
+        if epsilon <= 0:
+            raise ValueError(f"epsilon must be positive, got {epsilon!r}")
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = float(epsilon)
+
+    def _initial_slot(self, name, value):
+        return np.full_like(value, self.initial_accumulator_value)
+
+    def _update(self, w, g, lr, slots, t):
+        acc = slots["accumulator"]
+        acc += np.square(g)
+        denom = np.sqrt(acc)
+        denom += self.epsilon
+        w -= lr * g / denom
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "epsilon": self.epsilon,
+        }
