@@ -6,6 +6,7 @@
 # so that no call into it can read or write out of bounds.
 from libc.stddef cimport ptrdiff_t
 
+import numbers
 import os
 
 import numpy as np
@@ -14,20 +15,33 @@ import numpy as np
 
 cdef int _n_threads = 0
 
+# More threads than this gain nothing on any machine, and an OpenMP runtime
+# asked for tens of thousands of them can exhaust the process's thread limit,
+# which libgomp answers with a crash.
+MAX_THREADS = 1024
+
 
 def default_num_threads():
     """Threads used when none were set: $OMP_NUM_THREADS, else the processors."""
     value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if value.isdigit() and int(value) > 0:
-        return int(value)
-    return max(1, fc_default_threads())
+        return min(int(value), MAX_THREADS)
+    return min(max(1, fc_default_threads()), MAX_THREADS)
 
 
-def set_num_threads(int n):
+def _check_threads(value, str name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    if value > MAX_THREADS:
+        raise ValueError(f"{name} must be at most {MAX_THREADS}, got {value}")
+    return int(value)
+
+
+def set_num_threads(n):
     global _n_threads
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
-    _n_threads = n
+    _n_threads = _check_threads(n, "n")
 
 
 def get_num_threads():
@@ -40,9 +54,7 @@ def get_num_threads():
 cdef inline int _resolve_threads(object n_threads) except -1:
     if n_threads is None:
         return get_num_threads()
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be at least 1, got {n_threads}")
-    return n_threads
+    return _check_threads(n_threads, "n_threads")
 
 
 SIMD_PATHS = tuple(fc_simd_name(p).decode() for p in range(FC_SIMD_COUNT))
@@ -107,13 +119,34 @@ cdef inline void _expect(tuple got, tuple expected, str name) except *:
         raise ValueError(f"{name} must have shape {expected}, got {got}")
 
 
-cdef inline ptrdiff_t _out_size(ptrdiff_t size, ptrdiff_t pad, ptrdiff_t extent,
-                                ptrdiff_t stride, str what) except -1:
-    if extent > size + pad:
-        raise ValueError(
-            f"{what} of extent {extent} is larger than the padded input {size + pad}"
-        )
-    return (size + pad - extent) // stride + 1
+# The kernels compute sizes, offsets and indices in ptrdiff_t. Descriptors are
+# checked in Python integers first, and refused when a size, or a product of
+# sizes the kernels form (an operand's element count, the im2col matrix's),
+# reaches this bound: that keeps all of that arithmetic far from overflow.
+cdef object _SIZE_LIMIT = 2**62
+
+
+cdef object _product(tuple sizes):
+    cdef object p = 1
+    for s in sizes:
+        p *= max(s, 1)  # empty operands still index with their other sizes
+    return p
+
+
+cdef tuple _ints(object values, Py_ssize_t count, str name):
+    """values as a tuple of count Python ints (TypeError for non-integers)."""
+    if not isinstance(values, tuple) or len(values) != count:
+        raise ValueError(f"{name} must be a tuple of {count} ints, got {values!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must hold ints, got {values!r}")
+    return tuple(int(v) for v in values)
+
+
+cdef object _out_size(object padded, object extent, object stride, str what):
+    if extent > padded:
+        raise ValueError(f"{what} of extent {extent} is larger than the padded input {padded}")
+    return (padded - extent) // stride + 1
 
 
 cdef inline tuple _shape4(const float[:, :, :, ::1] a):
@@ -176,18 +209,26 @@ def gemm(const float[:, ::1] a, const float[:, ::1] b, bias=None, bint relu=Fals
 # ---- convolution ------------------------------------------------------------
 
 cdef fc_conv2d_desc _conv_desc(tuple x_shape, tuple w_shape, tuple params) except *:
-    cdef fc_conv2d_desc d
-    d.n, d.h, d.w, d.c = x_shape
-    d.kh, d.kw, wc, d.f = w_shape
-    d.sh, d.sw, d.dh, d.dw, d.pt, d.pb, d.pl, d.pr = params
-    if wc != d.c:
-        raise ValueError(f"w must have {d.c} input channels, got shape {w_shape}")
-    if min(d.n, d.h, d.w, d.c, d.f) < 0 or min(d.kh, d.kw, d.sh, d.sw, d.dh, d.dw) < 1:
+    n, h, w, c = _ints(x_shape, 4, "x_shape")
+    kh, kw, wc, f = _ints(w_shape, 4, "w_shape")
+    sh, sw, dh, dw, pt, pb, pl, pr = _ints(params, 8, "params")
+    if wc != c:
+        raise ValueError(f"w must have {c} input channels, got shape {w_shape}")
+    if min(n, h, w, c, f) < 0 or min(kh, kw, sh, sw, dh, dw) < 1:
         raise ValueError(f"invalid convolution sizes x {x_shape}, w {w_shape}, params {params}")
-    if min(d.pt, d.pb, d.pl, d.pr) < 0:
+    if min(pt, pb, pl, pr) < 0:
         raise ValueError(f"padding must not be negative, got {params[4:]}")
-    d.ho = _out_size(d.h, d.pt + d.pb, (d.kh - 1) * d.dh + 1, d.sh, "kernel")
-    d.wo = _out_size(d.w, d.pl + d.pr, (d.kw - 1) * d.dw + 1, d.sw, "kernel")
+    hp, wp = h + pt + pb, w + pl + pr
+    ho = _out_size(hp, (kh - 1) * dh + 1, sh, "kernel")
+    wo = _out_size(wp, (kw - 1) * dw + 1, sw, "kernel")
+    if max(hp, wp, sh, sw, dh, dw, _product((n, hp, wp, c)), _product((kh, kw, c, f)),
+           _product((n, ho, wo, f)), _product((n, ho, wo, kh, kw, c))) >= _SIZE_LIMIT:
+        raise ValueError(f"convolution too large: x {x_shape}, w {w_shape}, params {params}")
+    cdef fc_conv2d_desc d
+    d.n, d.h, d.w, d.c = n, h, w, c
+    d.kh, d.kw, d.f = kh, kw, f
+    d.sh, d.sw, d.dh, d.dw, d.pt, d.pb, d.pl, d.pr = sh, sw, dh, dw, pt, pb, pl, pr
+    d.ho, d.wo = ho, wo
     d.relu = 0
     return d
 
@@ -262,15 +303,21 @@ def conv2d_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1
 # ---- pooling ----------------------------------------------------------------
 
 cdef fc_pool2d_desc _pool_desc(tuple x_shape, tuple params) except *:
-    cdef fc_pool2d_desc d
-    d.n, d.h, d.w, d.c = x_shape
-    d.kh, d.kw, d.sh, d.sw, d.pt, d.pb, d.pl, d.pr = params
-    if min(d.n, d.c) < 0 or min(d.h, d.w, d.kh, d.kw, d.sh, d.sw) < 1:
+    n, h, w, c = _ints(x_shape, 4, "x_shape")
+    kh, kw, sh, sw, pt, pb, pl, pr = _ints(params, 8, "params")
+    if min(n, c) < 0 or min(h, w, kh, kw, sh, sw) < 1:
         raise ValueError(f"invalid pooling sizes x {x_shape}, params {params}")
-    if min(d.pt, d.pb, d.pl, d.pr) < 0 or max(d.pt, d.pb) >= d.kh or max(d.pl, d.pr) >= d.kw:
+    if min(pt, pb, pl, pr) < 0 or max(pt, pb) >= kh or max(pl, pr) >= kw:
         raise ValueError(f"padding must be in [0, pool size) on every side, got {params[4:]}")
-    d.ho = _out_size(d.h, d.pt + d.pb, d.kh, d.sh, "pool window")
-    d.wo = _out_size(d.w, d.pl + d.pr, d.kw, d.sw, "pool window")
+    hp, wp = h + pt + pb, w + pl + pr
+    ho = _out_size(hp, kh, sh, "pool window")
+    wo = _out_size(wp, kw, sw, "pool window")
+    if max(hp, wp, sh, sw, _product((n, hp, wp, c)), _product((n, ho, wo, c))) >= _SIZE_LIMIT:
+        raise ValueError(f"pooling too large: x {x_shape}, params {params}")
+    cdef fc_pool2d_desc d
+    d.n, d.h, d.w, d.c = n, h, w, c
+    d.kh, d.kw, d.sh, d.sw, d.pt, d.pb, d.pl, d.pr = kh, kw, sh, sw, pt, pb, pl, pr
+    d.ho, d.wo = ho, wo
     return d
 
 

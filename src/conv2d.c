@@ -214,6 +214,8 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
         fc_gemm_desc g = {m, d->f, d->c, d->c, d->f, d->f, d->relu};
         return fc_gemm_f32(&g, x, w, b, y, n_threads);
     }
+    if (fc_winograd_applies(d))
+        return fc_conv2d_winograd_f32(d, x, w, 0, b, y, n_threads);
     ptrdiff_t *off_a, *off_b;
     if (forward_taps(d, &off_a, &off_b) != FC_OK)
         return FC_ERR_NOMEM;
@@ -304,6 +306,15 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
         n_threads = 1;
     if (c <= FC_COL2IM_MAX_CHANNELS)
         return backward_input_col2im(d, dy, w, dx, n_threads);
+    {
+        /* A 3x3 stride-1 backward-input pass is a forward convolution of dy
+         * with the rotated, transposed kernel and the complementary padding. */
+        const fc_conv2d_desc t = {d->n, d->ho, d->wo, f, 3, 3, c, 1, 1, 1, 1,
+                                  2 - d->pt, 2 - d->pb, 2 - d->pl, 2 - d->pr, d->h, d->w, 0};
+        if (fc_winograd_applies(d) && fc_winograd_applies(&t)
+            && fc_min(fc_min(t.pt, t.pb), fc_min(t.pl, t.pr)) >= 0)
+            return fc_conv2d_winograd_f32(&t, dy, w, 1, NULL, dx, n_threads);
+    }
     /* w transposed per tap to (f, c) rows: the GEMM's B for each phase. */
     float *wt = fc_aligned_alloc((size_t)(taps * f * c) * sizeof(float));
     ptrdiff_t *scratch = fc_aligned_alloc((size_t)(3 * taps) * sizeof(ptrdiff_t));
@@ -362,6 +373,29 @@ static void sum_rows(const float *dy, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t f, f
             db[j] += dy[r * f + j];
 }
 
+/* db = column sums of dy (m rows, f columns), over fixed chunks of rows
+ * added in chunk order: the same result for any thread count. */
+static int column_sums(const float *dy, ptrdiff_t m, ptrdiff_t f, float *db, int n_threads)
+{
+    const ptrdiff_t chunks = fc_max(1, fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(m, FC_WGRAD_CHUNK_ROWS)));
+    float *partials = fc_aligned_alloc((size_t)(chunks * f) * sizeof(float));
+    if (!partials)
+        return FC_ERR_NOMEM;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (ptrdiff_t ci = 0; ci < chunks; ++ci)
+        sum_rows(dy, ci * m / chunks, (ci + 1) * m / chunks, f, partials + ci * f);
+    for (ptrdiff_t j = 0; j < f; ++j) {
+        float s = partials[j];
+        for (ptrdiff_t ci = 1; ci < chunks; ++ci)
+            s += partials[ci * f + j];
+        db[j] = s;
+    }
+    fc_aligned_free(partials);
+    return FC_OK;
+}
+
 /* Backward-weight, computed transposed: dw^T (f, kh*kw*c) = dy^T x im2col(x).
  * This way the large operand, im2col(x), is the shared B block, packed once
  * per block in long contiguous runs of channels, and the small one, dy^T, is
@@ -380,6 +414,10 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         return FC_OK;
     if (n_threads < 1)
         n_threads = 1;
+    if (fc_winograd_applies(d)) {
+        const int status = fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, n_threads);
+        return (db && status == FC_OK) ? column_sums(dy, m, f, db, n_threads) : status;
+    }
     ptrdiff_t *off_a, *off_b;
     if (forward_taps(d, &off_a, &off_b) != FC_OK)
         return FC_ERR_NOMEM;

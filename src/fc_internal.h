@@ -46,13 +46,22 @@
 #define FC_WGRAD_CHUNK_ROWS 1024
 #define FC_WGRAD_MAX_CHUNKS 16
 /* Bytes the weight-gradient partial sums may take before chunks are merged. */
-#define FC_WGRAD_PARTIAL_BYTES ((ptrdiff_t)64 << 20)
+#define FC_WGRAD_PARTIAL_BYTES ((ptrdiff_t)16 << 20)
+/* Elements per work item when adding partial sums. */
+#define FC_REDUCE_BLOCK 4096
 
 /* Backward-input with at most this many input channels goes through col2im
  * (the phase GEMMs would use only c columns of the register tile), computing
  * the im2col gradient in blocks of at most this many floats per thread. */
 #define FC_COL2IM_MAX_CHANNELS 8
 #define FC_COL2IM_BLOCK_FLOATS 32768
+
+/* Winograd F(2x2, 3x3) for 3x3 stride-1 layers with at least this many
+ * input channels and filters (below it the transforms outweigh the saved
+ * multiplications), in blocks of tiles whose transformed inputs and outputs
+ * take about this many floats (a share of L2). */
+#define FC_WINOGRAD_MIN_CHANNELS 16
+#define FC_WINOGRAD_BLOCK_FLOATS (1 << 18)
 
 #define FC_ALIGN 64
 
@@ -69,7 +78,8 @@ typedef struct {
 /* C tile (rows crow[0..mr), columns 0..nr) op= A sliver x B sliver.
  * A is MR rows by kc: element (i, p) at a[i * rs_a + p * cs_a]; callers pass
  * either (rs_a = lda, cs_a = 1), rows of a row-major block, or
- * (rs_a = 1, cs_a = MR), an interleaved panel. B is a packed panel:
+ * (rs_a = 1, cs_a = MR), an interleaved panel, or (rs_a = 1, cs_a = ld), the
+ * transpose of a row-major block. B is a packed panel:
  * element (p, j) at b[p * NR + j]. All MR rows of A are read (rows past mr
  * hold finite filler) but only valid rows and columns of C are touched. */
 typedef void (*fc_ukernel_fn)(ptrdiff_t kc, const float *a, ptrdiff_t rs_a,
@@ -170,6 +180,19 @@ typedef struct {
 
 void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
                       ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst);
+
+/* ---- Winograd convolution (winograd.c) --------------------------------- */
+
+/* 1 when d is a 3x3, stride-1, undilated convolution worth the transform. */
+int fc_winograd_applies(const fc_conv2d_desc *d);
+/* y = conv(x, w) + b (ReLU) by Winograd F(2x2, 3x3); overwrites y. With
+ * rotate, w is read as the rotated, transposed kernel of a backward-input
+ * pass: d->c is then w's filter count and d->f its channel count. */
+int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float *w,
+                           int rotate, const float *b, float *y, int n_threads);
+/* dw (3, 3, c, f) by Winograd F(3x3, 2x2); overwrites dw. */
+int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
+                                           const float *dy, float *dw, int n_threads);
 
 /* ---- helpers ------------------------------------------------------------ */
 

@@ -10,8 +10,9 @@
 #define MR FC_AVX512_MR
 #define NR FC_AVX512_NR
 
-/* Element (i, p) of A is a_i[p * cs]. Inlined twice, with cs = 1 (row-major
- * rows) and cs = MR (interleaved panel), so the compiler folds the stride. */
+/* Element (i, p) of A is a_i[p * cs]. Inlined for cs = 1 (row-major rows)
+ * and cs = MR (interleaved panel), so the compiler folds the stride, and for
+ * any other column stride with unit row stride (a transposed row-major block). */
 static inline __attribute__((always_inline)) void
 avx512_6x32(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
           const float *b, float *const *crow, const fc_tile_epilogue *ep)
@@ -83,8 +84,10 @@ static void ukernel_avx512(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdiff
 {
     if (cs_a == 1)
         avx512_6x32(kc, a, rs_a, 1, b, crow, ep);
-    else
+    else if (cs_a == MR)
         avx512_6x32(kc, a, 1, MR, b, crow, ep);
+    else
+        avx512_6x32(kc, a, 1, cs_a, b, crow, ep);
 }
 
 /* Ten independent FMA chains per round: enough to cover latency x pipes. */

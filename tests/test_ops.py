@@ -197,6 +197,38 @@ def test_dense_fused_bias_relu():
     assert_close(ops.dense(x, w, b, activation="relu"), np.maximum(f64(x) @ f64(w) + b, 0))
 
 
+WINOGRAD_CASES = [
+    # 3x3, stride 1, at least 16 channels and filters: the Winograd path.
+    ((2, 7, 9, 16), (3, 3, 16, 16), "valid"),
+    ((3, 8, 5, 20), (3, 3, 20, 33), "same"),
+    ((1, 6, 6, 17), (3, 3, 17, 40), ((2, 0), (1, 2))),
+    ((2, 11, 10, 64), (3, 3, 64, 70), 1),
+    ((1, 3, 3, 16), (3, 3, 16, 16), "valid"),
+    ((2, 5, 4, 300), (3, 3, 300, 17), "same"),
+    ((40, 12, 12, 16), (3, 3, 16, 16), "same"),  # many weight-gradient chunks
+    ((1, 5, 5, 16), (3, 3, 16, 16), 3),  # padding past 2: backward-input by GEMM
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,padding", WINOGRAD_CASES)
+def test_winograd_path_matches_reference(simd_path, x_shape, w_shape, padding):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[3]).astype(np.float32)
+    y = ops.conv2d(x, w, b, padding=padding, activation="relu")
+    assert_close(y, np.maximum(reference.conv2d(f64(x), f64(w), f64(b), padding=padding), 0))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = ops.conv2d_backward(dy, x, w, padding=padding)
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(w), padding=padding)
+    for g, r in zip(got, want):
+        assert_close(g, r)
+    for threads in (1, 3):
+        again = ops.conv2d_backward(dy, x, w, padding=padding, n_threads=threads)
+        for g, a in zip(got, again):
+            np.testing.assert_array_equal(g, a)
+
+
 # ---- threads and paths ------------------------------------------------------
 
 BIG_CASES = [
@@ -205,6 +237,7 @@ BIG_CASES = [
     ((6, 20, 20, 13), (3, 3, 13, 37), 1, "same"),
     ((3, 17, 19, 40), (5, 3, 40, 70), 2, 1),
     ((2, 30, 30, 64), (1, 1, 64, 96), 1, "valid"),
+    ((4, 30, 30, 24), (3, 3, 24, 40), 1, "same"),  # Winograd
 ]
 
 
