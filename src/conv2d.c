@@ -152,28 +152,37 @@ static void pack_b_im2col(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
     }
 }
 
-/* Interleaved panels of a transposed row-major matrix: A = S^T where S has
- * row stride ld. Element (i, p) of A is s[p * ld + i]; for each p the mr
- * values of a panel are contiguous in S. */
-typedef struct {
-    const float *s;
-    ptrdiff_t ld;
-} transposed_matrix;
-
-static void pack_a_transposed(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
-                              ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst)
+/* Interleaved panels of the transposed im2col matrix: rows are im2col
+ * columns (tap, channel) [i0, i0+mc), columns are grid points [p0, p0+kc).
+ * Within a panel, the mr rows of one grid point are contiguous channels of
+ * one or a few taps, so each is a short contiguous copy. */
+static void pack_a_im2col_transposed(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
+                                     ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst)
 {
-    const transposed_matrix *t = ctx;
+    const im2col_view *v = ctx;
     for (ptrdiff_t r0 = 0; r0 < mc; r0 += mr) {
         const ptrdiff_t rows = fc_min(mr, mc - r0);
+        /* Split the panel's rows into runs of channels of one tap. */
+        ptrdiff_t seg_tap[FC_MR_MAX], seg_ch[FC_MR_MAX], seg_len[FC_MR_MAX];
+        int n_seg = 0;
+        for (ptrdiff_t r = 0; r < rows; ++n_seg) {
+            const ptrdiff_t k = i0 + r0 + r;
+            seg_tap[n_seg] = k / v->src_c;
+            seg_ch[n_seg] = k - seg_tap[n_seg] * v->src_c;
+            seg_len[n_seg] = fc_min(v->src_c - seg_ch[n_seg], rows - r);
+            r += seg_len[n_seg];
+        }
         float *panel = dst + r0 * kc;
-        const float *src = t->s + p0 * t->ld + i0 + r0;
-        for (ptrdiff_t p = 0; p < kc; ++p) {
+        grid_pos g = grid_start(v, v->row0 + p0);
+        for (ptrdiff_t p = 0; p < kc; ++p, grid_next(v, &g)) {
             float *out = panel + p * mr;
-            for (ptrdiff_t r = 0; r < rows; ++r)
-                out[r] = src[p * t->ld + r];
+            for (int s = 0; s < n_seg; ++s) {
+                const float *src = tap_source(v, &g, seg_tap[s]);
+                copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s], 1);
+                out += seg_len[s];
+            }
             for (ptrdiff_t r = rows; r < mr; ++r)
-                out[r] = 0.0f;
+                *out++ = 0.0f;
         }
     }
 }
@@ -396,15 +405,16 @@ static int column_sums(const float *dy, ptrdiff_t m, ptrdiff_t f, float *db, int
     return FC_OK;
 }
 
-/* Backward-weight, computed transposed: dw^T (f, kh*kw*c) = dy^T x im2col(x).
- * This way the large operand, im2col(x), is the shared B block, packed once
- * per block in long contiguous runs of channels, and the small one, dy^T, is
- * the per-thread A block.
+/* Backward-weight: dw (kh*kw*c, f) = im2col(x)^T dy, reduced over all
+ * n*ho*wo output pixels. Usually computed transposed, dw^T (f, k) =
+ * dy^T im2col(x), with dy^T read in place by the micro-kernel and im2col(x)
+ * packed in long contiguous runs of channels; a 1x1, stride-1, unpadded layer
+ * with more channels than filters, or a very small k, computes
+ * dw = im2col(x)^T dy directly (x^T read in place when pointwise).
  *
- * The batch reduction (over all n*ho*wo output pixels) is cut into chunks
- * fixed by the shape alone; each chunk's GEMM writes its own partial sum and
- * the partials are added in chunk order while transposing into dw, so the
- * result is the same for every thread count. */
+ * The batch reduction is cut into chunks fixed by the shape alone; each
+ * chunk's GEMM writes its own partial sum and the partials are added in
+ * chunk order, so the result is the same for every thread count. */
 int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                   const float *dy, float *dw, float *db,
                                   int n_threads)
@@ -433,6 +443,19 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         return FC_ERR_NOMEM;
     }
     const im2col_view xv = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0};
+    const int pointwise = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1
+                          && d->pt == 0 && d->pl == 0 && d->pb == 0 && d->pr == 0;
+    /* The in-place A side is free and the packed B side costs in proportion
+     * to 1 / (rows of A), so A takes the larger dimension where it can be read
+     * in place; a k narrower than the register tile goes on the A side. */
+    const int transposed = !((pointwise && k > f) || k < fc_kernels()->nr);
+    /* dy rows of each chunk, the B operand when not transposed. */
+    const ptrdiff_t tap0 = 0;
+    fc_tapped_matrix dy_rows[FC_WGRAD_MAX_CHUNKS];
+    for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
+        fc_tapped_matrix t = {dy + (ci * m / chunks) * f, f, m > 0 ? m : 1, &tap0};
+        dy_rows[ci] = t;
+    }
     int status = FC_OK;
     /* One chunk: all threads share its GEMM. Several: one chunk per thread. */
     const int outer_threads = (int)fc_min(n_threads, chunks);
@@ -444,10 +467,23 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         const ptrdiff_t r0 = ci * m / chunks, r1 = (ci + 1) * m / chunks;
         im2col_view bv = xv;
         bv.row0 = r0;
-        const transposed_matrix av = {dy + r0 * f, f};
         float *out = partials + ci * part;
-        fc_gemm_plan plan = {f, k, r1 - r0, pack_a_transposed, &av, 1,
-                             pack_b_im2col, &bv, dense_rows(out, k), NULL, 0};
+        fc_gemm_plan plan;
+        if (transposed) {
+            fc_gemm_plan t = {f, k, r1 - r0, NULL, NULL, 0, pack_b_im2col, &bv,
+                              dense_rows(out, k), NULL, 0, dy + r0 * f, 1, f};
+            plan = t;
+        } else {
+            fc_gemm_plan t = {k, f, r1 - r0, pack_a_im2col_transposed, &bv, 1, fc_pack_b_tapped,
+                              &dy_rows[ci], dense_rows(out, f), NULL, 0, NULL, 0, 0};
+            if (pointwise) { /* x^T in place */
+                t.pack_a = NULL;
+                t.a_base = x + r0 * k;
+                t.a_rs = 1;
+                t.a_cs = k;
+            }
+            plan = t;
+        }
         if (fc_gemm_run(&plan, inner_threads) != FC_OK)
             status = FC_ERR_NOMEM;
         sum_rows(dy, r0, r1, f, out + k * f);
@@ -458,9 +494,10 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
 #endif
         for (ptrdiff_t r = 0; r < k; ++r)
             for (ptrdiff_t j = 0; j < f; ++j) {
-                float s = partials[j * k + r];
+                const ptrdiff_t e = transposed ? j * k + r : r * f + j;
+                float s = partials[e];
                 for (ptrdiff_t ci = 1; ci < chunks; ++ci)
-                    s += partials[ci * part + j * k + r];
+                    s += partials[ci * part + e];
                 dw[r * f + j] = s;
             }
         if (db)

@@ -162,6 +162,12 @@ typedef struct {
     fc_row_map c;
     const float *bias;   /* NULL or n values */
     int relu;
+    /* With pack_a NULL, A is read in place: element (i, p) at
+     * a_base[i*a_rs + p*a_cs], with a_cs == 1 or a_rs == 1 (the shapes the
+     * micro-kernels take). Only full slivers are read in place; a last,
+     * partial sliver is copied so no row past m is ever touched. */
+    const float *a_base;
+    ptrdiff_t a_rs, a_cs;
 } fc_gemm_plan;
 
 /* Runs C = A B (+ bias) (ReLU) with the current kernel set. Each C tile is
@@ -196,6 +202,8 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 
 /* ---- helpers ------------------------------------------------------------ */
 
+/* Scratch aligned to FC_ALIGN bytes; freed blocks are cached for reuse by
+ * later calls (bounded), so repeated calls do not fault in fresh pages. */
 void *fc_aligned_alloc(size_t bytes);
 void fc_aligned_free(void *p);
 

@@ -65,6 +65,16 @@ static void pack_a_plain(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
         memcpy(dst + i * kc, m->a + (i0 + i) * m->lda + p0, (size_t)kc * sizeof(float));
 }
 
+/* The last rows [i, i+mr) of an in-place A, as an interleaved sliver padded
+ * with zero rows to MR. */
+static void copy_partial_sliver(const fc_gemm_plan *p, ptrdiff_t i, int mr, ptrdiff_t pc,
+                                ptrdiff_t kc, int MR, float *dst)
+{
+    for (ptrdiff_t q = 0; q < kc; ++q)
+        for (int r = 0; r < MR; ++r)
+            dst[q * MR + r] = r < mr ? p->a_base[(i + r) * p->a_rs + (pc + q) * p->a_cs] : 0.0f;
+}
+
 /* K == 0: the product is empty and C is the bias (or zero). */
 static void write_bias_only(const fc_gemm_plan *p)
 {
@@ -147,7 +157,8 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
                 for (ptrdiff_t item = 0; item < n_ic * groups; ++item) {
                     const ptrdiff_t ic = item / groups, g = item - ic * groups;
                     const ptrdiff_t i0 = ic * MC, mc = fc_min(MC, M - i0);
-                    p->pack_a(p->a_ctx, i0, mc, pc, kc, MR, apack);
+                    if (p->pack_a)
+                        p->pack_a(p->a_ctx, i0, mc, pc, kc, MR, apack);
                     fc_row_ptrs(&p->c, i0, mc, rowp);
                     const ptrdiff_t jp_begin = g * n_panels / groups;
                     const ptrdiff_t jp_end = (g + 1) * n_panels / groups;
@@ -163,10 +174,18 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
                             ep.mr = (int)fc_min(MR, mc - ir);
                             for (int i = 0; i < MR; ++i)
                                 crow[i] = rowp[ir + (i < ep.mr ? i : 0)] + j;
-                            /* Row-major rows sit kc apart; an interleaved
-                             * panel of MR rows takes the same kc*MR floats. */
-                            ks->ukernel(kc, apack + ir * kc, interleaved ? 1 : kc, interleaved ? MR : 1,
-                                        bp, crow, &ep);
+                            if (p->pack_a) {
+                                /* Row-major rows sit kc apart; an interleaved
+                                 * panel of MR rows takes the same kc*MR floats. */
+                                ks->ukernel(kc, apack + ir * kc, interleaved ? 1 : kc,
+                                            interleaved ? MR : 1, bp, crow, &ep);
+                            } else if (ep.mr == MR) {
+                                ks->ukernel(kc, p->a_base + (i0 + ir) * p->a_rs + pc * p->a_cs,
+                                            p->a_rs, p->a_cs, bp, crow, &ep);
+                            } else {
+                                copy_partial_sliver(p, i0 + ir, ep.mr, pc, kc, MR, apack);
+                                ks->ukernel(kc, apack, 1, MR, bp, crow, &ep);
+                            }
                         }
                     }
                 }
@@ -185,7 +204,7 @@ int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
     const ptrdiff_t tap0 = 0;
     plain_matrix am = {a, d->lda};
     fc_tapped_matrix bm = {b, d->ldb, d->k > 0 ? d->k : 1, &tap0};
-    fc_gemm_plan plan;
+    fc_gemm_plan plan = {0};
     plan.m = d->m;
     plan.n = d->n;
     plan.k = d->k;
@@ -202,5 +221,13 @@ int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
     plan.c.s_b = d->ldc;
     plan.bias = bias;
     plan.relu = d->relu;
+    /* Rows a multiple of 4 KiB apart alias in L1 (all MR rows of a sliver
+     * would share one set); other row-major A blocks are read in place. */
+    if (d->lda % 1024 != 0) {
+        plan.pack_a = NULL;
+        plan.a_base = a;
+        plan.a_rs = d->lda;
+        plan.a_cs = 1;
+    }
     return fc_gemm_run(&plan, n_threads);
 }

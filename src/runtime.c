@@ -139,13 +139,37 @@ const char *fc_compiler(void)
 #endif
 }
 
-/* ---- scratch ----------------------------------------------------------------- */
+/* ---- scratch ----------------------------------------------------------------
+ * Kernels allocate their scratch per call. Blocks of a megabyte or more come
+ * from the system as fresh pages, and touching them costs a page fault each,
+ * so freed blocks are kept in a small cache and handed to the next call that
+ * fits. The cache is bounded (FC_SCRATCH_CACHE_BYTES) and guarded by a spin
+ * lock: kernels may run concurrently from several Python threads. Each block
+ * carries its size in a header one alignment unit long. */
 
-void *fc_aligned_alloc(size_t bytes)
+#include <stdatomic.h>
+
+#define FC_SCRATCH_SLOTS 8
+#define FC_SCRATCH_CACHE_BYTES ((size_t)256 << 20)
+
+static struct {
+    char *block; /* start of the allocation (header included), or NULL */
+    size_t bytes;
+} scratch_cache[FC_SCRATCH_SLOTS];
+static size_t scratch_cached_bytes;
+static atomic_flag scratch_lock = ATOMIC_FLAG_INIT;
+
+static void cache_lock(void)
+{
+    while (atomic_flag_test_and_set_explicit(&scratch_lock, memory_order_acquire))
+        ;
+}
+
+static void cache_unlock(void) { atomic_flag_clear_explicit(&scratch_lock, memory_order_release); }
+
+static char *system_alloc(size_t bytes)
 {
     void *p = NULL;
-    if (bytes == 0)
-        bytes = FC_ALIGN;
 #ifdef _WIN32
     p = _aligned_malloc(bytes, FC_ALIGN);
 #else
@@ -155,13 +179,71 @@ void *fc_aligned_alloc(size_t bytes)
     return p;
 }
 
-void fc_aligned_free(void *p)
+static void system_free(char *p)
 {
 #ifdef _WIN32
     _aligned_free(p);
 #else
     free(p);
 #endif
+}
+
+void *fc_aligned_alloc(size_t bytes)
+{
+    const size_t total = bytes + FC_ALIGN;
+    char *block = NULL;
+    cache_lock();
+    int best = -1;
+    for (int i = 0; i < FC_SCRATCH_SLOTS; ++i) /* the smallest cached block that fits */
+        if (scratch_cache[i].block && scratch_cache[i].bytes >= total
+            && (best < 0 || scratch_cache[i].bytes < scratch_cache[best].bytes))
+            best = i;
+    if (best >= 0) {
+        block = scratch_cache[best].block;
+        scratch_cached_bytes -= scratch_cache[best].bytes;
+        scratch_cache[best].block = NULL;
+    }
+    cache_unlock();
+    if (!block) {
+        block = system_alloc(total);
+        if (!block)
+            return NULL;
+        *(size_t *)block = total;
+    }
+    return block + FC_ALIGN;
+}
+
+void fc_aligned_free(void *p)
+{
+    if (!p)
+        return;
+    char *block = (char *)p - FC_ALIGN;
+    const size_t bytes = *(size_t *)block;
+    cache_lock();
+    int slot = -1;
+    for (int i = 0; i < FC_SCRATCH_SLOTS && slot < 0; ++i)
+        if (!scratch_cache[i].block)
+            slot = i;
+    if (slot < 0) { /* full: evict the smallest block if this one is larger */
+        for (int i = 0; i < FC_SCRATCH_SLOTS; ++i)
+            if (slot < 0 || scratch_cache[i].bytes < scratch_cache[slot].bytes)
+                slot = i;
+        if (scratch_cache[slot].bytes >= bytes)
+            slot = -1;
+    }
+    char *evicted = NULL;
+    if (slot >= 0 && scratch_cached_bytes + bytes <= FC_SCRATCH_CACHE_BYTES) {
+        evicted = scratch_cache[slot].block;
+        if (evicted)
+            scratch_cached_bytes -= scratch_cache[slot].bytes;
+        scratch_cache[slot].block = block;
+        scratch_cache[slot].bytes = bytes;
+        scratch_cached_bytes += bytes;
+        block = NULL;
+    }
+    cache_unlock();
+    system_free(evicted);
+    system_free(block);
 }
 
 /* ---- floating-point state ---------------------------------------------------- */

@@ -298,7 +298,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     /* Tiles per block: V and the packed Z of a block fill about L2, and one
      * block is one depth block of the micro-kernel. */
     ptrdiff_t block = FC_WINOGRAD_BLOCK_FLOATS / (XI * (c + f_pad));
-    block = fc_max(8, fc_min(block, ks->kc));
+    block = fc_max(8, fc_min(block, 2 * ks->kc));
     const ptrdiff_t s_floats = XI * c * f;
     ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(tiles, 4 * block));
     chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)(s_floats * sizeof(float)));
