@@ -7,13 +7,20 @@
  * window holds at least one real cell (each side's padding is smaller than
  * the window).
  *
+ * Averages multiply by the reciprocal of the count (within an ulp of
+ * dividing, and much cheaper).
+ *
  * Backward passes scatter into dx. When windows do not overlap vertically
  * (sh >= kh), each output row owns a band of dx rows, so rows run in
  * parallel; otherwise each image is one unit of work. Either way every dx
  * element is accumulated by one thread in a fixed order. */
+#include <stdint.h>
 #include <string.h>
 
 #include "fc_internal.h"
+
+/* Reads float bits as integers without breaking strict aliasing. */
+typedef uint32_t fc_u32_alias __attribute__((may_alias));
 
 /* Channels processed together by the max-pool backward argmax. */
 #define FC_POOL_CHANNEL_BLOCK 256
@@ -42,12 +49,19 @@ int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y,
             ptrdiff_t j0, j1;
             window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
             float *out = y + (row * d->wo + ow) * c;
-            memcpy(out, xi + (i0 * d->w + j0) * c, (size_t)c * sizeof(float));
+            const float *v0 = xi + (i0 * d->w + j0) * c;
+            for (ptrdiff_t ch = 0; ch < c; ++ch)
+                out[ch] = v0[ch];
             for (ptrdiff_t ih = i0; ih < i1; ++ih)
                 for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
                     const float *v = xi + (ih * d->w + iw) * c;
-                    for (ptrdiff_t ch = 0; ch < c; ++ch) /* a NaN, once in, stays */
-                        out[ch] = (v[ch] > out[ch] || v[ch] != v[ch]) ? v[ch] : out[ch];
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+                    for (ptrdiff_t ch = 0; ch < c; ++ch) { /* a NaN, once in, stays */
+                        const float xv = v[ch];
+                        out[ch] = ((xv > out[ch]) | (xv != xv)) ? xv : out[ch];
+                    }
                 }
         }
     }
@@ -69,16 +83,18 @@ int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y,
             ptrdiff_t j0, j1;
             window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
             float *out = y + (row * d->wo + ow) * c;
-            memset(out, 0, (size_t)c * sizeof(float));
+            const float *v0 = xi + (i0 * d->w + j0) * c;
+            for (ptrdiff_t ch = 0; ch < c; ++ch)
+                out[ch] = v0[ch];
             for (ptrdiff_t ih = i0; ih < i1; ++ih)
-                for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+                for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
                     const float *v = xi + (ih * d->w + iw) * c;
                     for (ptrdiff_t ch = 0; ch < c; ++ch)
                         out[ch] += v[ch];
                 }
-            const float count = (float)((i1 - i0) * (j1 - j0));
+            const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
             for (ptrdiff_t ch = 0; ch < c; ++ch)
-                out[ch] /= count;
+                out[ch] *= scale;
         }
     }
     return FC_OK;
@@ -135,8 +151,10 @@ int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
         zero_rows(d, &b, dx);
         const float *xi = x + b.img * d->h * d->w * c;
         float *dxi = dx + b.img * d->h * d->w * c;
+        /* Per channel: the window maximum, and whether a cell has taken the
+         * gradient yet (all ones once taken). */
         float best[FC_POOL_CHANNEL_BLOCK];
-        ptrdiff_t where[FC_POOL_CHANNEL_BLOCK]; /* pixel index ih*w + iw */
+        uint32_t taken[FC_POOL_CHANNEL_BLOCK];
         for (ptrdiff_t oh = b.oh0; oh < b.oh1; ++oh) {
             ptrdiff_t i0, i1;
             window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
@@ -146,26 +164,38 @@ int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
                 const float *g = dy + ((b.img * d->ho + oh) * d->wo + ow) * c;
                 for (ptrdiff_t c0 = 0; c0 < c; c0 += FC_POOL_CHANNEL_BLOCK) {
                     const ptrdiff_t cb = fc_min(FC_POOL_CHANNEL_BLOCK, c - c0);
-                    const ptrdiff_t first = i0 * d->w + j0;
+                    const float *first = xi + (i0 * d->w + j0) * c + c0;
                     for (ptrdiff_t ch = 0; ch < cb; ++ch) {
-                        best[ch] = xi[first * c + c0 + ch];
-                        where[ch] = first;
+                        best[ch] = first[ch];
+                        taken[ch] = 0;
                     }
                     for (ptrdiff_t ih = i0; ih < i1; ++ih)
                         for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
-                            const ptrdiff_t pix = ih * d->w + iw;
-                            const float *v = xi + pix * c + c0;
-                            for (ptrdiff_t ch = 0; ch < cb; ++ch) {
-                                /* strictly greater keeps the first maximum;
-                                 * the first NaN wins and keeps its place */
-                                const int take = v[ch] > best[ch]
-                                                 || (v[ch] != v[ch] && best[ch] == best[ch]);
-                                best[ch] = take ? v[ch] : best[ch];
-                                where[ch] = take ? pix : where[ch];
+                            const float *v = xi + (ih * d->w + iw) * c + c0;
+                            for (ptrdiff_t ch = 0; ch < cb; ++ch) { /* a NaN, once in, stays */
+                                const float xv = v[ch];
+                                best[ch] = ((xv > best[ch]) | (xv != xv)) ? xv : best[ch];
                             }
                         }
-                    for (ptrdiff_t ch = 0; ch < cb; ++ch)
-                        dxi[where[ch] * c + c0 + ch] += g[c0 + ch];
+                    /* best holds the bits of the first cell that reached the
+                     * maximum (later equal cells never replace it), so the
+                     * first cell with the same bits takes dy; that also picks
+                     * the first NaN. Integer masks keep the loop vectorised. */
+                    const fc_u32_alias *bb = (const fc_u32_alias *)best;
+                    const fc_u32_alias *gb = (const fc_u32_alias *)(g + c0);
+                    for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                        for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+                            const fc_u32_alias *vb = (const fc_u32_alias *)(xi + (ih * d->w + iw) * c + c0);
+                            float *o = dxi + (ih * d->w + iw) * c + c0;
+                            for (ptrdiff_t ch = 0; ch < cb; ++ch) {
+                                const uint32_t hit = ~taken[ch] & -(uint32_t)(vb[ch] == bb[ch]);
+                                const uint32_t add_bits = gb[ch] & hit;
+                                float add;
+                                memcpy(&add, &add_bits, sizeof add);
+                                o[ch] += add;
+                                taken[ch] |= hit;
+                            }
+                        }
                 }
             }
         }
@@ -191,12 +221,12 @@ int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *
                 ptrdiff_t j0, j1;
                 window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
                 const float *g = dy + ((b.img * d->ho + oh) * d->wo + ow) * c;
-                const float count = (float)((i1 - i0) * (j1 - j0));
+                const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
                 for (ptrdiff_t ih = i0; ih < i1; ++ih)
                     for (ptrdiff_t iw = j0; iw < j1; ++iw) {
                         float *out = dxi + (ih * d->w + iw) * c;
                         for (ptrdiff_t ch = 0; ch < c; ++ch)
-                            out[ch] += g[ch] / count;
+                            out[ch] += g[ch] * scale;
                     }
             }
         }
