@@ -316,10 +316,11 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
     if (c <= FC_COL2IM_MAX_CHANNELS)
         return backward_input_col2im(d, dy, w, dx, n_threads);
     {
-        /* A 3x3 stride-1 backward-input pass is a forward convolution of dy
-         * with the rotated, transposed kernel and the complementary padding. */
-        const fc_conv2d_desc t = {d->n, d->ho, d->wo, f, 3, 3, c, 1, 1, 1, 1,
-                                  2 - d->pt, 2 - d->pb, 2 - d->pl, 2 - d->pr, d->h, d->w, 0};
+        /* A stride-1 backward-input pass is a forward convolution of dy with
+         * the rotated, transposed kernel and the complementary padding. */
+        const fc_conv2d_desc t = {d->n, d->ho, d->wo, f, d->kh, d->kw, c, 1, 1, 1, 1,
+                                  d->kh - 1 - d->pt, d->kh - 1 - d->pb,
+                                  d->kw - 1 - d->pl, d->kw - 1 - d->pr, d->h, d->w, 0};
         if (fc_winograd_applies(d) && fc_winograd_applies(&t)
             && fc_min(fc_min(t.pt, t.pb), fc_min(t.pl, t.pr)) >= 0)
             return fc_conv2d_winograd_f32(&t, dy, w, 1, NULL, dx, n_threads);

@@ -56,7 +56,7 @@
 #define FC_COL2IM_MAX_CHANNELS 8
 #define FC_COL2IM_BLOCK_FLOATS 32768
 
-/* Winograd F(2x2, 3x3) for 3x3 stride-1 layers with at least this many
+/* Winograd F(2x2, 3x3) for stride-1 layers with at least this many
  * input channels and filters (below it the transforms outweigh the saved
  * multiplications), in blocks of tiles whose transformed inputs and outputs
  * take about this many floats (a share of L2). */
@@ -189,7 +189,8 @@ void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
 
 /* ---- Winograd convolution (winograd.c) --------------------------------- */
 
-/* 1 when d is a 3x3, stride-1, undilated convolution worth the transform. */
+/* 1 when d is a stride-1, undilated convolution with a kernel of at least
+ * 3x3 (cut into 3x3 pieces) and enough channels to be worth the transform. */
 int fc_winograd_applies(const fc_conv2d_desc *d);
 /* y = conv(x, w) + b (ReLU) by Winograd F(2x2, 3x3); overwrites y. With
  * rotate, w is read as the rotated, transposed kernel of a backward-input

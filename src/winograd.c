@@ -1,4 +1,4 @@
-/* Winograd F(2x2, 3x3) convolution for 3x3, stride-1, undilated layers.
+/* Winograd F(2x2, 3x3) convolution for stride-1, undilated layers.
  *
  * Each 2x2 block of outputs ("tile") is computed from a 4x4 input patch with
  * 16 multiplications per (channel, filter) pair instead of 36:
@@ -8,6 +8,11 @@
  * That is 2.25x fewer multiply-adds than the direct method; the transforms
  * are additions only. F(2x2, 3x3) keeps the rounding error of the direct
  * method (its matrices hold only 0, +-1 and 1/2).
+ *
+ * Larger kernels are cut into 3x3 pieces (zero-padded at the far edges): a
+ * 5x5 kernel is four pieces, whose input patches are shifted by 3 rows or
+ * columns. The pieces' products add up, so they simply extend the GEMM depth
+ * to pieces*c: 64 multiplications per 2x2 tile instead of 100 for 5x5.
  *
  * Tiles are processed in blocks sized for L2: a thread transforms a block of
  * input patches, runs the 16 small GEMMs with the register micro-kernel
@@ -20,24 +25,44 @@
 
 #define XI 16 /* positions of the 4x4 transformed domain */
 
+/* 3x3 pieces of a kh x kw kernel. */
+static ptrdiff_t pieces_h(const fc_conv2d_desc *d) { return fc_ceil_div(d->kh, 3); }
+static ptrdiff_t pieces_w(const fc_conv2d_desc *d) { return fc_ceil_div(d->kw, 3); }
+
 int fc_winograd_applies(const fc_conv2d_desc *d)
 {
-    return d->kh == 3 && d->kw == 3 && d->sh == 1 && d->sw == 1 && d->dh == 1 && d->dw == 1
+    /* Each piece costs 16 products per 2x2 tile, 4 per output pixel, against
+     * kh*kw for the direct method; ask for a 20% margin for the transforms. */
+    return d->sh == 1 && d->sw == 1 && d->dh == 1 && d->dw == 1 && d->kh >= 3 && d->kw >= 3
+           && 5 * pieces_h(d) * pieces_w(d) <= d->kh * d->kw
            && d->c >= FC_WINOGRAD_MIN_CHANNELS && d->f >= FC_WINOGRAD_MIN_CHANNELS;
 }
 
-/* U[xi] = G g G^T for every (ci, fo), packed as the micro-kernel's B panels:
- * for position xi and panel jp of NR filters, row ci at
- * up[((xi * n_panels + jp) * c + ci) * nr + j]. g(ki, kj) is w[ki][kj][ci][fo]
- * or, for the backward pass, the rotated and transposed w[2-ki][2-kj][fo][ci]. */
-static void transform_weights(const float *w, ptrdiff_t c, ptrdiff_t f, int rotate,
-                              int nr, float *up, int n_threads)
+/* Weight (a, b, ci, fo) of the kernel the forward formula sees: w itself, or
+ * for a backward-input pass the rotated and transposed kernel, read from w of
+ * shape (kh, kw, d->f, d->c). */
+static inline float kernel_at(const fc_conv2d_desc *d, const float *w, int rotate,
+                              ptrdiff_t a, ptrdiff_t b, ptrdiff_t ci, ptrdiff_t fo)
 {
-    const ptrdiff_t n_panels = fc_ceil_div(f, nr);
+    if (rotate)
+        return w[(((d->kh - 1 - a) * d->kw + (d->kw - 1 - b)) * d->f + fo) * d->c + ci];
+    return w[((a * d->kw + b) * d->c + ci) * d->f + fo];
+}
+
+/* U[xi] = G g G^T for every piece p, channel ci and filter fo, packed as the
+ * micro-kernel's B panels over the depth k = p*c + ci: for position xi and
+ * panel jp of nr filters, row k at up[((xi * n_panels + jp) * depth + k) * nr + j]. */
+static void transform_weights(const fc_conv2d_desc *d, const float *w, int rotate, int nr,
+                              float *up, int n_threads)
+{
+    const ptrdiff_t c = d->c, f = d->f, pw = pieces_w(d);
+    const ptrdiff_t depth = pieces_h(d) * pw * c, n_panels = fc_ceil_div(f, nr);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t ci = 0; ci < c; ++ci) {
+    for (ptrdiff_t k = 0; k < depth; ++k) {
+        const ptrdiff_t piece = k / c, ci = k - piece * c;
+        const ptrdiff_t a0 = 3 * (piece / pw), b0 = 3 * (piece % pw);
         for (ptrdiff_t fo = 0; fo < n_panels * nr; ++fo) {
             const ptrdiff_t jp = fo / nr, j = fo - jp * nr;
             float u[XI];
@@ -48,8 +73,9 @@ static void transform_weights(const float *w, ptrdiff_t c, ptrdiff_t f, int rota
                 float g[3][3], t[4][3];
                 for (int ki = 0; ki < 3; ++ki)
                     for (int kj = 0; kj < 3; ++kj)
-                        g[ki][kj] = rotate ? w[(((2 - ki) * 3 + (2 - kj)) * f + fo) * c + ci]
-                                           : w[((ki * 3 + kj) * c + ci) * f + fo];
+                        g[ki][kj] = (a0 + ki < d->kh && b0 + kj < d->kw)
+                                        ? kernel_at(d, w, rotate, a0 + ki, b0 + kj, ci, fo)
+                                        : 0.0f;
                 for (int kj = 0; kj < 3; ++kj) {
                     t[0][kj] = g[0][kj];
                     t[1][kj] = 0.5f * (g[0][kj] + g[1][kj] + g[2][kj]);
@@ -64,46 +90,52 @@ static void transform_weights(const float *w, ptrdiff_t c, ptrdiff_t f, int rota
                 }
             }
             for (int x = 0; x < XI; ++x)
-                up[((x * n_panels + jp) * c + ci) * nr + j] = u[x];
+                up[((x * n_panels + jp) * depth + k) * nr + j] = u[x];
         }
     }
 }
 
-/* V[xi][t][ch] = (B^T d B)[xi] for tiles [t0, t0 + count) of the block. */
+/* V[xi][t][p*c + ch] = (B^T d B)[xi] of piece p's patch, for tiles
+ * [t0, t0 + count) of the block; positions are ld floats apart. */
 static void transform_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
-                             ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld_block,
+                             ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
                              const float *zeros, float *v)
 {
     const ptrdiff_t c = d->c, per_img = tiles_h * tiles_w;
+    const ptrdiff_t ph = pieces_h(d), pw = pieces_w(d), depth = ph * pw * c;
     for (ptrdiff_t t = 0; t < count; ++t) {
         const ptrdiff_t tile = t0 + t, img = tile / per_img;
         const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
-        const float *p[XI];
-        for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) {
-                const ptrdiff_t ih = 2 * th - d->pt + i, iw = 2 * tw - d->pl + j;
-                p[i * 4 + j] = (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
-                                   ? zeros
-                                   : x + ((img * d->h + ih) * d->w + iw) * c;
-            }
-        float *out = v + t * c;
+        for (ptrdiff_t piece = 0; piece < ph * pw; ++piece) {
+            const ptrdiff_t top = 2 * th - d->pt + 3 * (piece / pw);
+            const ptrdiff_t left = 2 * tw - d->pl + 3 * (piece % pw);
+            const float *p[XI];
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j) {
+                    const ptrdiff_t ih = top + i, iw = left + j;
+                    p[i * 4 + j] = (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
+                                       ? zeros
+                                       : x + ((img * d->h + ih) * d->w + iw) * c;
+                }
+            float *out = v + t * depth + piece * c;
 #ifdef _OPENMP
 #pragma omp simd
 #endif
-        for (ptrdiff_t ch = 0; ch < c; ++ch) {
-            float s[4][4];
-            for (int j = 0; j < 4; ++j) { /* B^T d: combine rows */
-                const float d0 = p[j][ch], d1 = p[4 + j][ch], d2 = p[8 + j][ch], d3 = p[12 + j][ch];
-                s[0][j] = d0 - d2;
-                s[1][j] = d1 + d2;
-                s[2][j] = d2 - d1;
-                s[3][j] = d1 - d3;
-            }
-            for (int r = 0; r < 4; ++r) { /* (B^T d) B: combine columns */
-                out[(r * 4 + 0) * ld_block + ch] = s[r][0] - s[r][2];
-                out[(r * 4 + 1) * ld_block + ch] = s[r][1] + s[r][2];
-                out[(r * 4 + 2) * ld_block + ch] = s[r][2] - s[r][1];
-                out[(r * 4 + 3) * ld_block + ch] = s[r][1] - s[r][3];
+            for (ptrdiff_t ch = 0; ch < c; ++ch) {
+                float s[4][4];
+                for (int j = 0; j < 4; ++j) { /* B^T d: combine rows */
+                    const float d0 = p[j][ch], d1 = p[4 + j][ch], d2 = p[8 + j][ch], d3 = p[12 + j][ch];
+                    s[0][j] = d0 - d2;
+                    s[1][j] = d1 + d2;
+                    s[2][j] = d2 - d1;
+                    s[3][j] = d1 - d3;
+                }
+                for (int r = 0; r < 4; ++r) { /* (B^T d) B: combine columns */
+                    out[(r * 4 + 0) * ld + ch] = s[r][0] - s[r][2];
+                    out[(r * 4 + 1) * ld + ch] = s[r][1] + s[r][2];
+                    out[(r * 4 + 2) * ld + ch] = s[r][2] - s[r][1];
+                    out[(r * 4 + 3) * ld + ch] = s[r][1] - s[r][3];
+                }
             }
         }
     }
@@ -154,7 +186,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
 {
     const fc_kernel_set *ks = fc_kernels();
     const int MR = ks->mr, NR = ks->nr;
-    const ptrdiff_t c = d->c, f = d->f;
+    const ptrdiff_t c = d->c, f = d->f, depth = pieces_h(d) * pieces_w(d) * c;
     const ptrdiff_t tiles_h = fc_ceil_div(d->ho, 2), tiles_w = fc_ceil_div(d->wo, 2);
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
     if (tiles == 0 || f == 0)
@@ -163,15 +195,15 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         n_threads = 1;
     const ptrdiff_t n_panels = fc_ceil_div(f, NR);
     /* Tiles per block: V and M of a block together fill about L2. */
-    ptrdiff_t block = FC_WINOGRAD_BLOCK_FLOATS / (XI * (c + n_panels * NR));
+    ptrdiff_t block = FC_WINOGRAD_BLOCK_FLOATS / (XI * (depth + n_panels * NR));
     block = fc_max(MR, block / MR * MR);
     block = fc_min(block, fc_round_up(tiles, MR));
     const ptrdiff_t n_blocks = fc_ceil_div(tiles, block);
-    const ptrdiff_t ld_v = block * c, ld_m = block * f;
+    const ptrdiff_t ld_v = block * depth, ld_m = block * f;
     const ptrdiff_t per_thread = fc_round_up(XI * ld_v + XI * ld_m + c, FC_ALIGN / (ptrdiff_t)sizeof(float));
     const int threads = (int)fc_min(n_threads, n_blocks);
 
-    float *up = fc_aligned_alloc((size_t)(XI * n_panels * NR * c) * sizeof(float));
+    float *up = fc_aligned_alloc((size_t)(XI * n_panels * NR * depth) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
     if (!up || !ws) {
         fc_aligned_free(up);
@@ -180,7 +212,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     }
     /* Rows of V past the last tile are read by the micro-kernel: keep them finite. */
     memset(ws, 0, (size_t)(threads * per_thread) * sizeof(float));
-    transform_weights(w, c, f, rotate, NR, up, n_threads);
+    transform_weights(d, w, rotate, NR, up, n_threads);
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -191,6 +223,8 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         float *m = v + XI * ld_v;
         const float *zeros = m + XI * ld_m;
         float *crow[FC_MR_MAX];
+        /* Depth blocks of equal size, as in the GEMM driver. */
+        const ptrdiff_t kc_max = fc_ceil_div(depth, fc_ceil_div(depth, ks->kc + ks->kc / 4));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -202,19 +236,19 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
                 float *mx = m + xi * ld_m;
                 for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
                     const ptrdiff_t j = jp * NR;
-                    const float *panel = up + (xi * n_panels + jp) * c * NR;
+                    const float *panel = up + (xi * n_panels + jp) * depth * NR;
                     fc_tile_epilogue ep;
                     ep.nr = (int)fc_min(NR, f - j);
                     ep.bias = NULL;
                     ep.relu = 0;
-                    for (ptrdiff_t p0 = 0; p0 < c; p0 += ks->kc) {
-                        const ptrdiff_t kc = fc_min(ks->kc, c - p0);
+                    for (ptrdiff_t p0 = 0; p0 < depth; p0 += kc_max) {
+                        const ptrdiff_t kc = fc_min(kc_max, depth - p0);
                         ep.accumulate = p0 > 0;
                         for (ptrdiff_t ir = 0; ir < count; ir += MR) {
                             ep.mr = (int)fc_min(MR, count - ir);
                             for (int i = 0; i < MR; ++i)
                                 crow[i] = mx + (ir + (i < ep.mr ? i : 0)) * f + j;
-                            ks->ukernel(kc, vx + ir * c + p0, c, 1, panel + p0 * NR, crow, &ep);
+                            ks->ukernel(kc, vx + ir * depth + p0, depth, 1, panel + p0 * NR, crow, &ep);
                         }
                     }
                 }
@@ -233,8 +267,8 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
  * With V = B^T d B (the forward input transform) and Z = A dy A^T (a 2x2
  * tile of output gradient spread over the 4x4 domain), the loss gradient of
  * the transformed kernel is S = sum over tiles of Z .* V, and
- * dw = G^T S G. Per position xi the sum over tiles is one GEMM,
- * S[xi] (c, f) = V[xi]^T (c, tiles) x Z[xi] (tiles, f), reduced in fixed
+ * dw = G^T S G (piece by piece for larger kernels). Per position xi the
+ * sum over tiles is one GEMM, S[xi] (pieces*c, f) = V[xi]^T x Z[xi], reduced in fixed
  * chunks of tiles added in a fixed order (results independent of threads).
  * The micro-kernel reads V[xi]^T in place (unit row stride, column stride c);
  * Z is written straight into its packed B panels. */
@@ -289,7 +323,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 {
     const fc_kernel_set *ks = fc_kernels();
     const int MR = ks->mr, NR = ks->nr;
-    const ptrdiff_t c = d->c, f = d->f;
+    const ptrdiff_t c = d->c, f = d->f, pw = pieces_w(d), depth = pieces_h(d) * pw * c;
     const ptrdiff_t tiles_h = fc_ceil_div(d->ho, 2), tiles_w = fc_ceil_div(d->wo, 2);
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
     if (n_threads < 1)
@@ -297,14 +331,14 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     const ptrdiff_t f_pad = fc_round_up(f, NR);
     /* Tiles per block: V and the packed Z of a block fill about L2, and one
      * block is one depth block of the micro-kernel. */
-    ptrdiff_t block = FC_WINOGRAD_BLOCK_FLOATS / (XI * (c + f_pad));
+    ptrdiff_t block = FC_WINOGRAD_BLOCK_FLOATS / (XI * (depth + f_pad));
     block = fc_max(8, fc_min(block, 2 * ks->kc));
-    const ptrdiff_t s_floats = XI * c * f;
+    const ptrdiff_t s_floats = XI * depth * f;
     ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(tiles, 4 * block));
     chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)(s_floats * sizeof(float)));
     chunks = fc_max(chunks, 1);
     /* A sliver past the last channel reads up to MR - 1 floats beyond V. */
-    const ptrdiff_t ld_v = block * c + MR, ld_z = f_pad * block;
+    const ptrdiff_t ld_v = block * depth + MR, ld_z = f_pad * block;
     const ptrdiff_t per_thread = fc_round_up(XI * (ld_v + ld_z) + fc_max(c, f),
                                              FC_ALIGN / (ptrdiff_t)sizeof(float));
     const int threads = (int)fc_min(n_threads, chunks);
@@ -342,7 +376,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
                 transform_grads_packed(d, dy, tiles_h, tiles_w, t0, count, block, NR, ld_z,
                                        zeros, zp);
                 for (int xi = 0; xi < XI; ++xi) {
-                    float *sx = s + xi * c * f;
+                    float *sx = s + xi * depth * f;
                     for (ptrdiff_t jp = 0; jp < f_pad / NR; ++jp) {
                         fc_tile_epilogue ep;
                         ep.nr = (int)fc_min(NR, f - jp * NR);
@@ -350,11 +384,11 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
                         ep.bias = NULL;
                         ep.relu = 0;
                         const float *bp = zp + xi * ld_z + jp * NR * block;
-                        for (ptrdiff_t ir = 0; ir < c; ir += MR) {
-                            ep.mr = (int)fc_min(MR, c - ir);
+                        for (ptrdiff_t ir = 0; ir < depth; ir += MR) {
+                            ep.mr = (int)fc_min(MR, depth - ir);
                             for (int i = 0; i < MR; ++i)
                                 crow[i] = sx + (ir + (i < ep.mr ? i : 0)) * f + jp * NR;
-                            ks->ukernel(count, v + xi * ld_v + ir, 1, c, bp, crow, &ep);
+                            ks->ukernel(count, v + xi * ld_v + ir, 1, depth, bp, crow, &ep);
                         }
                     }
                 }
@@ -374,14 +408,16 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
             }
         }
 
-        /* dw = G^T S G, one (channel, filter) pair at a time. */
+        /* dw = G^T S G, one (piece, channel, filter) at a time. */
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-        for (ptrdiff_t e = 0; e < c * f; ++e) {
-            float sum[XI], t[3][4];
+        for (ptrdiff_t e = 0; e < depth * f; ++e) {
+            const ptrdiff_t piece = e / (c * f), cf = e - piece * c * f;
+            const ptrdiff_t a0 = 3 * (piece / pw), b0 = 3 * (piece % pw);
+            float sum[XI], t[3][4], g[3][3];
             for (int xi = 0; xi < XI; ++xi)
-                sum[xi] = partials[xi * c * f + e];
+                sum[xi] = partials[xi * depth * f + e];
             for (int j = 0; j < 4; ++j) {
                 const float s0 = sum[j], s1 = sum[4 + j], s2 = sum[8 + j], s3 = sum[12 + j];
                 t[0][j] = s0 + 0.5f * (s1 + s2);
@@ -389,10 +425,13 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
                 t[2][j] = 0.5f * (s1 + s2) + s3;
             }
             for (int r = 0; r < 3; ++r) {
-                dw[(r * 3 + 0) * c * f + e] = t[r][0] + 0.5f * (t[r][1] + t[r][2]);
-                dw[(r * 3 + 1) * c * f + e] = 0.5f * (t[r][1] - t[r][2]);
-                dw[(r * 3 + 2) * c * f + e] = 0.5f * (t[r][1] + t[r][2]) + t[r][3];
+                g[r][0] = t[r][0] + 0.5f * (t[r][1] + t[r][2]);
+                g[r][1] = 0.5f * (t[r][1] - t[r][2]);
+                g[r][2] = 0.5f * (t[r][1] + t[r][2]) + t[r][3];
             }
+            for (int r = 0; r < 3 && a0 + r < d->kh; ++r) /* the zero padding of a piece has no weight */
+                for (int q = 0; q < 3 && b0 + q < d->kw; ++q)
+                    dw[((a0 + r) * d->kw + b0 + q) * c * f + cf] = g[r][q];
         }
         fc_fp_leave(fp);
     }

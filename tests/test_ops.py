@@ -198,7 +198,7 @@ def test_dense_fused_bias_relu():
 
 
 WINOGRAD_CASES = [
-    # 3x3, stride 1, at least 16 channels and filters: the Winograd path.
+    # Stride 1, kernels from 3x3, at least 16 channels and filters: the Winograd path.
     ((2, 7, 9, 16), (3, 3, 16, 16), "valid"),
     ((3, 8, 5, 20), (3, 3, 20, 33), "same"),
     ((1, 6, 6, 17), (3, 3, 17, 40), ((2, 0), (1, 2))),
@@ -207,6 +207,12 @@ WINOGRAD_CASES = [
     ((2, 5, 4, 300), (3, 3, 300, 17), "same"),
     ((40, 12, 12, 16), (3, 3, 16, 16), "same"),  # many weight-gradient chunks
     ((1, 5, 5, 16), (3, 3, 16, 16), 3),  # padding past 2: backward-input by GEMM
+    # Larger kernels, cut into 3x3 pieces.
+    ((2, 9, 9, 16), (5, 5, 16, 16), "valid"),
+    ((3, 8, 7, 20), (5, 5, 20, 33), "same"),
+    ((1, 9, 9, 17), (7, 7, 17, 40), ((2, 0), (1, 3))),
+    ((2, 11, 10, 24), (3, 5, 24, 20), 1),
+    ((2, 8, 8, 16), (6, 6, 16, 16), "same"),
 ]
 
 
