@@ -160,26 +160,46 @@ static void pack_a_im2col_transposed(const void *ctx, ptrdiff_t i0, ptrdiff_t mc
                                      ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst)
 {
     const im2col_view *v = ctx;
+    const ptrdiff_t c = v->src_c;
     for (ptrdiff_t r0 = 0; r0 < mc; r0 += mr) {
         const ptrdiff_t rows = fc_min(mr, mc - r0);
-        /* Split the panel's rows into runs of channels of one tap. */
-        ptrdiff_t seg_tap[FC_MR_MAX], seg_ch[FC_MR_MAX], seg_len[FC_MR_MAX];
+        /* Split the panel's rows into runs of channels of one tap, with each
+         * run's offset from the window's corner and the window's extent. */
+        ptrdiff_t seg_tap[FC_MR_MAX], seg_ch[FC_MR_MAX], seg_len[FC_MR_MAX], seg_off[FC_MR_MAX];
+        ptrdiff_t lo_a = 0, hi_a = 0, lo_b = 0, hi_b = 0;
         int n_seg = 0;
         for (ptrdiff_t r = 0; r < rows; ++n_seg) {
-            const ptrdiff_t k = i0 + r0 + r;
-            seg_tap[n_seg] = k / v->src_c;
-            seg_ch[n_seg] = k - seg_tap[n_seg] * v->src_c;
-            seg_len[n_seg] = fc_min(v->src_c - seg_ch[n_seg], rows - r);
+            const ptrdiff_t k = i0 + r0 + r, t = k / c;
+            seg_tap[n_seg] = t;
+            seg_ch[n_seg] = k - t * c;
+            seg_len[n_seg] = fc_min(c - seg_ch[n_seg], rows - r);
+            seg_off[n_seg] = (v->off_a[t] * v->src_w + v->off_b[t]) * c + seg_ch[n_seg];
+            lo_a = n_seg ? fc_min(lo_a, v->off_a[t]) : v->off_a[t];
+            hi_a = n_seg ? fc_max(hi_a, v->off_a[t]) : v->off_a[t];
+            lo_b = n_seg ? fc_min(lo_b, v->off_b[t]) : v->off_b[t];
+            hi_b = n_seg ? fc_max(hi_b, v->off_b[t]) : v->off_b[t];
             r += seg_len[n_seg];
         }
         float *panel = dst + r0 * kc;
         grid_pos g = grid_start(v, v->row0 + p0);
         for (ptrdiff_t p = 0; p < kc; ++p, grid_next(v, &g)) {
             float *out = panel + p * mr;
-            for (int s = 0; s < n_seg; ++s) {
-                const float *src = tap_source(v, &g, seg_tap[s]);
-                copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s], 1);
-                out += seg_len[s];
+            const ptrdiff_t sa = g.a * v->ra, sb = g.b * v->rb;
+            if (sa + lo_a >= 0 && sa + hi_a < v->src_h && sb + lo_b >= 0 && sb + hi_b < v->src_w) {
+                /* The whole window is inside: no bounds checks per run. */
+                const float *corner = v->src + ((g.img * v->src_h + sa) * v->src_w + sb) * c;
+                for (int s = 0; s < n_seg; ++s) {
+                    const float *src = corner + seg_off[s];
+                    for (ptrdiff_t i = 0; i < seg_len[s]; ++i)
+                        out[i] = src[i];
+                    out += seg_len[s];
+                }
+            } else {
+                for (int s = 0; s < n_seg; ++s) {
+                    const float *src = tap_source(v, &g, seg_tap[s]);
+                    copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s], 1);
+                    out += seg_len[s];
+                }
             }
             for (ptrdiff_t r = rows; r < mr; ++r)
                 *out++ = 0.0f;
