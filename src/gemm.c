@@ -122,8 +122,6 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
         fc_aligned_free(thread_ws);
         return FC_ERR_NOMEM;
     }
-    /* Rows past the last valid one are read by the micro-kernel: keep them finite. */
-    memset(thread_ws, 0, (size_t)(a_stride * n_threads));
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
@@ -131,6 +129,9 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     {
         fc_fp_state fp = fc_fp_enter();
         char *ws = thread_ws + a_stride * fc_thread_id();
+        /* Rows past the last valid one are read by the micro-kernel: keep
+         * them finite. Each thread clears its own part, in parallel. */
+        memset(ws, 0, (size_t)a_stride);
         float *apack = (float *)ws;
         float **rowp = (float **)(ws + a_floats * (ptrdiff_t)sizeof(float));
         const int interleaved = p->a_interleaved;

@@ -210,8 +210,6 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         fc_aligned_free(ws);
         return FC_ERR_NOMEM;
     }
-    /* Rows of V past the last tile are read by the micro-kernel: keep them finite. */
-    memset(ws, 0, (size_t)(threads * per_thread) * sizeof(float));
     transform_weights(d, w, rotate, NR, up, n_threads);
 
 #ifdef _OPENMP
@@ -220,6 +218,9 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     {
         fc_fp_state fp = fc_fp_enter();
         float *v = ws + fc_thread_id() * per_thread;
+        /* Rows of V past the last tile are read by the micro-kernel: keep
+         * them finite; the padding input must be zero. */
+        memset(v, 0, (size_t)per_thread * sizeof(float));
         float *m = v + XI * ld_v;
         const float *zeros = m + XI * ld_m;
         float *crow[FC_MR_MAX];
@@ -350,8 +351,6 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         fc_aligned_free(ws);
         return FC_ERR_NOMEM;
     }
-    /* Filler the micro-kernel reads but discards must be finite. */
-    memset(ws, 0, (size_t)(threads * per_thread) * sizeof(float));
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -359,6 +358,9 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     {
         fc_fp_state fp = fc_fp_enter();
         float *v = ws + fc_thread_id() * per_thread;
+        /* Filler the micro-kernel reads but discards must be finite; the
+         * padding input must be zero. */
+        memset(v, 0, (size_t)per_thread * sizeof(float));
         float *zp = v + XI * ld_v;
         const float *zeros = zp + XI * ld_z;
         float *crow[FC_MR_MAX];
