@@ -105,7 +105,7 @@ class BatchNormalization(Layer):
             inv = 1.0 / np.sqrt(self.moving_variance.value + self.epsilon)
             scale = gamma * inv.reshape(self._bshape)
             shift = beta - self.moving_mean.value.reshape(self._bshape) * scale
-            self._cache = ("inference", scale)
+            self._cache = ("inference", scale, x, inv)
             y = x * scale
             y += shift
             return y
@@ -128,13 +128,15 @@ class BatchNormalization(Layer):
 
     def backward(self, dy):
         if self._cache[0] == "inference":
-            return dy * self._cache[1]
+            _, scale, x, inv = self._cache
+            if self.trainable:
+                self._weight_gradients(
+                    dy, (x - self.moving_mean.value.reshape(self._bshape)) * inv.reshape(self._bshape)
+                )
+            return dy * scale
         _, xhat, inv, gamma = self._cache
         if self.trainable:
-            if self.gamma is not None:
-                self.gamma.grad = (dy * xhat).sum(axis=self._reduce)
-            if self.beta is not None:
-                self.beta.grad = dy.sum(axis=self._reduce)
+            self._weight_gradients(dy, xhat)
         # dx = inv / m * (m * g - sum(g) - xhat * sum(g * xhat)) with g = dy * gamma.
         g = dy * gamma
         mean_g = g.mean(axis=self._reduce, keepdims=True)
@@ -143,6 +145,12 @@ class BatchNormalization(Layer):
         g -= xhat * mean_gx
         g *= inv
         return g
+
+    def _weight_gradients(self, dy, xhat) -> None:
+        if self.gamma is not None:
+            self.gamma.grad = (dy * xhat).sum(axis=self._reduce)
+        if self.beta is not None:
+            self.beta.grad = dy.sum(axis=self._reduce)
 
     def get_config(self):
         config = super().get_config()
