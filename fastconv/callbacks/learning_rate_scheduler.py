@@ -41,9 +41,9 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = self.model.optimizer
-        lr = float(optimizer.learning_rate) if self._two_args else None
-        new_lr = self.schedule(epoch, lr) if self._two_args else self.schedule(epoch)
-        new_lr = float(new_lr)
+        set_learning_rate(optimizer, optimizer.learning_rate, "LearningRateScheduler")
+        lr = optimizer.learning_rate
+        new_lr = float(self.schedule(epoch, lr) if self._two_args else self.schedule(epoch))
         set_learning_rate(optimizer, new_lr, "LearningRateScheduler")
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")

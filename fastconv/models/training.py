@@ -288,9 +288,11 @@ class Model:
 
         self._attach_generators()
         self.history = History()
-        callback_list = [self.history, *(callbacks or [])]
+        # After the user's callbacks, as in Keras, so that entries they add
+        # to an epoch's logs (ReduceLROnPlateau's "lr") are recorded and shown.
+        callback_list = [*(callbacks or []), self.history]
         if verbose:
-            callback_list.insert(0, ProgbarLogger())
+            callback_list.append(ProgbarLogger())
         params = {"verbose": verbose, "epochs": epochs, "steps": steps, "mode": "fit"}
         cbs = CallbackList(callback_list, model=self, params=params)
 
