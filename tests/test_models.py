@@ -205,6 +205,22 @@ def test_same_seed_trains_bit_identically():
     assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
 
 
+def test_training_is_bit_identical_at_any_thread_count():
+    import fastconv
+
+    saved = fastconv.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            results.append(train(6)[0].get_weights())
+    finally:
+        fastconv.set_num_threads(saved)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_frozen_layers_stay_bit_identical_and_recompiling_unfreezes():
     x, y = quadrant_data(64)
     model = small_cnn()

@@ -172,7 +172,12 @@ class Layer:
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """Return ``dL/dx`` for the last ``forward(x, training=True)`` and
-        write the gradients of the trainable weights."""
+        write the gradients of the trainable weights.
+
+        ``dy`` (shape of the forward's output) may be overwritten: in a
+        model it is a temporary nobody reads again, and reusing it saves a
+        full-size allocation per layer and step.
+        """
         raise NotImplementedError
 
     def __call__(self, x, training: bool = False) -> np.ndarray:

@@ -1,0 +1,86 @@
+"""Benchmark of one training step of the Keras MNIST example CNN, and the share
+of that step spent inside `fastconv.ops` (the kernels) rather than in Python
+and NumPy glue: the issue asks that the kernels dominate.
+
+Run with ``pytest benchmarks/test_bench_training.py --benchmark-enable``; the
+share is in each result's ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import backend, layers, optimizers, utils
+from fastconv.models import Sequential
+
+BATCH = 128
+
+
+class _TimedKernels:
+    """Forwards to a kernel set and adds up the wall time spent in it."""
+
+    def __init__(self, kernels):
+        self._kernels = kernels
+        self.seconds = 0.0
+
+    def __getattr__(self, name):
+        function = getattr(self._kernels, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
+def mnist_cnn():
+    utils.set_random_seed(0)
+    model = Sequential([
+        layers.Conv2D(32, 3, activation="relu", input_shape=(28, 28, 1)),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizers.Adadelta(), "categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.benchmark(group="train_step")
+def test_mnist_cnn_train_step(benchmark, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH, 28, 28, 1), dtype=np.float32)
+    y = utils.to_categorical(rng.integers(0, 10, BATCH), 10)
+    model = mnist_cnn()
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)  # warm-up: buffers, slots
+
+    timed = _TimedKernels(backend.kernels())
+    monkeypatch.setattr(backend, "_current", timed)
+    rounds = 10
+    start = time.perf_counter()
+    for _ in range(rounds):
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+    total = time.perf_counter() - start
+    share = timed.seconds / total
+
+    history = benchmark.pedantic(
+        model.fit, args=(x, y), kwargs={"batch_size": BATCH, "epochs": 1, "verbose": 0},
+        rounds=rounds, iterations=1,
+    )
+    assert np.isfinite(history.history["loss"][0])
+    benchmark.extra_info.update(
+        batch=BATCH,
+        threads=fastconv.get_num_threads(),
+        kernel_share=round(share, 3),
+        step_ms=round(1e3 * total / rounds, 2),
+    )
