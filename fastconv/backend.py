@@ -19,7 +19,7 @@ import numpy as np
 
 from fastconv import ops, reference
 
-__all__ = ["kernels", "use_reference", "get_uid", "clear_session"]
+__all__ = ["kernels", "use_reference", "get_uid", "unique_name", "reserve_name", "clear_session"]
 
 
 def _reference_conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=None):
@@ -69,6 +69,9 @@ def use_reference() -> Iterator[None]:
 
 
 _uids: defaultdict[str, int] = defaultdict(int)
+# Names given explicitly (or read from a saved model) are never handed out
+# again, so a layer added next to loaded ones cannot collide with them.
+_taken: set[str] = set()
 
 
 def to_snake_case(name: str) -> str:
@@ -85,11 +88,22 @@ def get_uid(prefix: str) -> int:
 
 
 def unique_name(prefix: str) -> str:
-    """``prefix``, then ``prefix_1``, ``prefix_2``, ... as Keras names layers."""
-    uid = get_uid(prefix)
-    return prefix if uid == 0 else f"{prefix}_{uid}"
+    """``prefix``, then ``prefix_1``, ``prefix_2``, ... as Keras names layers,
+    skipping names already taken."""
+    while True:
+        uid = get_uid(prefix)
+        name = prefix if uid == 0 else f"{prefix}_{uid}"
+        if name not in _taken:
+            _taken.add(name)
+            return name
+
+
+def reserve_name(name: str) -> None:
+    """Mark an explicitly chosen name as taken."""
+    _taken.add(name)
 
 
 def clear_session() -> None:
     """Forget the layer and model names handed out so far (Keras's clear_session)."""
     _uids.clear()
+    _taken.clear()

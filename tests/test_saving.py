@@ -274,3 +274,14 @@ def test_custom_objects_are_refused(saved):
     with pytest.raises(ValueError, match="custom_objects"):
         load_model(path, custom_objects={"f": print})
     assert saving.FORMAT_VERSION == 1
+
+
+def test_new_layers_never_collide_with_loaded_names(saved):
+    from fastconv import backend
+
+    _, path = saved
+    backend.clear_session()
+    loaded = load_model(path)
+    model = Sequential([*loaded.layers, layers.Dense(2)])
+    names = [layer.name for layer in model.layers]
+    assert len(set(names)) == len(names)

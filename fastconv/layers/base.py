@@ -88,7 +88,11 @@ class Layer:
             )
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
-        self.name = name or backend.unique_name(backend.to_snake_case(type(self).__name__))
+        if name is None:
+            name = backend.unique_name(backend.to_snake_case(type(self).__name__))
+        else:
+            backend.reserve_name(name)
+        self.name = name
         self.trainable = bool(trainable)
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f":

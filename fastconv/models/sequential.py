@@ -65,6 +65,10 @@ class Sequential(Model):
         if not self._layers and self._batch_input_shape is None:
             self._batch_input_shape = layer.batch_input_shape
         self._layers.append(layer)
+        if hasattr(layer, "rng") and getattr(layer, "seed", None) is None:
+            # Unseeded random layers draw from the model's generator, whose
+            # state is saved with the model.
+            layer.rng = self.rng
         if self.built:
             self._build_layer(layer, self._layers[-2].output_shape if len(self._layers) > 1
                               else self._batch_input_shape)

@@ -286,7 +286,6 @@ class Model:
             raise ValueError("fit needs at least one training sample")
         steps = math.ceil(n / batch_size)
 
-        self._attach_generators()
         self.history = History()
         # After the user's callbacks, as in Keras, so that entries they add
         # to an epoch's logs (ReduceLROnPlateau's "lr") are recorded and shown.
@@ -336,12 +335,6 @@ class Model:
                 break
         cbs.on_train_end(logs)
         return self.history
-
-    def _attach_generators(self) -> None:
-        """Hand the model's generator to layers that draw without a seed of their own."""
-        for layer in self.layers:
-            if hasattr(layer, "rng") and getattr(layer, "seed", None) is None:
-                layer.rng = self.rng
 
     # ---- evaluate and predict ---------------------------------------------
 
