@@ -27,11 +27,13 @@ def print_summary(model, line_length=None, positions=None, print_fn=None) -> Non
         positions = [int(line_length * p) for p in positions]
 
     def row(fields):
+        # Each cell starts with a space and is cut one short of its column's
+        # end, so long names are truncated rather than shifting the table.
         line = ""
         for field, end in zip(fields, positions):
             line = (line + " " + str(field))[: end - 1]
             line += " " * (end - len(line))
-        print_fn(line.rstrip() if not line.strip() else line)
+        print_fn(line)
 
     print_fn(f'Model: "{model.name}"')
     print_fn("_" * line_length)
