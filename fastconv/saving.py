@@ -367,7 +367,8 @@ def _compile(archive: _Archive, model) -> None:
         if not isinstance(entry, dict) or entry.get("path") not in weights:
             archive._fail(f"an optimizer slot belongs to no weight: {entry!r}")
         weight = weights[entry["path"]]
-        if entry.get("shape") != list(weight.shape) or entry.get("dtype") != weight.value.dtype.name:
+        dtype = weight.value.dtype.name
+        if entry.get("shape") != list(weight.shape) or entry.get("dtype") != dtype:
             archive._fail(f"an optimizer slot of {weight.path!r} does not match the weight")
         slot = entry.get("slot")
         if not isinstance(slot, str):

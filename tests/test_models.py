@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradcheck import ATOL, RTOL, numerical_grad
+from gradcheck import RTOL, numerical_grad
 
 from fastconv import backend, layers, losses, optimizers, utils
 from fastconv.models import Sequential

@@ -139,7 +139,8 @@ def test_clipnorm_and_clipvalue():
 
 def test_schedules():
     exp = schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
-    assert exp(0) == 0.1 and exp(10) == pytest.approx(0.05) and exp(5) == pytest.approx(0.1 / 2**0.5)
+    assert exp(0) == 0.1 and exp(10) == pytest.approx(0.05)
+    assert exp(5) == pytest.approx(0.1 / 2**0.5)
     stair = schedules.ExponentialDecay(0.1, 10, 0.5, staircase=True)
     assert stair(9) == 0.1 and stair(10) == pytest.approx(0.05)
     pw = schedules.PiecewiseConstantDecay([2, 4], [1.0, 0.5, 0.1])

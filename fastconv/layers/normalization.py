@@ -130,9 +130,8 @@ class BatchNormalization(Layer):
         if self._cache[0] == "inference":
             _, scale, x, inv = self._cache
             if self.trainable:
-                self._weight_gradients(
-                    dy, (x - self.moving_mean.value.reshape(self._bshape)) * inv.reshape(self._bshape)
-                )
+                mean = self.moving_mean.value.reshape(self._bshape)
+                self._weight_gradients(dy, (x - mean) * inv.reshape(self._bshape))
             return dy * scale
         _, xhat, inv, gamma = self._cache
         if self.trainable:

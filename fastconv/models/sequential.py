@@ -125,8 +125,8 @@ class Sequential(Model):
         expected = self._batch_input_shape[1:]
         if x.shape[1:] != tuple(expected) and None not in expected:
             raise ValueError(
-                f"model {self.name!r} expects inputs of shape (batch, {', '.join(map(str, expected))}), "
-                f"got {x.shape}"
+                f"model {self.name!r} expects inputs of shape (batch, "
+                f"{', '.join(map(str, expected))}), got {x.shape}"
             )
         for layer in self._layers:
             x = layer.forward(x, training=training)

@@ -31,7 +31,8 @@ class Adagrad(Optimizer):
         super().__init__(learning_rate, **kwargs)
         if initial_accumulator_value < 0:
             raise ValueError(
-                f"initial_accumulator_value must not be negative, got {initial_accumulator_value!r}"
+                "initial_accumulator_value must not be negative, "
+                f"got {initial_accumulator_value!r}"
             )
         if epsilon <= 0:
             raise ValueError(f"epsilon must be positive, got {epsilon!r}")

@@ -71,7 +71,9 @@ class Optimizer:
         if not isinstance(value, schedules.LearningRateSchedule):
             value = float(value)
             if not value >= 0 or math.isinf(value):
-                raise ValueError(f"learning_rate must be a finite non-negative number, got {value}")
+                raise ValueError(
+                    f"learning_rate must be a finite non-negative number, got {value}"
+                )
         self._learning_rate = value
 
     lr = learning_rate
