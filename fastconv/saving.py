@@ -34,6 +34,7 @@ import zipfile
 import numpy as np
 
 from fastconv import losses, optimizers
+from fastconv.layers.base import uninitialized_weights
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "FORMAT_VERSION"]
 
@@ -46,8 +47,9 @@ _ALLOWED_DTYPES = {"float32", "float64"}
 # that claims terabytes before anything is allocated.
 _MAX_ARRAY_BYTES = 1 << 34
 _MAX_META_BYTES = 1 << 26
-# A deflated member may expand this much at most (a ZIP bomb expands more).
-_MAX_RATIO = 1000
+# A deflated member may expand this much at most (a ZIP bomb expands more;
+# fastconv itself writes uncompressed members).
+_MAX_RATIO = 100
 
 
 # ---- writing --------------------------------------------------------------
@@ -315,10 +317,11 @@ def _build_model(archive: _Archive):
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         archive._fail("the file does not describe a Sequential model")
     try:
-        model = Sequential.from_config(config.get("config"))
-        model.build()
-    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
-        archive._fail(f"the model configuration is invalid: {exc}")
+        with uninitialized_weights():
+            model = Sequential.from_config(config.get("config"))
+            model.build()
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, MemoryError) as exc:
+        archive._fail(f"the model configuration is invalid: {exc!r}")
     return model
 
 

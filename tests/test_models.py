@@ -361,6 +361,7 @@ def test_integer_inputs_are_converted():
         (lambda m, x, y: m.fit(x.astype(complex), y, verbose=0), TypeError, "real"),
         (lambda m, x, y: m.fit(x, y, validation_data=(x,), verbose=0), ValueError,
          "validation_data"),
+        (lambda m, x, y: m.fit(x, y, verbose=3), ValueError, "verbose"),
     ],
 )
 def test_errors(call, error, message):

@@ -198,6 +198,10 @@ def test_flipped_byte_in_the_weights_is_caught_by_the_checksum(saved):
         (lambda m: m["model_config"]["config"]["layers"][1]["config"].update(evil=1),
          "configuration is invalid"),
         (lambda m: m["weights"][0].update(shape=[2**40, 2**20]), "shape"),
+        (lambda m: m["model_config"]["config"]["layers"][-1]["config"].update(units=10**13),
+         "configuration is invalid|shape"),
+        (lambda m: m["model_config"]["config"]["layers"][0]["config"].update(
+            batch_input_shape=[None, 10**6, 10**6, 1]), "configuration is invalid|shape"),
         (lambda m: m["weights"][0].update(dtype="object"), "dtype"),
         (lambda m: m["weights"][0].update(member="../../etc/passwd"), "missing member"),
         (lambda m: m["weights"].pop(), "weight arrays"),

@@ -12,13 +12,35 @@ the batch axis as None, as in Keras: ``(None, 28, 28, 1)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 
 from fastconv import backend, initializers, regularizers
 
-__all__ = ["Layer", "Weight"]
+__all__ = ["Layer", "Weight", "uninitialized_weights"]
+
+_skip_initializers = False
+
+
+@contextlib.contextmanager
+def uninitialized_weights():
+    """Create weights as lazily allocated zeros inside a ``with`` block.
+
+    For loading a saved model, whose weights are overwritten at once: no
+    random numbers are drawn (so loading does not shift the seeded global
+    stream), no time is spent initialising, and the zeros are not touched,
+    so a file describing absurdly large layers is refused on the shape
+    check before it costs any real memory.
+    """
+    global _skip_initializers
+    saved = _skip_initializers
+    _skip_initializers = True
+    try:
+        yield
+    finally:
+        _skip_initializers = saved
 
 
 class Weight:
@@ -113,7 +135,10 @@ class Layer:
         self, name, shape, initializer="zeros", regularizer=None, trainable=True
     ) -> Weight:
         """Create, initialise and register a weight; call from ``build``."""
-        value = initializers.get(initializer)(shape, self.dtype)
+        if _skip_initializers:
+            value = np.zeros(shape, self.dtype)
+        else:
+            value = initializers.get(initializer)(shape, self.dtype)
         weight = Weight(
             name, value, trainable, regularizers.get(regularizer), path=f"{self.name}/{name}"
         )

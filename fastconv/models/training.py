@@ -34,6 +34,15 @@ def _as_batch_array(value, name: str) -> np.ndarray:
     return array
 
 
+def _check_verbose(verbose) -> int:
+    """0, 1 or 2; Keras's "auto" means the progress bar."""
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, float):
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    return int(verbose)
+
+
 def _check_batch_size(batch_size, name="batch_size") -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise TypeError(f"{name} must be a positive int, got {batch_size!r}")
@@ -76,7 +85,7 @@ class Model:
         # saved with the model, so training resumed after loading repeats
         # the draws that uninterrupted training would have made.
         self.rng = _random.spawn()
-        self._batch_buffer: np.ndarray | None = None
+        self._batch_buffers: dict[tuple, np.ndarray] = {}
 
     # ---- weights --------------------------------------------------------
 
@@ -197,14 +206,16 @@ class Model:
         return value, out
 
     def _gather(self, x, index) -> np.ndarray:
-        """``x[index]`` as float32 in a buffer reused across batches of one size."""
+        """``x[index]`` in the model's dtype, gathered into a buffer kept per
+        batch shape (training, last partial and validation batches)."""
         dtype = self.layers[0].dtype
         if x.dtype != dtype:
             return np.asarray(x[index], dtype=dtype)
         shape = (len(index), *x.shape[1:])
-        if self._batch_buffer is None or self._batch_buffer.shape != shape:
-            self._batch_buffer = np.empty(shape, dtype=dtype)
-        return np.take(x, index, axis=0, out=self._batch_buffer)
+        buffer = self._batch_buffers.get(shape)
+        if buffer is None:
+            buffer = self._batch_buffers[shape] = np.empty(shape, dtype=dtype)
+        return np.take(x, index, axis=0, out=buffer)
 
     # ---- fit ------------------------------------------------------------
 
@@ -243,8 +254,8 @@ class Model:
         batch_size : int, default 32
         epochs : int, default 1
             The index of the last epoch (training runs from ``initial_epoch``).
-        verbose : 0, 1 or 2
-            0 silent, 1 a progress bar, 2 one line per epoch.
+        verbose : 0, 1, 2 or "auto"
+            0 silent, 1 (or "auto") a progress bar, 2 one line per epoch.
         callbacks : list of Callback
         validation_split : float in [0, 1)
             The last fraction of x and y, taken before shuffling, is held out.
@@ -262,6 +273,7 @@ class Model:
             forms to one value per epoch.
         """
         self._require_compiled("fit")
+        verbose = _check_verbose(verbose)
         if steps_per_epoch is not None:
             raise ValueError("steps_per_epoch is only for generators; pass arrays instead")
         batch_size = _check_batch_size(batch_size)
@@ -368,6 +380,7 @@ class Model:
         with ``return_dict=True``.
         """
         self._require_compiled("evaluate")
+        verbose = _check_verbose(verbose)
         batch_size = _check_batch_size(batch_size)
         x, y = self._prepare(x, y)
         if y is None or len(x) == 0:
@@ -391,6 +404,7 @@ class Model:
         ndarray of shape (n, *output_shape[1:])
         """
         batch_size = _check_batch_size(batch_size)
+        verbose = _check_verbose(verbose)
         x, _ = self._prepare(x)
         callback_list = list(callbacks or [])
         if verbose:
