@@ -289,3 +289,17 @@ def test_new_layers_never_collide_with_loaded_names(saved):
     model = Sequential([*loaded.layers, layers.Dense(2)])
     names = [layer.name for layer in model.layers]
     assert len(set(names)) == len(names)
+
+
+def test_loading_draws_no_random_numbers(saved):
+    _, path = saved
+
+    def next_weights(load):
+        utils.set_random_seed(3)
+        if load:
+            load_model(path)
+        dense = layers.Dense(2)
+        dense.build((None, 3))
+        return dense.get_weights()[0]
+
+    np.testing.assert_array_equal(next_weights(False), next_weights(True))
