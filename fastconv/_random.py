@@ -7,6 +7,9 @@ generators that descend from the global generator here, so
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 
 _global = np.random.default_rng()
@@ -31,3 +34,13 @@ def spawn() -> np.random.Generator:
     model is made, and so that its state can be saved with the model.
     """
     return np.random.default_rng(int(_global.integers(0, 2**63)))
+
+
+@contextlib.contextmanager
+def preserved() -> Iterator[None]:
+    """Undo every draw from the global generator made inside a ``with`` block."""
+    state = _global.bit_generator.state
+    try:
+        yield
+    finally:
+        _global.bit_generator.state = state

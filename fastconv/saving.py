@@ -33,7 +33,7 @@ import zipfile
 
 import numpy as np
 
-from fastconv import losses, optimizers
+from fastconv import _random, losses, optimizers
 from fastconv.layers.base import uninitialized_weights
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "FORMAT_VERSION"]
@@ -317,7 +317,9 @@ def _build_model(archive: _Archive):
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         archive._fail("the file does not describe a Sequential model")
     try:
-        with uninitialized_weights():
+        # The model's own generator is replaced by the saved one below, so
+        # seeding it must not advance the global stream either.
+        with uninitialized_weights(), _random.preserved():
             model = Sequential.from_config(config.get("config"))
             model.build()
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError, MemoryError) as exc:
