@@ -2,7 +2,7 @@
 of that step spent inside `fastconv.ops` (the kernels) rather than in Python
 and NumPy glue: the issue asks that the kernels dominate.
 
-Run with ``pytest benchmarks/test_bench_training.py --benchmark-enable``; the
+Run with ``pytest benchmarks/test_bench_training.py --benchmark-only``; the
 share is in each result's ``extra_info``.
 """
 
