@@ -1,7 +1,9 @@
 """fastconv: fast convolutional networks on the CPU.
 
 C/OpenMP kernels (convolution, pooling, GEMM) behind `fastconv.ops`, with a
-plain-NumPy twin in `fastconv.reference`.
+plain-NumPy twin in `fastconv.reference`, and a Keras-compatible model API
+(`fastconv.layers`, `fastconv.models.Sequential`, losses, optimizers, metrics,
+callbacks, save / load_model) on top.
 """
 
 import os as _os
@@ -11,10 +13,43 @@ from fastconv import _kernels
 __version__ = "0.1.0"
 
 from fastconv import ops, reference  # noqa: E402
+from fastconv import (  # noqa: E402
+    activations,
+    backend,
+    callbacks,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    regularizers,
+    saving,
+    utils,
+)
+from fastconv.layers import Input  # noqa: E402
+from fastconv.models import Sequential, load_model  # noqa: E402
 
 __all__ = [
     "ops",
     "reference",
+    "activations",
+    "backend",
+    "callbacks",
+    "datasets",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "regularizers",
+    "saving",
+    "utils",
+    "Input",
+    "Sequential",
+    "load_model",
     "set_num_threads",
     "get_num_threads",
     "set_simd_path",
