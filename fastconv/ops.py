@@ -39,21 +39,41 @@ def _as_f32(value: ArrayLike, name: str) -> np.ndarray:
     """C-contiguous float32 view or copy of a real array-like."""
     if type(value) is np.ndarray and value.dtype == np.float32 and value.flags.c_contiguous:
         return value
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nesting, a broken __array__
+        kind = ValueError if isinstance(error, ValueError) else TypeError
+        raise kind(f"{name} could not be read as an array: {error}") from None
     if array.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def _typed(value):
+    """``value`` with the type of every item attached, as a cache key.
+
+    1, 1.0 and True are equal and hash alike, but only the first is a valid
+    stride or padding: untyped, a cached 1 would let 1.0 and True through.
+    """
+    if type(value) is tuple:
+        return tuple(_typed(item) for item in value)
+    return type(value), value
+
+
 def _cached(resolve):
     """Memoise a geometry resolver on hashable arguments (the common case)."""
-    cached = lru_cache(maxsize=256)(resolve)
+
+    @lru_cache(maxsize=256)
+    def cached(key, args):
+        return resolve(*args)
 
     def call(*args):
+        key = _typed(args)
         try:
-            return cached(*args)
+            hash(key)
         except TypeError:  # an unhashable argument, such as a list
             return resolve(*args)
+        return cached(key, args)
 
     return call
 
@@ -126,13 +146,17 @@ def conv2d_backward(
     stride=1,
     padding="valid",
     dilation=1,
+    input_grad: bool = True,
     n_threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of ``sum(conv2d(x, w, b) * dy)``.
+
+    ``input_grad=False`` skips dx (returned as None): a network's first layer
+    never needs it.
 
     Returns
     -------
-    dx : ndarray of shape (n, h, w, c)
+    dx : ndarray of shape (n, h, w, c), or None
     dw : ndarray of shape (kh, kw, c, f)
     db : ndarray of shape (f,), the sum of dy over n, h and w (also when the
         forward pass had no bias)
@@ -142,7 +166,7 @@ def conv2d_backward(
     w = _as_f32(w, "w")
     g, params = _conv_params(x.shape, w.shape, stride, padding, dilation)
     _check_dy(dy, g.y_shape)
-    dx = _kernels.conv2d_backward_input(dy, w, g.x_shape, params, n_threads)
+    dx = _kernels.conv2d_backward_input(dy, w, g.x_shape, params, n_threads) if input_grad else None
     dw, db = _kernels.conv2d_backward_weight(x, dy, g.w_shape, params, n_threads)
     return dx, dw, db
 
@@ -190,21 +214,39 @@ def avg_pool2d_backward(
     return _pool_backward("avg", dy, x, pool_size, strides, padding, n_threads)
 
 
+def _stored(array: ArrayLike, name: str) -> tuple[np.ndarray, bool]:
+    """A 2-D float32 operand as (C-contiguous storage, transposed?).
+
+    A transposed view of a C-contiguous matrix, such as ``x.T``, is passed as
+    its storage with a transpose flag, so the GEMM reads it without a copy.
+    """
+    if (
+        type(array) is np.ndarray
+        and array.ndim == 2
+        and array.dtype == np.float32
+        and array.flags.f_contiguous
+        and not array.flags.c_contiguous
+    ):
+        return array.T, True
+    array = _as_f32(array, name)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {array.shape}")
+    return array, False
+
+
 def matmul(a: ArrayLike, b: ArrayLike, *, n_threads: int | None = None) -> np.ndarray:
     """``a @ b`` for 2-D arrays on fastconv's packed GEMM.
 
-    a : (m, k), b : (k, n) -> (m, n) float32
+    a : (m, k), b : (k, n) -> (m, n) float32. Transposed views (``x.T``) are
+    read in place, not copied.
     """
-    a = _as_f32(a, "a")
-    b = _as_f32(b, "b")
-    for name, array in (("a", a), ("b", b)):
-        if array.ndim != 2:
-            raise ValueError(f"{name} must be 2-D, got shape {array.shape}")
-    if a.shape[1] != b.shape[0]:
-        raise ValueError(
-            f"a's columns must match b's rows, got a {a.shape} and b {b.shape}"
-        )
-    return _kernels.gemm(a, b, None, False, n_threads)
+    a_stored, trans_a = _stored(a, "a")
+    b_stored, trans_b = _stored(b, "b")
+    a_shape = a_stored.shape[::-1] if trans_a else a_stored.shape
+    b_shape = b_stored.shape[::-1] if trans_b else b_stored.shape
+    if a_shape[1] != b_shape[0]:
+        raise ValueError(f"a's columns must match b's rows, got a {a_shape} and b {b_shape}")
+    return _kernels.gemm(a_stored, b_stored, None, False, n_threads, trans_a, trans_b)
 
 
 def dense(

@@ -26,6 +26,7 @@ cdef extern from "fastconv.h" nogil:
         ptrdiff_t m, n, k
         ptrdiff_t lda, ldb, ldc
         int relu
+        int trans_a, trans_b
 
     int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
                     const float *bias, float *c, int n_threads)

@@ -176,23 +176,30 @@ cdef inline float *_w1(float[::1] a):
 # ---- GEMM -------------------------------------------------------------------
 
 def gemm(const float[:, ::1] a, const float[:, ::1] b, bias=None, bint relu=False,
-         n_threads=None):
-    """c = a @ b (+ bias) (ReLU), float32, C-contiguous."""
+         n_threads=None, bint trans_a=False, bint trans_b=False):
+    """c = op(a) @ op(b) (+ bias) (ReLU), float32, C-contiguous; op transposes
+    when asked, reading the stored matrix in place."""
     cdef fc_gemm_desc d
     cdef const float[::1] bv
     cdef const float *bias_p = NULL
-    if a.shape[1] != b.shape[0]:
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t ka = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t kb = b.shape[1] if trans_b else b.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    if ka != kb:
         raise ValueError(
-            f"a has {a.shape[1]} columns but b has {b.shape[0]} rows "
-            f"(a {a.shape[0]}x{a.shape[1]}, b {b.shape[0]}x{b.shape[1]})"
+            f"op(a) has {ka} columns but op(b) has {kb} rows "
+            f"(a {a.shape[0]}x{a.shape[1]}, b {b.shape[0]}x{b.shape[1]}, "
+            f"trans_a={trans_a}, trans_b={trans_b})"
         )
     if bias is not None:
         bv = bias
-        _expect((bv.shape[0],), (b.shape[1],), "bias")
+        _expect((bv.shape[0],), (n,), "bias")
         bias_p = _p1(bv)
-    d.m, d.k, d.n = a.shape[0], a.shape[1], b.shape[1]
-    d.lda, d.ldb, d.ldc = d.k, d.n, d.n
+    d.m, d.k, d.n = m, ka, n
+    d.lda, d.ldb, d.ldc = a.shape[1], b.shape[1], n
     d.relu = relu
+    d.trans_a, d.trans_b = trans_a, trans_b
     cdef int nt = _resolve_threads(n_threads)
     out = np.empty((d.m, d.n), dtype=np.float32)
     cdef float[:, ::1] c = out

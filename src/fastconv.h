@@ -60,13 +60,16 @@ double fc_triad_gbs(int n_threads, ptrdiff_t n_floats, int repeats);
 
 /* ---- GEMM --------------------------------------------------------------- */
 
-/* C = A B (+ bias per column) (then ReLU if relu), row-major, overwrites C.
- * A is m x k with row stride lda, B is k x n with row stride ldb, C is m x n
- * with row stride ldc. bias may be NULL. */
+/* C = op(A) op(B) (+ bias per column) (then ReLU if relu), row-major,
+ * overwrites C. op(A) is m x k: A itself with row stride lda, or with trans_a
+ * the transpose of a k x m matrix A with row stride lda; likewise op(B) is
+ * k x n from B or, with trans_b, from an n x k B. C is m x n with row stride
+ * ldc. bias may be NULL. */
 typedef struct {
     ptrdiff_t m, n, k;
     ptrdiff_t lda, ldb, ldc;
     int relu;
+    int trans_a, trans_b;
 } fc_gemm_desc;
 
 int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,

@@ -75,6 +75,24 @@ static void copy_partial_sliver(const fc_gemm_plan *p, ptrdiff_t i, int mr, ptrd
             dst[q * MR + r] = r < mr ? p->a_base[(i + r) * p->a_rs + (pc + q) * p->a_cs] : 0.0f;
 }
 
+/* Panel of the transpose of a row-major n x k matrix: element (p, j) of
+ * op(B) is b[j * ld + p], read along rows of B. */
+static void pack_b_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
+                              ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst)
+{
+    const plain_matrix *m = ctx;
+    for (ptrdiff_t j = 0; j < nr; ++j) {
+        if (j < nr_valid) {
+            const float *src = m->a + (j0 + j) * m->lda + p0;
+            for (ptrdiff_t p = 0; p < kc; ++p)
+                dst[p * nr + j] = src[p];
+        } else {
+            for (ptrdiff_t p = 0; p < kc; ++p)
+                dst[p * nr + j] = 0.0f;
+        }
+    }
+}
+
 /* K == 0: the product is empty and C is the bias (or zero). */
 static void write_bias_only(const fc_gemm_plan *p)
 {
@@ -222,9 +240,20 @@ int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
     plan.c.s_b = d->ldc;
     plan.bias = bias;
     plan.relu = d->relu;
-    /* Rows a multiple of 4 KiB apart alias in L1 (all MR rows of a sliver
-     * would share one set); other row-major A blocks are read in place. */
-    if (d->lda % 1024 != 0) {
+    plain_matrix bt = {b, d->ldb};
+    if (d->trans_b) {
+        plan.pack_b = pack_b_transposed;
+        plan.b_ctx = &bt;
+    }
+    if (d->trans_a) { /* the micro-kernel reads columns of A in place */
+        plan.pack_a = NULL;
+        plan.a_base = a;
+        plan.a_rs = 1;
+        plan.a_cs = d->lda;
+    } else if (d->lda % 1024 != 0) {
+        /* Rows a multiple of 4 KiB apart alias in L1 (all MR rows of a
+         * sliver would share one set); other row-major A blocks are read in
+         * place rather than copied. */
         plan.pack_a = NULL;
         plan.a_base = a;
         plan.a_rs = d->lda;

@@ -188,6 +188,31 @@ def test_matmul_large_blocks(simd_path):
     assert_close(ops.matmul(a, b), f64(a) @ f64(b))
 
 
+@pytest.mark.parametrize("shape_a,shape_b", [((64, 300), (64, 50)), ((5, 7), (5, 3))])
+def test_matmul_reads_transposed_views_in_place(simd_path, shape_a, shape_b):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(shape_a).astype(np.float32)
+    dy = rng.standard_normal(shape_b).astype(np.float32)
+    assert_close(ops.matmul(x.T, dy), f64(x).T @ f64(dy))  # a transposed
+    assert_close(ops.matmul(dy.T, x), f64(dy).T @ f64(x))
+    w = rng.standard_normal((shape_b[1], shape_a[1])).astype(np.float32)
+    assert_close(ops.matmul(dy, w), f64(dy) @ f64(w))
+    assert_close(ops.matmul(x, w.T), f64(x) @ f64(w).T)  # b transposed
+    assert_close(ops.matmul(w.T.T.T, dy.T), f64(w).T @ f64(dy).T)  # both
+
+
+def test_conv2d_backward_can_skip_the_input_gradient():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    dy = rng.standard_normal((2, 4, 4, 4)).astype(np.float32)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, input_grad=False)
+    full = ops.conv2d_backward(dy, x, w)
+    assert dx is None
+    np.testing.assert_array_equal(dw, full[1])
+    np.testing.assert_array_equal(db, full[2])
+
+
 def test_dense_fused_bias_relu():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((37, 29)).astype(np.float32)
