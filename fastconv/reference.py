@@ -160,7 +160,8 @@ def conv2d_backward(
     stride=1,
     padding="valid",
     dilation=1,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    input_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of ``sum(conv2d(x, w, b, ...) * dy)`` with respect to x, w and b.
 
     Parameters
@@ -173,10 +174,12 @@ def conv2d_backward(
         The forward's filters.
     stride, padding, dilation
         As given to `conv2d`.
+    input_grad : bool, default True
+        False skips dx and returns None in its place.
 
     Returns
     -------
-    dx : ndarray of shape (n, h, w, c)
+    dx : ndarray of shape (n, h, w, c), or None
     dw : ndarray of shape (kh, kw, c, f)
     db : ndarray of shape (f,)
         ``dy`` summed over (n, ho, wo); returned whether or not the forward
@@ -201,7 +204,7 @@ def conv2d_backward(
             dw[ki, kj] = np.tensordot(xp[tap], dy, axes=([0, 1, 2], [0, 1, 2]))
             dxp[tap] += np.tensordot(dy, w[ki, kj], axes=([3], [1]))
     db = dy.sum(axis=(0, 1, 2))
-    return _crop(dxp, g), dw, db
+    return (_crop(dxp, g) if input_grad else None), dw, db
 
 
 def max_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> np.ndarray:

@@ -95,6 +95,10 @@ class Layer:
         The input shape with the batch axis (which may be None).
     """
 
+    # Whether backward must return dL/dx. A model clears it on the lowest
+    # layer it trains through, whose input gradient nobody reads.
+    input_grad_needed: bool = True
+
     def __init__(
         self,
         name: str | None = None,

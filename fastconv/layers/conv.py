@@ -129,7 +129,7 @@ class Conv2D(ActivatedLayer):
 
     def _backward_linear(self, dz):
         dx, dw, db = backend.kernels().conv2d_backward(
-            dz, self._x, self.kernel.value, **self._conv_args()
+            dz, self._x, self.kernel.value, input_grad=self.input_grad_needed, **self._conv_args()
         )
         if self.trainable:
             self.kernel.grad = dw

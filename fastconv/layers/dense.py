@@ -89,6 +89,8 @@ class Dense(ActivatedLayer):
             self.kernel.grad = ops.matmul(self._x2.T, dz2)
             if self.bias is not None:
                 self.bias.grad = dz2.sum(axis=0)
+        if not self.input_grad_needed:
+            return None
         dx = ops.matmul(dz2, self.kernel.value.T)
         return dx.reshape(*dz.shape[:-1], self.kernel.shape[0])
 

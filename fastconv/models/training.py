@@ -313,6 +313,8 @@ class Model:
         first_trainable = next(
             (i for i, layer in enumerate(self.layers) if layer.trainable_weights), 0
         ) if trainable else 0
+        for i, layer in enumerate(self.layers):  # nobody reads the lowest input gradient
+            layer.input_grad_needed = i != first_trainable
         metric_objects = self._make_metrics()
 
         self.stop_training = False
