@@ -20,12 +20,22 @@ __all__ = [
 ]
 
 
+# The largest stride, dilation, pool size or padding accepted. Larger values
+# have no use, and bounding them keeps the kernels' 64-bit size arithmetic
+# (sizes plus paddings, kernel extents, output sizes) far from overflow.
+MAX_PARAM = 2**31 - 1
+
+# More output elements than this cannot exist: NumPy cannot even address as
+# many bytes of float64.
+_MAX_OUTPUT_ELEMENTS = 2**60
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def as_pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
-    """Return ``value`` as ``(h, w)`` ints, each at least ``minimum``.
+    """Return ``value`` as ``(h, w)`` ints, each in ``[minimum, MAX_PARAM]``.
 
     Accepts an int or a sequence of two ints. Raises ``ValueError`` (or
     ``TypeError`` for non-integers) naming the argument.
@@ -44,6 +54,8 @@ def as_pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
         pair = (int(items[0]), int(items[1]))
     if pair[0] < minimum or pair[1] < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    if pair[0] > MAX_PARAM or pair[1] > MAX_PARAM:
+        raise ValueError(f"{name} must be at most {MAX_PARAM}, got {value!r}")
     return pair
 
 
@@ -94,6 +106,8 @@ def resolve_padding(padding, in_hw, kernel_hw, stride_hw, dilation_hw):
             )
     if min(pads[0] + pads[1]) < 0:
         raise ValueError(f"padding must not be negative, got {padding!r}")
+    if max(pads[0] + pads[1]) > MAX_PARAM:
+        raise ValueError(f"padding must be at most {MAX_PARAM}, got {padding!r}")
     return pads
 
 
@@ -107,6 +121,18 @@ def _check_shape(shape, ndim: int, name: str, layout: str) -> tuple[int, ...]:
 
 def _out_size(size: int, pad: int, extent: int, stride: int) -> int:
     return (size + pad - extent) // stride + 1
+
+
+def _check_output(shape: tuple[int, ...], x_shape, padding) -> None:
+    """A ValueError, rather than NumPy's, for an output no machine can hold."""
+    elements = 1
+    for size in shape:
+        elements *= max(size, 1)  # as NumPy counts, even for an empty array
+    if elements >= _MAX_OUTPUT_ELEMENTS:
+        raise ValueError(
+            f"the output would have shape {shape}, too large to allocate "
+            f"(x of shape {tuple(x_shape)}, padding {padding!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -169,11 +195,12 @@ def conv2d_geometry(x_shape, w_shape, stride=1, padding="valid", dilation=1) -> 
     eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     if eh > h + pt + pb or ew > w + pl + pr:
         raise ValueError(
-            f"kernel of extent {eh}x{ew} (size {kh}x{kw}, dilation {dh}x{dw}) is larger than "
-            f"the padded input {h + pt + pb}x{w + pl + pr}"
+            f"w's kernel of extent {eh}x{ew} (size {kh}x{kw}, dilation {dh}x{dw}) is larger "
+            f"than the padded input {h + pt + pb}x{w + pl + pr} (x of shape {tuple(x_shape)})"
         )
     ho = _out_size(h, pt + pb, eh, sh)
     wo = _out_size(w, pl + pr, ew, sw)
+    _check_output((n, ho, wo, f), x_shape, padding)
     return Conv2DGeometry(n, h, w, c, kh, kw, f, sh, sw, dh, dw, pt, pb, pl, pr, ho, wo)
 
 
@@ -228,5 +255,6 @@ def pool2d_geometry(x_shape, pool_size=2, strides=None, padding="valid") -> Pool
         )
     ho = _out_size(h, pt + pb, kh, sh)
     wo = _out_size(w, pl + pr, kw, sw)
+    _check_output((n, ho, wo, c), x_shape, padding)
     return Pool2DGeometry(n, h, w, c, kh, kw, sh, sw, pt, pb, pl, pr, ho, wo)
 
