@@ -1,0 +1,115 @@
+/* The SIMD micro-kernel and peak probe, written once for any vector width.
+ * Included by one file per ISA (gemm_kernels_avx2.c, gemm_kernels_avx512.c),
+ * which defines first:
+ *   VEC          the vector type (__m256, __m512)
+ *   VW           floats per vector
+ *   V_ZERO(), V_SET1(x), V_LOADU(p), V_STOREU(p, v), V_FMA(a, b, c) (a*b + c),
+ *   V_ADD(a, b), V_MAX(a, b), V_SUM(v) (horizontal sum)
+ *   MR, NR       the tile: MR must be 6, NR must be 2*VW
+ *   KERNEL_NAME  the kernel set's name, SET_FN the function returning it,
+ *   MC, KC, NC   its block sizes.
+ *
+ * The tile is MR x (2 vectors), held in 12 accumulators. Per step of k: two
+ * loads of B, six broadcasts of A, twelve FMAs: enough independent chains to
+ * fill two FMA pipes of latency 4-5 (Haswell to Zen 4, Skylake-X). */
+
+/* Element (i, p) of A is a_i[p * cs]. Inlined for cs = 1 (row-major rows)
+ * and cs = MR (interleaved panel), so the compiler folds the stride, and for
+ * any other column stride with unit row stride (a transposed row-major block). */
+static inline __attribute__((always_inline)) void
+tile_6x2v(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
+          const float *b, float *const *crow, const fc_tile_epilogue *ep)
+{
+    const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs;
+    const float *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
+    /* C is read at the end when accumulating: start fetching it now. */
+    if (ep->accumulate)
+        for (int i = 0; i < ep->mr; ++i) {
+            _mm_prefetch((const char *)crow[i], _MM_HINT_T0);
+            _mm_prefetch((const char *)(crow[i] + NR - 1), _MM_HINT_T0);
+        }
+    VEC c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();
+    VEC c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();
+    VEC c40 = V_ZERO(), c41 = V_ZERO(), c50 = V_ZERO(), c51 = V_ZERO();
+    for (ptrdiff_t p = 0; p < kc; ++p) {
+        const VEC b0 = V_LOADU(b), b1 = V_LOADU(b + VW);
+        VEC ai;
+        ai = V_SET1(a0[p * cs]);
+        c00 = V_FMA(ai, b0, c00); c01 = V_FMA(ai, b1, c01);
+        ai = V_SET1(a1[p * cs]);
+        c10 = V_FMA(ai, b0, c10); c11 = V_FMA(ai, b1, c11);
+        ai = V_SET1(a2[p * cs]);
+        c20 = V_FMA(ai, b0, c20); c21 = V_FMA(ai, b1, c21);
+        ai = V_SET1(a3[p * cs]);
+        c30 = V_FMA(ai, b0, c30); c31 = V_FMA(ai, b1, c31);
+        ai = V_SET1(a4[p * cs]);
+        c40 = V_FMA(ai, b0, c40); c41 = V_FMA(ai, b1, c41);
+        ai = V_SET1(a5[p * cs]);
+        c50 = V_FMA(ai, b0, c50); c51 = V_FMA(ai, b1, c51);
+        b += NR;
+    }
+    const VEC acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                            {c30, c31}, {c40, c41}, {c50, c51}};
+    if (ep->mr == MR && ep->nr == NR) {
+        const VEC zero = V_ZERO();
+        for (int i = 0; i < MR; ++i) {
+            float *c = crow[i];
+            VEC v0 = acc[i][0], v1 = acc[i][1];
+            if (ep->accumulate) {
+                v0 = V_ADD(v0, V_LOADU(c));
+                v1 = V_ADD(v1, V_LOADU(c + VW));
+            } else if (ep->bias) {
+                v0 = V_ADD(v0, V_LOADU(ep->bias));
+                v1 = V_ADD(v1, V_LOADU(ep->bias + VW));
+            }
+            if (ep->relu) { /* max(0, v) returns v when v is NaN */
+                v0 = V_MAX(zero, v0);
+                v1 = V_MAX(zero, v1);
+            }
+            V_STOREU(c, v0);
+            V_STOREU(c + VW, v1);
+        }
+    } else {
+        float tile[FC_MR_MAX * FC_NR_MAX];
+        for (int i = 0; i < MR; ++i) {
+            V_STOREU(tile + i * FC_NR_MAX, acc[i][0]);
+            V_STOREU(tile + i * FC_NR_MAX + VW, acc[i][1]);
+        }
+        fc_tile_store(tile, crow, ep);
+    }
+}
+
+static void ukernel(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                    const float *b, float *const *crow, const fc_tile_epilogue *ep)
+{
+    if (cs_a == 1)
+        tile_6x2v(kc, a, rs_a, 1, b, crow, ep);
+    else if (cs_a == MR)
+        tile_6x2v(kc, a, 1, MR, b, crow, ep);
+    else
+        tile_6x2v(kc, a, 1, cs_a, b, crow, ep);
+}
+
+/* Ten independent FMA chains per round: enough to cover latency x pipes. */
+static float peak_loop(ptrdiff_t iters)
+{
+    const VEC x = V_SET1(1.0f - 1e-7f), y = V_SET1(1e-7f);
+    VEC c0 = V_SET1(0.f), c1 = V_SET1(1.f), c2 = V_SET1(2.f), c3 = V_SET1(3.f);
+    VEC c4 = V_SET1(4.f), c5 = V_SET1(5.f), c6 = V_SET1(6.f), c7 = V_SET1(7.f);
+    VEC c8 = V_SET1(8.f), c9 = V_SET1(9.f);
+    for (ptrdiff_t it = 0; it < iters; ++it) {
+        c0 = V_FMA(c0, x, y); c1 = V_FMA(c1, x, y);
+        c2 = V_FMA(c2, x, y); c3 = V_FMA(c3, x, y);
+        c4 = V_FMA(c4, x, y); c5 = V_FMA(c5, x, y);
+        c6 = V_FMA(c6, x, y); c7 = V_FMA(c7, x, y);
+        c8 = V_FMA(c8, x, y); c9 = V_FMA(c9, x, y);
+    }
+    VEC s = V_ADD(V_ADD(V_ADD(c0, c1), V_ADD(c2, c3)), V_ADD(V_ADD(c4, c5), V_ADD(c6, c7)));
+    return V_SUM(V_ADD(s, V_ADD(c8, c9)));
+}
+
+static const fc_kernel_set kernel_set = {
+    KERNEL_NAME, MR, NR, MC, KC, NC, ukernel, peak_loop, 10 * VW * 2,
+};
+
+const fc_kernel_set *SET_FN(void) { return &kernel_set; }
