@@ -1,0 +1,46 @@
+"""The scripts in examples/ run, on a few hundred MNIST images for one epoch."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST = Path(os.environ.get("FASTCONV_DATA", "/nonexistent")) / "mnist"
+
+pytestmark = pytest.mark.skipif(
+    not MNIST.is_dir(),
+    reason="the MNIST files are not in $FASTCONV_DATA/mnist (set FASTCONV_DATA to run)",
+)
+
+
+def _run(script, *args):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args],
+                            check=False, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "downloading" not in result.stdout + result.stderr
+    return result.stdout
+
+
+def test_mnist_cnn(tmp_path):
+    out = _run("mnist_cnn.py", "--subset", "256", "--epochs", "1", "--save",
+               str(tmp_path / "m.fcm"))
+    assert "256 train samples" in out and "Test accuracy:" in out
+    assert (tmp_path / "m.fcm").is_file()
+
+
+def test_mnist_transfer():
+    out = _run("mnist_transfer.py", "--subset", "600", "--epochs", "1")
+    assert "Digits 0-4, all layers" in out
+    # Frozen convolutions leave only the dense layers' 590,597 weights to train.
+    assert "feature layers frozen" in out and "590,597 trainable parameters" in out
+    assert out.count("Test accuracy:") == 2
+
+
+def test_lenet5():
+    out = _run("lenet5.py", "--subset", "300", "--epochs", "1")
+    assert "Total params: 61,706" in out and "Test accuracy:" in out
