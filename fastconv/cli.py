@@ -463,7 +463,7 @@ def _add_train(commands) -> None:
     parser.add_argument("--model", default=zoo.DEFAULT_MODEL, metavar="NAME",
                         help=f"{models} (default: %(default)s)")
     parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
-                        help="default: the model's recipe (fast 3, keras-cnn 12, lenet5 10)")
+                        help="default: the model's recipe (fast 5, keras-cnn 12, lenet5 10)")
     parser.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
                         help="default: 128")
     parser.add_argument("--optimizer", default=None, metavar="NAME",

@@ -10,7 +10,7 @@ from fastconv.models import Sequential
 @pytest.mark.parametrize("name, params", [
     ("keras-cnn", 1_199_882),  # as Keras's summary of mnist_cnn.py counts them
     ("lenet5", 61_706),
-    ("fast", 225_034),
+    ("fast", 108_618),
 ])
 def test_models_build_with_their_parameter_counts(name, params):
     model = zoo.build(name)
