@@ -46,7 +46,8 @@ def _as_f32(value: ArrayLike, name: str) -> np.ndarray:
         raise kind(f"{name} could not be read as an array: {error}") from None
     if array.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    # Not np.ascontiguousarray: it makes a scalar 1-D, and (1,) fits a bias of one.
+    return np.asarray(array, dtype=np.float32, order="C")
 
 
 def _typed(value):

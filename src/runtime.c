@@ -150,7 +150,23 @@ const char *fc_compiler(void)
 #include <stdatomic.h>
 
 #define FC_SCRATCH_SLOTS 8
+
+#if defined(__SANITIZE_ADDRESS__)
+#define FC_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FC_UNDER_ASAN 1
+#endif
+#endif
+
+#ifdef FC_UNDER_ASAN
+/* AddressSanitizer checks the blocks the system allocator hands out: a cached
+ * block larger than a later request, or reused after its release, would hide
+ * an overflow or a use after release. Under it nothing is cached. */
+#define FC_SCRATCH_CACHE_BYTES ((size_t)0)
+#else
 #define FC_SCRATCH_CACHE_BYTES ((size_t)256 << 20)
+#endif
 
 static struct {
     char *block; /* start of the allocation (header included), or NULL */

@@ -426,6 +426,7 @@ def conv_cases(draw, backward=False):
         if spoil == "dy_shape":
             y_shape = tweak(y_shape, draw)
         case["dy"] = draw(bad_arrays(y_shape) if spoil == "dy_dtype" else arrays(y_shape))
+        case["input_grad"] = draw(st.sampled_from([True, True, True, False]))
     else:
         if spoil == "b_shape":
             b_shape = draw(st.sampled_from([[f + 1], [1, f], []]))
@@ -467,16 +468,22 @@ def test_fuzz_conv2d_backward(case):
     nan_allowed = (KNOWN_BUG_WINOGRAD_NONFINITE and has_nonfinite(dy, x, w)
                    and winograd_may_apply(case["stride"], case["dilation"], w))
 
+    input_grad = case["input_grad"]
+
     def compare(got, want):
         assert isinstance(got, tuple) and len(got) == 3
-        assert_matches(got[0], want[0], nan_allowed or (
-            KNOWN_BUG_PHASE_GEMM_NONFINITE_WEIGHTS and has_nonfinite(w)))
+        if input_grad:
+            assert_matches(got[0], want[0], nan_allowed or (
+                KNOWN_BUG_PHASE_GEMM_NONFINITE_WEIGHTS and has_nonfinite(w)))
+        else:
+            assert got[0] is None
         assert_matches(got[1], want[1], nan_allowed)
         if not (KNOWN_BUG_DB_WITHOUT_CHANNELS and shape_of(x)[3] == 0):
             assert_matches(got[2], want[2])
 
     check(
-        lambda: ops.conv2d_backward(dy, x, w, n_threads=case["n_threads"], **args),
+        lambda: ops.conv2d_backward(dy, x, w, input_grad=input_grad,
+                                    n_threads=case["n_threads"], **args),
         lambda: exact(reference.conv2d_backward, widen(dy), widen(x), widen(w), **args),
         ("dy", "x", "w", "stride", "padding", "dilation", "n_threads"),
         other_invalid=threads_invalid(case["n_threads"]),
@@ -679,6 +686,18 @@ def test_convolution_of_an_image_of_padding_only(c):
     np.testing.assert_array_equal(db, np.full(2, 20.0))
 
 
+def test_a_scalar_is_no_vector_of_one():
+    """np.ascontiguousarray made a Python float 1-D, which passed for one bias."""
+    x, w = np.ones((3, 2), np.float32), np.ones((2, 1), np.float32)
+    for b in (0.5, np.float64(0.5)):
+        with pytest.raises(ValueError, match=r"b must have shape \(1,\), got \(\)"):
+            ops.dense(x, w, b)
+        with pytest.raises(ValueError, match="b must have shape"):
+            ops.conv2d(np.ones((1, 2, 2, 1)), np.ones((1, 1, 1, 1)), b)
+    with pytest.raises(ValueError, match=r"got shape \(\)"):
+        ops.max_pool2d(2.0)
+
+
 def test_pooling_without_channels():
     """memcpy from a NULL buffer (undefined behaviour) for c == 0."""
     x = np.ones((2, 4, 4, 0), np.float32)
@@ -782,7 +801,8 @@ def private_cases(draw):
         m, k, k2, n = (draw(small) for _ in range(4))
         return dict(op=op, a=floats((m, k)), b=floats((k2, n)),
                     bias=draw(st.one_of(st.none(), st.just(floats((draw(small),))))),
-                    relu=draw(st.booleans()))
+                    relu=draw(st.booleans()), trans_a=draw(st.booleans()),
+                    trans_b=draw(st.booleans()))
     params = tuple(draw(SIZES) for _ in range(8))
     x_shape = tuple(draw(small) for _ in range(4))
     kind = draw(st.sampled_from(["max", "avg", "min"]))
@@ -806,10 +826,12 @@ def call_private(case):
     op, params = case["op"], case.get("params")
     if op == "gemm":
         a, b, bias = get("a"), get("b"), get("bias")
-        got = _kernels.gemm(a, b, bias, case["relu"], 1)
+        got = _kernels.gemm(a, b, bias, case["relu"], 1, case["trans_a"], case["trans_b"])
 
         def want():
-            y = exact_matmul(widen(a), widen(b)) + (0 if bias is None else widen(bias))
+            a_, b_ = (widen(a).T if case["trans_a"] else widen(a),
+                      widen(b).T if case["trans_b"] else widen(b))
+            y = exact_matmul(a_, b_) + (0 if bias is None else widen(bias))
             return np.maximum(y, 0) if case["relu"] else y
 
         return got, want
