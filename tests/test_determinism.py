@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastconv
 from fastconv import ops
@@ -119,3 +121,24 @@ def test_bitwise_identical_in_a_fresh_process(index):
                              text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         assert out.stdout.strip() == here
+
+
+@st.composite
+def conv_shapes(draw):
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride, dilation = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    h = draw(st.integers((kh - 1) * dilation + 1, 40))
+    w = draw(st.integers((kw - 1) * dilation + 1, 40))
+    n = draw(st.integers(1, 12))
+    c, f = draw(st.sampled_from([1, 3, 8, 9, 16, 24, 33])), draw(st.sampled_from([1, 5, 16, 40]))
+    padding = draw(st.sampled_from(["valid", "same", 1, 2]))
+    return (n, h, w, c), (kh, kw, c, f), stride, padding, dilation
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(case=conv_shapes())
+def test_bitwise_identical_for_drawn_shapes(case):
+    first = every_output(case, 1)
+    for n_threads in (2, 3):
+        for k, (a, b) in enumerate(zip(first, every_output(case, n_threads))):
+            assert a.tobytes() == b.tobytes(), f"output {k} differs at {n_threads} threads"
