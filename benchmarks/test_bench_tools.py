@@ -121,12 +121,52 @@ def test_max_relative_error():
 
 def test_measure_is_round_robin():
     calls = []
-    times = bench.measure(
+    timings = bench.measure(
         {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, settle=0
     )
-    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    assert {k: len(v) for k, v in timings.seconds.items()} == {"a": 3, "b": 3}
+    assert timings.discarded == timings.busy_kept == 0
     # settle=0: one untimed call, then the timed one, alternating a and b.
     assert calls == ["a", "a", "b", "b"] * 3
+
+
+class _BusyGuard:
+    """Every round is busy; it waits for quiet ``patience`` times, then gives up."""
+
+    def __init__(self, patience):
+        self.patience = patience
+
+    def mark(self):
+        return None
+
+    def busy_since(self, mark):
+        return True
+
+    def wait_for_quiet(self):
+        self.patience -= 1
+        return self.patience >= 0
+
+
+def test_measure_redoes_busy_rounds():
+    calls = []
+    timings = bench.measure(
+        {"a": lambda: calls.append("a")}, repeats=2, settle=0, guard=_BusyGuard(3)
+    )
+    assert (timings.discarded, timings.busy_kept) == (3, 2)
+    assert len(timings.seconds["a"]) == 2
+    assert len(calls) == 2 * (3 + 2)
+
+
+def test_load_guard(monkeypatch):
+    guard = bench.LoadGuard(max_busy=0.05, patience=0.0)
+    if not guard.available:
+        pytest.skip("no /proc/stat here")
+    ticks = iter([0.0, 0.5, 0.0, 50.0])
+    monkeypatch.setattr(bench.LoadGuard, "ticks", lambda self: next(ticks))
+    assert not guard.busy_since(guard.mark())  # half a tick: sampling noise
+    assert guard.busy_since(guard.mark())  # 50 ticks (0.5 s of CPU) in no time
+    assert not guard.wait_for_quiet()  # no patience: gives up at once
+    assert guard.waited == 0.0
 
 
 def test_shapes_match_the_issue():
@@ -175,6 +215,8 @@ def test_report_runs_end_to_end(tmp_path, capsys):
             "--sections",
             "conv,overhead",
             "--no-torch",
+            "--max-busy",
+            "-1",
             "--markdown-out",
             str(out),
         ]

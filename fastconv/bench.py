@@ -419,20 +419,98 @@ def max_relative_error(got: tuple[np.ndarray, ...], expected: tuple[np.ndarray, 
 # ---- measuring ---------------------------------------------------------------
 
 
+class LoadGuard:
+    """Notices when other processes use the CPUs, and waits for them to stop.
+
+    A shared two-core machine makes timings worthless while anything else
+    runs: a thread of a parallel kernel that loses its core for a scheduler
+    slice turns a 5 ms call into 8 or 16 ms. The guard reads the machine's
+    busy clock ticks from /proc/stat and subtracts this process's own CPU
+    time (all its threads): what remains is other processes' work. Ticks are
+    coarse (10 ms) and sampled, so one tick is forgiven, plus ``max_busy`` of
+    every processor's time. Where /proc/stat is missing (not Linux) nothing is
+    ever judged busy.
+
+    ``patience`` is the total time, in seconds, the guard may spend waiting
+    for quiet over the whole report; once it is spent, busy rounds are kept
+    (and counted, so that the report can flag them).
+    """
+
+    def __init__(self, max_busy: float = 0.05, patience: float = 600.0) -> None:
+        self.max_busy = max_busy
+        self.patience = patience
+        self.waited = 0.0
+        try:
+            self.tick = 1.0 / os.sysconf("SC_CLK_TCK")
+            self.ticks()
+            self.available = True
+        except (OSError, ValueError, AttributeError):
+            self.available = False
+
+    def ticks(self) -> float:
+        """Clock ticks other processes have used since boot."""
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]
+        busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+        own = os.times()
+        return busy - (own.user + own.system) / self.tick
+
+    def mark(self) -> tuple[float, float]:
+        return (self.ticks() if self.available else 0.0), time.perf_counter()
+
+    def busy_since(self, mark: tuple[float, float]) -> bool:
+        """Did other processes take more than their allowance since ``mark``?"""
+        if not self.available:
+            return False
+        ticks, start = mark
+        seconds = time.perf_counter() - start
+        allowed = 1.0 + self.max_busy * seconds * (os.cpu_count() or 1) / self.tick
+        return self.ticks() - ticks > allowed
+
+    def wait_for_quiet(self, window: float = 0.25) -> bool:
+        """Sleep until a ``window`` passes without foreign work; False once
+        the patience is spent."""
+        while self.waited < self.patience:
+            mark = self.mark()
+            time.sleep(window)
+            self.waited += window
+            if not self.busy_since(mark):
+                return True
+        return False
+
+
+@dataclass
+class Timings:
+    """What `measure` returns: seconds per call of each name, kept rounds only."""
+
+    seconds: dict[str, list[float]]
+    discarded: int = 0  # rounds thrown away because other processes were busy
+    busy_kept: int = 0  # busy rounds kept anyway, once the guard's patience ran out
+
+
 def measure(
-    runs: dict[str, Callable[[], object]], repeats: int, settle: float = 0.02
-) -> dict[str, list[float]]:
-    """Seconds of each call, round-robin over ``runs`` ``repeats`` times.
+    runs: dict[str, Callable[[], object]],
+    repeats: int,
+    settle: float = 0.02,
+    guard: LoadGuard | None = None,
+) -> Timings:
+    """Seconds of each call, round-robin over ``runs``, ``repeats`` rounds.
 
     Each timed call follows untimed calls of the same function lasting at
     least ``settle`` seconds (at least one), so that no other library's
     idle threads are still spinning on the cores. GC is off meanwhile.
+
+    With a ``guard``, a round during which other processes were busy is
+    thrown away and measured again once the machine is quiet; when the
+    guard has run out of patience, it is kept and counted.
     """
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    timings = Timings({name: [] for name in runs})
     gc_enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeats):
+        while min(len(v) for v in timings.seconds.values()) < repeats:
+            mark = guard.mark() if guard is not None else None
+            sample = {}
             for name, run in runs.items():
                 end = time.perf_counter() + settle
                 run()
@@ -440,11 +518,18 @@ def measure(
                     run()
                 t0 = time.perf_counter_ns()
                 run()
-                times[name].append((time.perf_counter_ns() - t0) * 1e-9)
+                sample[name] = (time.perf_counter_ns() - t0) * 1e-9
+            if guard is not None and guard.busy_since(mark):
+                if guard.wait_for_quiet():
+                    timings.discarded += 1
+                    continue
+                timings.busy_kept += 1
+            for name, seconds in sample.items():
+                timings.seconds[name].append(seconds)
     finally:
         if gc_enabled:
             gc.enable()
-    return times
+    return timings
 
 
 def _per_call_seconds(run: Callable[[], object], calls: int, repeats: int) -> float:
@@ -473,6 +558,8 @@ class Row:
     work: float  # FLOPs (conv, gemm) or bytes (pool)
     medians: dict[str, float]
     max_errors: dict[str, float] = field(default_factory=dict)
+    discarded: int = 0  # rounds measured again because the machine was busy
+    busy_kept: int = 0  # busy rounds among the medians (retries ran out)
 
     @property
     def fastconv(self) -> float:
@@ -497,6 +584,8 @@ class Report:
     torch_layouts: tuple[str, ...] = ()
     loadavg: list[str] = field(default_factory=list)
     limits_seen: list[tuple[float, float]] = field(default_factory=list)
+    limits_busy: bool = False  # the machine was busy during every measurement of the limits
+    guard: LoadGuard | None = None
 
     def find(self, section: str, shape: str, what: str) -> Row | None:
         for row in self.rows:
@@ -598,8 +687,6 @@ def _check_and_measure(
     what: str,
     work: float,
     cands: dict[str, Candidate],
-    repeats: int,
-    settle: float,
 ) -> Row:
     """Check every candidate's result against fastconv's, then time them."""
     expected = cands["fastconv"].result(cands["fastconv"].run())
@@ -618,14 +705,19 @@ def _check_and_measure(
                 f"{section} {shape} {what}: {name} differs from fastconv by "
                 f"{errors[name]:.2e} of the largest magnitude (tolerance {RTOL:g})"
             )
-    times = measure({name: cand.run for name, cand in cands.items()}, repeats, settle)
+    opts = report.options
+    timings = measure(
+        {name: cand.run for name, cand in cands.items()}, opts.repeats, opts.settle, report.guard
+    )
     row = Row(
         section,
         shape,
         what,
         work,
-        {name: statistics.median(ts) for name, ts in times.items()},
+        {name: statistics.median(ts) for name, ts in timings.seconds.items()},
         errors,
+        timings.discarded,
+        timings.busy_kept,
     )
     report.rows.append(row)
     return row
@@ -635,14 +727,13 @@ def run_report(opts: argparse.Namespace, command: str) -> Report:
     """Measure everything ``opts`` asks for; progress goes to stderr."""
     threads = opts.threads
     layouts = () if opts.no_torch else _torch_layouts(None)
-    repeats = opts.repeats
-    settle = opts.settle
     sections = set(opts.sections)
     conv_shapes = [s for s in CONV_SHAPES if s.id in opts.shapes]
     load_start = _loadavg()
+    guard = None if opts.max_busy < 0 else LoadGuard(opts.max_busy, opts.patience)
 
     with _blas_threads(threads) as blas_threads, _torch_threads(threads, bool(layouts)):
-        peak, bandwidth = _limits(threads, opts.quick)
+        peak, bandwidth, clean = _limits(threads, opts.quick, guard)
         report = Report(
             opts,
             command,
@@ -651,6 +742,7 @@ def run_report(opts: argparse.Namespace, command: str) -> Report:
             peak,
             bandwidth,
             torch_layouts=layouts,
+            guard=guard,
         )
 
         if "conv" in sections:
@@ -668,8 +760,6 @@ def run_report(opts: argparse.Namespace, command: str) -> Report:
                         pass_,
                         pass_flops(shape, pass_),
                         cands,
-                        repeats,
-                        settle,
                     )
         if "pool" in sections:
             for shape in POOL_SHAPES:
@@ -686,8 +776,6 @@ def run_report(opts: argparse.Namespace, command: str) -> Report:
                         op,
                         pool_bytes(shape, op),
                         cands,
-                        repeats,
-                        settle,
                     )
         if "gemm" in sections:
             for shape in GEMM_SHAPES:
@@ -695,28 +783,40 @@ def run_report(opts: argparse.Namespace, command: str) -> Report:
                     continue
                 _log(f"matmul {shape.id} ({shape.describe()}) ...")
                 cands = gemm_candidates(shape, gemm_inputs(shape, opts.seed), threads)
-                _check_and_measure(
-                    report, "gemm", shape.id, "matmul", shape.flops, cands, repeats, settle
-                )
+                _check_and_measure(report, "gemm", shape.id, "matmul", shape.flops, cands)
         if "overhead" in sections:
             _log("Python overhead ...")
             report.overhead_us = _overhead_us(threads, layouts, quick=opts.quick)
         # Measured again at the end: a busy moment must not lower the limits.
-        peak_end, bandwidth_end = _limits(threads, opts.quick)
+        peak_end, bandwidth_end, clean_end = _limits(threads, opts.quick, guard)
     report.limits_seen = [(peak, bandwidth), (peak_end, bandwidth_end)]
+    report.limits_busy = not (clean or clean_end)
     report.peak_gflops = max(peak, peak_end)
     report.bandwidth_gbs = max(bandwidth, bandwidth_end)
     report.loadavg = [load_start, _loadavg()]
     return report
 
 
-def _limits(threads: int, quick: bool) -> tuple[float, float]:
-    """(peak GFLOP/s, triad GB/s) on ``threads`` threads, the best of a few tries."""
+def _limits(threads: int, quick: bool, guard: LoadGuard | None) -> tuple[float, float, bool]:
+    """(peak GFLOP/s, triad GB/s, measured on a quiet machine) on ``threads`` threads.
+
+    The best of a few tries; measured again while the guard sees other
+    processes at work, up to five times.
+    """
     _log(f"measuring peak FMA throughput and memory bandwidth on {threads} threads ...")
     tries = 1 if quick else 3
-    peak = max(fastconv.peak_gflops(threads, 0.2) for _ in range(tries))
-    bandwidth = max(fastconv.memory_bandwidth(threads) for _ in range(min(tries, 2)))
-    return peak, bandwidth
+    peak = bandwidth = 0.0
+    for _ in range(5):
+        mark = guard.mark() if guard is not None else None
+        peak = max([peak] + [fastconv.peak_gflops(threads, 0.2) for _ in range(tries)])
+        bandwidth = max(
+            [bandwidth] + [fastconv.memory_bandwidth(threads) for _ in range(min(tries, 2))]
+        )
+        if guard is None or not guard.busy_since(mark):
+            return peak, bandwidth, True
+        if not guard.wait_for_quiet():
+            break
+    return peak, bandwidth, False
 
 
 def _overhead_us(threads: int, layouts: tuple[str, ...], quick: bool) -> dict[str, float]:
@@ -770,6 +870,10 @@ _PASS_LABEL = {
 }
 
 
+def _shape_cell(row: Row) -> str:
+    return row.shape + ("†" if row.busy_kept else "")
+
+
 def format_markdown(report: Report) -> str:
     """The whole report as markdown."""
     peak, bw = report.peak_gflops, report.bandwidth_gbs
@@ -786,10 +890,30 @@ def format_markdown(report: Report) -> str:
         f"threads; memory bandwidth (triad): **{bw:.1f} GB/s** (the better of the "
         f"measurements before and after the benchmarks: {seen})"
     )
+    if report.limits_busy:
+        out.append(
+            "- **busy machine**: other processes ran during every measurement of the peak "
+            "and the bandwidth; the percentages below are too high"
+        )
+    discarded = sum(r.discarded for r in report.rows)
+    busy = [f"{r.shape} {r.what}" for r in report.rows if r.busy_kept]
+    opts = report.options
+    guard = (
+        f"rounds during which other processes took over {opts.max_busy:g} of the CPUs were "
+        f"measured again once the machine was quiet ({discarded} of them, "
+        f"{report.guard.waited:.0f} s waited)"
+        if opts.max_busy >= 0
+        else "every round kept, however busy the machine"
+    )
     out.append(
-        f"- {report.options.repeats} interleaved rounds per benchmark, medians; "
+        f"- {opts.repeats} interleaved rounds per benchmark, medians; {guard}; "
         f"load average before / after: {report.loadavg[0]} / {report.loadavg[1]}"
     )
+    if busy:
+        out.append(
+            "- **busy machine**: these kept busy rounds after the retries ran out, their "
+            "figures (marked †) are unreliable: " + ", ".join(busy)
+        )
     out.append(
         "- ratios are baseline time / fastconv time (above 1: fastconv is faster); "
         "torch-nchw is PyTorch's default layout (input converted outside the timing), "
@@ -814,7 +938,7 @@ def format_markdown(report: Report) -> str:
             gflops = r.work / r.fastconv * 1e-9
             rows.append(
                 [
-                    r.shape,
+                    _shape_cell(r),
                     _PASS_LABEL[r.what],
                     _ms(r.fastconv),
                     f"{gflops:.1f}",
@@ -838,8 +962,11 @@ def format_markdown(report: Report) -> str:
         out += ["Median milliseconds of every implementation:", ""]
         names = ["fastconv", "reference", "im2col"] + torch_cols
         out += _table(
-            ["shape", "pass"] + names,
-            [[r.shape, r.what] + [_ms(r.medians.get(n)) for n in names] for r in conv_rows],
+            ["shape", "pass"] + names + ["rounds redone"],
+            [
+                [r.shape, r.what] + [_ms(r.medians.get(n)) for n in names] + [str(r.discarded)]
+                for r in conv_rows
+            ],
         )
         out.append("")
 
@@ -854,7 +981,7 @@ def format_markdown(report: Report) -> str:
             gbs = r.work / r.fastconv * 1e-9
             rows.append(
                 [
-                    r.shape,
+                    _shape_cell(r),
                     r.what,
                     _ms(r.fastconv),
                     f"{gbs:.1f}",
@@ -869,7 +996,9 @@ def format_markdown(report: Report) -> str:
             "Shapes: "
             + "; ".join(f"{s.id} {s.describe()}" for s in POOL_SHAPES)
             + ". Bytes: forward reads x and writes y; max-backward reads x and dy, writes "
-            "dx; avg-backward reads dy, writes dx.",
+            "dx; avg-backward reads dy, writes dx. The triad streams three 128 MiB arrays "
+            "from memory, while these arrays (tens of MB, warm from the call before) may "
+            "partly stay in the last-level cache: above 100 % is possible.",
             "",
         ]
 
@@ -882,6 +1011,7 @@ def format_markdown(report: Report) -> str:
             gflops = r.work / r.fastconv * 1e-9
             numpy_gflops = r.work / r.medians["numpy"] * 1e-9
             label = "1024^3" if r.shape == "G1" else f"{r.shape}'s im2col GEMM"
+            label += "†" if r.busy_kept else ""
             rows.append(
                 [
                     label,
@@ -1104,6 +1234,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="untimed calls before each timed one last at least this long "
         "(default 0.02, 0.005 with --quick)",
+    )
+    parser.add_argument(
+        "--max-busy",
+        type=float,
+        default=0.05,
+        metavar="FRACTION",
+        help="measure a round again when other processes took more than this "
+        "fraction of the processors during it (default 0.05; -1: never)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long, in all, to wait for other processes to go quiet before keeping "
+        "busy rounds (default 600)",
     )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument(
