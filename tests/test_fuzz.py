@@ -726,6 +726,18 @@ def test_winograd_keeps_infinities():
     assert_matches(ops.conv2d(x, w, padding="same"), want)
 
 
+@pytest.mark.xfail(KNOWN_BUG_PHASE_GEMM_NONFINITE_WEIGHTS, strict=True,
+                   reason="src/conv2d.c: the phase GEMMs multiply dy's zero border by w")
+def test_backward_input_of_an_infinite_weight():
+    """dx[.., 1, :] comes from w[0, 1] only; w[0, 0] = inf reaches dx[.., 0, :]."""
+    x = np.ones((1, 1, 2, 9), np.float32)  # 9 channels: the phase-GEMM path
+    w = np.ones((1, 2, 9, 1), np.float32)
+    w[0, 0] = np.inf
+    dy = np.ones((1, 1, 1, 1), np.float32)
+    want = exact(reference.conv2d_backward, widen(dy), widen(x), widen(w))[0]
+    assert_matches(ops.conv2d_backward(dy, x, w)[0], want)
+
+
 # ---- NaN and infinity through every op ---------------------------------------------------
 
 
