@@ -26,6 +26,8 @@ parser.add_argument("--batch-size", type=int, default=128)
 parser.add_argument("--subset", type=int, default=None, help="use the first N images of each split")
 parser.add_argument("--threads", type=int, default=None)
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--optimizer", default="adadelta",
+                    help="adadelta (Keras's example: rate 1.0) or any other optimizer name")
 parser.add_argument("--save", default=None, help="save the trained model to this file")
 args = parser.parse_args()
 
@@ -58,7 +60,7 @@ model = Sequential([
     layers.Dropout(0.5),
     layers.Dense(num_classes, activation="softmax"),
 ])
-model.compile(loss="categorical_crossentropy", optimizer=optimizers.Adadelta(),
+model.compile(loss="categorical_crossentropy", optimizer=optimizers.get(args.optimizer),
               metrics=["accuracy"])
 
 start = time.perf_counter()
