@@ -195,7 +195,8 @@ def train(args: argparse.Namespace) -> int:
     print(f"fastconv {fastconv.__version__}: training {args.model!r} on MNIST, "
           f"{len(x_train):,} images ({n_val:,} held out for validation), "
           f"{fastconv.get_num_threads()} threads, {fastconv.get_simd_path()}")
-    print(f"{epochs} epochs of batch {batch_size}, {model.optimizer.name} lr={lr:g}"
+    print(f"{epochs} epoch{'s' if epochs > 1 else ''} of batch {batch_size}, "
+          f"{model.optimizer.name} lr={lr:g}"
           f"{f' decaying to {lr * recipe.decay_to:g}' if schedule else ''}, seed {args.seed}")
     if args.verbose:
         model.summary()

@@ -26,11 +26,17 @@ def _run(script, *args):
     return result.stdout
 
 
-def test_mnist_cnn(tmp_path):
+def test_mnist_cnn(tmp_path, capsys):
     out = _run("mnist_cnn.py", "--subset", "256", "--epochs", "1", "--save",
                str(tmp_path / "m.fcm"))
     assert "256 train samples" in out and "Test accuracy:" in out
-    assert (tmp_path / "m.fcm").is_file()
+    accuracy = float(out.split("Test accuracy:")[1].split()[0])
+    # `fastconv evaluate` reads the saved model (one-hot labels, unlike the zoo's).
+    from fastconv import cli
+
+    assert cli.main(["evaluate", str(tmp_path / "m.fcm"), "--subset", "256",
+                     "--data", str(MNIST)]) == 0
+    assert f"test accuracy {100 * accuracy:.2f}%" in capsys.readouterr().out
 
 
 def test_mnist_transfer():
