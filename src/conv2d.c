@@ -234,6 +234,8 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
                           const float *w, const float *b, float *y,
                           int n_threads)
 {
+    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->f * d->kh * d->kw * d->c,
+                               n_threads);
     const ptrdiff_t m = d->n * d->ho * d->wo, k = d->kh * d->kw * d->c;
     if (m == 0 || d->f == 0)
         return FC_OK;
@@ -276,6 +278,7 @@ static int backward_input_col2im(const fc_conv2d_desc *d, const float *dy,
     const ptrdiff_t c = d->c, f = d->f, k = d->kh * d->kw * c;
     const ptrdiff_t pixels = d->ho * d->wo;
     const ptrdiff_t block = fc_max(1, fc_min(pixels, FC_COL2IM_BLOCK_FLOATS / k));
+    n_threads = (int)fc_min(n_threads, d->n); /* images are the units of work */
     /* w^T: (f, kh*kw*c), the B operand of every block. */
     float *wt = fc_aligned_alloc((size_t)(f * k) * sizeof(float));
     float *cols = fc_aligned_alloc((size_t)(n_threads * block * k) * sizeof(float));
@@ -328,8 +331,10 @@ done:
 int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
                                  const float *w, float *dx, int n_threads)
 {
+    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->f * d->kh * d->kw * d->c,
+                               n_threads);
     const ptrdiff_t taps = d->kh * d->kw, c = d->c, f = d->f;
-    if (d->n == 0 || c == 0)
+    if (d->n == 0 || c == 0 || d->h == 0 || d->w == 0)
         return FC_OK;
     if (n_threads < 1)
         n_threads = 1;
@@ -440,11 +445,15 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                   const float *dy, float *dw, float *db,
                                   int n_threads)
 {
+    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->f * d->kh * d->kw * d->c,
+                               n_threads);
     const ptrdiff_t m = d->n * d->ho * d->wo, k = d->kh * d->kw * d->c, f = d->f;
-    if (k == 0 || f == 0)
+    if (f == 0)
         return FC_OK;
     if (n_threads < 1)
         n_threads = 1;
+    if (k == 0) /* no channels: dw is empty, db still sums dy */
+        return db ? column_sums(dy, m, f, db, n_threads) : FC_OK;
     if (fc_winograd_applies(d)) {
         const int status = fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, n_threads);
         return (db && status == FC_OK) ? column_sums(dy, m, f, db, n_threads) : status;

@@ -63,6 +63,11 @@
 #define FC_WINOGRAD_MIN_CHANNELS 16
 #define FC_WINOGRAD_BLOCK_FLOATS (1 << 18)
 
+/* Work (multiply-adds, or elements touched) below which a kernel runs on one
+ * thread: waking a team costs more than it saves, far more on a busy machine.
+ * The thread count never changes a result, so this is free to tune. */
+#define FC_SERIAL_WORK ((double)(1 << 17))
+
 #define FC_ALIGN 64
 
 /* ---- micro-kernel ------------------------------------------------------- */
@@ -212,6 +217,11 @@ static inline ptrdiff_t fc_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b;
 static inline ptrdiff_t fc_max(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
 static inline ptrdiff_t fc_ceil_div(ptrdiff_t a, ptrdiff_t b) { return (a + b - 1) / b; }
 static inline ptrdiff_t fc_round_up(ptrdiff_t a, ptrdiff_t b) { return fc_ceil_div(a, b) * b; }
+
+static inline int fc_threads_for(double work, int n_threads)
+{
+    return (work < FC_SERIAL_WORK || n_threads < 1) ? 1 : n_threads;
+}
 
 static inline int fc_thread_id(void)
 {

@@ -124,8 +124,7 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     const ptrdiff_t NC = fc_min(ks->nc, fc_round_up(N, NR));
     const ptrdiff_t MC = fc_min(ks->mc, fc_round_up(M, MR));
     const ptrdiff_t n_ic = fc_ceil_div(M, MC);
-    if (n_threads < 1)
-        n_threads = 1;
+    n_threads = fc_threads_for((double)M * N * K, n_threads);
     if (n_threads > n_ic * fc_ceil_div(NC, NR))
         n_threads = (int)(n_ic * fc_ceil_div(NC, NR));
 

@@ -46,6 +46,7 @@ static inline void window_range(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, pt
 
 FC_POOL_CLONES int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
 {
+    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
         return FC_OK;
     const ptrdiff_t rows = d->n * d->ho, c = d->c;
@@ -82,6 +83,7 @@ FC_POOL_CLONES int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const floa
 
 FC_POOL_CLONES int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
 {
+    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
         return FC_OK;
     const ptrdiff_t rows = d->n * d->ho, c = d->c;
@@ -155,6 +157,7 @@ static void zero_rows(const fc_pool2d_desc *d, const pool_band *b, float *dx)
 FC_POOL_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
                                const float *dy, float *dx, int n_threads)
 {
+    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
         return FC_OK;
     int row_bands;
@@ -221,6 +224,7 @@ FC_POOL_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const flo
 
 FC_POOL_CLONES int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx, int n_threads)
 {
+    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
         return FC_OK;
     int row_bands;

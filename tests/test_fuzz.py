@@ -64,8 +64,6 @@ def fuzz_settings(max_examples: int) -> settings:
 # Each is shown by a strict xfail test below; when it is fixed that test
 # fails (XPASS), and the flag and its allowance in the fuzz go with it.
 
-# conv2d_backward's db is left unwritten when the input has no channels.
-KNOWN_BUG_DB_WITHOUT_CHANNELS = True
 # The Winograd path turns one infinity into NaN over the whole transformed
 # tile, where the direct sum gives +-inf (or a finite value) for neighbours.
 KNOWN_BUG_WINOGRAD_NONFINITE = True
@@ -478,8 +476,7 @@ def test_fuzz_conv2d_backward(case):
         else:
             assert got[0] is None
         assert_matches(got[1], want[1], nan_allowed)
-        if not (KNOWN_BUG_DB_WITHOUT_CHANNELS and shape_of(x)[3] == 0):
-            assert_matches(got[2], want[2])
+        assert_matches(got[2], want[2])
 
     check(
         lambda: ops.conv2d_backward(dy, x, w, input_grad=input_grad,
@@ -705,8 +702,6 @@ def test_pooling_without_channels():
     assert ops.avg_pool2d_backward(np.ones((2, 2, 2, 0)), x, 2).shape == x.shape
 
 
-@pytest.mark.xfail(KNOWN_BUG_DB_WITHOUT_CHANNELS, strict=True,
-                   reason="src/conv2d.c: backward-weight returns before writing db when c == 0")
 def test_bias_gradient_without_input_channels():
     x = np.ones((2, 3, 3, 0), np.float32)
     w = np.ones((1, 1, 0, 4), np.float32)
@@ -893,8 +888,7 @@ def fuzz_private_layer(case):
     if isinstance(got, tuple):
         dw, db = got
         assert_matches(dw, want[0], nan_allowed=KNOWN_BUG_WINOGRAD_NONFINITE)
-        if not (KNOWN_BUG_DB_WITHOUT_CHANNELS and dw.shape[2] == 0):
-            assert_matches(db, want[1])
+        assert_matches(db, want[1])
     else:
         assert_matches(got, want, nan_allowed=KNOWN_BUG_WINOGRAD_NONFINITE)
 
