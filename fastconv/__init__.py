@@ -8,7 +8,14 @@ callbacks, save / load_model) on top.
 
 import os as _os
 
-from fastconv import _kernels
+# OpenMP threads that finish early spin while they wait, by default. On a
+# machine whose cores are busy with other work that spinning steals the time
+# slices the other threads need, and steps become 5-10x slower; sleeping costs
+# 2-20% on an idle machine. Robust by default: set OMP_WAIT_POLICY=ACTIVE for
+# dedicated cores. (Read once, when the OpenMP runtime loads with _kernels.)
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from fastconv import _kernels  # noqa: E402
 
 __version__ = "0.1.0"
 
