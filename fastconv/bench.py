@@ -640,7 +640,32 @@ def _machine(threads: int, torch_layouts: tuple[str, ...], blas_threads: str) ->
         info["PyTorch"] = f"{torch.__version__}, {threads} threads, layouts {layouts}"
     else:
         info["PyTorch"] = "not importable or not requested: its columns are left out"
+    info["OpenMP"] = _openmp_description()
     return info
+
+
+def _openmp_description() -> str:
+    """The wait policy in force and the OpenMP runtimes loaded in this process."""
+    settings = ", ".join(
+        f"{name}={os.environ[name]!r}"
+        for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+        if name in os.environ
+    )
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            runtimes = sorted(
+                {line.split()[-1] for line in maps if "libgomp" in line or "libiomp" in line}
+            )
+    except OSError:
+        runtimes = []
+    # A library whose soname is already loaded is not loaded again: when fastconv and
+    # torch both link libgomp.so.1, they share the first one, its threads and its policy.
+    where = (
+        f"one runtime shared by every library ({runtimes[0]})"
+        if len(runtimes) == 1
+        else ", ".join(runtimes) or "runtimes not found"
+    )
+    return f"environment: {settings or 'no wait policy (libgomp default)'}; {where}"
 
 
 @contextmanager
