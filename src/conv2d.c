@@ -61,18 +61,13 @@ static inline const float *tap_source(const im2col_view *v, const grid_pos *g, p
     return v->src + ((g->img * v->src_h + sa) * v->src_w + sb) * v->src_c;
 }
 
-static inline void copy_or_zero(float *dst, const float *src, ptrdiff_t len, ptrdiff_t dst_step)
+/* len floats from src, or zeros for a tap in the padding (src NULL). */
+static inline void copy_or_zero(float *dst, const float *src, ptrdiff_t len)
 {
-    if (src) {
-        if (dst_step == 1)
-            memcpy(dst, src, (size_t)len * sizeof(float));
-        else
-            for (ptrdiff_t i = 0; i < len; ++i)
-                dst[i * dst_step] = src[i];
-    } else {
-        for (ptrdiff_t i = 0; i < len; ++i)
-            dst[i * dst_step] = 0.0f;
-    }
+    if (src)
+        memcpy(dst, src, (size_t)len * sizeof(float));
+    else
+        memset(dst, 0, (size_t)len * sizeof(float));
 }
 
 /* Row-major block of im2col rows [i0, i0+mc), columns [p0, p0+kc). Rows
@@ -114,7 +109,7 @@ static void pack_a_im2col(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
             if (run == 1)
                 *out = src ? src[ch] : 0.0f;
             else
-                copy_or_zero(out, src ? src + ch : NULL, run, 1);
+                copy_or_zero(out, src ? src + ch : NULL, run);
             out += run;
             left -= run;
             ++t;
@@ -144,7 +139,7 @@ static void pack_b_im2col(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
         float *out = dst + p * nr;
         for (int s = 0; s < n_seg; ++s) {
             const float *src = tap_source(v, &g, seg_tap[s]);
-            copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s], 1);
+            copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s]);
             out += seg_len[s];
         }
         for (ptrdiff_t j = nr_valid; j < nr; ++j)
@@ -197,7 +192,7 @@ static void pack_a_im2col_transposed(const void *ctx, ptrdiff_t i0, ptrdiff_t mc
             } else {
                 for (int s = 0; s < n_seg; ++s) {
                     const float *src = tap_source(v, &g, seg_tap[s]);
-                    copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s], 1);
+                    copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s]);
                     out += seg_len[s];
                 }
             }
@@ -242,7 +237,7 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
     const int pointwise = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1
                           && d->pt == 0 && d->pb == 0 && d->pl == 0 && d->pr == 0;
     if (pointwise) { /* 1x1, stride 1, unpadded: x is already the im2col matrix */
-        fc_gemm_desc g = {m, d->f, d->c, d->c, d->f, d->f, d->relu};
+        fc_gemm_desc g = {m, d->f, d->c, d->c, d->f, d->f, d->relu, 0, 0};
         return fc_gemm_f32(&g, x, w, b, y, n_threads);
     }
     if (fc_winograd_applies(d))
@@ -254,7 +249,7 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
     im2col_view av = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0};
     fc_tapped_matrix bm = {w, d->f, k > 0 ? k : 1, &tap0};
     fc_gemm_plan plan = {m, d->f, k, pack_a_im2col, &av, 0, fc_pack_b_tapped, &bm,
-                         dense_rows(y, d->f), b, d->relu};
+                         dense_rows(y, d->f), b, d->relu, NULL, 0, 0};
     const int status = fc_gemm_run(&plan, n_threads);
     fc_aligned_free(off_a);
     return status;
@@ -300,7 +295,7 @@ static int backward_input_col2im(const fc_conv2d_desc *d, const float *dy,
         memset(dxi, 0, (size_t)(d->h * d->w * c) * sizeof(float));
         for (ptrdiff_t p0 = 0; p0 < pixels; p0 += block) {
             const ptrdiff_t rows = fc_min(block, pixels - p0);
-            fc_gemm_desc g = {rows, k, f, f, k, k, 0};
+            fc_gemm_desc g = {rows, k, f, f, k, k, 0, 0, 0};
             if (fc_gemm_f32(&g, dy + (img * pixels + p0) * f, wt, NULL, buf, 1) != FC_OK) {
                 status = FC_ERR_NOMEM;
                 continue;
@@ -389,7 +384,7 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
             fc_row_map rows = {dx + (rh * d->w + rw) * c, ga, gb,
                                d->h * d->w * c, d->sh * d->w * c, d->sw * c};
             fc_gemm_plan plan = {d->n * ga * gb, c, n_taps * f, pack_a_im2col, &av, 0,
-                                 fc_pack_b_tapped, &bm, rows, NULL, 0};
+                                 fc_pack_b_tapped, &bm, rows, NULL, 0, NULL, 0, 0};
             status = fc_gemm_run(&plan, n_threads);
         }
     }
