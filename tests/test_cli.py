@@ -6,7 +6,6 @@ with ``--data``, so nothing is ever downloaded) and are skipped without them.
 
 import json
 import os
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from child_process import run_python
 from fastconv import cli, zoo
 from fastconv._png import read_png, write_png
 from fastconv.models import load_model
@@ -248,12 +248,10 @@ def test_bench_missing_says_so(monkeypatch, capsys):
 
 
 def test_info_and_the_module_entry_point():
-    result = subprocess.run([sys.executable, "-m", "fastconv", "info"], check=False, capture_output=True,
-                            text=True, timeout=120)
+    result = run_python(["-m", "fastconv", "info"], timeout=120)
     assert result.returncode == 0, result.stderr
     assert "fastconv" in result.stdout and "SIMD path" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "fastconv", "train", "--help"],
-                            check=False, capture_output=True, text=True, timeout=120)
+    result = run_python(["-m", "fastconv", "train", "--help"], timeout=120)
     assert result.returncode == 0
     for name in zoo.MODELS:
         assert name in result.stdout

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from child_process import run_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,14 +110,10 @@ def test_bitwise_identical_in_a_fresh_process(index):
     call left in the scratch cache."""
     path = fastconv.get_simd_path()
     here = digest(every_output(CASES[index], 2))
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     tests = os.path.dirname(os.path.abspath(__file__))
     for threads in (1, 3):
         code = SCRIPT.format(tests=tests, path=path, index=index, threads=threads)
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, timeout=300)
+        out = run_python(["-c", code])
         assert out.returncode == 0, out.stderr[-3000:]
         assert out.stdout.strip() == here
 

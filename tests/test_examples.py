@@ -1,11 +1,10 @@
 """The scripts in examples/ run, on a few hundred MNIST images for one epoch."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from child_process import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST = Path(os.environ.get("FASTCONV_DATA", "/nonexistent")) / "mnist"
@@ -17,10 +16,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _run(script, *args):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args],
-                            check=False, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    result = run_python([str(ROOT / "examples" / script), *args])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "downloading" not in result.stdout + result.stderr
     return result.stdout

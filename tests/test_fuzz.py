@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -40,6 +39,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from child_process import run_python
 
 import fastconv
 from fastconv import _geometry, _kernels, ops, reference
@@ -894,11 +894,7 @@ def fuzz_private_layer(case):
 
 
 def test_fuzz_private_layer():
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "private"], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = run_python([os.path.abspath(__file__), "private"], timeout=600)
     assert proc.returncode == 0, (
         f"the private-layer fuzz exited with {proc.returncode}\n"
         f"{proc.stdout[-5000:]}\n{proc.stderr[-10000:]}"

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from child_process import python_env, run_python
 
-import fastconv
 from fastconv import ops
 
 linux_only = pytest.mark.skipif(
@@ -132,13 +130,8 @@ def measure(which, threads):
     """Peak extra resident bytes of one pass, and the bytes of its outputs, in
     a fresh process where every large block is mapped on allocation and
     unmapped on release, so that the resident size follows the live blocks."""
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    out = subprocess.run(
-        [sys.executable, "-c", MEASURE.format(threads=threads, which=which)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
+    env = python_env(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    out = run_python(["-c", MEASURE.format(threads=threads, which=which)], env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     m = json.loads(out.stdout)
     return m["peak"], m["outputs"]

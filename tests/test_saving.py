@@ -168,13 +168,13 @@ def test_killed_saves_leave_a_whole_file(tmp_path):
     17 MB files) always leaves a whole model file that loads (a SIGKILL can
     leave the temporary beside it, never a half-written model)."""
     import subprocess
-    import sys
     import time
+
+    from child_process import popen_python
 
     path = tmp_path / "model.fcm"
     for delay in (0.3, 0.7, 1.1):
-        proc = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER, str(path)],
-                                stdout=subprocess.PIPE, text=True)
+        proc = popen_python(["-c", _SAVE_FOREVER, str(path)], stdout=subprocess.PIPE)
         assert proc.stdout.readline().strip() == "saving"
         time.sleep(delay)
         proc.kill()
