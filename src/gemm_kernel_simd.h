@@ -1,10 +1,7 @@
 /* The SIMD micro-kernel and peak probe, written once for any vector width.
  * Included by one file per ISA (gemm_kernels_avx2.c, gemm_kernels_avx512.c),
- * which defines first:
- *   VEC          the vector type (__m256, __m512)
- *   VW           floats per vector
- *   V_ZERO(), V_SET1(x), V_LOADU(p), V_STOREU(p, v), V_FMA(a, b, c) (a*b + c),
- *   V_ADD(a, b), V_MAX(a, b), V_SUM(v) (horizontal sum)
+ * which first includes that ISA's vector vocabulary (simd_avx2.h,
+ * simd_avx512.h: VEC, VW, V_LOADU, V_FMA, ...) and defines:
  *   MR, NR       the tile: MR must be 6, NR must be 2*VW
  *   KERNEL_NAME  the kernel set's name, SET_FN the function returning it,
  *   MC, KC, NC   its block sizes.
@@ -25,8 +22,8 @@ tile_6x2v(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
     /* C is read at the end when accumulating: start fetching it now. */
     if (ep->accumulate)
         for (int i = 0; i < ep->mr; ++i) {
-            _mm_prefetch((const char *)crow[i], _MM_HINT_T0);
-            _mm_prefetch((const char *)(crow[i] + NR - 1), _MM_HINT_T0);
+            V_PREFETCH(crow[i]);
+            V_PREFETCH(crow[i] + NR - 1);
         }
     VEC c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();
     VEC c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();

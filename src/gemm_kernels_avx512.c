@@ -3,20 +3,8 @@
  * cores with two 512-bit FMA pipes double their throughput; Zen 4 splits
  * each operation into two 256-bit halves. Compiled with -mavx512f for this
  * file only; called only when the CPU reports it. */
-#include <immintrin.h>
-
 #include "fc_internal.h"
-
-#define VEC __m512
-#define VW 16
-#define V_ZERO() _mm512_setzero_ps()
-#define V_SET1(x) _mm512_set1_ps(x)
-#define V_LOADU(p) _mm512_loadu_ps(p)
-#define V_STOREU(p, v) _mm512_storeu_ps(p, v)
-#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define V_ADD(a, b) _mm512_add_ps(a, b)
-#define V_MAX(a, b) _mm512_max_ps(a, b)
-#define V_SUM(v) _mm512_reduce_add_ps(v)
+#include "simd_avx512.h"
 
 #define MR FC_AVX512_MR
 #define NR FC_AVX512_NR
