@@ -242,6 +242,8 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
     }
     if (fc_winograd_applies(d))
         return fc_conv2d_winograd_f32(d, x, w, 0, b, y, n_threads);
+    if (fc_direct_applies(d))
+        return fc_conv2d_direct_forward_f32(d, x, w, b, y, n_threads);
     ptrdiff_t *off_a, *off_b;
     if (forward_taps(d, &off_a, &off_b) != FC_OK)
         return FC_ERR_NOMEM;
@@ -333,6 +335,8 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
         return FC_OK;
     if (n_threads < 1)
         n_threads = 1;
+    if (fc_direct_applies(d))
+        return fc_conv2d_direct_backward_input_f32(d, dy, w, dx, n_threads);
     if (c <= FC_COL2IM_MAX_CHANNELS)
         return backward_input_col2im(d, dy, w, dx, n_threads);
     {
@@ -449,6 +453,8 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         n_threads = 1;
     if (k == 0) /* no channels: dw is empty, db still sums dy */
         return db ? column_sums(dy, m, f, db, n_threads) : FC_OK;
+    if (fc_direct_applies(d))
+        return fc_conv2d_direct_backward_weight_f32(d, x, dy, dw, db, n_threads);
     if (fc_winograd_applies(d)) {
         const int status = fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, n_threads);
         return (db && status == FC_OK) ? column_sums(dy, m, f, db, n_threads) : status;

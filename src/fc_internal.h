@@ -206,6 +206,65 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
 int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                            const float *dy, float *dw, int n_threads);
 
+/* ---- direct convolution for few input channels (conv2d_direct.c) -------- */
+
+/* Layers with kh*kw*c at most this run the direct kernels: a GEMM that deep
+ * spends more on packing and on writing C than on its multiply-adds. */
+#define FC_DIRECT_MAX_K 32
+/* Output pixels per register tile of the direct forward kernel. */
+#define FC_DIRECT_TILE 6
+
+/* One input row of a direct backward-input pass. */
+typedef struct {
+    int rows;                             /* dy rows reaching this input row */
+    const float *dy_row[FC_DIRECT_MAX_K]; /* each row's first pixel */
+    ptrdiff_t row_ki[FC_DIRECT_MAX_K];    /* and the kernel row it reaches through */
+    const ptrdiff_t *col_count;           /* per input column: (kj, ow) pairs reaching it */
+    const ptrdiff_t *col_kj, *col_ow;     /* pair e of column iw at [iw * kw + e] */
+    const float *w;                       /* HWIO */
+    ptrdiff_t kw, c, f, width;
+    float *dx;                            /* the row's first pixel; overwritten */
+} fc_direct_input_row;
+
+/* The row kernels of one SIMD path (conv2d_direct_simd.h). Filters are
+ * handled in blocks of nb; a packed weight block is k rows of nb floats. */
+typedef struct {
+    int nb;
+    /* For pixels o < count and filters j < nb_valid, overwrites
+     * y[o*ldy + j] = bias[j] + sum_{t<k} patch[off[t] + o*step] * wp[t*nb + j],
+     * then max(0, .) when relu. bias holds nb floats. */
+    void (*forward_row)(const float *patch, ptrdiff_t step, const ptrdiff_t *off, ptrdiff_t k,
+                        const float *wp, const float *bias, int relu, ptrdiff_t count,
+                        float *y, ptrdiff_t ldy, int nb_valid);
+    /* Accumulates acc[t*nb + j] += sum_{o<count} patch[off[t] + o*step] * dy[o*lddy + j]
+     * for t < k, j < nb, and db[j] += sum_o dy[o*lddy + j] when db is not NULL. */
+    void (*weight_row)(const float *patch, ptrdiff_t step, const ptrdiff_t *off, ptrdiff_t k,
+                       const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, float *db);
+    /* Overwrites one row of dx: each element the sum, in pair order, of the
+     * dot products over f of the dy pixels and weights reaching it. */
+    void (*input_row)(const fc_direct_input_row *row);
+} fc_direct_kernel_set;
+
+/* The set of the path chosen by fc_simd_select (or the best available). */
+const fc_direct_kernel_set *fc_direct_kernels(void);
+const fc_direct_kernel_set *fc_direct_kernels_portable(void);
+#ifdef FC_HAVE_AVX2
+const fc_direct_kernel_set *fc_direct_kernels_avx2(void);
+#endif
+#ifdef FC_HAVE_AVX512
+const fc_direct_kernel_set *fc_direct_kernels_avx512(void);
+#endif
+
+/* 1 when d has at most FC_DIRECT_MAX_K (and at least one) taps times channels. */
+int fc_direct_applies(const fc_conv2d_desc *d);
+/* The three passes; same contracts as fc_conv2d_*_f32 (all overwrite). */
+int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const float *w,
+                                 const float *b, float *y, int n_threads);
+int fc_conv2d_direct_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
+                                        const float *w, float *dx, int n_threads);
+int fc_conv2d_direct_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
+                                         const float *dy, float *dw, float *db, int n_threads);
+
 /* ---- helpers ------------------------------------------------------------ */
 
 /* Scratch aligned to FC_ALIGN bytes; freed blocks are cached for reuse by

@@ -106,6 +106,19 @@ const char *fc_simd_name(int path)
 
 const fc_kernel_set *fc_kernels(void) { return kernel_set_of(fc_simd_current()); }
 
+const fc_direct_kernel_set *fc_direct_kernels(void)
+{
+    switch (fc_simd_current()) {
+#ifdef FC_HAVE_AVX2
+    case FC_SIMD_AVX2: return fc_direct_kernels_avx2();
+#endif
+#ifdef FC_HAVE_AVX512
+    case FC_SIMD_AVX512: return fc_direct_kernels_avx512();
+#endif
+    default: return fc_direct_kernels_portable();
+    }
+}
+
 /* ---- build facts ----------------------------------------------------------- */
 
 int fc_openmp_enabled(void)

@@ -18,10 +18,11 @@ import pytest
 
 from fastconv import ops
 
-# (x shape, w shape, stride, padding): the col2im, phase-GEMM, Winograd and
-# plain-GEMM paths of the convolution, and a weight gradient in many chunks.
+# (x shape, w shape, stride, padding): the direct, col2im, phase-GEMM, Winograd
+# and plain-GEMM paths of the convolution, and a weight gradient in many chunks.
 CONV_CASES = [
     ((2, 12, 11, 3), (3, 3, 3, 8), 1, "same"),
+    ((2, 12, 11, 4), (3, 3, 4, 8), 1, "same"),
     ((2, 13, 12, 12), (3, 2, 12, 20), 2, 1),
     ((2, 14, 14, 16), (3, 3, 16, 24), 1, "same"),
     ((3, 9, 9, 32), (1, 1, 32, 17), 1, "valid"),

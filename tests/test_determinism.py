@@ -27,14 +27,15 @@ PATHS = fastconv.available_simd_paths()
 
 # (x shape, w shape, stride, padding, dilation)
 CASES = [
-    ((1, 7, 9, 1), (3, 3, 1, 4), 1, "same", 1),  # col2im backward, one chunk
+    ((1, 7, 9, 1), (3, 3, 1, 4), 1, "same", 1),  # direct (few channels), one chunk
     ((3, 17, 19, 40), (5, 3, 40, 70), 2, 1, 1),  # phase-GEMM backward, several chunks
     ((2, 20, 20, 16), (3, 3, 16, 32), 1, "same", 1),  # Winograd where it applies
     ((2, 15, 15, 24), (5, 5, 24, 16), 1, "valid", 1),
     ((2, 16, 16, 9), (3, 3, 9, 12), 1, 2, 2),  # dilated
     ((2, 30, 30, 64), (1, 1, 64, 96), 1, "valid", 1),  # pointwise: a plain GEMM
     ((8, 48, 48, 8), (3, 3, 8, 16), 1, "same", 1),  # n*ho*wo = 18,432: 16 chunks
-    ((5, 60, 60, 3), (3, 3, 3, 8), 1, "valid", 1),  # 16,820 rows, col2im
+    ((5, 60, 60, 3), (3, 3, 3, 8), 1, "valid", 1),  # 16,820 rows, direct
+    ((3, 40, 40, 5), (3, 3, 5, 8), 2, "same", 1),  # col2im backward
     ((4, 70, 66, 20), (2, 2, 20, 24), 1, "valid", 1),  # 17,940 rows, phase GEMM
 ]
 IDS = [f"{x[0]}x{x[1]}x{x[2]}x{x[3]}-k{w[0]}x{w[1]}-f{w[3]}-s{s}" for x, w, s, _, _ in CASES]

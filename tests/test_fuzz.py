@@ -69,7 +69,7 @@ def fuzz_settings(max_examples: int) -> settings:
 KNOWN_BUG_WINOGRAD_NONFINITE = True
 # Backward-input by stride phases multiplies the zeros around dy by the
 # weights, so an infinite or NaN weight makes NaN in dx pixels that no output
-# reaches through it (the reference, and the col2im path for c <= 8, do not).
+# reaches through it (the reference, and the direct and col2im paths, do not).
 KNOWN_BUG_PHASE_GEMM_NONFINITE_WEIGHTS = True
 
 
@@ -671,7 +671,7 @@ def test_ragged_lists_name_the_argument():
         ops.conv2d([[1.0], [1.0, 2.0]], np.ones((1, 1, 1, 1)))
 
 
-@pytest.mark.parametrize("c", [1, 9])  # the col2im and phase-GEMM paths
+@pytest.mark.parametrize("c", [1, 9])  # the direct and phase-GEMM paths
 def test_convolution_of_an_image_of_padding_only(c):
     """h == 0 with padding: dx is empty (its pointer NULL) but the output is not."""
     x, w = np.ones((2, 0, 3, c), np.float32), np.ones((1, 1, c, 2), np.float32)
@@ -725,8 +725,8 @@ def test_winograd_keeps_infinities():
                    reason="src/conv2d.c: the phase GEMMs multiply dy's zero border by w")
 def test_backward_input_of_an_infinite_weight():
     """dx[.., 1, :] comes from w[0, 1] only; w[0, 0] = inf reaches dx[.., 0, :]."""
-    x = np.ones((1, 1, 2, 9), np.float32)  # 9 channels: the phase-GEMM path
-    w = np.ones((1, 2, 9, 1), np.float32)
+    x = np.ones((1, 1, 2, 17), np.float32)  # 1x2 taps x 17 channels: the phase-GEMM path
+    w = np.ones((1, 2, 17, 1), np.float32)
     w[0, 0] = np.inf
     dy = np.ones((1, 1, 1, 1), np.float32)
     want = exact(reference.conv2d_backward, widen(dy), widen(x), widen(w))[0]
@@ -745,7 +745,7 @@ def nonfinite(shape, seed):
     return x
 
 
-@pytest.mark.parametrize("c", [3, 9, 16])  # the col2im, phase-GEMM and Winograd paths
+@pytest.mark.parametrize("c", [3, 4, 9, 16])  # the direct, col2im, phase-GEMM and Winograd paths
 @pytest.mark.parametrize("stride,padding", [(1, "same"), (2, 1), (1, "valid")])
 def test_nan_and_inf_propagate_through_convolution(c, stride, padding):
     x, w = nonfinite((2, 7, 6, c), 1), np.random.default_rng(2).standard_normal((3, 3, c, 16))

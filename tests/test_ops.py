@@ -269,6 +269,8 @@ BIG_CASES = [
     ((3, 17, 19, 40), (5, 3, 40, 70), 2, 1),
     ((2, 30, 30, 64), (1, 1, 64, 96), 1, "valid"),
     ((4, 30, 30, 24), (3, 3, 24, 40), 1, "same"),  # Winograd
+    ((9, 29, 31, 1), (3, 3, 1, 40), 1, "valid"),  # direct (few channels), a partial filter block
+    ((5, 23, 27, 3), (3, 3, 3, 32), 2, "same"),  # direct, strided
 ]
 
 

@@ -1,0 +1,256 @@
+/* Direct convolution for layers with few input channels (kh*kw*c at most
+ * FC_DIRECT_MAX_K, such as a network's first layer on grey or RGB images).
+ *
+ * As a GEMM such a layer has a depth k of 9-27: each output value takes only
+ * k multiply-adds, so packing the im2col rows and B panels and walking the
+ * GEMM's blocks cost as much as the arithmetic. The direct kernels work an
+ * output (or input) row at a time with no packing of the activations:
+ *
+ * forward          a zero-padded copy of the kh input rows under one output
+ *                  row (the "patch") makes every tap a fixed offset, and a
+ *                  register tile of 6 pixels x 2 vectors of filters sums the
+ *                  k taps times weights;
+ * backward-weight  the same patch, with dy's row streamed against up to 6
+ *                  taps at a time into the chunk's partial sum of dw;
+ * backward-input   each dx element gathers the dot products, over the
+ *                  filters, of the dy pixels and weights that reach it, so it
+ *                  is written once and needs no col2im scatter.
+ *
+ * Output rows (input rows for dx) are the units of parallel work; dw is
+ * reduced over chunks of rows fixed by the shape, added in chunk order, so no
+ * result depends on the thread count. */
+#include <string.h>
+
+#include "fc_internal.h"
+
+int fc_direct_applies(const fc_conv2d_desc *d)
+{
+    const ptrdiff_t k = d->kh * d->kw * d->c;
+    return k >= 1 && k <= FC_DIRECT_MAX_K;
+}
+
+/* The zero-padded input rows under output rows: geometry of one patch. */
+typedef struct {
+    ptrdiff_t width;    /* patch columns: those under the wo output pixels */
+    ptrdiff_t floats;   /* floats per patch */
+    ptrdiff_t step;     /* patch floats between neighbouring output pixels */
+    ptrdiff_t off[FC_DIRECT_MAX_K]; /* offset of tap (ki, kj, ci) */
+} patch_geometry;
+
+static patch_geometry patch_geometry_of(const fc_conv2d_desc *d)
+{
+    patch_geometry g;
+    g.width = (fc_max(d->wo, 1) - 1) * d->sw + (d->kw - 1) * d->dw + 1;
+    g.floats = d->kh * g.width * d->c;
+    g.step = d->sw * d->c;
+    ptrdiff_t t = 0;
+    for (ptrdiff_t ki = 0; ki < d->kh; ++ki)
+        for (ptrdiff_t kj = 0; kj < d->kw; ++kj)
+            for (ptrdiff_t ci = 0; ci < d->c; ++ci)
+                g.off[t++] = (ki * g.width + kj * d->dw) * d->c + ci;
+    return g;
+}
+
+/* Fills the patch of output row oh of image img: patch row ki, column u holds
+ * input pixel (oh*sh + ki*dh - pt, u - pl), or zeros in the padding. */
+static void fill_patch(const fc_conv2d_desc *d, const patch_geometry *g, const float *x,
+                       ptrdiff_t img, ptrdiff_t oh, float *patch)
+{
+    const ptrdiff_t c = d->c;
+    /* Columns u in [u0, u1) are inside the image. */
+    const ptrdiff_t u0 = fc_min(d->pl, g->width), u1 = fc_max(u0, fc_min(g->width, d->pl + d->w));
+    for (ptrdiff_t ki = 0; ki < d->kh; ++ki) {
+        float *row = patch + ki * g->width * c;
+        const ptrdiff_t ih = oh * d->sh + ki * d->dh - d->pt;
+        if (ih < 0 || ih >= d->h) {
+            memset(row, 0, (size_t)(g->width * c) * sizeof(float));
+            continue;
+        }
+        memset(row, 0, (size_t)(u0 * c) * sizeof(float));
+        if (u1 > u0)
+            memcpy(row + u0 * c, x + ((img * d->h + ih) * d->w + (u0 - d->pl)) * c,
+                   (size_t)((u1 - u0) * c) * sizeof(float));
+        memset(row + u1 * c, 0, (size_t)((g->width - u1) * c) * sizeof(float));
+    }
+}
+
+/* w (k, f) as blocks of nb filters, each k rows of nb floats, zero-padded. */
+static void pack_weights(const float *w, ptrdiff_t k, ptrdiff_t f, int nb, float *wp)
+{
+    for (ptrdiff_t fb = 0; fb < f; fb += nb)
+        for (ptrdiff_t t = 0; t < k; ++t)
+            for (int j = 0; j < nb; ++j)
+                *wp++ = fb + j < f ? w[t * f + fb + j] : 0.0f;
+}
+
+int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const float *w,
+                                 const float *b, float *y, int n_threads)
+{
+    const fc_direct_kernel_set *ks = fc_direct_kernels();
+    const ptrdiff_t k = d->kh * d->kw * d->c, f = d->f, nb = ks->nb;
+    const ptrdiff_t blocks = fc_ceil_div(f, nb), rows = d->n * d->ho;
+    const patch_geometry g = patch_geometry_of(d);
+    n_threads = (int)fc_max(1, fc_min(n_threads, rows));
+    float *wp = fc_aligned_alloc((size_t)(blocks * nb * (k + 1)) * sizeof(float));
+    float *patches = fc_aligned_alloc((size_t)(n_threads * g.floats) * sizeof(float));
+    if (!wp || !patches) {
+        fc_aligned_free(wp);
+        fc_aligned_free(patches);
+        return FC_ERR_NOMEM;
+    }
+    pack_weights(w, k, f, (int)nb, wp);
+    float *bias = wp + blocks * nb * k;
+    for (ptrdiff_t j = 0; j < blocks * nb; ++j)
+        bias[j] = b && j < f ? b[j] : 0.0f;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (ptrdiff_t row = 0; row < rows; ++row) {
+        const fc_fp_state fp = fc_fp_enter();
+        float *patch = patches + fc_thread_id() * g.floats;
+        fill_patch(d, &g, x, row / d->ho, row % d->ho, patch);
+        float *yrow = y + row * d->wo * f;
+        for (ptrdiff_t bi = 0; bi < blocks; ++bi)
+            ks->forward_row(patch, g.step, g.off, k, wp + bi * nb * k, bias + bi * nb, d->relu,
+                            d->wo, yrow + bi * nb, f, (int)fc_min(nb, f - bi * nb));
+        fc_fp_leave(fp);
+    }
+    fc_aligned_free(wp);
+    fc_aligned_free(patches);
+    return FC_OK;
+}
+
+/* For each position i < size along one axis of the input, the (tap, output)
+ * pairs (kt, o) with o*stride + kt*dilation - pad = i, 0 <= o < out, in tap
+ * order: count[i], and pair e at tap[i*taps + e], out_at[i*taps + e]. */
+static void reaching_pairs(ptrdiff_t size, ptrdiff_t taps, ptrdiff_t stride, ptrdiff_t dilation,
+                           ptrdiff_t pad, ptrdiff_t out, ptrdiff_t *count, ptrdiff_t *tap,
+                           ptrdiff_t *out_at)
+{
+    for (ptrdiff_t i = 0; i < size; ++i) {
+        count[i] = 0;
+        for (ptrdiff_t kt = 0; kt < taps; ++kt) {
+            const ptrdiff_t num = i + pad - kt * dilation;
+            if (num < 0 || num % stride != 0 || num / stride >= out)
+                continue;
+            tap[i * taps + count[i]] = kt;
+            out_at[i * taps + count[i]] = num / stride;
+            ++count[i];
+        }
+    }
+}
+
+int fc_conv2d_direct_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
+                                        const float *w, float *dx, int n_threads)
+{
+    const fc_direct_kernel_set *ks = fc_direct_kernels();
+    const ptrdiff_t rows = d->n * d->h;
+    n_threads = (int)fc_max(1, fc_min(n_threads, rows));
+    ptrdiff_t *lists = fc_aligned_alloc((size_t)(3 * (d->h * d->kh + d->w * d->kw)) * sizeof(ptrdiff_t));
+    if (!lists)
+        return FC_ERR_NOMEM;
+    ptrdiff_t *row_count = lists, *row_ki = row_count + d->h * d->kh, *row_oh = row_ki + d->h * d->kh;
+    ptrdiff_t *col_count = row_oh + d->h * d->kh, *col_kj = col_count + d->w * d->kw;
+    ptrdiff_t *col_ow = col_kj + d->w * d->kw;
+    reaching_pairs(d->h, d->kh, d->sh, d->dh, d->pt, d->ho, row_count, row_ki, row_oh);
+    reaching_pairs(d->w, d->kw, d->sw, d->dw, d->pl, d->wo, col_count, col_kj, col_ow);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (ptrdiff_t row = 0; row < rows; ++row) {
+        const fc_fp_state fp = fc_fp_enter();
+        const ptrdiff_t img = row / d->h, ih = row % d->h;
+        fc_direct_input_row r;
+        r.rows = (int)row_count[ih];
+        for (int a = 0; a < r.rows; ++a) {
+            r.row_ki[a] = row_ki[ih * d->kh + a];
+            r.dy_row[a] = dy + (img * d->ho + row_oh[ih * d->kh + a]) * d->wo * d->f;
+        }
+        r.col_count = col_count;
+        r.col_kj = col_kj;
+        r.col_ow = col_ow;
+        r.w = w;
+        r.kw = d->kw;
+        r.c = d->c;
+        r.f = d->f;
+        r.width = d->w;
+        r.dx = dx + row * d->w * d->c;
+        ks->input_row(&r);
+        fc_fp_leave(fp);
+    }
+    fc_aligned_free(lists);
+    return FC_OK;
+}
+
+int fc_conv2d_direct_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
+                                         const float *dy, float *dw, float *db, int n_threads)
+{
+    const fc_direct_kernel_set *ks = fc_direct_kernels();
+    const ptrdiff_t k = d->kh * d->kw * d->c, f = d->f, nb = ks->nb;
+    const ptrdiff_t blocks = fc_ceil_div(f, nb), rows = d->n * d->ho;
+    const patch_geometry g = patch_geometry_of(d);
+    /* Chunks of whole output rows, about FC_WGRAD_CHUNK_ROWS pixels each. */
+    const ptrdiff_t chunks = fc_max(1, fc_min(fc_min(FC_WGRAD_MAX_CHUNKS, rows),
+                                              fc_ceil_div(rows * d->wo, FC_WGRAD_CHUNK_ROWS)));
+    n_threads = (int)fc_max(1, fc_min(n_threads, chunks));
+    /* Each chunk's partial: dw as blocks (k x nb each), then db (blocks x nb). */
+    const ptrdiff_t part = blocks * nb * (k + 1);
+    /* Per thread: a patch, and dy's rows of a last, partial filter block
+     * copied out zero-padded to nb columns. */
+    const ptrdiff_t per_thread = g.floats + fc_max(d->wo, 1) * nb;
+    float *partials = fc_aligned_alloc((size_t)(chunks * part) * sizeof(float));
+    float *scratch = fc_aligned_alloc((size_t)(n_threads * per_thread) * sizeof(float));
+    if (!partials || !scratch) {
+        fc_aligned_free(partials);
+        fc_aligned_free(scratch);
+        return FC_ERR_NOMEM;
+    }
+    memset(partials, 0, (size_t)(chunks * part) * sizeof(float));
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
+        const fc_fp_state fp = fc_fp_enter();
+        float *patch = scratch + fc_thread_id() * per_thread, *dy_tail = patch + g.floats;
+        float *acc = partials + ci * part, *db_acc = acc + blocks * nb * k;
+        for (ptrdiff_t row = ci * rows / chunks; row < (ci + 1) * rows / chunks; ++row) {
+            fill_patch(d, &g, x, row / d->ho, row % d->ho, patch);
+            const float *dyrow = dy + row * d->wo * f;
+            for (ptrdiff_t bi = 0; bi < blocks; ++bi) {
+                const float *dyb = dyrow + bi * nb;
+                ptrdiff_t lddy = f;
+                if (f - bi * nb < nb) { /* reading nb columns would overrun dy */
+                    const ptrdiff_t valid = f - bi * nb;
+                    for (ptrdiff_t o = 0; o < d->wo; ++o)
+                        for (ptrdiff_t j = 0; j < nb; ++j)
+                            dy_tail[o * nb + j] = j < valid ? dyb[o * f + j] : 0.0f;
+                    dyb = dy_tail;
+                    lddy = nb;
+                }
+                ks->weight_row(patch, g.step, g.off, k, dyb, lddy, d->wo, acc + bi * nb * k,
+                               db_acc + bi * nb);
+            }
+        }
+        fc_fp_leave(fp);
+    }
+    /* dw[t, j] and db[j]: the partials added in chunk order. */
+    for (ptrdiff_t t = 0; t < k; ++t)
+        for (ptrdiff_t j = 0; j < f; ++j) {
+            const ptrdiff_t e = (j / nb) * nb * k + t * nb + j % nb;
+            float s = partials[e];
+            for (ptrdiff_t ci = 1; ci < chunks; ++ci)
+                s += partials[ci * part + e];
+            dw[t * f + j] = s;
+        }
+    if (db)
+        for (ptrdiff_t j = 0; j < f; ++j) {
+            const ptrdiff_t e = blocks * nb * k + j;
+            float s = partials[e];
+            for (ptrdiff_t ci = 1; ci < chunks; ++ci)
+                s += partials[ci * part + e];
+            db[j] = s;
+        }
+    fc_aligned_free(partials);
+    fc_aligned_free(scratch);
+    return FC_OK;
+}

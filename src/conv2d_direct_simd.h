@@ -1,0 +1,219 @@
+/* Row kernels of the direct convolution for few input channels, written once
+ * for any vector width (conv2d_direct.c explains the method). Included by one
+ * file per SIMD path, which first includes a vocabulary header (simd_avx2.h,
+ * simd_avx512.h, simd_scalar.h) and defines SET_FN, the function returning
+ * this path's fc_direct_kernel_set.
+ *
+ * A filter block is NB = 2 vectors wide; a forward tile is FC_DIRECT_TILE
+ * output pixels by NB filters, in 2 * FC_DIRECT_TILE accumulators (12: with
+ * the two weight vectors and a broadcast this fits AVX2's 16 registers). */
+
+#define NB (2 * VW)
+#define TILE FC_DIRECT_TILE
+
+static void forward_row(const float *patch, ptrdiff_t step, const ptrdiff_t *off, ptrdiff_t k,
+                        const float *wp, const float *bias, int relu, ptrdiff_t count,
+                        float *y, ptrdiff_t ldy, int nb_valid)
+{
+    const VEC b0 = V_LOADU(bias), b1 = V_LOADU(bias + VW), zero = V_ZERO();
+    for (ptrdiff_t o = 0; o < count; o += TILE) {
+        VEC c0[TILE], c1[TILE];
+        for (int i = 0; i < TILE; ++i) {
+            c0[i] = b0;
+            c1[i] = b1;
+        }
+        /* A last, partial tile repeats its last pixel rather than read past
+         * the patch. */
+        ptrdiff_t at[TILE];
+        for (int i = 0; i < TILE; ++i)
+            at[i] = fc_min(o + i, count - 1) * step;
+        for (ptrdiff_t t = 0; t < k; ++t) {
+            const VEC w0 = V_LOADU(wp + t * NB), w1 = V_LOADU(wp + t * NB + VW);
+            const float *q = patch + off[t];
+            for (int i = 0; i < TILE; ++i) {
+                const VEC xb = V_SET1(q[at[i]]);
+                c0[i] = V_FMA(xb, w0, c0[i]);
+                c1[i] = V_FMA(xb, w1, c1[i]);
+            }
+        }
+        if (relu)
+            for (int i = 0; i < TILE; ++i) { /* max(0, v) keeps a NaN v */
+                c0[i] = V_MAX(zero, c0[i]);
+                c1[i] = V_MAX(zero, c1[i]);
+            }
+        const int rows = (int)fc_min(TILE, count - o);
+        if (nb_valid == NB) {
+            for (int i = 0; i < rows; ++i) {
+                V_STOREU(y + (o + i) * ldy, c0[i]);
+                V_STOREU(y + (o + i) * ldy + VW, c1[i]);
+            }
+        } else {
+            float tile[NB];
+            for (int i = 0; i < rows; ++i) {
+                V_STOREU(tile, c0[i]);
+                V_STOREU(tile + VW, c1[i]);
+                for (int j = 0; j < nb_valid; ++j)
+                    y[(o + i) * ldy + j] = tile[j];
+            }
+        }
+    }
+}
+
+/* G taps (G <= TILE, a constant once inlined) of weight_row. */
+static inline __attribute__((always_inline)) void
+weight_taps(const int G, const float *patch, ptrdiff_t step, const ptrdiff_t *off,
+            const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc)
+{
+    VEC a0[TILE], a1[TILE];
+    const float *q[TILE];
+    for (int i = 0; i < G; ++i) {
+        a0[i] = V_LOADU(acc + i * NB);
+        a1[i] = V_LOADU(acc + i * NB + VW);
+        q[i] = patch + off[i];
+    }
+    for (ptrdiff_t o = 0; o < count; ++o) {
+        const VEC d0 = V_LOADU(dy + o * lddy), d1 = V_LOADU(dy + o * lddy + VW);
+        for (int i = 0; i < G; ++i) {
+            const VEC xb = V_SET1(q[i][o * step]);
+            a0[i] = V_FMA(xb, d0, a0[i]);
+            a1[i] = V_FMA(xb, d1, a1[i]);
+        }
+    }
+    for (int i = 0; i < G; ++i) {
+        V_STOREU(acc + i * NB, a0[i]);
+        V_STOREU(acc + i * NB + VW, a1[i]);
+    }
+}
+
+static void weight_row(const float *patch, ptrdiff_t step, const ptrdiff_t *off, ptrdiff_t k,
+                       const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, float *db)
+{
+    for (ptrdiff_t t = 0; t < k; t += TILE) {
+        switch (fc_min(TILE, k - t)) {
+        case 1: weight_taps(1, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
+        case 2: weight_taps(2, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
+        case 3: weight_taps(3, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
+        case 4: weight_taps(4, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
+        case 5: weight_taps(5, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
+        default: weight_taps(TILE, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
+        }
+    }
+    if (db) {
+        VEC s0 = V_LOADU(db), s1 = V_LOADU(db + VW);
+        for (ptrdiff_t o = 0; o < count; ++o) {
+            s0 = V_ADD(s0, V_LOADU(dy + o * lddy));
+            s1 = V_ADD(s1, V_LOADU(dy + o * lddy + VW));
+        }
+        V_STOREU(db, s0);
+        V_STOREU(db + VW, s1);
+    }
+}
+
+/* sum_j a[j] * b[j] over f floats into (s0, s1) and a scalar tail. */
+static inline __attribute__((always_inline)) void
+dot_into(const float *a, const float *b, ptrdiff_t f, VEC *s0, VEC *s1, float *tail)
+{
+    ptrdiff_t j = 0;
+    for (; j + NB <= f; j += NB) {
+        *s0 = V_FMA(V_LOADU(a + j), V_LOADU(b + j), *s0);
+        *s1 = V_FMA(V_LOADU(a + j + VW), V_LOADU(b + j + VW), *s1);
+    }
+    if (j + VW <= f) {
+        *s0 = V_FMA(V_LOADU(a + j), V_LOADU(b + j), *s0);
+        j += VW;
+    }
+    for (; j < f; ++j)
+        *tail += a[j] * b[j];
+}
+
+/* 1 when input pixels iw .. iw+GROUP-1 are reached through the same taps
+ * from consecutive dy pixels (the inside of a stride-1 row). */
+#define GROUP 4
+static int same_taps(const fc_direct_input_row *r, ptrdiff_t iw)
+{
+    if (iw + GROUP > r->width)
+        return 0;
+    for (int q = 1; q < GROUP; ++q) {
+        if (r->col_count[iw + q] != r->col_count[iw])
+            return 0;
+        for (ptrdiff_t e = 0; e < r->col_count[iw]; ++e)
+            if (r->col_kj[(iw + q) * r->kw + e] != r->col_kj[iw * r->kw + e]
+                || r->col_ow[(iw + q) * r->kw + e] != r->col_ow[iw * r->kw + e] + q)
+                return 0;
+    }
+    return 1;
+}
+
+/* dx of GROUP neighbouring pixels sharing their taps, f a multiple of NB:
+ * each weight vector loaded once serves all of them. */
+static void input_group(const fc_direct_input_row *r, ptrdiff_t iw)
+{
+    const ptrdiff_t f = r->f, c = r->c;
+    for (ptrdiff_t ci = 0; ci < c; ++ci) {
+        VEC s0[GROUP], s1[GROUP];
+        for (int q = 0; q < GROUP; ++q)
+            s0[q] = s1[q] = V_ZERO();
+        for (int a = 0; a < r->rows; ++a)
+            for (ptrdiff_t e = 0; e < r->col_count[iw]; ++e) {
+                const float *d = r->dy_row[a] + r->col_ow[iw * r->kw + e] * f;
+                const float *wv = r->w + ((r->row_ki[a] * r->kw + r->col_kj[iw * r->kw + e]) * c + ci) * f;
+                for (ptrdiff_t j = 0; j < f; j += NB) {
+                    const VEC w0 = V_LOADU(wv + j), w1 = V_LOADU(wv + j + VW);
+                    for (int q = 0; q < GROUP; ++q) {
+                        s0[q] = V_FMA(V_LOADU(d + q * f + j), w0, s0[q]);
+                        s1[q] = V_FMA(V_LOADU(d + q * f + j + VW), w1, s1[q]);
+                    }
+                }
+            }
+        for (int q = 0; q < GROUP; ++q)
+            r->dx[(iw + q) * c + ci] = V_SUM(V_ADD(s0[q], s1[q]));
+    }
+}
+
+/* dx of one pixel, any f. */
+static void input_pixel(const fc_direct_input_row *r, ptrdiff_t iw)
+{
+    const ptrdiff_t f = r->f, c = r->c;
+    const float *dy_at[FC_DIRECT_MAX_K], *w_at[FC_DIRECT_MAX_K];
+    /* The (dy pixel, tap) pairs reaching input pixel iw, in tap order. */
+    int pairs = 0;
+    for (int a = 0; a < r->rows; ++a)
+        for (ptrdiff_t e = 0; e < r->col_count[iw]; ++e) {
+            const ptrdiff_t kj = r->col_kj[iw * r->kw + e];
+            dy_at[pairs] = r->dy_row[a] + r->col_ow[iw * r->kw + e] * f;
+            w_at[pairs] = r->w + (r->row_ki[a] * r->kw + kj) * c * f;
+            ++pairs;
+        }
+    for (ptrdiff_t ci = 0; ci < c; ++ci) {
+        /* Two sets of accumulators, alternating by pair, keep four FMA
+         * chains in flight. */
+        VEC s0 = V_ZERO(), s1 = V_ZERO(), s2 = V_ZERO(), s3 = V_ZERO();
+        float tail = 0.0f;
+        int p = 0;
+        for (; p + 2 <= pairs; p += 2) {
+            dot_into(dy_at[p], w_at[p] + ci * f, f, &s0, &s1, &tail);
+            dot_into(dy_at[p + 1], w_at[p + 1] + ci * f, f, &s2, &s3, &tail);
+        }
+        if (p < pairs)
+            dot_into(dy_at[p], w_at[p] + ci * f, f, &s0, &s1, &tail);
+        r->dx[iw * c + ci] = V_SUM(V_ADD(V_ADD(s0, s1), V_ADD(s2, s3))) + tail;
+    }
+}
+
+static void input_row(const fc_direct_input_row *r)
+{
+    const int grouped = r->f % NB == 0;
+    for (ptrdiff_t iw = 0; iw < r->width;) {
+        if (grouped && same_taps(r, iw)) {
+            input_group(r, iw);
+            iw += GROUP;
+        } else {
+            input_pixel(r, iw);
+            ++iw;
+        }
+    }
+}
+
+static const fc_direct_kernel_set direct_set = {NB, forward_row, weight_row, input_row};
+
+const fc_direct_kernel_set *SET_FN(void) { return &direct_set; }
