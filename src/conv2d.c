@@ -102,10 +102,17 @@ static void pack_a_im2col(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
         }
         ptrdiff_t left = kc, t = t0, ch = ch0;
         while (left > 0) {
-            const ptrdiff_t run = fc_min(c - ch, left);
+            ptrdiff_t run = fc_min(c - ch, left);
             const float *src = inside
                 ? v->src + ((g.img * v->src_h + sa + v->off_a[t]) * v->src_w + sb + v->off_b[t]) * c
                 : tap_source(v, &g, t);
+            /* Inside the image, taps on neighbouring columns of one kernel
+             * row are contiguous in the source: one copy for all of them. */
+            while (inside && run < left && v->off_a[t + 1] == v->off_a[t]
+                   && v->off_b[t + 1] == v->off_b[t] + 1) {
+                ++t;
+                run += fc_min(c, left - run);
+            }
             if (run == 1)
                 *out = src ? src[ch] : 0.0f;
             else
@@ -135,8 +142,21 @@ static void pack_b_im2col(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
         j += seg_len[n_seg];
     }
     grid_pos g = grid_start(v, v->row0 + p0);
+    /* The usual panel: nr channels of one tap, copied at a size the compiler
+     * knows (and inlines) rather than by a call per grid point. */
+    const int whole = n_seg == 1 && seg_len[0] == nr && (nr == 16 || nr == 32);
     for (ptrdiff_t p = 0; p < kc; ++p, grid_next(v, &g)) {
         float *out = dst + p * nr;
+        if (whole) {
+            const float *src = tap_source(v, &g, seg_tap[0]);
+            if (src && nr == 32)
+                memcpy(out, src + seg_ch[0], 32 * sizeof(float));
+            else if (src)
+                memcpy(out, src + seg_ch[0], 16 * sizeof(float));
+            else
+                memset(out, 0, (size_t)nr * sizeof(float));
+            continue;
+        }
         for (int s = 0; s < n_seg; ++s) {
             const float *src = tap_source(v, &g, seg_tap[s]);
             copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s]);
@@ -366,12 +386,14 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
     int status = FC_OK;
     for (ptrdiff_t rh = 0; rh < d->sh && rh < d->h && status == FC_OK; ++rh) {
         for (ptrdiff_t rw = 0; rw < d->sw && rw < d->w && status == FC_OK; ++rw) {
+            /* Taps in decreasing order, so that their dy offsets increase
+             * and neighbouring taps read contiguous dy pixels. */
             ptrdiff_t n_taps = 0;
-            for (ptrdiff_t ki = 0; ki < d->kh; ++ki) {
+            for (ptrdiff_t ki = d->kh - 1; ki >= 0; --ki) {
                 const ptrdiff_t num_a = rh + d->pt - ki * d->dh;
                 if (num_a % d->sh != 0)
                     continue;
-                for (ptrdiff_t kj = 0; kj < d->kw; ++kj) {
+                for (ptrdiff_t kj = d->kw - 1; kj >= 0; --kj) {
                     const ptrdiff_t num_b = rw + d->pl - kj * d->dw;
                     if (num_b % d->sw != 0)
                         continue;
