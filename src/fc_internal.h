@@ -70,6 +70,15 @@
 
 #define FC_ALIGN 64
 
+/* Loops the compiler vectorises (pooling, Winograd transforms): on x86 with
+ * GCC such a function is also compiled for AVX2 and AVX-512, and the loader
+ * picks the version for the running CPU. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FC_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FC_VECTOR_CLONES
+#endif
+
 /* ---- micro-kernel ------------------------------------------------------- */
 
 /* What the micro-kernel does with its MR x NR result. */

@@ -19,15 +19,9 @@
 
 #include "fc_internal.h"
 
-/* Pooling is memory-bound and simple enough for the compiler to vectorise;
- * on x86 with GCC each entry point is also compiled for AVX2 and AVX-512 and
- * the loader picks the version for the running CPU. The vector width does
- * not change any result: every output sums or compares in the same order. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FC_POOL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FC_POOL_CLONES
-#endif
+/* Pooling is memory-bound and simple enough for the compiler to vectorise
+ * (FC_VECTOR_CLONES). The vector width does not change any result: every
+ * output sums or compares in the same order. */
 
 /* Reads float bits as integers without breaking strict aliasing. */
 typedef uint32_t fc_u32_alias __attribute__((may_alias));
@@ -44,7 +38,7 @@ static inline void window_range(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, pt
     *hi = fc_min(start + k, size);
 }
 
-FC_POOL_CLONES int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
+FC_VECTOR_CLONES int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
 {
     n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
@@ -81,7 +75,7 @@ FC_POOL_CLONES int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const floa
     return FC_OK;
 }
 
-FC_POOL_CLONES int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
+FC_VECTOR_CLONES int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
 {
     n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
@@ -154,7 +148,7 @@ static void zero_rows(const fc_pool2d_desc *d, const pool_band *b, float *dx)
     memset(start, 0, (size_t)((b->r1 - b->r0) * d->w * d->c) * sizeof(float));
 }
 
-FC_POOL_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
+FC_VECTOR_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
                                const float *dy, float *dx, int n_threads)
 {
     n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
@@ -222,7 +216,7 @@ FC_POOL_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const flo
     return FC_OK;
 }
 
-FC_POOL_CLONES int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx, int n_threads)
+FC_VECTOR_CLONES int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx, int n_threads)
 {
     n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */

@@ -97,7 +97,7 @@ static void transform_weights(const fc_conv2d_desc *d, const float *w, int rotat
 
 /* V[xi][t][p*c + ch] = (B^T d B)[xi] of piece p's patch, for tiles
  * [t0, t0 + count) of the block; positions are ld floats apart. */
-static void transform_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
+FC_VECTOR_CLONES static void transform_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
                              ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
                              const float *zeros, float *v)
 {
@@ -141,10 +141,42 @@ static void transform_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t 
     }
 }
 
-/* y = A^T m A (+ bias) (ReLU) for the block's tiles; m[xi][t][fo]. */
-static void transform_outputs(const fc_conv2d_desc *d, const float *m, ptrdiff_t tiles_h,
-                              ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld_block,
-                              const float *b, float *y)
+/* One tile's y = A^T m A + bias (ReLU), rows x cols of its 2x2 outputs
+ * (fewer at the image's far edges). rows, cols and relu are constants once
+ * inlined, so the filter loop has no branches and vectorises. */
+static inline __attribute__((always_inline)) void
+output_tile(const int rows, const int cols, const int relu, const float *in, ptrdiff_t ld_block,
+            ptrdiff_t f, const float *bias, float *out, ptrdiff_t ld_row)
+{
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+    for (ptrdiff_t fo = 0; fo < f; ++fo) {
+        float s[2][4], r[2][2];
+        for (int j = 0; j < 4; ++j) { /* A^T m: combine rows */
+            const float m0 = in[(0 + j) * ld_block + fo], m1 = in[(4 + j) * ld_block + fo];
+            const float m2 = in[(8 + j) * ld_block + fo], m3 = in[(12 + j) * ld_block + fo];
+            s[0][j] = m0 + m1 + m2;
+            s[1][j] = m1 - m2 - m3;
+        }
+        for (int i = 0; i < 2; ++i) {
+            r[i][0] = s[i][0] + s[i][1] + s[i][2] + bias[fo];
+            r[i][1] = s[i][1] - s[i][2] - s[i][3] + bias[fo];
+            if (relu) { /* a NaN stays NaN */
+                r[i][0] = r[i][0] < 0.0f ? 0.0f : r[i][0];
+                r[i][1] = r[i][1] < 0.0f ? 0.0f : r[i][1];
+            }
+        }
+        for (int i = 0; i < rows; ++i)
+            for (int j = 0; j < cols; ++j)
+                out[i * ld_row + j * f + fo] = r[i][j];
+    }
+}
+
+/* y = A^T m A + bias (ReLU) for the block's tiles; m[xi][t][fo], bias f floats. */
+FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const float *m, ptrdiff_t tiles_h,
+                                               ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count,
+                                               ptrdiff_t ld_block, const float *bias, float *y)
 {
     const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w;
     for (ptrdiff_t t = 0; t < count; ++t) {
@@ -154,30 +186,22 @@ static void transform_outputs(const fc_conv2d_desc *d, const float *m, ptrdiff_t
         const int rows = oh + 1 < d->ho ? 2 : 1, cols = ow + 1 < d->wo ? 2 : 1;
         const float *in = m + t * f;
         float *out = y + ((img * d->ho + oh) * d->wo + ow) * f;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
-        for (ptrdiff_t fo = 0; fo < f; ++fo) {
-            float s[2][4], r[2][2];
-            for (int j = 0; j < 4; ++j) { /* A^T m: combine rows */
-                const float m0 = in[(0 + j) * ld_block + fo], m1 = in[(4 + j) * ld_block + fo];
-                const float m2 = in[(8 + j) * ld_block + fo], m3 = in[(12 + j) * ld_block + fo];
-                s[0][j] = m0 + m1 + m2;
-                s[1][j] = m1 - m2 - m3;
+        const ptrdiff_t ld_row = d->wo * f;
+        const int shape = (rows == 2 ? 2 : 0) + (cols == 2 ? 1 : 0);
+        if (d->relu)
+            switch (shape) {
+            case 3: output_tile(2, 2, 1, in, ld_block, f, bias, out, ld_row); break;
+            case 2: output_tile(2, 1, 1, in, ld_block, f, bias, out, ld_row); break;
+            case 1: output_tile(1, 2, 1, in, ld_block, f, bias, out, ld_row); break;
+            default: output_tile(1, 1, 1, in, ld_block, f, bias, out, ld_row); break;
             }
-            const float bias = b ? b[fo] : 0.0f;
-            for (int i = 0; i < 2; ++i) {
-                r[i][0] = s[i][0] + s[i][1] + s[i][2] + bias;
-                r[i][1] = s[i][1] - s[i][2] - s[i][3] + bias;
-                if (d->relu) {
-                    r[i][0] = r[i][0] < 0.0f ? 0.0f : r[i][0];
-                    r[i][1] = r[i][1] < 0.0f ? 0.0f : r[i][1];
-                }
+        else
+            switch (shape) {
+            case 3: output_tile(2, 2, 0, in, ld_block, f, bias, out, ld_row); break;
+            case 2: output_tile(2, 1, 0, in, ld_block, f, bias, out, ld_row); break;
+            case 1: output_tile(1, 2, 0, in, ld_block, f, bias, out, ld_row); break;
+            default: output_tile(1, 1, 0, in, ld_block, f, bias, out, ld_row); break;
             }
-            for (int i = 0; i < rows; ++i) /* tiles at the edge may be clipped */
-                for (int j = 0; j < cols; ++j)
-                    out[(i * d->wo + j) * f + fo] = r[i][j];
-        }
     }
 }
 
@@ -203,7 +227,8 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     const ptrdiff_t per_thread = fc_round_up(XI * ld_v + XI * ld_m + c, FC_ALIGN / (ptrdiff_t)sizeof(float));
     const int threads = (int)fc_min(n_threads, n_blocks);
 
-    float *up = fc_aligned_alloc((size_t)(XI * n_panels * NR * depth) * sizeof(float));
+    /* U's panels, then the bias (zeros without one). */
+    float *up = fc_aligned_alloc((size_t)(XI * n_panels * NR * depth + f) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
     if (!up || !ws) {
         fc_aligned_free(up);
@@ -211,6 +236,9 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         return FC_ERR_NOMEM;
     }
     transform_weights(d, w, rotate, NR, up, n_threads);
+    float *bias = up + XI * n_panels * NR * depth;
+    for (ptrdiff_t j = 0; j < f; ++j)
+        bias[j] = b ? b[j] : 0.0f;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -254,7 +282,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
                     }
                 }
             }
-            transform_outputs(d, m, tiles_h, tiles_w, t0, count, ld_m, b, y);
+            transform_outputs(d, m, tiles_h, tiles_w, t0, count, ld_m, bias, y);
         }
         fc_fp_leave(fp);
     }
@@ -277,7 +305,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
 /* Z = A dy A^T for tiles [t0, t0+count) as B panels: element (t, fo) of
  * position xi at zp[xi*ld + (fo/nr)*nr*kc + t*nr + fo%nr]. Output pixels past
  * the edge count as zero gradient. */
-static void transform_grads_packed(const fc_conv2d_desc *d, const float *dy, ptrdiff_t tiles_h,
+FC_VECTOR_CLONES static void transform_grads_packed(const fc_conv2d_desc *d, const float *dy, ptrdiff_t tiles_h,
                                    ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count,
                                    ptrdiff_t kc, int nr, ptrdiff_t ld, const float *zeros,
                                    float *zp)
