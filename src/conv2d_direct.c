@@ -18,7 +18,10 @@
  *
  * Output rows (input rows for dx) are the units of parallel work; dw is
  * reduced over chunks of rows fixed by the shape, added in chunk order, so no
- * result depends on the thread count. */
+ * result depends on the thread count. These calls are short (tenths of a
+ * millisecond), so work is handed out dynamically: a thread that wakes late
+ * (a sleeping OpenMP thread in a virtual machine can take that long) leaves
+ * its share to the others instead of delaying the whole call. */
 #include <string.h>
 
 #include "fc_internal.h"
@@ -103,7 +106,7 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
     for (ptrdiff_t j = 0; j < blocks * nb; ++j)
         bias[j] = b && j < f ? b[j] : 0.0f;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel for schedule(dynamic) num_threads(n_threads) if (n_threads > 1)
 #endif
     for (ptrdiff_t row = 0; row < rows; ++row) {
         const fc_fp_state fp = fc_fp_enter();
@@ -155,7 +158,7 @@ int fc_conv2d_direct_backward_input_f32(const fc_conv2d_desc *d, const float *dy
     reaching_pairs(d->h, d->kh, d->sh, d->dh, d->pt, d->ho, row_count, row_ki, row_oh);
     reaching_pairs(d->w, d->kw, d->sw, d->dw, d->pl, d->wo, col_count, col_kj, col_ow);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel for schedule(dynamic) num_threads(n_threads) if (n_threads > 1)
 #endif
     for (ptrdiff_t row = 0; row < rows; ++row) {
         const fc_fp_state fp = fc_fp_enter();
@@ -207,7 +210,7 @@ int fc_conv2d_direct_backward_weight_f32(const fc_conv2d_desc *d, const float *x
     }
     memset(partials, 0, (size_t)(chunks * part) * sizeof(float));
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel for schedule(dynamic) num_threads(n_threads) if (n_threads > 1)
 #endif
     for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
         const fc_fp_state fp = fc_fp_enter();
@@ -235,21 +238,11 @@ int fc_conv2d_direct_backward_weight_f32(const fc_conv2d_desc *d, const float *x
     }
     /* dw[t, j] and db[j]: the partials added in chunk order. */
     for (ptrdiff_t t = 0; t < k; ++t)
-        for (ptrdiff_t j = 0; j < f; ++j) {
-            const ptrdiff_t e = (j / nb) * nb * k + t * nb + j % nb;
-            float s = partials[e];
-            for (ptrdiff_t ci = 1; ci < chunks; ++ci)
-                s += partials[ci * part + e];
-            dw[t * f + j] = s;
-        }
+        for (ptrdiff_t j = 0; j < f; ++j)
+            dw[t * f + j] = fc_sum_chunks(partials, (j / nb) * nb * k + t * nb + j % nb, chunks, part);
     if (db)
-        for (ptrdiff_t j = 0; j < f; ++j) {
-            const ptrdiff_t e = blocks * nb * k + j;
-            float s = partials[e];
-            for (ptrdiff_t ci = 1; ci < chunks; ++ci)
-                s += partials[ci * part + e];
-            db[j] = s;
-        }
+        for (ptrdiff_t j = 0; j < f; ++j)
+            db[j] = fc_sum_chunks(partials, blocks * nb * k + j, chunks, part);
     fc_aligned_free(partials);
     fc_aligned_free(scratch);
     return FC_OK;
