@@ -546,20 +546,11 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
         for (ptrdiff_t r = 0; r < k; ++r)
-            for (ptrdiff_t j = 0; j < f; ++j) {
-                const ptrdiff_t e = transposed ? j * k + r : r * f + j;
-                float s = partials[e];
-                for (ptrdiff_t ci = 1; ci < chunks; ++ci)
-                    s += partials[ci * part + e];
-                dw[r * f + j] = s;
-            }
+            for (ptrdiff_t j = 0; j < f; ++j)
+                dw[r * f + j] = fc_sum_chunks(partials, transposed ? j * k + r : r * f + j, chunks, part);
         if (db)
-            for (ptrdiff_t j = 0; j < f; ++j) {
-                float s = partials[k * f + j];
-                for (ptrdiff_t ci = 1; ci < chunks; ++ci)
-                    s += partials[ci * part + k * f + j];
-                db[j] = s;
-            }
+            for (ptrdiff_t j = 0; j < f; ++j)
+                db[j] = fc_sum_chunks(partials, k * f + j, chunks, part);
     }
     fc_aligned_free(partials);
     fc_aligned_free(off_a);

@@ -286,6 +286,17 @@ static inline ptrdiff_t fc_max(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b;
 static inline ptrdiff_t fc_ceil_div(ptrdiff_t a, ptrdiff_t b) { return (a + b - 1) / b; }
 static inline ptrdiff_t fc_round_up(ptrdiff_t a, ptrdiff_t b) { return fc_ceil_div(a, b) * b; }
 
+/* Element e of chunks partial sums laid stride floats apart, added in chunk
+ * order (the fixed order that keeps reductions independent of threads). */
+static inline float fc_sum_chunks(const float *partials, ptrdiff_t e, ptrdiff_t chunks,
+                                  ptrdiff_t stride)
+{
+    float s = partials[e];
+    for (ptrdiff_t ci = 1; ci < chunks; ++ci)
+        s += partials[ci * stride + e];
+    return s;
+}
+
 static inline int fc_threads_for(double work, int n_threads)
 {
     return (work < FC_SERIAL_WORK || n_threads < 1) ? 1 : n_threads;
