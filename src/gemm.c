@@ -106,6 +106,47 @@ static void write_bias_only(const fc_gemm_plan *p)
     }
 }
 
+/* One row block [i0, i0+mc) of C (row pointers rowp) times panels
+ * [jp_begin, jp_end) of one depth block [pc, pc+kc) of packed B (bp: the
+ * block's first panel, panels nr*kc floats apart). */
+static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdiff_t i0,
+                           ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t jc,
+                           ptrdiff_t jp_begin, ptrdiff_t jp_end, const float *bp,
+                           float *apack, float *const *rowp)
+{
+    const int MR = ks->mr, NR = ks->nr;
+    const int interleaved = p->a_interleaved;
+    float *crow[FC_MR_MAX];
+    if (p->pack_a)
+        p->pack_a(p->a_ctx, i0, mc, pc, kc, MR, apack);
+    for (ptrdiff_t jp = jp_begin; jp < jp_end; ++jp) {
+        const ptrdiff_t j = jc + jp * NR;
+        fc_tile_epilogue ep;
+        ep.nr = (int)fc_min(NR, p->n - j);
+        ep.accumulate = pc > 0;
+        ep.bias = (pc == 0 && p->bias) ? p->bias + j : NULL;
+        ep.relu = p->relu && pc + kc >= p->k;
+        const float *panel = bp + jp * NR * kc;
+        for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
+            ep.mr = (int)fc_min(MR, mc - ir);
+            for (int i = 0; i < MR; ++i)
+                crow[i] = rowp[ir + (i < ep.mr ? i : 0)] + j;
+            if (p->pack_a) {
+                /* Row-major rows sit kc apart; an interleaved panel of MR
+                 * rows takes the same kc*MR floats. */
+                ks->ukernel(kc, apack + ir * kc, interleaved ? 1 : kc, interleaved ? MR : 1,
+                            panel, crow, &ep);
+            } else if (ep.mr == MR) {
+                ks->ukernel(kc, p->a_base + (i0 + ir) * p->a_rs + pc * p->a_cs, p->a_rs,
+                            p->a_cs, panel, crow, &ep);
+            } else {
+                copy_partial_sliver(p, i0 + ir, ep.mr, pc, kc, MR, apack);
+                ks->ukernel(kc, apack, 1, MR, panel, crow, &ep);
+            }
+        }
+    }
+}
+
 int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
 {
     const fc_kernel_set *ks = fc_kernels();
@@ -127,12 +168,18 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     n_threads = fc_threads_for((double)M * N * K, n_threads);
     if (n_threads > n_ic * fc_ceil_div(NC, NR))
         n_threads = (int)(n_ic * fc_ceil_div(NC, NR));
+    /* When B's whole depth fits the budget it is packed at once, and each
+     * thread takes its row blocks through every depth block: one barrier per
+     * column block instead of two per depth block (a barrier costs a sleeping
+     * thread's wake-up), and a row block of C stays in cache across the depth
+     * blocks. Each C tile still sums the depth blocks in order. */
+    const int whole_b = K * NC <= FC_GEMM_WHOLE_B_FLOATS;
 
     /* Per thread: the packed A block, then MC row pointers into C. */
     const ptrdiff_t a_floats = fc_round_up(MC, MR) * KC;
     const ptrdiff_t a_stride = fc_round_up(a_floats * (ptrdiff_t)sizeof(float)
                                            + MC * (ptrdiff_t)sizeof(float *), FC_ALIGN);
-    float *bpack = fc_aligned_alloc((size_t)(KC * NC) * sizeof(float));
+    float *bpack = fc_aligned_alloc((size_t)((whole_b ? K : KC) * NC) * sizeof(float));
     char *thread_ws = fc_aligned_alloc((size_t)(a_stride * n_threads));
     if (!bpack || !thread_ws) {
         fc_aligned_free(bpack);
@@ -151,8 +198,6 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
         memset(ws, 0, (size_t)a_stride);
         float *apack = (float *)ws;
         float **rowp = (float **)(ws + a_floats * (ptrdiff_t)sizeof(float));
-        const int interleaved = p->a_interleaved;
-        float *crow[FC_MR_MAX];
 
         for (ptrdiff_t jc = 0; jc < N; jc += NC) {
             const ptrdiff_t nc = fc_min(NC, N - jc);
@@ -160,6 +205,32 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
             /* Split a block's columns too when there are few row blocks, so
              * every thread has work; the split never changes a tile's sums. */
             const ptrdiff_t groups = fc_min(n_panels, fc_max(1, fc_ceil_div(4 * n_threads, n_ic)));
+            if (whole_b) {
+                /* Depth block pc's panels start at bpack + pc * NC. */
+                const ptrdiff_t n_pc = fc_ceil_div(K, KC);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (ptrdiff_t item = 0; item < n_pc * n_panels; ++item) {
+                    const ptrdiff_t pc = item / n_panels * KC, jp = item % n_panels;
+                    const ptrdiff_t kc = fc_min(KC, K - pc);
+                    p->pack_b(p->b_ctx, pc, kc, jc + jp * NR, fc_min(NR, nc - jp * NR), NR,
+                              bpack + pc * NC + jp * NR * kc);
+                }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (ptrdiff_t item = 0; item < n_ic * groups; ++item) {
+                    const ptrdiff_t ic = item / groups, g = item - ic * groups;
+                    const ptrdiff_t i0 = ic * MC, mc = fc_min(MC, M - i0);
+                    fc_row_ptrs(&p->c, i0, mc, rowp);
+                    for (ptrdiff_t pc = 0; pc < K; pc += KC)
+                        multiply_block(p, ks, i0, mc, pc, fc_min(KC, K - pc), jc,
+                                       g * n_panels / groups, (g + 1) * n_panels / groups,
+                                       bpack + pc * NC, apack, rowp);
+                }
+                continue;
+            }
             for (ptrdiff_t pc = 0; pc < K; pc += KC) {
                 const ptrdiff_t kc = fc_min(KC, K - pc);
 #ifdef _OPENMP
@@ -175,37 +246,9 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
                 for (ptrdiff_t item = 0; item < n_ic * groups; ++item) {
                     const ptrdiff_t ic = item / groups, g = item - ic * groups;
                     const ptrdiff_t i0 = ic * MC, mc = fc_min(MC, M - i0);
-                    if (p->pack_a)
-                        p->pack_a(p->a_ctx, i0, mc, pc, kc, MR, apack);
                     fc_row_ptrs(&p->c, i0, mc, rowp);
-                    const ptrdiff_t jp_begin = g * n_panels / groups;
-                    const ptrdiff_t jp_end = (g + 1) * n_panels / groups;
-                    for (ptrdiff_t jp = jp_begin; jp < jp_end; ++jp) {
-                        const ptrdiff_t j = jc + jp * NR;
-                        fc_tile_epilogue ep;
-                        ep.nr = (int)fc_min(NR, N - j);
-                        ep.accumulate = pc > 0;
-                        ep.bias = (pc == 0 && p->bias) ? p->bias + j : NULL;
-                        ep.relu = p->relu && pc + kc >= K;
-                        const float *bp = bpack + jp * NR * kc;
-                        for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
-                            ep.mr = (int)fc_min(MR, mc - ir);
-                            for (int i = 0; i < MR; ++i)
-                                crow[i] = rowp[ir + (i < ep.mr ? i : 0)] + j;
-                            if (p->pack_a) {
-                                /* Row-major rows sit kc apart; an interleaved
-                                 * panel of MR rows takes the same kc*MR floats. */
-                                ks->ukernel(kc, apack + ir * kc, interleaved ? 1 : kc,
-                                            interleaved ? MR : 1, bp, crow, &ep);
-                            } else if (ep.mr == MR) {
-                                ks->ukernel(kc, p->a_base + (i0 + ir) * p->a_rs + pc * p->a_cs,
-                                            p->a_rs, p->a_cs, bp, crow, &ep);
-                            } else {
-                                copy_partial_sliver(p, i0 + ir, ep.mr, pc, kc, MR, apack);
-                                ks->ukernel(kc, apack, 1, MR, bp, crow, &ep);
-                            }
-                        }
-                    }
+                    multiply_block(p, ks, i0, mc, pc, kc, jc, g * n_panels / groups,
+                                   (g + 1) * n_panels / groups, bpack, apack, rowp);
                 }
             }
         }
