@@ -106,16 +106,21 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
     for (ptrdiff_t j = 0; j < blocks * nb; ++j)
         bias[j] = b && j < f ? b[j] : 0.0f;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t row = 0; row < rows; ++row) {
+    {
         const fc_fp_state fp = fc_fp_enter();
         float *patch = patches + fc_thread_id() * g.floats;
-        fill_patch(d, &g, x, row / d->ho, row % d->ho, patch);
-        float *yrow = y + row * d->wo * f;
-        for (ptrdiff_t bi = 0; bi < blocks; ++bi)
-            ks->forward_row(patch, g.step, g.off, k, wp + bi * nb * k, bias + bi * nb, d->relu,
-                            d->wo, yrow + bi * nb, f, (int)fc_min(nb, f - bi * nb));
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, FC_DIRECT_ROWS_PER_TURN)
+#endif
+        for (ptrdiff_t row = 0; row < rows; ++row) {
+            fill_patch(d, &g, x, row / d->ho, row % d->ho, patch);
+            float *yrow = y + row * d->wo * f;
+            for (ptrdiff_t bi = 0; bi < blocks; ++bi)
+                ks->forward_row(patch, g.step, g.off, k, wp + bi * nb * k, bias + bi * nb,
+                                d->relu, d->wo, yrow + bi * nb, f, (int)fc_min(nb, f - bi * nb));
+        }
         fc_fp_leave(fp);
     }
     fc_aligned_free(wp);
@@ -143,13 +148,31 @@ static void reaching_pairs(ptrdiff_t size, ptrdiff_t taps, ptrdiff_t stride, ptr
     }
 }
 
+/* col_group[iw] = 1 where input columns iw .. iw + FC_DIRECT_GROUP - 1 are
+ * reached through the same taps from consecutive dy columns (the inside of a
+ * stride-1 row), so one weight vector serves the group. */
+static void find_groups(ptrdiff_t width, ptrdiff_t kw, const ptrdiff_t *count, const ptrdiff_t *kj,
+                        const ptrdiff_t *ow, unsigned char *col_group)
+{
+    for (ptrdiff_t iw = 0; iw < width; ++iw) {
+        int same = iw + FC_DIRECT_GROUP <= width;
+        for (ptrdiff_t q = 1; same && q < FC_DIRECT_GROUP; ++q) {
+            same = count[iw + q] == count[iw];
+            for (ptrdiff_t e = 0; same && e < count[iw]; ++e)
+                same = kj[(iw + q) * kw + e] == kj[iw * kw + e]
+                       && ow[(iw + q) * kw + e] == ow[iw * kw + e] + q;
+        }
+        col_group[iw] = (unsigned char)same;
+    }
+}
+
 int fc_conv2d_direct_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
                                         const float *w, float *dx, int n_threads)
 {
     const fc_direct_kernel_set *ks = fc_direct_kernels();
     const ptrdiff_t rows = d->n * d->h;
     n_threads = (int)fc_max(1, fc_min(n_threads, rows));
-    ptrdiff_t *lists = fc_aligned_alloc((size_t)(3 * (d->h * d->kh + d->w * d->kw)) * sizeof(ptrdiff_t));
+    ptrdiff_t *lists = fc_aligned_alloc((size_t)(3 * (d->h * d->kh + d->w * d->kw) + d->w) * sizeof(ptrdiff_t));
     if (!lists)
         return FC_ERR_NOMEM;
     ptrdiff_t *row_count = lists, *row_ki = row_count + d->h * d->kh, *row_oh = row_ki + d->h * d->kh;
@@ -157,28 +180,36 @@ int fc_conv2d_direct_backward_input_f32(const fc_conv2d_desc *d, const float *dy
     ptrdiff_t *col_ow = col_kj + d->w * d->kw;
     reaching_pairs(d->h, d->kh, d->sh, d->dh, d->pt, d->ho, row_count, row_ki, row_oh);
     reaching_pairs(d->w, d->kw, d->sw, d->dw, d->pl, d->wo, col_count, col_kj, col_ow);
+    unsigned char *col_group = (unsigned char *)(col_ow + d->w * d->kw);
+    find_groups(d->w, d->kw, col_count, col_kj, col_ow, col_group);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t row = 0; row < rows; ++row) {
+    {
         const fc_fp_state fp = fc_fp_enter();
-        const ptrdiff_t img = row / d->h, ih = row % d->h;
-        fc_direct_input_row r;
-        r.rows = (int)row_count[ih];
-        for (int a = 0; a < r.rows; ++a) {
-            r.row_ki[a] = row_ki[ih * d->kh + a];
-            r.dy_row[a] = dy + (img * d->ho + row_oh[ih * d->kh + a]) * d->wo * d->f;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, FC_DIRECT_ROWS_PER_TURN)
+#endif
+        for (ptrdiff_t row = 0; row < rows; ++row) {
+            const ptrdiff_t img = row / d->h, ih = row % d->h;
+            fc_direct_input_row r;
+            r.rows = (int)row_count[ih];
+            for (int a = 0; a < r.rows; ++a) {
+                r.row_ki[a] = row_ki[ih * d->kh + a];
+                r.dy_row[a] = dy + (img * d->ho + row_oh[ih * d->kh + a]) * d->wo * d->f;
+            }
+            r.col_count = col_count;
+            r.col_kj = col_kj;
+            r.col_ow = col_ow;
+            r.col_group = col_group;
+            r.w = w;
+            r.kw = d->kw;
+            r.c = d->c;
+            r.f = d->f;
+            r.width = d->w;
+            r.dx = dx + row * d->w * d->c;
+            ks->input_row(&r);
         }
-        r.col_count = col_count;
-        r.col_kj = col_kj;
-        r.col_ow = col_ow;
-        r.w = w;
-        r.kw = d->kw;
-        r.c = d->c;
-        r.f = d->f;
-        r.width = d->w;
-        r.dx = dx + row * d->w * d->c;
-        ks->input_row(&r);
         fc_fp_leave(fp);
     }
     fc_aligned_free(lists);

@@ -126,23 +126,7 @@ dot_into(const float *a, const float *b, ptrdiff_t f, VEC *s0, VEC *s1, float *t
         *tail += a[j] * b[j];
 }
 
-/* 1 when input pixels iw .. iw+GROUP-1 are reached through the same taps
- * from consecutive dy pixels (the inside of a stride-1 row). */
-#define GROUP 4
-static int same_taps(const fc_direct_input_row *r, ptrdiff_t iw)
-{
-    if (iw + GROUP > r->width)
-        return 0;
-    for (int q = 1; q < GROUP; ++q) {
-        if (r->col_count[iw + q] != r->col_count[iw])
-            return 0;
-        for (ptrdiff_t e = 0; e < r->col_count[iw]; ++e)
-            if (r->col_kj[(iw + q) * r->kw + e] != r->col_kj[iw * r->kw + e]
-                || r->col_ow[(iw + q) * r->kw + e] != r->col_ow[iw * r->kw + e] + q)
-                return 0;
-    }
-    return 1;
-}
+#define GROUP FC_DIRECT_GROUP
 
 /* dx of GROUP neighbouring pixels sharing their taps, f a multiple of NB:
  * each weight vector loaded once serves all of them. */
@@ -204,7 +188,7 @@ static void input_row(const fc_direct_input_row *r)
 {
     const int grouped = r->f % NB == 0;
     for (ptrdiff_t iw = 0; iw < r->width;) {
-        if (grouped && same_taps(r, iw)) {
+        if (grouped && r->col_group[iw]) {
             input_group(r, iw);
             iw += GROUP;
         } else {

@@ -226,6 +226,11 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 #define FC_DIRECT_MAX_K 32
 /* Output pixels per register tile of the direct forward kernel. */
 #define FC_DIRECT_TILE 6
+/* Input pixels per group of the direct backward-input kernel: neighbours
+ * reached through the same taps share each weight vector loaded. */
+#define FC_DIRECT_GROUP 4
+/* Rows a thread takes at a time from the direct kernels' dynamic schedule. */
+#define FC_DIRECT_ROWS_PER_TURN 8
 
 /* One input row of a direct backward-input pass. */
 typedef struct {
@@ -234,6 +239,9 @@ typedef struct {
     ptrdiff_t row_ki[FC_DIRECT_MAX_K];    /* and the kernel row it reaches through */
     const ptrdiff_t *col_count;           /* per input column: (kj, ow) pairs reaching it */
     const ptrdiff_t *col_kj, *col_ow;     /* pair e of column iw at [iw * kw + e] */
+    const unsigned char *col_group;       /* 1 where columns iw .. iw + FC_DIRECT_GROUP - 1
+                                             are reached through the same taps from
+                                             consecutive dy pixels */
     const float *w;                       /* HWIO */
     ptrdiff_t kw, c, f, width;
     float *dx;                            /* the row's first pixel; overwritten */
