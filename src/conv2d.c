@@ -129,7 +129,7 @@ static void pack_a_im2col(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
  * columns are (tap, channel) [j0, j0+nr_valid). For each grid point the
  * panel's columns are contiguous channels of one or a few taps, so each row
  * of the panel is a few contiguous copies. */
-static void pack_b_im2col(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
+FC_VECTOR_CLONES static void pack_b_im2col(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
                           ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst)
 {
     const im2col_view *v = ctx;

@@ -119,6 +119,8 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
     float *crow[FC_MR_MAX];
     if (p->pack_a)
         p->pack_a(p->a_ctx, i0, mc, pc, kc, MR, apack);
+    else if (mc % MR) /* an in-place A's last, partial sliver, copied once for all panels */
+        copy_partial_sliver(p, i0 + mc / MR * MR, (int)(mc % MR), pc, kc, MR, apack);
     for (ptrdiff_t jp = jp_begin; jp < jp_end; ++jp) {
         const ptrdiff_t j = jc + jp * NR;
         fc_tile_epilogue ep;
@@ -140,7 +142,6 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
                 ks->ukernel(kc, p->a_base + (i0 + ir) * p->a_rs + pc * p->a_cs, p->a_rs,
                             p->a_cs, panel, crow, &ep);
             } else {
-                copy_partial_sliver(p, i0 + ir, ep.mr, pc, kc, MR, apack);
                 ks->ukernel(kc, apack, 1, MR, panel, crow, &ep);
             }
         }
