@@ -42,9 +42,9 @@
 #define FC_AVX512_KC 128
 #define FC_AVX512_NC 4096
 
-/* A GEMM packs all of B's depth at once when K x NC floats are at most this
- * (4 MiB): see fc_gemm_run. */
-#define FC_GEMM_WHOLE_B_FLOATS ((ptrdiff_t)1 << 20)
+/* A GEMM on several threads packs all of B's depth at once when K x NC
+ * floats are at most this (512 KiB, half an L2): see fc_gemm_run. */
+#define FC_GEMM_WHOLE_B_FLOATS ((ptrdiff_t)1 << 17)
 
 /* Rows of the batch reduction of a weight gradient handled by one partial sum. */
 #define FC_WGRAD_CHUNK_ROWS 1024

@@ -169,12 +169,14 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     n_threads = fc_threads_for((double)M * N * K, n_threads);
     if (n_threads > n_ic * fc_ceil_div(NC, NR))
         n_threads = (int)(n_ic * fc_ceil_div(NC, NR));
-    /* When B's whole depth fits the budget it is packed at once, and each
-     * thread takes its row blocks through every depth block: one barrier per
-     * column block instead of two per depth block (a barrier costs a sleeping
-     * thread's wake-up), and a row block of C stays in cache across the depth
-     * blocks. Each C tile still sums the depth blocks in order. */
-    const int whole_b = K * NC <= FC_GEMM_WHOLE_B_FLOATS;
+    /* On several threads, when B's whole depth fits in about half an L2 it
+     * is packed at once and each thread takes its row blocks through every
+     * depth block: one barrier per column block instead of two per depth
+     * block (a barrier costs a sleeping thread's wake-up), and a row block of
+     * C stays in cache across the depth blocks. A larger B would be read from
+     * L3 for every row block, and one thread has no barriers to save. Each C
+     * tile still sums the depth blocks in order. */
+    const int whole_b = n_threads > 1 && K * NC <= FC_GEMM_WHOLE_B_FLOATS;
 
     /* Per thread: the packed A block, then MC row pointers into C. */
     const ptrdiff_t a_floats = fc_round_up(MC, MR) * KC;
