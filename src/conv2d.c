@@ -541,17 +541,29 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
             status = FC_ERR_NOMEM;
         sum_rows(dy, r0, r1, f, out + k * f);
     }
-    if (status == FC_OK) {
+    if (status == FC_OK && transposed) {
+        /* Add the chunks in their own (contiguous) layout, then transpose
+         * once: summing across chunks at transposed positions would walk
+         * every partial with a stride of k floats. */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
+        for (ptrdiff_t e0 = 0; e0 < part; e0 += FC_REDUCE_BLOCK)
+            for (ptrdiff_t e = e0; e < fc_min(e0 + FC_REDUCE_BLOCK, part); ++e)
+                partials[e] = fc_sum_chunks(partials, e, chunks, part);
         for (ptrdiff_t r = 0; r < k; ++r)
             for (ptrdiff_t j = 0; j < f; ++j)
-                dw[r * f + j] = fc_sum_chunks(partials, transposed ? j * k + r : r * f + j, chunks, part);
-        if (db)
-            for (ptrdiff_t j = 0; j < f; ++j)
-                db[j] = fc_sum_chunks(partials, k * f + j, chunks, part);
+                dw[r * f + j] = partials[j * k + r];
+    } else if (status == FC_OK) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+        for (ptrdiff_t e = 0; e < k * f; ++e)
+            dw[e] = fc_sum_chunks(partials, e, chunks, part);
     }
+    if (status == FC_OK && db)
+        for (ptrdiff_t j = 0; j < f; ++j)
+            db[j] = transposed ? partials[k * f + j] : fc_sum_chunks(partials, k * f + j, chunks, part);
     fc_aligned_free(partials);
     fc_aligned_free(off_a);
     return status;
