@@ -125,6 +125,48 @@ static void pack_a_im2col(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
     }
 }
 
+/* The usual B panel: NR channels of one tap t from channel ch, for kc grid
+ * points from g, walked a grid row at a time: the columns inside the source
+ * are a range found once, and each copy has a size the compiler knows (and
+ * inlines) rather than a call per grid point. */
+static inline __attribute__((always_inline)) void
+whole_panel_nr(const im2col_view *v, grid_pos g, ptrdiff_t kc, ptrdiff_t t, ptrdiff_t ch,
+               const int NR, float *dst)
+{
+    const ptrdiff_t off_a = v->off_a[t], off_b = v->off_b[t], c = v->src_c;
+    /* Grid columns b with 0 <= b*rb + off_b < src_w. */
+    const ptrdiff_t b_lo = off_b >= 0 ? 0 : fc_ceil_div(-off_b, v->rb);
+    const ptrdiff_t b_hi = off_b >= v->src_w ? 0 : fc_min(v->gb, fc_ceil_div(v->src_w - off_b, v->rb));
+    for (ptrdiff_t p = 0; p < kc;) {
+        const ptrdiff_t run = fc_min(kc - p, v->gb - g.b), sa = g.a * v->ra + off_a;
+        float *out = dst + p * NR;
+        if (sa < 0 || sa >= v->src_h) {
+            memset(out, 0, (size_t)(run * NR) * sizeof(float));
+        } else {
+            const float *row = v->src + (g.img * v->src_h + sa) * v->src_w * c + ch;
+            for (ptrdiff_t b = g.b; b < g.b + run; ++b, out += NR) {
+                if (b >= b_lo && b < b_hi)
+                    memcpy(out, row + (b * v->rb + off_b) * c, (size_t)NR * sizeof(float));
+                else
+                    memset(out, 0, (size_t)NR * sizeof(float));
+            }
+        }
+        p += run;
+        g.b += run - 1;
+        grid_next(v, &g);
+    }
+}
+
+static inline __attribute__((always_inline)) void
+whole_panel(const im2col_view *v, grid_pos g, ptrdiff_t kc, ptrdiff_t t, ptrdiff_t ch, int nr,
+            float *dst)
+{
+    if (nr == 32)
+        whole_panel_nr(v, g, kc, t, ch, 32, dst);
+    else
+        whole_panel_nr(v, g, kc, t, ch, 16, dst);
+}
+
 /* One B panel of the im2col matrix: rows are grid points [p0, p0+kc),
  * columns are (tap, channel) [j0, j0+nr_valid). For each grid point the
  * panel's columns are contiguous channels of one or a few taps, so each row
@@ -142,21 +184,12 @@ FC_VECTOR_CLONES static void pack_b_im2col(const void *ctx, ptrdiff_t p0, ptrdif
         j += seg_len[n_seg];
     }
     grid_pos g = grid_start(v, v->row0 + p0);
-    /* The usual panel: nr channels of one tap, copied at a size the compiler
-     * knows (and inlines) rather than by a call per grid point. */
-    const int whole = n_seg == 1 && seg_len[0] == nr && (nr == 16 || nr == 32);
+    if (n_seg == 1 && seg_len[0] == nr && (nr == 16 || nr == 32)) {
+        whole_panel(v, g, kc, seg_tap[0], seg_ch[0], nr, dst);
+        return;
+    }
     for (ptrdiff_t p = 0; p < kc; ++p, grid_next(v, &g)) {
         float *out = dst + p * nr;
-        if (whole) {
-            const float *src = tap_source(v, &g, seg_tap[0]);
-            if (src && nr == 32)
-                memcpy(out, src + seg_ch[0], 32 * sizeof(float));
-            else if (src)
-                memcpy(out, src + seg_ch[0], 16 * sizeof(float));
-            else
-                memset(out, 0, (size_t)nr * sizeof(float));
-            continue;
-        }
         for (int s = 0; s < n_seg; ++s) {
             const float *src = tap_source(v, &g, seg_tap[s]);
             copy_or_zero(out, src ? src + seg_ch[s] : NULL, seg_len[s]);
