@@ -453,7 +453,7 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
 }
 
 /* Sum of dy's rows [r0, r1) into db (f values), in row order. */
-static void sum_rows(const float *dy, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t f, float *db)
+FC_VECTOR_CLONES static void sum_rows(const float *dy, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t f, float *db)
 {
     for (ptrdiff_t j = 0; j < f; ++j)
         db[j] = 0.0f;
