@@ -43,8 +43,10 @@
 #define FC_AVX512_NC 4096
 
 /* A GEMM on several threads packs all of B's depth at once when K x NC
- * floats are at most this (512 KiB, half an L2): see fc_gemm_run. */
+ * floats are at most FC_GEMM_WHOLE_B_FLOATS (512 KiB, half an L2), or at most
+ * FC_GEMM_WHOLE_B_MAX_FLOATS (64 MiB) with few row blocks: see fc_gemm_run. */
 #define FC_GEMM_WHOLE_B_FLOATS ((ptrdiff_t)1 << 17)
+#define FC_GEMM_WHOLE_B_MAX_FLOATS ((ptrdiff_t)1 << 24)
 
 /* Rows of the batch reduction of a weight gradient handled by one partial sum. */
 #define FC_WGRAD_CHUNK_ROWS 1024

@@ -169,14 +169,16 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     n_threads = fc_threads_for((double)M * N * K, n_threads);
     if (n_threads > n_ic * fc_ceil_div(NC, NR))
         n_threads = (int)(n_ic * fc_ceil_div(NC, NR));
-    /* On several threads, when B's whole depth fits in about half an L2 it
-     * is packed at once and each thread takes its row blocks through every
-     * depth block: one barrier per column block instead of two per depth
-     * block (a barrier costs a sleeping thread's wake-up), and a row block of
-     * C stays in cache across the depth blocks. A larger B would be read from
-     * L3 for every row block, and one thread has no barriers to save. Each C
-     * tile still sums the depth blocks in order. */
-    const int whole_b = n_threads > 1 && K * NC <= FC_GEMM_WHOLE_B_FLOATS;
+    /* On several threads, B's whole depth may be packed at once, each thread
+     * then taking its row blocks through every depth block: one barrier per
+     * column block instead of two per depth block (a barrier costs a
+     * sleeping thread's wake-up: milliseconds for a Dense layer's K = 9216),
+     * and a row block of C stays in cache across the depth blocks. It pays
+     * when B fits in about half an L2, or when there are few row blocks; with
+     * many, a larger B would be read from L3 again for each. One thread has
+     * no barriers to save. Each C tile still sums the depth blocks in order. */
+    const int whole_b = n_threads > 1 && K * NC <= FC_GEMM_WHOLE_B_MAX_FLOATS
+                        && (K * NC <= FC_GEMM_WHOLE_B_FLOATS || n_ic <= 4 * n_threads);
 
     /* Per thread: the packed A block, then MC row pointers into C. */
     const ptrdiff_t a_floats = fc_round_up(MC, MR) * KC;
@@ -206,16 +208,22 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
             const ptrdiff_t nc = fc_min(NC, N - jc);
             const ptrdiff_t n_panels = fc_ceil_div(nc, NR);
             /* Split a block's columns too when there are few row blocks, so
-             * every thread has work; the split never changes a tile's sums. */
-            const ptrdiff_t groups = fc_min(n_panels, fc_max(1, fc_ceil_div(4 * n_threads, n_ic)));
+             * every thread has work: into the fewest groups that give each
+             * thread as many items (or plenty), as each group packs the row
+             * block's A again. The split never changes a tile's sums. */
+            ptrdiff_t groups = 1;
+            while (groups < n_panels && n_ic * groups < 4 * n_threads && (n_ic * groups) % n_threads)
+                ++groups;
             if (whole_b) {
-                /* Depth block pc's panels start at bpack + pc * NC. */
+                /* Depth block pc's panels start at bpack + pc * NC. Panels are
+                 * handed out in the order the row blocks' column groups take
+                 * them, so with few row blocks a thread packs what it uses. */
                 const ptrdiff_t n_pc = fc_ceil_div(K, KC);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
                 for (ptrdiff_t item = 0; item < n_pc * n_panels; ++item) {
-                    const ptrdiff_t pc = item / n_panels * KC, jp = item % n_panels;
+                    const ptrdiff_t pc = item % n_pc * KC, jp = item / n_pc;
                     const ptrdiff_t kc = fc_min(KC, K - pc);
                     p->pack_b(p->b_ctx, pc, kc, jc + jp * NR, fc_min(NR, nc - jp * NR), NR,
                               bpack + pc * NC + jp * NR * kc);
