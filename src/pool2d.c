@@ -13,7 +13,9 @@
  * Backward passes scatter into dx. When windows do not overlap vertically
  * (sh >= kh), each output row owns a band of dx rows, so rows run in
  * parallel; otherwise each image is one unit of work. Either way every dx
- * element is accumulated by one thread in a fixed order. */
+ * element is accumulated by one thread in a fixed order. Max pooling with
+ * windows that do not overlap at all (the usual 2x2, stride 2) writes each
+ * dx cell once instead, with no zeroing pass and no read of dx. */
 #include <stdint.h>
 #include <string.h>
 
@@ -25,6 +27,10 @@
 
 /* Reads float bits as integers without breaking strict aliasing. */
 typedef uint32_t fc_u32_alias __attribute__((may_alias));
+
+/* Channels whose window maxima stay in registers together in the max-pool
+ * backward for disjoint windows: one AVX-512 vector (two AVX2 ones). */
+#define FC_POOL_LANES 16
 
 /* Channels processed together by the max-pool backward argmax. */
 #define FC_POOL_CHANNEL_BLOCK 256
@@ -148,6 +154,93 @@ static void zero_rows(const fc_pool2d_desc *d, const pool_band *b, float *dx)
     memset(start, 0, (size_t)((b->r1 - b->r0) * d->w * d->c) * sizeof(float));
 }
 
+/* Gradient of one window [i0, i1) x [j0, j1) for channels [ch, ch + L) (L a
+ * constant once inlined, so best and taken live in registers): the first cell
+ * holding the window's maximum (by bits, so also the first NaN) gets dy, the
+ * others zero. Overwrites those dx cells. */
+static inline __attribute__((always_inline)) void
+window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t i0, ptrdiff_t i1,
+                ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t ch, const float *g, float *dxi)
+{
+    const ptrdiff_t c = d->c;
+    float best[FC_POOL_LANES];
+    uint32_t taken[FC_POOL_LANES], bits[FC_POOL_LANES];
+    const float *first = xi + (i0 * d->w + j0) * c + ch;
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+    for (int l = 0; l < L; ++l)
+        best[l] = first[l];
+    for (ptrdiff_t ih = i0; ih < i1; ++ih)
+        for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
+            const float *v = xi + (ih * d->w + iw) * c + ch;
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+            for (int l = 0; l < L; ++l) /* a NaN, once in, stays */
+                best[l] = ((v[l] > best[l]) | (v[l] != v[l])) ? v[l] : best[l];
+        }
+    memcpy(bits, best, sizeof bits);
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+    for (int l = 0; l < L; ++l)
+        taken[l] = 0;
+    const fc_u32_alias *gb = (const fc_u32_alias *)(g + ch);
+    for (ptrdiff_t ih = i0; ih < i1; ++ih)
+        for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+            const fc_u32_alias *vb = (const fc_u32_alias *)(xi + (ih * d->w + iw) * c + ch);
+            fc_u32_alias *o = (fc_u32_alias *)(dxi + (ih * d->w + iw) * c + ch);
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+            for (int l = 0; l < L; ++l) {
+                const uint32_t hit = ~taken[l] & -(uint32_t)(vb[l] == bits[l]);
+                o[l] = gb[l] & hit;
+                taken[l] |= hit;
+            }
+        }
+}
+
+/* dx columns [j0, j1) of rows [i0, i1) of one image set to zero. */
+static void zero_columns(const fc_pool2d_desc *d, float *dxi, ptrdiff_t i0, ptrdiff_t i1,
+                         ptrdiff_t j0, ptrdiff_t j1)
+{
+    if (j1 > j0)
+        for (ptrdiff_t ih = i0; ih < i1; ++ih)
+            memset(dxi + (ih * d->w + j0) * d->c, 0, (size_t)((j1 - j0) * d->c) * sizeof(float));
+}
+
+/* Max-pool backward of output row oh of one image, when windows do not
+ * overlap (strides at least the window): every dx cell of the row's band
+ * [r0, r1) lies in at most one window, so each is written once, with no
+ * zeroing pass before and no read of dx; cells outside every window get
+ * zero. */
+static inline __attribute__((always_inline)) void
+max_backward_disjoint(const fc_pool2d_desc *d, const float *xi, const float *dy_row, float *dxi,
+                      ptrdiff_t oh, ptrdiff_t r0, ptrdiff_t r1)
+{
+    const ptrdiff_t c = d->c;
+    ptrdiff_t i0, i1;
+    window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+    zero_columns(d, dxi, r0, i0, 0, d->w);
+    zero_columns(d, dxi, i1, r1, 0, d->w);
+    ptrdiff_t covered = 0; /* columns before this are written */
+    for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+        ptrdiff_t j0, j1;
+        window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+        zero_columns(d, dxi, i0, i1, covered, j0);
+        covered = fc_max(covered, j1);
+        const float *g = dy_row + ow * c;
+        ptrdiff_t ch = 0;
+        for (; ch + FC_POOL_LANES <= c; ch += FC_POOL_LANES)
+            window_gradient(FC_POOL_LANES, d, xi, i0, i1, j0, j1, ch, g, dxi);
+        for (; ch < c; ++ch)
+            window_gradient(1, d, xi, i0, i1, j0, j1, ch, g, dxi);
+    }
+    zero_columns(d, dxi, i0, i1, covered, d->w);
+}
+
 FC_VECTOR_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
                                const float *dy, float *dx, int n_threads)
 {
@@ -161,9 +254,14 @@ FC_VECTOR_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const f
 #endif
     for (ptrdiff_t u = 0; u < units; ++u) {
         const pool_band b = band_of(d, row_bands, u);
-        zero_rows(d, &b, dx);
         const float *xi = x + b.img * d->h * d->w * c;
         float *dxi = dx + b.img * d->h * d->w * c;
+        if (row_bands && d->sw >= d->kw) {
+            max_backward_disjoint(d, xi, dy + (b.img * d->ho + b.oh0) * d->wo * c, dxi, b.oh0,
+                                  b.r0, b.r1);
+            continue;
+        }
+        zero_rows(d, &b, dx);
         /* Per channel: the window maximum, and whether a cell has taken the
          * gradient yet (all ones once taken). */
         float best[FC_POOL_CHANNEL_BLOCK];

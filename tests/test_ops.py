@@ -159,6 +159,28 @@ def test_pooling_matches_reference(case, kind, ties):
     assert_close(dx, want)
 
 
+@pytest.mark.parametrize("pool_size,strides,padding,hw", [
+    ((2, 2), (3, 3), "valid", (8, 7)),  # gaps between windows, a leftover row and column
+    ((2, 3), (2, 4), ((1, 0), (1, 2)), (7, 9)),  # padding clips the edge windows
+    ((1, 1), (2, 2), "valid", (5, 5)),
+    ((2, 2), (2, 2), "valid", (5, 7)),  # exact tiling but for the odd last row and column
+])
+def test_max_pool_backward_with_disjoint_windows_writes_every_cell(pool_size, strides, padding, hw):
+    """Windows that do not overlap write each dx cell once, with no zeroing
+    pass: cells outside every window must still come out zero, though dx
+    comes from np.empty (here reusing freed memory full of NaN)."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, (2, *hw, 20)).astype(np.float32)  # ties: the first maximum wins
+    y = ops.max_pool2d(x, pool_size, strides=strides, padding=padding)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want = reference.max_pool2d_backward(f64(dy), f64(x), pool_size, strides=strides, padding=padding)
+    for _ in range(3):
+        del_me = np.full(x.shape, np.nan, np.float32)
+        del del_me
+        dx = ops.max_pool2d_backward(dy, x, pool_size, strides=strides, padding=padding)
+        np.testing.assert_array_equal(dx, want.astype(np.float32))
+
+
 def test_max_pool_nan_and_inf_propagate():
     x = np.zeros((1, 4, 4, 2), np.float32)
     x[0, 0, 1, 0] = np.nan
