@@ -164,11 +164,19 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
      * not 256 + 32): each block costs a full pass of C loads and stores. */
     const ptrdiff_t KC = fc_ceil_div(K, fc_ceil_div(K, ks->kc + ks->kc / 4));
     const ptrdiff_t NC = fc_min(ks->nc, fc_round_up(N, NR));
-    const ptrdiff_t MC = fc_min(ks->mc, fc_round_up(M, MR));
-    const ptrdiff_t n_ic = fc_ceil_div(M, MC);
+    ptrdiff_t MC = fc_min(ks->mc, fc_round_up(M, MR));
+    ptrdiff_t n_ic = fc_ceil_div(M, MC);
     n_threads = fc_threads_for((double)M * N * K, n_threads);
     if (n_threads > n_ic * fc_ceil_div(NC, NR))
         n_threads = (int)(n_ic * fc_ceil_div(NC, NR));
+    if (n_threads > 1 && n_ic < 16 * n_threads) {
+        /* Few row blocks: make their count a multiple of the threads and
+         * their sizes nearly equal (1024 rows: 8 x 132, not 7 x 144 + 16,
+         * which left one thread a fifth idle). */
+        n_ic = fc_round_up(n_ic, n_threads);
+        MC = fc_round_up(fc_ceil_div(M, n_ic), MR);
+        n_ic = fc_ceil_div(M, MC);
+    }
     /* On several threads, B's whole depth may be packed at once, each thread
      * then taking its row blocks through every depth block: one barrier per
      * column block instead of two per depth block (a barrier costs a
