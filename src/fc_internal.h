@@ -230,7 +230,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 #define FC_DIRECT_TILE 6
 /* Input pixels per group of the direct backward-input kernel: neighbours
  * reached through the same taps share each weight vector loaded. */
-#define FC_DIRECT_GROUP 4
+#define FC_DIRECT_GROUP 8
 /* Rows a thread takes at a time from the direct kernels' dynamic schedule. */
 #define FC_DIRECT_ROWS_PER_TURN 8
 
