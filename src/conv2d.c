@@ -255,6 +255,13 @@ static void pack_a_im2col_transposed(const void *ctx, ptrdiff_t i0, ptrdiff_t mc
     }
 }
 
+/* 1x1, stride 1, unpadded: x is the im2col matrix and y its GEMM's C. */
+static int is_pointwise(const fc_conv2d_desc *d)
+{
+    return d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->pt == 0 && d->pb == 0
+           && d->pl == 0 && d->pr == 0;
+}
+
 /* Tap offsets of the forward pass: tap (ki, kj) reads input row
  * oh*sh + ki*dh - pt. */
 static int forward_taps(const fc_conv2d_desc *d, ptrdiff_t **off_a, ptrdiff_t **off_b)
@@ -287,9 +294,7 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
     const ptrdiff_t m = d->n * d->ho * d->wo, k = d->kh * d->kw * d->c;
     if (m == 0 || d->f == 0)
         return FC_OK;
-    const int pointwise = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1
-                          && d->pt == 0 && d->pb == 0 && d->pl == 0 && d->pr == 0;
-    if (pointwise) { /* 1x1, stride 1, unpadded: x is already the im2col matrix */
+    if (is_pointwise(d)) { /* x is already the im2col matrix */
         fc_gemm_desc g = {m, d->f, d->c, d->c, d->f, d->f, d->relu, 0, 0};
         return fc_gemm_f32(&g, x, w, b, y, n_threads);
     }
@@ -390,6 +395,10 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
         n_threads = 1;
     if (fc_direct_applies(d))
         return fc_conv2d_direct_backward_input_f32(d, dy, w, dx, n_threads);
+    if (is_pointwise(d)) { /* dx = dy w^T, dy read in place */
+        fc_gemm_desc g = {d->n * d->h * d->w, c, f, f, f, c, 0, 0, 1};
+        return fc_gemm_f32(&g, dy, w, NULL, dx, n_threads);
+    }
     if (c <= FC_COL2IM_MAX_CHANNELS)
         return backward_input_col2im(d, dy, w, dx, n_threads);
     {
@@ -529,8 +538,7 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         return FC_ERR_NOMEM;
     }
     const im2col_view xv = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0};
-    const int pointwise = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1
-                          && d->pt == 0 && d->pl == 0 && d->pb == 0 && d->pr == 0;
+    const int pointwise = is_pointwise(d);
     /* The in-place A side is free and the packed B side costs in proportion
      * to 1 / (rows of A), so A takes the larger dimension where it can be read
      * in place; a k narrower than the register tile goes on the A side. */
