@@ -210,6 +210,19 @@ def test_matmul_large_blocks(simd_path):
     assert_close(ops.matmul(a, b), f64(a) @ f64(b))
 
 
+def test_matmul_few_row_blocks_deep_k_same_for_any_thread_count(simd_path):
+    """A Dense layer's shape (few row blocks, K far past KC): B is packed whole
+    and the row blocks rebalanced for the thread count, and still every
+    thread count gives the same bits."""
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((128, 9216)).astype(np.float32)
+    b = rng.standard_normal((9216, 130)).astype(np.float32)
+    results = [ops.matmul(a, b, n_threads=t) for t in (1, 2, 3)]
+    assert_close(results[0], f64(a) @ f64(b))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
 @pytest.mark.parametrize("shape_a,shape_b", [((64, 300), (64, 50)), ((5, 7), (5, 3))])
 def test_matmul_reads_transposed_views_in_place(simd_path, shape_a, shape_b):
     rng = np.random.default_rng(9)
