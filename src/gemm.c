@@ -7,9 +7,11 @@
  * into the packed block, never building the whole im2col matrix) and C rows
  * are located through a row map (so a convolution gradient can write a
  * strided subset of pixels). Threads share the packed B block and each packs
- * its own A block. Every C tile is computed by exactly one thread, with the
- * same depth order whatever the thread count, so results are bitwise
- * identical for any n_threads. */
+ * its own A block. When all of B's depth is packed at once (see
+ * fc_gemm_run), the IC loop moves outside PC, so each thread takes a row
+ * block through every depth block without waiting for the others. Every C
+ * tile is computed by exactly one thread, with the same depth order whatever
+ * the thread count, so results are bitwise identical for any n_threads. */
 #include <string.h>
 
 #include "fc_internal.h"
