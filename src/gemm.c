@@ -224,19 +224,22 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
             ptrdiff_t groups = 1;
             while (groups < n_panels && n_ic * groups < 4 * n_threads && (n_ic * groups) % n_threads)
                 ++groups;
-            if (whole_b) {
-                /* Depth block pc's panels start at bpack + pc * NC. Panels are
-                 * handed out in the order the row blocks' column groups take
-                 * them, so with few row blocks a thread packs what it uses. */
-                const ptrdiff_t n_pc = fc_ceil_div(K, KC);
+            /* B is packed a stage at a time: all of its depth blocks at once
+             * (whole_b) or one. Within a stage, depth block pc's panels start
+             * at bpack + (pc - ps) * NC, handed out in the order the row
+             * blocks' column groups take them (with few row blocks, a thread
+             * packs what it uses). */
+            const ptrdiff_t stage = whole_b ? K : KC;
+            for (ptrdiff_t ps = 0; ps < K; ps += stage) {
+                const ptrdiff_t pe = fc_min(K, ps + stage), n_pc = fc_ceil_div(pe - ps, KC);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
                 for (ptrdiff_t item = 0; item < n_pc * n_panels; ++item) {
-                    const ptrdiff_t pc = item % n_pc * KC, jp = item / n_pc;
+                    const ptrdiff_t pc = ps + item % n_pc * KC, jp = item / n_pc;
                     const ptrdiff_t kc = fc_min(KC, K - pc);
                     p->pack_b(p->b_ctx, pc, kc, jc + jp * NR, fc_min(NR, nc - jp * NR), NR,
-                              bpack + pc * NC + jp * NR * kc);
+                              bpack + (pc - ps) * NC + jp * NR * kc);
                 }
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -245,31 +248,10 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
                     const ptrdiff_t ic = item / groups, g = item - ic * groups;
                     const ptrdiff_t i0 = ic * MC, mc = fc_min(MC, M - i0);
                     fc_row_ptrs(&p->c, i0, mc, rowp);
-                    for (ptrdiff_t pc = 0; pc < K; pc += KC)
+                    for (ptrdiff_t pc = ps; pc < pe; pc += KC)
                         multiply_block(p, ks, i0, mc, pc, fc_min(KC, K - pc), jc,
                                        g * n_panels / groups, (g + 1) * n_panels / groups,
-                                       bpack + pc * NC, apack, rowp);
-                }
-                continue;
-            }
-            for (ptrdiff_t pc = 0; pc < K; pc += KC) {
-                const ptrdiff_t kc = fc_min(KC, K - pc);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-                for (ptrdiff_t jp = 0; jp < n_panels; ++jp)
-                    p->pack_b(p->b_ctx, pc, kc, jc + jp * NR, fc_min(NR, nc - jp * NR), NR,
-                              bpack + jp * NR * kc);
-
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-                for (ptrdiff_t item = 0; item < n_ic * groups; ++item) {
-                    const ptrdiff_t ic = item / groups, g = item - ic * groups;
-                    const ptrdiff_t i0 = ic * MC, mc = fc_min(MC, M - i0);
-                    fc_row_ptrs(&p->c, i0, mc, rowp);
-                    multiply_block(p, ks, i0, mc, pc, kc, jc, g * n_panels / groups,
-                                   (g + 1) * n_panels / groups, bpack, apack, rowp);
+                                       bpack + (pc - ps) * NC, apack, rowp);
                 }
             }
         }
