@@ -46,6 +46,7 @@ _REFERENCE = SimpleNamespace(
     avg_pool2d_backward=reference.avg_pool2d_backward,
     matmul=reference.matmul,
     dense=_reference_dense,
+    relu_backward=reference.relu_backward,
 )
 
 _current = ops

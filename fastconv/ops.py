@@ -29,6 +29,7 @@ __all__ = [
     "avg_pool2d_backward",
     "matmul",
     "dense",
+    "relu_backward",
 ]
 
 _REAL_KINDS = "biuf"
@@ -275,3 +276,34 @@ def dense(
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
     return _kernels.gemm(x, w, b, activation == "relu", n_threads)
+
+
+def relu_backward(dy: ArrayLike, y: ArrayLike, *, out: np.ndarray | None = None,
+                  n_threads: int | None = None) -> np.ndarray:
+    """Gradient through a ReLU, from its output ``y``: ``dy`` where ``y > 0``,
+    else 0 (also where ``dy`` is infinite, and where ``y`` is NaN).
+
+    ``out``, when given, receives the result and is returned: a C-contiguous,
+    writeable float32 array of ``dy``'s shape, which may be ``dy`` itself (an
+    in-place update, as layers do) but must not otherwise overlap ``dy`` or
+    ``y``.
+    """
+    dy = _as_f32(dy, "dy")
+    y = _as_f32(y, "y")
+    if y.shape != dy.shape:
+        raise ValueError(f"y must have dy's shape {dy.shape}, got {y.shape}")
+    if out is None:
+        out = np.empty_like(dy)
+    elif not (
+        type(out) is np.ndarray
+        and out.dtype == np.float32
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and out.shape == dy.shape
+    ):
+        raise ValueError(
+            f"out must be a writeable C-contiguous float32 array of shape {dy.shape}, got "
+            f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".rstrip()
+        )
+    _kernels.relu_backward(dy.reshape(-1), y.reshape(-1), out.reshape(-1), n_threads)
+    return out

@@ -36,6 +36,7 @@ __all__ = [
     "avg_pool2d",
     "avg_pool2d_backward",
     "matmul",
+    "relu_backward",
 ]
 
 # NumPy dtype kinds that hold real numbers: bool, signed, unsigned, float.
@@ -403,3 +404,26 @@ def matmul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
             f"got shape {b.shape}"
         )
     return a @ b
+
+
+def relu_backward(dy: ArrayLike, y: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient through a ReLU from its output ``y``: ``dy`` where ``y > 0``, else 0.
+
+    Parameters
+    ----------
+    dy : array_like, the gradient of the ReLU's output
+    y : array_like of dy's shape, the ReLU's output
+    out : ndarray of dy's shape, optional; receives the result (it may be dy)
+
+    Returns
+    -------
+    dz : ndarray, float32 or float64 (``out`` when given)
+    """
+    dy, y = _as_float_arrays((dy, "dy"), (y, "y"))
+    if y.shape != dy.shape:
+        raise ValueError(f"y must have dy's shape {dy.shape}, got {y.shape}")
+    dz = np.where(y > 0, dy, np.zeros((), dy.dtype))
+    if out is None:
+        return dz
+    out[...] = dz
+    return out

@@ -62,3 +62,6 @@ cdef extern from "fastconv.h" nogil:
                                   int n_threads)
     int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx,
                                    int n_threads)
+
+    int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y, float *dz,
+                             int n_threads)

@@ -371,3 +371,20 @@ def pool2d_backward(str kind, const float[:, :, :, ::1] x, const float[:, :, :, 
             status = fc_avg_pool2d_backward_f32(&d, dy_p, dx_p, nt)
     _check(status)
     return out
+
+
+# ---- ReLU backward ------------------------------------------------------------
+
+def relu_backward(const float[::1] dy, const float[::1] y, float[::1] out, n_threads=None):
+    """out = dy where y > 0, else 0, over 1-D views of equal length; out may be dy."""
+    _expect((y.shape[0],), (dy.shape[0],), "y")
+    _expect((out.shape[0],), (dy.shape[0],), "out")
+    cdef int nt = _resolve_threads(n_threads)
+    cdef ptrdiff_t n = dy.shape[0]
+    cdef const float *dy_p = _p1(dy)
+    cdef const float *y_p = _p1(y)
+    cdef float *out_p = _w1(out)
+    cdef int status
+    with nogil:
+        status = fc_relu_backward_f32(n, dy_p, y_p, out_p, nt)
+    _check(status)

@@ -130,6 +130,14 @@ int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x,
 int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy,
                                float *dx, int n_threads);
 
+/* ---- ReLU backward ------------------------------------------------------- */
+
+/* dz[i] = dy[i] where the ReLU's output y[i] > 0, else 0 (a NaN y passes no
+ * gradient; an infinite dy where y <= 0 gives 0, not NaN), for i < n.
+ * Overwrites dz, which may be dy itself. */
+int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y, float *dz,
+                         int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -181,6 +181,39 @@ def test_max_pool_backward_with_disjoint_windows_writes_every_cell(pool_size, st
         np.testing.assert_array_equal(dx, want.astype(np.float32))
 
 
+@pytest.mark.parametrize("shape", [(0,), (7,), (3, 4, 5, 6), (128, 24, 24, 64)])
+def test_relu_backward_is_a_select_on_the_output(shape):
+    """dy where y > 0, else 0: also 0 (not NaN) for an infinite dy where
+    y <= 0, and 0 where y is NaN; in place when out is dy; any thread count."""
+    rng = np.random.default_rng(11)
+    y = np.maximum(rng.standard_normal(shape), 0).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    flat_y, flat_dy = y.reshape(-1), dy.reshape(-1)
+    if flat_y.size >= 7:
+        flat_y[:4] = [np.nan, -0.0, 1.0, 0.0]
+        flat_dy[:7] = [1.0, 2.0, np.nan, np.inf, 5.0, 6.0, 7.0]
+    want = np.where(y > 0, dy, np.float32(0))
+    np.testing.assert_array_equal(ops.relu_backward(dy, y), want)
+    np.testing.assert_array_equal(ops.relu_backward(dy, y, n_threads=1), want)
+    np.testing.assert_array_equal(reference.relu_backward(f64(dy), f64(y)), want.astype(np.float64))
+    inplace = dy.copy()
+    assert ops.relu_backward(inplace, y, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, want)
+
+
+def test_relu_backward_refuses_bad_arguments():
+    dy, y = np.ones((2, 3), np.float32), np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"y must have dy's shape \(2, 3\), got \(3, 2\)"):
+        ops.relu_backward(dy, y.T.copy())
+    for out in (np.ones((2, 3)), np.ones((3, 2), np.float32).T, np.ones((6,), np.float32), [[0.0] * 3] * 2):
+        with pytest.raises(ValueError, match="out must be a writeable C-contiguous float32 array"):
+            ops.relu_backward(dy, y, out=out)
+    frozen = np.ones((2, 3), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be"):
+        ops.relu_backward(dy, y, out=frozen)
+
+
 def test_max_pool_nan_and_inf_propagate():
     x = np.zeros((1, 4, 4, 2), np.float32)
     x[0, 0, 1, 0] = np.nan

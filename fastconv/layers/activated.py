@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastconv import activations
+from fastconv import activations, backend
 from fastconv.layers.base import Layer
 
 __all__ = ["ActivatedLayer"]
@@ -55,7 +55,8 @@ class ActivatedLayer(Layer):
         if self.fused_relu:
             # dy is ours to overwrite (see Layer.backward), which saves a
             # full-size temporary in every ReLU layer of every step.
-            dz = np.multiply(dy, self._y > 0, out=dy if dy.dtype == self._y.dtype else None)
+            in_place = dy.dtype == self._y.dtype and dy.flags.c_contiguous and dy.flags.writeable
+            dz = backend.kernels().relu_backward(dy, self._y, out=dy if in_place else None)
         else:
             dz = self.activation.gradient(dy, self._z, self._y)
         return self._backward_linear(dz)
