@@ -65,3 +65,6 @@ cdef extern from "fastconv.h" nogil:
 
     int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y, float *dz,
                              int n_threads)
+    int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, float *m, float *v,
+                           float *vhat, double lr_t, double beta_1, double beta_2,
+                           double epsilon, int n_threads)

@@ -388,3 +388,31 @@ def relu_backward(const float[::1] dy, const float[::1] y, float[::1] out, n_thr
     with nogil:
         status = fc_relu_backward_f32(n, dy_p, y_p, out_p, nt)
     _check(status)
+
+
+# ---- Adam -------------------------------------------------------------------------
+
+def adam_update(float[::1] w, const float[::1] g, float[::1] m, float[::1] v, vhat,
+                double lr_t, double beta_1, double beta_2, double epsilon, n_threads=None):
+    """One Adam step in place over 1-D float32 views of equal length (vhat: the
+    AMSGrad slot, or None)."""
+    cdef ptrdiff_t n = w.shape[0]
+    _expect((g.shape[0],), (n,), "g")
+    _expect((m.shape[0],), (n,), "m")
+    _expect((v.shape[0],), (n,), "v")
+    cdef float[::1] vh
+    cdef float *vhat_p = NULL
+    if vhat is not None:
+        vh = vhat
+        _expect((vh.shape[0],), (n,), "vhat")
+        vhat_p = _w1(vh)
+    cdef int nt = _resolve_threads(n_threads)
+    cdef float *w_p = _w1(w)
+    cdef const float *g_p = _p1(g)
+    cdef float *m_p = _w1(m)
+    cdef float *v_p = _w1(v)
+    cdef int status
+    with nogil:
+        status = fc_adam_update_f32(n, w_p, g_p, m_p, v_p, vhat_p, lr_t, beta_1, beta_2,
+                                    epsilon, nt)
+    _check(status)

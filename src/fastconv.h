@@ -138,6 +138,17 @@ int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy,
 int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y, float *dz,
                          int n_threads);
 
+/* ---- Adam ---------------------------------------------------------------- */
+
+/* One Adam step of n weights, in place (see fastconv/optimizers/adam.py):
+ *   m = beta_1*m + (1-beta_1)*g;  v = beta_2*v + (1-beta_2)*g*g;
+ *   vhat = max(vhat, v) when vhat is not NULL (AMSGrad), used in place of v;
+ *   w -= lr_t*m / (sqrt(v) + epsilon)
+ * in float32, each operation rounded separately, as the NumPy formula does. */
+int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, float *m, float *v, float *vhat,
+                       double lr_t, double beta_1, double beta_2, double epsilon,
+                       int n_threads);
+
 #ifdef __cplusplus
 }
 #endif
