@@ -9,9 +9,6 @@
 
 #include "fc_internal.h"
 
-/* Elements per unit of parallel work. */
-#define FC_ADAM_BLOCK 16384
-
 FC_VECTOR_CLONES int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, float *m, float *v,
                                         float *vhat, double lr_t, double beta_1, double beta_2,
                                         double epsilon, int n_threads)
@@ -20,13 +17,13 @@ FC_VECTOR_CLONES int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, f
     const float b2 = (float)beta_2, c2 = (float)(1.0 - beta_2);
     const float lr = (float)lr_t, eps = (float)epsilon;
     n_threads = fc_threads_for(8.0 * (double)n, n_threads);
-    const ptrdiff_t blocks = fc_ceil_div(n, FC_ADAM_BLOCK);
+    const ptrdiff_t blocks = fc_ceil_div(n, FC_ELEMENTWISE_BLOCK);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
     for (ptrdiff_t bi = 0; bi < blocks; ++bi) {
-        const ptrdiff_t i1 = fc_min(n, (bi + 1) * FC_ADAM_BLOCK);
-        for (ptrdiff_t i = bi * FC_ADAM_BLOCK; i < i1; ++i) {
+        const ptrdiff_t i1 = fc_min(n, (bi + 1) * FC_ELEMENTWISE_BLOCK);
+        for (ptrdiff_t i = bi * FC_ELEMENTWISE_BLOCK; i < i1; ++i) {
             const float gi = g[i];
             const float mi = m[i] * b1 + c1 * gi;
             float vi = v[i] * b2 + c2 * (gi * gi);
