@@ -38,59 +38,81 @@ int fc_winograd_applies(const fc_conv2d_desc *d)
            && d->c >= FC_WINOGRAD_MIN_CHANNELS && d->f >= FC_WINOGRAD_MIN_CHANNELS;
 }
 
-/* Weight (a, b, ci, fo) of the kernel the forward formula sees: w itself, or
- * for a backward-input pass the rotated and transposed kernel, read from w of
- * shape (kh, kw, d->f, d->c). */
-static inline float kernel_at(const fc_conv2d_desc *d, const float *w, int rotate,
-                              ptrdiff_t a, ptrdiff_t b, ptrdiff_t ci, ptrdiff_t fo)
+/* The kernel the forward formula sees, as g[a][b][ci][fo] with filters
+ * contiguous and the rows and columns padded with zeros to whole 3x3 pieces
+ * (3*ph x 3*pw): w itself when it already is that, else a copy in `copy` (for
+ * a backward-input pass, w of shape (kh, kw, d->f, d->c) rotated and with
+ * channels and filters swapped). */
+static const float *forward_view(const fc_conv2d_desc *d, const float *w, int rotate,
+                                 float *copy, int n_threads)
 {
-    if (rotate)
-        return w[(((d->kh - 1 - a) * d->kw + (d->kw - 1 - b)) * d->f + fo) * d->c + ci];
-    return w[((a * d->kw + b) * d->c + ci) * d->f + fo];
+    const ptrdiff_t c = d->c, f = d->f, khp = 3 * pieces_h(d), kwp = 3 * pieces_w(d);
+    if (!rotate && khp == d->kh && kwp == d->kw)
+        return w;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (ptrdiff_t ab = 0; ab < khp * kwp; ++ab) {
+        const ptrdiff_t a = ab / kwp, b = ab - a * kwp;
+        float *dst = copy + ab * c * f;
+        if (a >= d->kh || b >= d->kw) {
+            memset(dst, 0, (size_t)(c * f) * sizeof(float));
+        } else if (!rotate) {
+            memcpy(dst, w + (a * d->kw + b) * c * f, (size_t)(c * f) * sizeof(float));
+        } else {
+            const float *src = w + ((d->kh - 1 - a) * d->kw + (d->kw - 1 - b)) * f * c;
+            for (ptrdiff_t ci = 0; ci < c; ++ci)
+                for (ptrdiff_t fo = 0; fo < f; ++fo)
+                    dst[ci * f + fo] = src[fo * c + ci];
+        }
+    }
+    return copy;
 }
 
-/* U[xi] = G g G^T for every piece p, channel ci and filter fo, packed as the
- * micro-kernel's B panels over the depth k = p*c + ci: for position xi and
- * panel jp of nr filters, row k at up[((xi * n_panels + jp) * depth + k) * nr + j]. */
-static void transform_weights(const fc_conv2d_desc *d, const float *w, int rotate, int nr,
-                              float *up, int n_threads)
+/* U[xi] = G g G^T for every piece p, channel ci and filter fo of the forward
+ * view g, packed as the micro-kernel's B panels over the depth k = p*c + ci:
+ * for position xi and panel jp of nr filters, row k at
+ * up[((xi * n_panels + jp) * depth + k) * nr + j]. Vectorised over filters. */
+FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const float *g, int nr,
+                                               float *up, int n_threads)
 {
     const ptrdiff_t c = d->c, f = d->f, pw = pieces_w(d);
     const ptrdiff_t depth = pieces_h(d) * pw * c, n_panels = fc_ceil_div(f, nr);
+    const ptrdiff_t col = c * f, row = 3 * pw * col; /* floats between kernel columns, rows */
+    const ptrdiff_t ld_x = n_panels * depth * nr;      /* between positions xi */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
     for (ptrdiff_t k = 0; k < depth; ++k) {
         const ptrdiff_t piece = k / c, ci = k - piece * c;
         const ptrdiff_t a0 = 3 * (piece / pw), b0 = 3 * (piece % pw);
-        for (ptrdiff_t fo = 0; fo < n_panels * nr; ++fo) {
-            const ptrdiff_t jp = fo / nr, j = fo - jp * nr;
-            float u[XI];
-            if (fo >= f) {
-                for (int x = 0; x < XI; ++x)
-                    u[x] = 0.0f;
-            } else {
-                float g[3][3], t[4][3];
-                for (int ki = 0; ki < 3; ++ki)
-                    for (int kj = 0; kj < 3; ++kj)
-                        g[ki][kj] = (a0 + ki < d->kh && b0 + kj < d->kw)
-                                        ? kernel_at(d, w, rotate, a0 + ki, b0 + kj, ci, fo)
-                                        : 0.0f;
+        for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
+            const ptrdiff_t j0 = jp * nr, valid = fc_min(nr, f - j0);
+            const float *g0 = g + a0 * row + b0 * col + ci * f + j0;
+            float *out = up + (jp * depth + k) * nr;
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+            for (ptrdiff_t j = 0; j < valid; ++j) {
+                float t[4][3];
                 for (int kj = 0; kj < 3; ++kj) {
-                    t[0][kj] = g[0][kj];
-                    t[1][kj] = 0.5f * (g[0][kj] + g[1][kj] + g[2][kj]);
-                    t[2][kj] = 0.5f * (g[0][kj] - g[1][kj] + g[2][kj]);
-                    t[3][kj] = g[2][kj];
+                    const float r0 = g0[kj * col + j], r1 = g0[row + kj * col + j];
+                    const float r2 = g0[2 * row + kj * col + j];
+                    t[0][kj] = r0;
+                    t[1][kj] = 0.5f * (r0 + r1 + r2);
+                    t[2][kj] = 0.5f * (r0 - r1 + r2);
+                    t[3][kj] = r2;
                 }
                 for (int r = 0; r < 4; ++r) {
-                    u[r * 4 + 0] = t[r][0];
-                    u[r * 4 + 1] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
-                    u[r * 4 + 2] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
-                    u[r * 4 + 3] = t[r][2];
+                    out[(r * 4 + 0) * ld_x + j] = t[r][0];
+                    out[(r * 4 + 1) * ld_x + j] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
+                    out[(r * 4 + 2) * ld_x + j] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
+                    out[(r * 4 + 3) * ld_x + j] = t[r][2];
                 }
             }
-            for (int x = 0; x < XI; ++x)
-                up[((x * n_panels + jp) * depth + k) * nr + j] = u[x];
+            for (ptrdiff_t j = valid; j < nr; ++j)
+                for (int x = 0; x < XI; ++x)
+                    out[x * ld_x + j] = 0.0f;
         }
     }
 }
@@ -227,15 +249,18 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     const ptrdiff_t per_thread = fc_round_up(XI * ld_v + XI * ld_m + c, FC_ALIGN / (ptrdiff_t)sizeof(float));
     const int threads = (int)fc_min(n_threads, n_blocks);
 
-    /* U's panels, then the bias (zeros without one). */
-    float *up = fc_aligned_alloc((size_t)(XI * n_panels * NR * depth + f) * sizeof(float));
+    /* U's panels, then the bias (zeros without one), then room for the
+     * kernel's forward view when w is not already that. */
+    const ptrdiff_t view_floats = 9 * pieces_h(d) * pieces_w(d) * c * f;
+    float *up = fc_aligned_alloc((size_t)(XI * n_panels * NR * depth + f + view_floats) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
     if (!up || !ws) {
         fc_aligned_free(up);
         fc_aligned_free(ws);
         return FC_ERR_NOMEM;
     }
-    transform_weights(d, w, rotate, NR, up, n_threads);
+    const float *view = forward_view(d, w, rotate, up + XI * n_panels * NR * depth + f, n_threads);
+    transform_weights(d, view, NR, up, n_threads);
     float *bias = up + XI * n_panels * NR * depth;
     for (ptrdiff_t j = 0; j < f; ++j)
         bias[j] = b ? b[j] : 0.0f;
