@@ -372,6 +372,38 @@ FC_VECTOR_CLONES static void transform_grads_packed(const fc_conv2d_desc *d, con
     }
 }
 
+/* dw's taps of one piece, rows x cols of its 3x3 (constants when inlined as
+ * 3 x 3, the common case, so the loop vectorises), from the piece's
+ * transformed gradient S (positions ld_s floats apart): G^T S G for the
+ * channel-filter pairs [cf0, cf1), each tap's pairs contiguous in dw
+ * (kernel rows ld_row floats apart, columns ld_col). */
+static inline __attribute__((always_inline)) void
+piece_weights(const int rows, const int cols, const float *sp, ptrdiff_t ld_s, float *out,
+              ptrdiff_t ld_row, ptrdiff_t ld_col, ptrdiff_t cf0, ptrdiff_t cf1)
+{
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+    for (ptrdiff_t cf = cf0; cf < cf1; ++cf) {
+        float t[3][4], g[3][3];
+        for (int j = 0; j < 4; ++j) {
+            const float s0 = sp[j * ld_s + cf], s1 = sp[(4 + j) * ld_s + cf];
+            const float s2 = sp[(8 + j) * ld_s + cf], s3 = sp[(12 + j) * ld_s + cf];
+            t[0][j] = s0 + 0.5f * (s1 + s2);
+            t[1][j] = 0.5f * (s1 - s2);
+            t[2][j] = 0.5f * (s1 + s2) + s3;
+        }
+        for (int r = 0; r < 3; ++r) {
+            g[r][0] = t[r][0] + 0.5f * (t[r][1] + t[r][2]);
+            g[r][1] = 0.5f * (t[r][1] - t[r][2]);
+            g[r][2] = 0.5f * (t[r][1] + t[r][2]) + t[r][3];
+        }
+        for (int r = 0; r < rows; ++r)
+            for (int q = 0; q < cols; ++q)
+                out[r * ld_row + q * ld_col + cf] = g[r][q];
+    }
+}
+
 int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                            const float *dy, float *dw, int n_threads)
 {
@@ -463,30 +495,23 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
             }
         }
 
-        /* dw = G^T S G, one (piece, channel, filter) at a time. */
+        /* dw = G^T S G for each piece, vectorised over its channels x filters. */
+        const ptrdiff_t cf_blocks = fc_ceil_div(c * f, FC_REDUCE_BLOCK);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-        for (ptrdiff_t e = 0; e < depth * f; ++e) {
-            const ptrdiff_t piece = e / (c * f), cf = e - piece * c * f;
+        for (ptrdiff_t item = 0; item < pieces_h(d) * pw * cf_blocks; ++item) {
+            const ptrdiff_t piece = item / cf_blocks, cf0 = (item % cf_blocks) * FC_REDUCE_BLOCK;
             const ptrdiff_t a0 = 3 * (piece / pw), b0 = 3 * (piece % pw);
-            float sum[XI], t[3][4], g[3][3];
-            for (int xi = 0; xi < XI; ++xi)
-                sum[xi] = partials[xi * depth * f + e];
-            for (int j = 0; j < 4; ++j) {
-                const float s0 = sum[j], s1 = sum[4 + j], s2 = sum[8 + j], s3 = sum[12 + j];
-                t[0][j] = s0 + 0.5f * (s1 + s2);
-                t[1][j] = 0.5f * (s1 - s2);
-                t[2][j] = 0.5f * (s1 + s2) + s3;
-            }
-            for (int r = 0; r < 3; ++r) {
-                g[r][0] = t[r][0] + 0.5f * (t[r][1] + t[r][2]);
-                g[r][1] = 0.5f * (t[r][1] - t[r][2]);
-                g[r][2] = 0.5f * (t[r][1] + t[r][2]) + t[r][3];
-            }
-            for (int r = 0; r < 3 && a0 + r < d->kh; ++r) /* the zero padding of a piece has no weight */
-                for (int q = 0; q < 3 && b0 + q < d->kw; ++q)
-                    dw[((a0 + r) * d->kw + b0 + q) * c * f + cf] = g[r][q];
+            /* The zero padding of a piece past the kernel's edge has no weight. */
+            const int rows = (int)fc_min(3, d->kh - a0), cols = (int)fc_min(3, d->kw - b0);
+            const float *sp = partials + piece * c * f;
+            float *out = dw + (a0 * d->kw + b0) * c * f;
+            const ptrdiff_t cf1 = fc_min(c * f, cf0 + FC_REDUCE_BLOCK);
+            if (rows == 3 && cols == 3)
+                piece_weights(3, 3, sp, depth * f, out, d->kw * c * f, c * f, cf0, cf1);
+            else
+                piece_weights(rows, cols, sp, depth * f, out, d->kw * c * f, c * f, cf0, cf1);
         }
         fc_fp_leave(fp);
     }
