@@ -309,7 +309,7 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
     im2col_view av = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0};
     fc_tapped_matrix bm = {w, d->f, k > 0 ? k : 1, &tap0};
     fc_gemm_plan plan = {m, d->f, k, pack_a_im2col, &av, 0, fc_pack_b_tapped, &bm,
-                         dense_rows(y, d->f), b, d->relu, NULL, 0, 0};
+                         dense_rows(y, d->f), b, d->relu, NULL, 0, 0, 0};
     const int status = fc_gemm_run(&plan, n_threads);
     fc_aligned_free(off_a);
     return status;
@@ -452,7 +452,7 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
             fc_row_map rows = {dx + (rh * d->w + rw) * c, ga, gb,
                                d->h * d->w * c, d->sh * d->w * c, d->sw * c};
             fc_gemm_plan plan = {d->n * ga * gb, c, n_taps * f, pack_a_im2col, &av, 0,
-                                 fc_pack_b_tapped, &bm, rows, NULL, 0, NULL, 0, 0};
+                                 fc_pack_b_tapped, &bm, rows, NULL, 0, NULL, 0, 0, 0};
             status = fc_gemm_run(&plan, n_threads);
         }
     }
@@ -565,11 +565,11 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         fc_gemm_plan plan;
         if (transposed) {
             fc_gemm_plan t = {f, k, r1 - r0, NULL, NULL, 0, pack_b_im2col, &bv,
-                              dense_rows(out, k), NULL, 0, dy + r0 * f, 1, f};
+                              dense_rows(out, k), NULL, 0, dy + r0 * f, 1, f, 0};
             plan = t;
         } else {
             fc_gemm_plan t = {k, f, r1 - r0, pack_a_im2col_transposed, &bv, 1, fc_pack_b_tapped,
-                              &dy_rows[ci], dense_rows(out, f), NULL, 0, NULL, 0, 0};
+                              &dy_rows[ci], dense_rows(out, f), NULL, 0, NULL, 0, 0, 0};
             if (pointwise) { /* x^T in place */
                 t.pack_a = NULL;
                 t.a_base = x + r0 * k;

@@ -47,6 +47,9 @@
  * FC_GEMM_WHOLE_B_MAX_FLOATS (64 MiB) with few row blocks: see fc_gemm_run. */
 #define FC_GEMM_WHOLE_B_FLOATS ((ptrdiff_t)1 << 17)
 #define FC_GEMM_WHOLE_B_MAX_FLOATS ((ptrdiff_t)1 << 24)
+/* Outputs of at least this many floats (16 MiB) are written with streaming
+ * stores where a GEMM writes them in one pass. */
+#define FC_STREAM_MIN_FLOATS ((ptrdiff_t)1 << 22)
 
 /* Rows of the batch reduction of a weight gradient handled by one partial sum. */
 #define FC_WGRAD_CHUNK_ROWS 1024
@@ -95,6 +98,7 @@ typedef struct {
     int accumulate;      /* 1: C += AB; 0: C = AB (+ bias) */
     const float *bias;   /* NULL, or the NR bias values of this tile's columns */
     int relu;            /* apply max(0, .) after everything else */
+    int stream;          /* full tiles of 64-byte aligned rows may bypass the cache */
 } fc_tile_epilogue;
 
 /* C tile (rows crow[0..mr), columns 0..nr) op= A sliver x B sliver.
@@ -190,6 +194,7 @@ typedef struct {
      * partial sliver is copied so no row past m is ever touched. */
     const float *a_base;
     ptrdiff_t a_rs, a_cs;
+    int stream;          /* C's tiles written in one pass may bypass the cache */
 } fc_gemm_plan;
 
 /* Runs C = A B (+ bias) (ReLU) with the current kernel set. Each C tile is
@@ -330,6 +335,9 @@ static inline int fc_thread_id(void)
 /* Denormal inputs and results cost 20-50x on x86. Each kernel thread sets
  * flush-to-zero and denormals-are-zero on entry and restores the caller's
  * floating-point state on exit. */
+/* Orders streaming stores before what follows (x86 sfence; nothing elsewhere). */
+void fc_store_fence(void);
+
 typedef unsigned long long fc_fp_state;
 fc_fp_state fc_fp_enter(void);
 void fc_fp_leave(fc_fp_state saved);

@@ -130,6 +130,7 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
         ep.accumulate = pc > 0;
         ep.bias = (pc == 0 && p->bias) ? p->bias + j : NULL;
         ep.relu = p->relu && pc + kc >= p->k;
+        ep.stream = p->stream && pc == 0 && kc >= p->k;
         const float *panel = bp + jp * NR * kc;
         for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
             ep.mr = (int)fc_min(MR, mc - ir);
@@ -255,6 +256,8 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
                 }
             }
         }
+        if (p->stream)
+            fc_store_fence();
         fc_fp_leave(fp);
     }
     fc_aligned_free(bpack);
@@ -285,6 +288,9 @@ int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
     plan.c.s_b = d->ldc;
     plan.bias = bias;
     plan.relu = d->relu;
+    /* A large C written in one pass bypasses the cache: it would not fit, and
+     * each line it evicts would first be read. */
+    plan.stream = (double)d->m * d->n >= (double)FC_STREAM_MIN_FLOATS;
     plain_matrix bt = {b, d->ldb};
     if (d->trans_b) {
         plan.pack_b = pack_b_transposed;

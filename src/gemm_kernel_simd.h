@@ -63,8 +63,13 @@ tile_6x2v(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
                 v0 = V_MAX(zero, v0);
                 v1 = V_MAX(zero, v1);
             }
-            V_STOREU(c, v0);
-            V_STOREU(c + VW, v1);
+            if (ep->stream && ((uintptr_t)c & 63) == 0) {
+                V_STREAM(c, v0);
+                V_STREAM(c + VW, v1);
+            } else {
+                V_STOREU(c, v0);
+                V_STOREU(c + VW, v1);
+            }
         }
     } else {
         float tile[FC_MR_MAX * FC_NR_MAX];

@@ -303,3 +303,10 @@ void fc_fp_leave(fc_fp_state saved)
     (void)saved;
 #endif
 }
+
+void fc_store_fence(void)
+{
+#ifdef FC_X86
+    _mm_sfence();
+#endif
+}

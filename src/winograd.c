@@ -295,6 +295,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
                     ep.nr = (int)fc_min(NR, f - j);
                     ep.bias = NULL;
                     ep.relu = 0;
+                    ep.stream = 0;
                     for (ptrdiff_t p0 = 0; p0 < depth; p0 += kc_max) {
                         const ptrdiff_t kc = fc_min(kc_max, depth - p0);
                         ep.accumulate = p0 > 0;
@@ -470,6 +471,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
                         ep.accumulate = t0 > first;
                         ep.bias = NULL;
                         ep.relu = 0;
+                        ep.stream = 0;
                         const float *bp = zp + xi * ld_z + jp * NR * block;
                         for (ptrdiff_t ir = 0; ir < depth; ir += MR) {
                             ep.mr = (int)fc_min(MR, depth - ir);

@@ -243,6 +243,23 @@ def test_matmul_large_blocks(simd_path):
     assert_close(ops.matmul(a, b), f64(a) @ f64(b))
 
 
+def test_large_outputs_streamed_past_the_cache_are_exact(simd_path):
+    """A GEMM writing 16 MiB or more in one pass uses streaming stores (and a
+    fence before returning): the values must be those of ordinary stores, on
+    any thread count, and outputs start on a 64-byte boundary."""
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((4100, 64)).astype(np.float32)
+    b = rng.standard_normal((64, 1030)).astype(np.float32)  # a partial last panel
+    results = [ops.matmul(a, b, n_threads=t) for t in (1, 2, 3)]
+    assert results[0].ctypes.data % 64 == 0
+    assert_close(results[0], f64(a) @ f64(b))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    x = rng.standard_normal((2, 48, 48, 64)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 64, 1024)).astype(np.float32)
+    assert_close(ops.conv2d(x, w), reference.conv2d(f64(x), f64(w)))
+
+
 def test_matmul_few_row_blocks_deep_k_same_for_any_thread_count(simd_path):
     """A Dense layer's shape (few row blocks, K far past KC): B is packed whole
     and the row blocks rebalanced for the thread count, and still every
