@@ -81,9 +81,10 @@
 
 #define FC_ALIGN 64
 
-/* Loops the compiler vectorises (pooling, Winograd transforms): on x86 with
- * GCC such a function is also compiled for AVX2 and AVX-512, and the loader
- * picks the version for the running CPU. */
+/* Loops the compiler vectorises (pooling, Winograd transforms, some im2col
+ * packing, the elementwise kernels): on x86 with GCC such a function is also
+ * compiled for AVX2 and AVX-512, and the loader picks the version for the
+ * running CPU. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FC_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
