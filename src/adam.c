@@ -16,25 +16,22 @@ FC_VECTOR_CLONES int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, f
     const float b1 = (float)beta_1, c1 = (float)(1.0 - beta_1);
     const float b2 = (float)beta_2, c2 = (float)(1.0 - beta_2);
     const float lr = (float)lr_t, eps = (float)epsilon;
+    /* About eight operations an element: that is the work to weigh. */
     n_threads = fc_threads_for(8.0 * (double)n, n_threads);
-    const ptrdiff_t blocks = fc_ceil_div(n, FC_ELEMENTWISE_BLOCK);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t bi = 0; bi < blocks; ++bi) {
-        const ptrdiff_t i1 = fc_min(n, (bi + 1) * FC_ELEMENTWISE_BLOCK);
-        for (ptrdiff_t i = bi * FC_ELEMENTWISE_BLOCK; i < i1; ++i) {
-            const float gi = g[i];
-            const float mi = m[i] * b1 + c1 * gi;
-            float vi = v[i] * b2 + c2 * (gi * gi);
-            m[i] = mi;
-            v[i] = vi;
-            if (vhat) { /* np.maximum: a NaN in either wins */
-                vi = (vhat[i] >= vi || vhat[i] != vhat[i]) ? vhat[i] : vi;
-                vhat[i] = vi;
-            }
-            w[i] = w[i] - (lr * mi) / (sqrtf(vi) + eps);
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        const float gi = g[i];
+        const float mi = m[i] * b1 + c1 * gi;
+        float vi = v[i] * b2 + c2 * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        if (vhat) { /* np.maximum: a NaN in either wins */
+            vi = (vhat[i] >= vi || vhat[i] != vhat[i]) ? vhat[i] : vi;
+            vhat[i] = vi;
         }
+        w[i] = w[i] - (lr * mi) / (sqrtf(vi) + eps);
     }
     return FC_OK;
 }

@@ -130,8 +130,8 @@ static void pack_a_im2col(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
  * are a range found once, and each copy has a size the compiler knows (and
  * inlines) rather than a call per grid point. */
 static inline __attribute__((always_inline)) void
-whole_panel_nr(const im2col_view *v, grid_pos g, ptrdiff_t kc, ptrdiff_t t, ptrdiff_t ch,
-               const int NR, float *dst)
+whole_panel(const im2col_view *v, grid_pos g, ptrdiff_t kc, ptrdiff_t t, ptrdiff_t ch,
+            const int NR, float *dst)
 {
     const ptrdiff_t off_a = v->off_a[t], off_b = v->off_b[t], c = v->src_c;
     /* Grid columns b with 0 <= b*rb + off_b < src_w. */
@@ -157,16 +157,6 @@ whole_panel_nr(const im2col_view *v, grid_pos g, ptrdiff_t kc, ptrdiff_t t, ptrd
     }
 }
 
-static inline __attribute__((always_inline)) void
-whole_panel(const im2col_view *v, grid_pos g, ptrdiff_t kc, ptrdiff_t t, ptrdiff_t ch, int nr,
-            float *dst)
-{
-    if (nr == 32)
-        whole_panel_nr(v, g, kc, t, ch, 32, dst);
-    else
-        whole_panel_nr(v, g, kc, t, ch, 16, dst);
-}
-
 /* One B panel of the im2col matrix: rows are grid points [p0, p0+kc),
  * columns are (tap, channel) [j0, j0+nr_valid). For each grid point the
  * panel's columns are contiguous channels of one or a few taps, so each row
@@ -184,8 +174,11 @@ FC_VECTOR_CLONES static void pack_b_im2col(const void *ctx, ptrdiff_t p0, ptrdif
         j += seg_len[n_seg];
     }
     grid_pos g = grid_start(v, v->row0 + p0);
-    if (n_seg == 1 && seg_len[0] == nr && (nr == 16 || nr == 32)) {
-        whole_panel(v, g, kc, seg_tap[0], seg_ch[0], nr, dst);
+    if (n_seg == 1 && seg_len[0] == nr && (nr == 32 || nr == 16)) { /* NR a constant in each */
+        if (nr == 32)
+            whole_panel(v, g, kc, seg_tap[0], seg_ch[0], 32, dst);
+        else
+            whole_panel(v, g, kc, seg_tap[0], seg_ch[0], 16, dst);
         return;
     }
     for (ptrdiff_t p = 0; p < kc; ++p, grid_next(v, &g)) {

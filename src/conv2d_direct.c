@@ -187,26 +187,26 @@ int fc_conv2d_direct_backward_input_f32(const fc_conv2d_desc *d, const float *dy
 #endif
     {
         const fc_fp_state fp = fc_fp_enter();
+        fc_direct_input_row r;
+        r.col_count = col_count;
+        r.col_kj = col_kj;
+        r.col_ow = col_ow;
+        r.col_group = col_group;
+        r.w = w;
+        r.kw = d->kw;
+        r.c = d->c;
+        r.f = d->f;
+        r.width = d->w;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, FC_DIRECT_ROWS_PER_TURN)
 #endif
         for (ptrdiff_t row = 0; row < rows; ++row) {
             const ptrdiff_t img = row / d->h, ih = row % d->h;
-            fc_direct_input_row r;
             r.rows = (int)row_count[ih];
             for (int a = 0; a < r.rows; ++a) {
                 r.row_ki[a] = row_ki[ih * d->kh + a];
                 r.dy_row[a] = dy + (img * d->ho + row_oh[ih * d->kh + a]) * d->wo * d->f;
             }
-            r.col_count = col_count;
-            r.col_kj = col_kj;
-            r.col_ow = col_ow;
-            r.col_group = col_group;
-            r.w = w;
-            r.kw = d->kw;
-            r.c = d->c;
-            r.f = d->f;
-            r.width = d->w;
             r.dx = dx + row * d->w * d->c;
             ks->input_row(&r);
         }

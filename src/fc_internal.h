@@ -58,8 +58,6 @@
 #define FC_WGRAD_PARTIAL_BYTES ((ptrdiff_t)16 << 20)
 /* Elements per work item when adding partial sums. */
 #define FC_REDUCE_BLOCK 4096
-/* Elements per work item of the elementwise kernels (relu.c, adam.c). */
-#define FC_ELEMENTWISE_BLOCK 16384
 
 /* Backward-input with at most this many input channels goes through col2im
  * (the phase GEMMs would use only c columns of the register tile), computing

@@ -15,6 +15,5 @@
 /* max(0, v) must return v when v is NaN, as maxps(0, v) does. */
 #define V_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define V_SUM(v) (v)
-#define V_PREFETCH(p) ((void)(p))
 
 #endif /* FC_SIMD_SCALAR_H */
