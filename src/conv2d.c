@@ -558,7 +558,7 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         fc_gemm_plan plan;
         if (transposed) {
             fc_gemm_plan t = {f, k, r1 - r0, NULL, NULL, 0, pack_b_im2col, &bv,
-                              dense_rows(out, k), NULL, 0, dy + r0 * f, 1, f, 0};
+                              dense_rows(out, k), NULL, 0, dy + r0 * f, 1, f, 0, out + k * f};
             plan = t;
         } else {
             fc_gemm_plan t = {k, f, r1 - r0, pack_a_im2col_transposed, &bv, 1, fc_pack_b_tapped,
@@ -573,7 +573,8 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         }
         if (fc_gemm_run(&plan, inner_threads) != FC_OK)
             status = FC_ERR_NOMEM;
-        sum_rows(dy, r0, r1, f, out + k * f);
+        if (!transposed) /* transposed, the GEMM sums dy^T's rows as it reads them */
+            sum_rows(dy, r0, r1, f, out + k * f);
     }
     if (status == FC_OK && transposed) {
         /* Add the chunks in their own (contiguous) layout, then transpose

@@ -194,6 +194,10 @@ typedef struct {
     const float *a_base;
     ptrdiff_t a_rs, a_cs;
     int stream;          /* C's tiles written in one pass may bypass the cache */
+    /* NULL, or m floats overwritten with the sums of A's rows (only for an A
+     * read transposed in place, a_rs == 1): a weight gradient's bias
+     * gradient, taken while each block is in cache for the micro-kernel. */
+    float *a_row_sums;
 } fc_gemm_plan;
 
 /* Runs C = A B (+ bias) (ReLU) with the current kernel set. Each C tile is

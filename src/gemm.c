@@ -108,6 +108,39 @@ static void write_bias_only(const fc_gemm_plan *p)
     }
 }
 
+/* Sums over q < kc of a[q * cs + i], i < LANES, into out, in order of q:
+ * LANES a constant, so the sums stay in registers. */
+static inline __attribute__((always_inline)) void
+sum_depth(const float *a, ptrdiff_t cs, ptrdiff_t kc, const int LANES, float *out)
+{
+    float acc[64] = {0.0f};
+    for (ptrdiff_t q = 0; q < kc; ++q)
+        for (int i = 0; i < LANES; ++i)
+            acc[i] += a[q * cs + i];
+    for (int i = 0; i < LANES; ++i)
+        out[i] = acc[i];
+}
+
+/* Adds depth [pc, pc+kc) of rows [i0, i0+mc) of an A read transposed in
+ * place (a_rs == 1) to their sums: 64 or 16 rows at a time, then one. */
+FC_VECTOR_CLONES static void add_row_sums(const fc_gemm_plan *p, ptrdiff_t i0, ptrdiff_t mc,
+                                          ptrdiff_t pc, ptrdiff_t kc)
+{
+    float *sums = p->a_row_sums + i0, part[64];
+    for (ptrdiff_t r0 = 0; r0 < mc;) {
+        const float *a = p->a_base + i0 + r0 + pc * p->a_cs;
+        const int lanes = mc - r0 >= 64 ? 64 : mc - r0 >= 16 ? 16 : 1;
+        if (lanes == 64)
+            sum_depth(a, p->a_cs, kc, 64, part);
+        else if (lanes == 16)
+            sum_depth(a, p->a_cs, kc, 16, part);
+        else
+            sum_depth(a, p->a_cs, kc, 1, part);
+        for (int i = 0; i < lanes; ++i, ++r0)
+            sums[r0] = pc == 0 ? part[i] : sums[r0] + part[i];
+    }
+}
+
 /* One row block [i0, i0+mc) of C (row pointers rowp) times panels
  * [jp_begin, jp_end) of one depth block [pc, pc+kc) of packed B (bp: the
  * block's first panel, panels nr*kc floats apart). */
@@ -149,6 +182,10 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
             }
         }
     }
+    /* Once per row, in the first column group, after the micro-kernel has
+     * brought the block into cache. */
+    if (p->a_row_sums && jc == 0 && jp_begin == 0)
+        add_row_sums(p, i0, mc, pc, kc);
 }
 
 int fc_gemm_run(const fc_gemm_plan *p, int n_threads)

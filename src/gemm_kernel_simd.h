@@ -29,6 +29,11 @@ tile_6x2v(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
     VEC c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();
     VEC c40 = V_ZERO(), c41 = V_ZERO(), c50 = V_ZERO(), c51 = V_ZERO();
     for (ptrdiff_t p = 0; p < kc; ++p) {
+        if (cs == 1 && (p & 15) == 0) {
+            V_PREFETCH(a0 + 6 * rs + p); V_PREFETCH(a1 + 6 * rs + p);
+            V_PREFETCH(a2 + 6 * rs + p); V_PREFETCH(a3 + 6 * rs + p);
+            V_PREFETCH(a4 + 6 * rs + p); V_PREFETCH(a5 + 6 * rs + p);
+        }
         const VEC b0 = V_LOADU(b), b1 = V_LOADU(b + VW);
         VEC ai;
         ai = V_SET1(a0[p * cs]);
