@@ -22,6 +22,7 @@ typedef struct {
     ptrdiff_t ra, rb;
     const ptrdiff_t *off_a, *off_b;
     ptrdiff_t row0; /* first grid point of this matrix (a batch chunk) */
+    const float *zeros; /* src_c zeros, for row pointers into the padding */
 } im2col_view;
 
 /* The grid point of row m, advanced one row at a time without division. */
@@ -122,6 +123,24 @@ static void pack_a_im2col(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
             ++t;
             ch = 0;
         }
+    }
+}
+
+/* Row pointers of the im2col rows [i0, i0+mc), taps [t0, t0+taps): each
+ * points at the source pixel's channels, or at zeros in the padding (and
+ * for the rows past mc that fill the last sliver). */
+static void rows_im2col(const void *ctx, ptrdiff_t i0, ptrdiff_t mc, ptrdiff_t t0,
+                        ptrdiff_t taps, int mr, const float **dst)
+{
+    const im2col_view *v = ctx;
+    grid_pos g = grid_start(v, v->row0 + i0);
+    for (ptrdiff_t i = 0; i < fc_round_up(mc, mr); ++i) {
+        const float **out = dst + (i / mr) * taps * mr + i % mr;
+        for (ptrdiff_t u = 0; u < taps; ++u) {
+            const float *src = i < mc ? tap_source(v, &g, t0 + u) : NULL;
+            out[u * mr] = src ? src : v->zeros;
+        }
+        grid_next(v, &g);
     }
 }
 
@@ -299,11 +318,28 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
     if (forward_taps(d, &off_a, &off_b) != FC_OK)
         return FC_ERR_NOMEM;
     const ptrdiff_t tap0 = 0;
-    im2col_view av = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0};
+    /* With enough channels per tap, x is read in place through row pointers
+     * (an indirect GEMM); with few, each tap's run is too short for that and
+     * the im2col rows are packed. */
+    const int indirect = d->c >= FC_INDIRECT_MIN_CHANNELS;
+    float *zeros = indirect ? fc_aligned_alloc((size_t)d->c * sizeof(float)) : NULL;
+    if (indirect && !zeros) {
+        fc_aligned_free(off_a);
+        return FC_ERR_NOMEM;
+    }
+    if (zeros)
+        memset(zeros, 0, (size_t)d->c * sizeof(float));
+    im2col_view av = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0, zeros};
     fc_tapped_matrix bm = {w, d->f, k > 0 ? k : 1, &tap0};
     fc_gemm_plan plan = {m, d->f, k, pack_a_im2col, &av, 0, fc_pack_b_tapped, &bm,
                          dense_rows(y, d->f), b, d->relu, NULL, 0, 0, 0};
+    if (indirect) {
+        plan.pack_a = NULL;
+        plan.rows_a = rows_im2col;
+        plan.a_tap_depth = d->c;
+    }
     const int status = fc_gemm_run(&plan, n_threads);
+    fc_aligned_free(zeros);
     fc_aligned_free(off_a);
     return status;
 }

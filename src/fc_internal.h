@@ -65,6 +65,14 @@
 #define FC_COL2IM_MAX_CHANNELS 8
 #define FC_COL2IM_BLOCK_FLOATS 32768
 
+/* Convolutions with at least this many input channels read their input in
+ * place through row pointers (indirect GEMM) rather than packing im2col rows:
+ * faster from 2 channels up (S8 forward -10 %); with one, each pointer serves
+ * a single multiply-add per row. */
+#define FC_INDIRECT_MIN_CHANNELS 2
+/* Bytes of B's packed panel per depth block of an indirect GEMM (from L2). */
+#define FC_INDIRECT_PANEL_BYTES (80 << 10)
+
 /* Winograd F(2x2, 3x3) for stride-1 layers with at least this many
  * input channels and filters (below it the transforms outweigh the saved
  * multiplications), in blocks of tiles whose transformed inputs and outputs
@@ -111,11 +119,21 @@ typedef void (*fc_ukernel_fn)(ptrdiff_t kc, const float *a, ptrdiff_t rs_a,
                               ptrdiff_t cs_a, const float *b,
                               float *const *crow, const fc_tile_epilogue *ep);
 
+/* C tile op= sum over t < taps of (A_t sliver x the next kc rows of B), where
+ * row i of A_t is the kc contiguous floats at a[t * MR + i]: the A operand is
+ * read in place through a table of row pointers (indirect GEMM), as a
+ * convolution's input pixels are, tap after tap. Rows past mr must still
+ * point at kc readable floats. */
+typedef void (*fc_ukernel_taps_fn)(ptrdiff_t taps, ptrdiff_t kc, const float *const *a,
+                                   const float *b, float *const *crow,
+                                   const fc_tile_epilogue *ep);
+
 typedef struct {
     const char *name;
     int mr, nr;
     ptrdiff_t mc, kc, nc;
     fc_ukernel_fn ukernel;
+    fc_ukernel_taps_fn ukernel_taps;
     /* Peak-throughput probe: iters rounds of independent register FMAs,
      * peak_flops_per_iter flops each; returns a value that depends on them. */
     float (*peak_loop)(ptrdiff_t iters);
@@ -177,6 +195,13 @@ typedef void (*fc_pack_a_fn)(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
 typedef void (*fc_pack_b_fn)(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
                              ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst);
 
+/* Row pointers of A for an indirect GEMM: for rows [i0, i0+mc) and taps
+ * [t0, t0+taps), the row of sliver s (rows i0 + s*mr ...), tap t0 + u and
+ * sliver row r goes to dst[(s*taps + u)*mr + r]. Rows past mc must point at
+ * readable floats too. */
+typedef void (*fc_rows_a_fn)(const void *ctx, ptrdiff_t i0, ptrdiff_t mc, ptrdiff_t t0,
+                             ptrdiff_t taps, int mr, const float **dst);
+
 typedef struct {
     ptrdiff_t m, n, k;
     fc_pack_a_fn pack_a;
@@ -198,6 +223,11 @@ typedef struct {
      * read transposed in place, a_rs == 1): a weight gradient's bias
      * gradient, taken while each block is in cache for the micro-kernel. */
     float *a_row_sums;
+    /* With rows_a set (and pack_a NULL), A is read in place through row
+     * pointers: its depth is made of taps of a_tap_depth contiguous floats,
+     * and rows_a(a_ctx, ...) gives each row's pointer for each tap. */
+    fc_rows_a_fn rows_a;
+    ptrdiff_t a_tap_depth;
 } fc_gemm_plan;
 
 /* Runs C = A B (+ bias) (ReLU) with the current kernel set. Each C tile is

@@ -152,8 +152,12 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
     const int MR = ks->mr, NR = ks->nr;
     const int interleaved = p->a_interleaved;
     float *crow[FC_MR_MAX];
+    const float **a_rows = (const float **)apack;
+    const ptrdiff_t taps = p->rows_a ? kc / p->a_tap_depth : 0;
     if (p->pack_a)
         p->pack_a(p->a_ctx, i0, mc, pc, kc, MR, apack);
+    else if (p->rows_a)
+        p->rows_a(p->a_ctx, i0, mc, pc / p->a_tap_depth, taps, MR, a_rows);
     else if (mc % MR) /* an in-place A's last, partial sliver, copied once for all panels */
         copy_partial_sliver(p, i0 + mc / MR * MR, (int)(mc % MR), pc, kc, MR, apack);
     for (ptrdiff_t jp = jp_begin; jp < jp_end; ++jp) {
@@ -169,7 +173,9 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
             ep.mr = (int)fc_min(MR, mc - ir);
             for (int i = 0; i < MR; ++i)
                 crow[i] = rowp[ir + (i < ep.mr ? i : 0)] + j;
-            if (p->pack_a) {
+            if (p->rows_a) {
+                ks->ukernel_taps(taps, p->a_tap_depth, a_rows + ir * taps, panel, crow, &ep);
+            } else if (p->pack_a) {
                 /* Row-major rows sit kc apart; an interleaved panel of MR
                  * rows takes the same kc*MR floats. */
                 ks->ukernel(kc, apack + ir * kc, interleaved ? 1 : kc, interleaved ? MR : 1,
@@ -202,7 +208,15 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     /* Depth blocks of equal size, up to a quarter larger than the nominal KC,
      * so that no block is a short remainder (K = 288 is one block of 288,
      * not 256 + 32): each block costs a full pass of C loads and stores. */
-    const ptrdiff_t KC = fc_ceil_div(K, fc_ceil_div(K, ks->kc + ks->kc / 4));
+    ptrdiff_t KC = fc_ceil_div(K, fc_ceil_div(K, ks->kc + ks->kc / 4));
+    if (p->rows_a) {
+        /* Whole taps per block. A read in place costs nothing to pack, so a
+         * block may be deeper, B's panel read from L2: each block costs the
+         * micro-kernel a pass over its C tile and a restart. */
+        const ptrdiff_t td = p->a_tap_depth, n_taps = K / td;
+        const ptrdiff_t per_block = fc_max(1, FC_INDIRECT_PANEL_BYTES / (NR * (ptrdiff_t)sizeof(float)) / td);
+        KC = td * fc_ceil_div(n_taps, fc_ceil_div(n_taps, per_block));
+    }
     const ptrdiff_t NC = fc_min(ks->nc, fc_round_up(N, NR));
     ptrdiff_t MC = fc_min(ks->mc, fc_round_up(M, MR));
     ptrdiff_t n_ic = fc_ceil_div(M, MC);
@@ -228,8 +242,11 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     const int whole_b = n_threads > 1 && K * NC <= FC_GEMM_WHOLE_B_MAX_FLOATS
                         && (K * NC <= FC_GEMM_WHOLE_B_FLOATS || n_ic <= 4 * n_threads);
 
-    /* Per thread: the packed A block, then MC row pointers into C. */
-    const ptrdiff_t a_floats = fc_round_up(MC, MR) * KC;
+    /* Per thread: the packed A block (or A's row pointers for a block), then
+     * MC row pointers into C. */
+    const ptrdiff_t ptr_floats = (ptrdiff_t)(sizeof(float *) / sizeof(float));
+    const ptrdiff_t a_floats = fc_round_up(MC, MR)
+                               * (p->rows_a ? ptr_floats * (KC / p->a_tap_depth) : KC);
     const ptrdiff_t a_stride = fc_round_up(a_floats * (ptrdiff_t)sizeof(float)
                                            + MC * (ptrdiff_t)sizeof(float *), FC_ALIGN);
     float *bpack = fc_aligned_alloc((size_t)((whole_b ? K : KC) * NC) * sizeof(float));

@@ -10,48 +10,55 @@
  * loads of B, six broadcasts of A, twelve FMAs: enough independent chains to
  * fill two FMA pipes of latency 4-5 (Haswell to Zen 4, Skylake-X). */
 
-/* Element (i, p) of A is a_i[p * cs]. Inlined for cs = 1 (row-major rows)
- * and cs = MR (interleaved panel), so the compiler folds the stride, and for
- * any other column stride with unit row stride (a transposed row-major block). */
+/* Declares the tile's twelve accumulators, zeroed. */
+#define TILE_ACCUMULATORS                                                         \
+    VEC c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();           \
+    VEC c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();           \
+    VEC c40 = V_ZERO(), c41 = V_ZERO(), c50 = V_ZERO(), c51 = V_ZERO()
+
+/* kc steps of the tile: rows a0..a5 of A (element p of row i at ai[p * cs])
+ * times the packed B panel b, which advances past the rows it used. With
+ * ahead nonzero (cs = 1), each line of the rows ahead floats further is
+ * prefetched. */
+#define TILE_STEPS(kc, cs, ahead)                                                 \
+    for (ptrdiff_t p = 0; p < (kc); ++p) {                                        \
+        if ((ahead) && (p & 15) == 0) {                                           \
+            V_PREFETCH(a0 + (ahead) + p); V_PREFETCH(a1 + (ahead) + p);           \
+            V_PREFETCH(a2 + (ahead) + p); V_PREFETCH(a3 + (ahead) + p);           \
+            V_PREFETCH(a4 + (ahead) + p); V_PREFETCH(a5 + (ahead) + p);           \
+        }                                                                         \
+        const VEC b0 = V_LOADU(b), b1 = V_LOADU(b + VW);                          \
+        VEC ai;                                                                   \
+        ai = V_SET1(a0[p * (cs)]);                                                \
+        c00 = V_FMA(ai, b0, c00); c01 = V_FMA(ai, b1, c01);                       \
+        ai = V_SET1(a1[p * (cs)]);                                                \
+        c10 = V_FMA(ai, b0, c10); c11 = V_FMA(ai, b1, c11);                       \
+        ai = V_SET1(a2[p * (cs)]);                                                \
+        c20 = V_FMA(ai, b0, c20); c21 = V_FMA(ai, b1, c21);                       \
+        ai = V_SET1(a3[p * (cs)]);                                                \
+        c30 = V_FMA(ai, b0, c30); c31 = V_FMA(ai, b1, c31);                       \
+        ai = V_SET1(a4[p * (cs)]);                                                \
+        c40 = V_FMA(ai, b0, c40); c41 = V_FMA(ai, b1, c41);                       \
+        ai = V_SET1(a5[p * (cs)]);                                                \
+        c50 = V_FMA(ai, b0, c50); c51 = V_FMA(ai, b1, c51);                       \
+        b += NR;                                                                  \
+    }
+
+/* C is read at the end when accumulating: start fetching it now. */
 static inline __attribute__((always_inline)) void
-tile_6x2v(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
-          const float *b, float *const *crow, const fc_tile_epilogue *ep)
+prefetch_c(float *const *crow, const fc_tile_epilogue *ep)
 {
-    const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs;
-    const float *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
-    /* C is read at the end when accumulating: start fetching it now. */
     if (ep->accumulate)
         for (int i = 0; i < ep->mr; ++i) {
             V_PREFETCH(crow[i]);
             V_PREFETCH(crow[i] + NR - 1);
         }
-    VEC c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();
-    VEC c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();
-    VEC c40 = V_ZERO(), c41 = V_ZERO(), c50 = V_ZERO(), c51 = V_ZERO();
-    for (ptrdiff_t p = 0; p < kc; ++p) {
-        if (cs == 1 && (p & 15) == 0) {
-            V_PREFETCH(a0 + 6 * rs + p); V_PREFETCH(a1 + 6 * rs + p);
-            V_PREFETCH(a2 + 6 * rs + p); V_PREFETCH(a3 + 6 * rs + p);
-            V_PREFETCH(a4 + 6 * rs + p); V_PREFETCH(a5 + 6 * rs + p);
-        }
-        const VEC b0 = V_LOADU(b), b1 = V_LOADU(b + VW);
-        VEC ai;
-        ai = V_SET1(a0[p * cs]);
-        c00 = V_FMA(ai, b0, c00); c01 = V_FMA(ai, b1, c01);
-        ai = V_SET1(a1[p * cs]);
-        c10 = V_FMA(ai, b0, c10); c11 = V_FMA(ai, b1, c11);
-        ai = V_SET1(a2[p * cs]);
-        c20 = V_FMA(ai, b0, c20); c21 = V_FMA(ai, b1, c21);
-        ai = V_SET1(a3[p * cs]);
-        c30 = V_FMA(ai, b0, c30); c31 = V_FMA(ai, b1, c31);
-        ai = V_SET1(a4[p * cs]);
-        c40 = V_FMA(ai, b0, c40); c41 = V_FMA(ai, b1, c41);
-        ai = V_SET1(a5[p * cs]);
-        c50 = V_FMA(ai, b0, c50); c51 = V_FMA(ai, b1, c51);
-        b += NR;
-    }
-    const VEC acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                            {c30, c31}, {c40, c41}, {c50, c51}};
+}
+
+/* Writes the accumulators to C through the epilogue. */
+static inline __attribute__((always_inline)) void
+store_tile(const VEC acc[MR][2], float *const *crow, const fc_tile_epilogue *ep)
+{
     if (ep->mr == MR && ep->nr == NR) {
         const VEC zero = V_ZERO();
         for (int i = 0; i < MR; ++i) {
@@ -86,6 +93,35 @@ tile_6x2v(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
     }
 }
 
+#define STORE_ACCUMULATORS(crow, ep)                                              \
+    do {                                                                          \
+        const VEC acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},               \
+                                {c30, c31}, {c40, c41}, {c50, c51}};              \
+        store_tile(acc, crow, ep);                                                \
+    } while (0)
+
+/* Element (i, p) of A is a_i[p * cs]. Inlined for cs = 1 (row-major rows)
+ * and cs = MR (interleaved panel), so the compiler folds the stride, and for
+ * any other column stride with unit row stride (a transposed row-major block). */
+static inline __attribute__((always_inline)) void
+tile_6x2v(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
+          const float *b, float *const *crow, const fc_tile_epilogue *ep)
+{
+    const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs;
+    const float *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
+    prefetch_c(crow, ep);
+    TILE_ACCUMULATORS;
+    if (cs == 1) {
+        /* Row-major rows read in place usually stream from memory: fetch
+         * the next sliver's (the rows below) a line at a time ahead. */
+        const ptrdiff_t next = MR * rs;
+        TILE_STEPS(kc, 1, next);
+    } else {
+        TILE_STEPS(kc, cs, 0);
+    }
+    STORE_ACCUMULATORS(crow, ep);
+}
+
 static void ukernel(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
                     const float *b, float *const *crow, const fc_tile_epilogue *ep)
 {
@@ -95,6 +131,20 @@ static void ukernel(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a
         tile_6x2v(kc, a, 1, MR, b, crow, ep);
     else
         tile_6x2v(kc, a, 1, cs_a, b, crow, ep);
+}
+
+/* The tile summed over taps: tap t's MR rows of A are a[t * MR + i], each
+ * kc contiguous floats read in place, against the next kc rows of B. */
+static void ukernel_taps(ptrdiff_t taps, ptrdiff_t kc, const float *const *a, const float *b,
+                         float *const *crow, const fc_tile_epilogue *ep)
+{
+    prefetch_c(crow, ep);
+    TILE_ACCUMULATORS;
+    for (ptrdiff_t t = 0; t < taps; ++t, a += MR) {
+        const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+        TILE_STEPS(kc, 1, 0);
+    }
+    STORE_ACCUMULATORS(crow, ep);
 }
 
 /* Ten independent FMA chains per round: enough to cover latency x pipes. */
@@ -116,7 +166,7 @@ static float peak_loop(ptrdiff_t iters)
 }
 
 static const fc_kernel_set kernel_set = {
-    KERNEL_NAME, MR, NR, MC, KC, NC, ukernel, peak_loop, 10 * VW * 2,
+    KERNEL_NAME, MR, NR, MC, KC, NC, ukernel, ukernel_taps, peak_loop, 10 * VW * 2,
 };
 
 const fc_kernel_set *SET_FN(void) { return &kernel_set; }

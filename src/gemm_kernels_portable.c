@@ -22,6 +22,24 @@ static void ukernel_portable(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdi
     fc_tile_store(acc, crow, ep);
 }
 
+static void ukernel_taps_portable(ptrdiff_t taps, ptrdiff_t kc, const float *const *a,
+                                  const float *b, float *const *crow,
+                                  const fc_tile_epilogue *ep)
+{
+    float acc[FC_MR_MAX * FC_NR_MAX] = {0};
+    for (ptrdiff_t t = 0; t < taps; ++t, a += MR) {
+        for (ptrdiff_t p = 0; p < kc; ++p, b += NR) {
+            for (int i = 0; i < MR; ++i) {
+                const float ai = a[i][p];
+                float *row = acc + i * FC_NR_MAX;
+                for (int j = 0; j < NR; ++j)
+                    row[j] += ai * b[j];
+            }
+        }
+    }
+    fc_tile_store(acc, crow, ep);
+}
+
 /* Eight independent accumulator rows of 8 floats hide the add latency. */
 static float peak_loop_portable(ptrdiff_t iters)
 {
@@ -44,7 +62,7 @@ static float peak_loop_portable(ptrdiff_t iters)
 
 static const fc_kernel_set portable_set = {
     "portable", MR, NR, FC_PORTABLE_MC, FC_PORTABLE_KC, FC_PORTABLE_NC,
-    ukernel_portable, peak_loop_portable, 8 * 8 * 2,
+    ukernel_portable, ukernel_taps_portable, peak_loop_portable, 8 * 8 * 2,
 };
 
 const fc_kernel_set *fc_kernels_portable(void) { return &portable_set; }
