@@ -443,11 +443,15 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
     /* w transposed per tap to (f, c) rows: the GEMM's B for each phase. */
     float *wt = fc_aligned_alloc((size_t)(taps * f * c) * sizeof(float));
     ptrdiff_t *scratch = fc_aligned_alloc((size_t)(3 * taps) * sizeof(ptrdiff_t));
-    if (!wt || !scratch) {
+    /* dy is read in place through row pointers (as the forward reads x). */
+    float *zeros = fc_aligned_alloc((size_t)f * sizeof(float));
+    if (!wt || !scratch || !zeros) {
         fc_aligned_free(wt);
         fc_aligned_free(scratch);
+        fc_aligned_free(zeros);
         return FC_ERR_NOMEM;
     }
+    memset(zeros, 0, (size_t)f * sizeof(float));
     for (ptrdiff_t t = 0; t < taps; ++t)
         for (ptrdiff_t ci = 0; ci < c; ++ci)
             for (ptrdiff_t fi = 0; fi < f; ++fi)
@@ -476,17 +480,20 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
             }
             const ptrdiff_t ga = fc_ceil_div(d->h - rh, d->sh);
             const ptrdiff_t gb = fc_ceil_div(d->w - rw, d->sw);
-            im2col_view av = {dy, d->ho, d->wo, f, ga, gb, 1, 1, off_a, off_b, 0};
+            im2col_view av = {dy, d->ho, d->wo, f, ga, gb, 1, 1, off_a, off_b, 0, zeros};
             fc_tapped_matrix bm = {wt, c, f > 0 ? f : 1, tap_off};
             fc_row_map rows = {dx + (rh * d->w + rw) * c, ga, gb,
                                d->h * d->w * c, d->sh * d->w * c, d->sw * c};
-            fc_gemm_plan plan = {d->n * ga * gb, c, n_taps * f, pack_a_im2col, &av, 0,
+            fc_gemm_plan plan = {d->n * ga * gb, c, n_taps * f, NULL, &av, 0,
                                  fc_pack_b_tapped, &bm, rows, NULL, 0, NULL, 0, 0, 0};
+            plan.rows_a = rows_im2col;
+            plan.a_tap_depth = f;
             status = fc_gemm_run(&plan, n_threads);
         }
     }
     fc_aligned_free(wt);
     fc_aligned_free(scratch);
+    fc_aligned_free(zeros);
     return status;
 }
 
