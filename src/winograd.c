@@ -9,12 +9,16 @@
  * are additions only. F(2x2, 3x3) keeps the rounding error of the direct
  * method (its matrices hold only 0, +-1 and 1/2).
  *
- * Larger kernels are cut into 3x3 pieces (zero-padded at the far edges): a
- * 5x5 kernel is four pieces, whose input patches are shifted by 3 rows or
- * columns. The pieces' products add up, so they simply extend the GEMM depth
- * to pieces*c: 64 multiplications per 2x2 tile instead of 100 for 5x5.
+ * Larger kernels are cut into 3x3 pieces. The forward pass places them 2
+ * rows or columns apart, overlapping by one (zeroed in the later piece), so a
+ * piece's input patch is that of a neighbouring tile: each patch is
+ * transformed once and serves every piece, and the pieces' products extend
+ * the GEMM depth to pieces*c, each piece's rows read in place through row
+ * pointers (the indirect micro-kernel). A 5x5 kernel is four pieces: 64
+ * multiplications per 2x2 tile instead of 100. The weight gradient places
+ * its pieces 3 apart, with no overlap (it transforms each piece's patches).
  *
- * Tiles are processed in blocks sized for L2: a thread transforms a block of
+ * Tiles are processed in blocks sized for L2: a thread transforms a block's
  * input patches, runs the 16 small GEMMs with the register micro-kernel
  * against the pre-packed U panels, and transforms the results straight into
  * y with the bias and ReLU. Each output pixel is computed by one thread in a
@@ -25,37 +29,51 @@
 
 #define XI 16 /* positions of the 4x4 transformed domain */
 
-/* 3x3 pieces of a kh x kw kernel. */
+/* 3x3 pieces of a kh x kw kernel, 3 apart (the weight gradient's). */
 static ptrdiff_t pieces_h(const fc_conv2d_desc *d) { return fc_ceil_div(d->kh, 3); }
 static ptrdiff_t pieces_w(const fc_conv2d_desc *d) { return fc_ceil_div(d->kw, 3); }
+/* 3x3 pieces 2 apart (the forward pass's): piece p covers kernel rows
+ * 2p .. 2p+2, the first of them zero for p > 0. */
+static ptrdiff_t spans(ptrdiff_t k) { return k <= 3 ? 1 : fc_ceil_div(k - 1, 2); }
+static ptrdiff_t spans_h(const fc_conv2d_desc *d) { return spans(d->kh); }
+static ptrdiff_t spans_w(const fc_conv2d_desc *d) { return spans(d->kw); }
 
 int fc_winograd_applies(const fc_conv2d_desc *d)
 {
     /* Each piece costs 16 products per 2x2 tile, 4 per output pixel, against
      * kh*kw for the direct method; ask for a 20% margin for the transforms. */
     return d->sh == 1 && d->sw == 1 && d->dh == 1 && d->dw == 1 && d->kh >= 3 && d->kw >= 3
-           && 5 * pieces_h(d) * pieces_w(d) <= d->kh * d->kw
+           && 5 * spans_h(d) * spans_w(d) <= d->kh * d->kw
            && d->c >= FC_WINOGRAD_MIN_CHANNELS && d->f >= FC_WINOGRAD_MIN_CHANNELS;
 }
 
+/* Kernel index of row (or column) i of the pieces' view, 3 per piece, or
+ * -1 where the view holds a zero: the first row of a later piece (its
+ * predecessor's last) and rows past the kernel. */
+static ptrdiff_t view_tap(ptrdiff_t i, ptrdiff_t k)
+{
+    const ptrdiff_t piece = i / 3, r = i % 3, tap = 2 * piece + r;
+    return (piece > 0 && r == 0) || tap >= k ? -1 : tap;
+}
+
 /* The kernel the forward formula sees, as g[a][b][ci][fo] with filters
- * contiguous and the rows and columns padded with zeros to whole 3x3 pieces
- * (3*ph x 3*pw): w itself when it already is that, else a copy in `copy` (for
- * a backward-input pass, w of shape (kh, kw, d->f, d->c) rotated and with
+ * contiguous, cut into pieces 2 apart, each 3x3 (3*ph x 3*pw in all): w
+ * itself when it already is that (a 3x3 kernel), else a copy in `copy` (for a
+ * backward-input pass, w of shape (kh, kw, d->f, d->c) rotated and with
  * channels and filters swapped). */
 static const float *forward_view(const fc_conv2d_desc *d, const float *w, int rotate,
                                  float *copy, int n_threads)
 {
-    const ptrdiff_t c = d->c, f = d->f, khp = 3 * pieces_h(d), kwp = 3 * pieces_w(d);
-    if (!rotate && khp == d->kh && kwp == d->kw)
+    const ptrdiff_t c = d->c, f = d->f, khp = 3 * spans_h(d), kwp = 3 * spans_w(d);
+    if (!rotate && d->kh == 3 && d->kw == 3)
         return w;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
     for (ptrdiff_t ab = 0; ab < khp * kwp; ++ab) {
-        const ptrdiff_t a = ab / kwp, b = ab - a * kwp;
+        const ptrdiff_t a = view_tap(ab / kwp, d->kh), b = view_tap(ab % kwp, d->kw);
         float *dst = copy + ab * c * f;
-        if (a >= d->kh || b >= d->kw) {
+        if (a < 0 || b < 0) {
             memset(dst, 0, (size_t)(c * f) * sizeof(float));
         } else if (!rotate) {
             memcpy(dst, w + (a * d->kw + b) * c * f, (size_t)(c * f) * sizeof(float));
@@ -76,8 +94,8 @@ static const float *forward_view(const fc_conv2d_desc *d, const float *w, int ro
 FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const float *g, int nr,
                                                float *up, int n_threads)
 {
-    const ptrdiff_t c = d->c, f = d->f, pw = pieces_w(d);
-    const ptrdiff_t depth = pieces_h(d) * pw * c, n_panels = fc_ceil_div(f, nr);
+    const ptrdiff_t c = d->c, f = d->f, pw = spans_w(d);
+    const ptrdiff_t depth = spans_h(d) * pw * c, n_panels = fc_ceil_div(f, nr);
     const ptrdiff_t col = c * f, row = 3 * pw * col; /* floats between kernel columns, rows */
     const ptrdiff_t ld_x = n_panels * depth * nr;      /* between positions xi */
 #ifdef _OPENMP
@@ -117,8 +135,48 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
     }
 }
 
-/* V[xi][t][p*c + ch] = (B^T d B)[xi] of piece p's patch, for tiles
- * [t0, t0 + count) of the block; positions are ld floats apart. */
+/* out[xi * ld + ch] = (B^T d B)[xi] of the 4x4 patch whose pixels are
+ * p[i*4 + j] (c channels each), for ch < c. */
+static inline __attribute__((always_inline)) void
+transform_patch(const float *const *p, ptrdiff_t c, ptrdiff_t ld, float *out)
+{
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+    for (ptrdiff_t ch = 0; ch < c; ++ch) {
+        float s[4][4];
+        for (int j = 0; j < 4; ++j) { /* B^T d: combine rows */
+            const float d0 = p[j][ch], d1 = p[4 + j][ch], d2 = p[8 + j][ch], d3 = p[12 + j][ch];
+            s[0][j] = d0 - d2;
+            s[1][j] = d1 + d2;
+            s[2][j] = d2 - d1;
+            s[3][j] = d1 - d3;
+        }
+        for (int r = 0; r < 4; ++r) { /* (B^T d) B: combine columns */
+            out[(r * 4 + 0) * ld + ch] = s[r][0] - s[r][2];
+            out[(r * 4 + 1) * ld + ch] = s[r][1] + s[r][2];
+            out[(r * 4 + 2) * ld + ch] = s[r][2] - s[r][1];
+            out[(r * 4 + 3) * ld + ch] = s[r][1] - s[r][3];
+        }
+    }
+}
+
+/* The 16 pixels of image img's 4x4 input patch with corner (top, left). */
+static inline void patch_pixels(const fc_conv2d_desc *d, const float *x, ptrdiff_t img,
+                                ptrdiff_t top, ptrdiff_t left, const float *zeros,
+                                const float **p)
+{
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) {
+            const ptrdiff_t ih = top + i, iw = left + j;
+            p[i * 4 + j] = (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
+                               ? zeros
+                               : x + ((img * d->h + ih) * d->w + iw) * d->c;
+        }
+}
+
+/* V[xi][t][p*c + ch] = (B^T d B)[xi] of piece p's patch (pieces 3 apart),
+ * for tiles [t0, t0 + count); positions are ld floats apart. */
 FC_VECTOR_CLONES static void transform_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
                              ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
                              const float *zeros, float *v)
@@ -129,37 +187,29 @@ FC_VECTOR_CLONES static void transform_inputs(const fc_conv2d_desc *d, const flo
         const ptrdiff_t tile = t0 + t, img = tile / per_img;
         const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
         for (ptrdiff_t piece = 0; piece < ph * pw; ++piece) {
-            const ptrdiff_t top = 2 * th - d->pt + 3 * (piece / pw);
-            const ptrdiff_t left = 2 * tw - d->pl + 3 * (piece % pw);
             const float *p[XI];
-            for (int i = 0; i < 4; ++i)
-                for (int j = 0; j < 4; ++j) {
-                    const ptrdiff_t ih = top + i, iw = left + j;
-                    p[i * 4 + j] = (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
-                                       ? zeros
-                                       : x + ((img * d->h + ih) * d->w + iw) * c;
-                }
-            float *out = v + t * depth + piece * c;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
-            for (ptrdiff_t ch = 0; ch < c; ++ch) {
-                float s[4][4];
-                for (int j = 0; j < 4; ++j) { /* B^T d: combine rows */
-                    const float d0 = p[j][ch], d1 = p[4 + j][ch], d2 = p[8 + j][ch], d3 = p[12 + j][ch];
-                    s[0][j] = d0 - d2;
-                    s[1][j] = d1 + d2;
-                    s[2][j] = d2 - d1;
-                    s[3][j] = d1 - d3;
-                }
-                for (int r = 0; r < 4; ++r) { /* (B^T d) B: combine columns */
-                    out[(r * 4 + 0) * ld + ch] = s[r][0] - s[r][2];
-                    out[(r * 4 + 1) * ld + ch] = s[r][1] + s[r][2];
-                    out[(r * 4 + 2) * ld + ch] = s[r][2] - s[r][1];
-                    out[(r * 4 + 3) * ld + ch] = s[r][1] - s[r][3];
-                }
-            }
+            patch_pixels(d, x, img, 2 * th - d->pt + 3 * (piece / pw),
+                         2 * tw - d->pl + 3 * (piece % pw), zeros, p);
+            transform_patch(p, c, ld, v + t * depth + piece * c);
         }
+    }
+}
+
+/* The patches of a forward block: for images [img0, img0 + imgs) and, in each,
+ * tile rows [r0, r0 + rows + ph - 1) by tile columns [0, ew) (the block's
+ * tiles and the neighbours its later pieces read), V[xi][e][ch] with
+ * e = (image * (rows + ph - 1) + row) * ew + column; positions ld floats apart. */
+FC_VECTOR_CLONES static void transform_patches(const fc_conv2d_desc *d, const float *x,
+                                               ptrdiff_t img0, ptrdiff_t imgs, ptrdiff_t r0,
+                                               ptrdiff_t rows, ptrdiff_t ew, ptrdiff_t ld,
+                                               const float *zeros, float *v)
+{
+    const ptrdiff_t eh = rows + spans_h(d) - 1;
+    for (ptrdiff_t e = 0; e < imgs * eh * ew; ++e) {
+        const ptrdiff_t im = e / (eh * ew), row = e / ew - im * eh, col = e % ew;
+        const float *p[XI];
+        patch_pixels(d, x, img0 + im, 2 * (r0 + row) - d->pt, 2 * col - d->pl, zeros, p);
+        transform_patch(p, d->c, ld, v + e * d->c);
     }
 }
 
@@ -232,26 +282,43 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
 {
     const fc_kernel_set *ks = fc_kernels();
     const int MR = ks->mr, NR = ks->nr;
-    const ptrdiff_t c = d->c, f = d->f, depth = pieces_h(d) * pieces_w(d) * c;
+    const ptrdiff_t c = d->c, f = d->f, ph = spans_h(d), pw = spans_w(d), pieces = ph * pw;
+    const ptrdiff_t depth = pieces * c;
     const ptrdiff_t tiles_h = fc_ceil_div(d->ho, 2), tiles_w = fc_ceil_div(d->wo, 2);
-    const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
+    const ptrdiff_t per_img = tiles_h * tiles_w, tiles = d->n * per_img;
     if (tiles == 0 || f == 0)
         return FC_OK;
     if (n_threads < 1)
         n_threads = 1;
     const ptrdiff_t n_panels = fc_ceil_div(f, NR);
-    /* Tiles per block: V and M of a block together fill about L2. */
-    ptrdiff_t block = FC_WINOGRAD_BLOCK_FLOATS / (XI * (depth + n_panels * NR));
-    block = fc_max(MR, block / MR * MR);
-    block = fc_min(block, fc_round_up(tiles, MR));
-    const ptrdiff_t n_blocks = fc_ceil_div(tiles, block);
-    const ptrdiff_t ld_v = block * depth, ld_m = block * f;
-    const ptrdiff_t per_thread = fc_round_up(XI * ld_v + XI * ld_m + c, FC_ALIGN / (ptrdiff_t)sizeof(float));
+    /* Tiles per block: their patches' V and their M together fill about L2.
+     * With one piece, a block is any run of tiles (a multiple of MR). With
+     * several, whole images or tile rows of one image, as its later pieces
+     * read the patches of the next ph - 1 tile rows and pw - 1 tile columns. */
+    const ptrdiff_t target = fc_max(MR, FC_WINOGRAD_BLOCK_FLOATS / (XI * (c + n_panels * NR)));
+    const ptrdiff_t run = fc_min(target / MR * MR, fc_round_up(tiles, MR));
+    const ptrdiff_t imgs = pieces == 1 ? 1 : fc_max(1, fc_min(d->n, target / per_img));
+    const ptrdiff_t rows = target >= per_img ? tiles_h : fc_max(1, target / tiles_w);
+    const ptrdiff_t row_blocks = fc_ceil_div(tiles_h, rows);
+    const ptrdiff_t n_blocks = pieces == 1 ? fc_ceil_div(tiles, run)
+                               : rows == tiles_h ? fc_ceil_div(d->n, imgs) : d->n * row_blocks;
+    const ptrdiff_t ew = tiles_w + pw - 1, eh = rows + ph - 1;
+    const ptrdiff_t max_count = pieces == 1 ? run : imgs * rows * tiles_w;
+    /* V: the patches (with one piece, the micro-kernel reads V's rows in
+     * place, up to a whole last sliver: run is a multiple of MR); M: the
+     * tiles' products; then c zeros; then the row pointers and the offsets
+     * they are made from. */
+    const ptrdiff_t ld_v = (pieces == 1 ? run : imgs * eh * ew) * c, ld_m = max_count * f;
+    const ptrdiff_t n_ptrs = fc_round_up(max_count, MR) * pieces;
+    const ptrdiff_t per_thread = fc_round_up(XI * ld_v + XI * ld_m + c
+                                             + n_ptrs * (ptrdiff_t)((sizeof(float *) + sizeof(ptrdiff_t))
+                                                                    / sizeof(float)),
+                                             FC_ALIGN / (ptrdiff_t)sizeof(float));
     const int threads = (int)fc_min(n_threads, n_blocks);
 
     /* U's panels, then the bias (zeros without one), then room for the
      * kernel's forward view when w is not already that. */
-    const ptrdiff_t view_floats = 9 * pieces_h(d) * pieces_w(d) * c * f;
+    const ptrdiff_t view_floats = 9 * pieces * c * f;
     float *up = fc_aligned_alloc((size_t)(XI * n_panels * NR * depth + f + view_floats) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
     if (!up || !ws) {
@@ -264,6 +331,10 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     float *bias = up + XI * n_panels * NR * depth;
     for (ptrdiff_t j = 0; j < f; ++j)
         bias[j] = b ? b[j] : 0.0f;
+    /* Depth blocks: of one piece, as in the GEMM driver; of several, whole
+     * pieces per call of the indirect micro-kernel. */
+    const ptrdiff_t kc_max = fc_ceil_div(c, fc_ceil_div(c, ks->kc + ks->kc / 4));
+    const ptrdiff_t per_call = fc_max(1, FC_INDIRECT_PANEL_BYTES / (NR * (ptrdiff_t)sizeof(float)) / c);
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -271,23 +342,53 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     {
         fc_fp_state fp = fc_fp_enter();
         float *v = ws + fc_thread_id() * per_thread;
-        /* Rows of V past the last tile are read by the micro-kernel: keep
+        /* Rows of V past the last patch are read by the micro-kernel: keep
          * them finite; the padding input must be zero. */
         memset(v, 0, (size_t)per_thread * sizeof(float));
         float *m = v + XI * ld_v;
         const float *zeros = m + XI * ld_m;
+        const float **rows_a = (const float **)(m + XI * ld_m + c);
+        ptrdiff_t *offsets = (ptrdiff_t *)(rows_a + n_ptrs);
         float *crow[FC_MR_MAX];
-        /* Depth blocks of equal size, as in the GEMM driver. */
-        const ptrdiff_t kc_max = fc_ceil_div(depth, fc_ceil_div(depth, ks->kc + ks->kc / 4));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (ptrdiff_t blk = 0; blk < n_blocks; ++blk) {
-            const ptrdiff_t t0 = blk * block, count = fc_min(block, tiles - t0);
-            transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
+            const int whole = rows == tiles_h;
+            const ptrdiff_t img0 = whole ? blk * imgs : blk / row_blocks;
+            const ptrdiff_t b_imgs = whole ? fc_min(imgs, d->n - img0) : 1;
+            const ptrdiff_t r0 = whole ? 0 : blk % row_blocks * rows;
+            const ptrdiff_t b_rows = fc_min(rows, tiles_h - r0), b_eh = b_rows + ph - 1;
+            const ptrdiff_t t0 = pieces == 1 ? blk * run : (img0 * tiles_h + r0) * tiles_w;
+            const ptrdiff_t count = pieces == 1 ? fc_min(run, tiles - t0) : b_imgs * b_rows * tiles_w;
+            if (pieces == 1)
+                transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
+            else
+                transform_patches(d, x, img0, b_imgs, r0, b_rows, ew, ld_v, zeros, v);
+            /* Where in V each tile's pieces read, the same at every position:
+             * piece (pa, pb) of a tile reads the patch pa rows and pb columns
+             * on; in the micro-kernel's order (slivers of MR tiles, then
+             * pieces, then tiles), -1 for the rows past the last tile. */
+            const ptrdiff_t n_rows_a = pieces > 1 ? fc_round_up(count, MR) * pieces : 0;
+            for (ptrdiff_t i = 0, im = 0, row = 0, col = 0; i < n_rows_a / fc_max(pieces, 1); ++i) {
+                ptrdiff_t *out = offsets + (i / MR) * pieces * MR + i % MR;
+                for (ptrdiff_t q = 0; q < pieces; ++q)
+                    out[q * MR] = i >= count ? -1
+                                  : ((im * b_eh + row + q / pw) * ew + col + q % pw) * c;
+                if (++col == tiles_w) {
+                    col = 0;
+                    if (++row == b_rows) {
+                        row = 0;
+                        ++im;
+                    }
+                }
+            }
             for (int xi = 0; xi < XI; ++xi) {
                 const float *vx = v + xi * ld_v;
                 float *mx = m + xi * ld_m;
+                if (pieces > 1)
+                    for (ptrdiff_t e = 0; e < n_rows_a; ++e)
+                        rows_a[e] = offsets[e] < 0 ? zeros : vx + offsets[e];
                 for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
                     const ptrdiff_t j = jp * NR;
                     const float *panel = up + (xi * n_panels + jp) * depth * NR;
@@ -296,14 +397,19 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
                     ep.bias = NULL;
                     ep.relu = 0;
                     ep.stream = 0;
-                    for (ptrdiff_t p0 = 0; p0 < depth; p0 += kc_max) {
-                        const ptrdiff_t kc = fc_min(kc_max, depth - p0);
+                    const ptrdiff_t step = pieces > 1 ? per_call * c : kc_max;
+                    for (ptrdiff_t p0 = 0; p0 < depth; p0 += step) {
+                        const ptrdiff_t kc = fc_min(step, depth - p0);
                         ep.accumulate = p0 > 0;
                         for (ptrdiff_t ir = 0; ir < count; ir += MR) {
                             ep.mr = (int)fc_min(MR, count - ir);
                             for (int i = 0; i < MR; ++i)
                                 crow[i] = mx + (ir + (i < ep.mr ? i : 0)) * f + j;
-                            ks->ukernel(kc, vx + ir * depth + p0, depth, 1, panel + p0 * NR, crow, &ep);
+                            if (pieces > 1)
+                                ks->ukernel_taps(kc / c, c, rows_a + (ir * pieces + p0 / c * MR),
+                                                 panel + p0 * NR, crow, &ep);
+                            else
+                                ks->ukernel(kc, vx + ir * c + p0, c, 1, panel + p0 * NR, crow, &ep);
                         }
                     }
                 }
