@@ -323,6 +323,8 @@ WINOGRAD_CASES = [
     ((1, 9, 9, 17), (7, 7, 17, 40), ((2, 0), (1, 3))),
     ((2, 11, 10, 24), (3, 5, 24, 20), 1),
     ((2, 8, 8, 16), (6, 6, 16, 16), "same"),
+    ((1, 60, 60, 16), (5, 5, 16, 16), "same"),  # a large image: blocks of tile rows
+    ((12, 9, 9, 16), (5, 5, 16, 24), "same"),  # small images: several per block
 ]
 
 
@@ -356,6 +358,7 @@ BIG_CASES = [
     ((4, 30, 30, 24), (3, 3, 24, 40), 1, "same"),  # Winograd
     ((9, 29, 31, 1), (3, 3, 1, 40), 1, "valid"),  # direct (few channels), a partial filter block
     ((5, 23, 27, 3), (3, 3, 3, 32), 2, "same"),  # direct, strided
+    ((3, 13, 11, 2), (5, 5, 2, 20), 2, 2),  # indirect GEMM with 2 channels a tap
 ]
 
 
