@@ -690,19 +690,25 @@ def _blas_threads(n: int):
     Yields a description of how OpenBLAS's thread count was set.
     """
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:
         threadpool_limits = None
+    # OPENBLAS_CORETYPE forces a kernel (some machines set Haswell's, which
+    # runs at half the width of an AVX-512 core): the report must say which ran.
     settings = [
         f"{name}={os.environ[name]}"
-        for name in ("OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT")
+        for name in ("OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE",
+                     "OPENBLAS_L2_SIZE")
         if name in os.environ
     ]
     if threadpool_limits is None:
         yield ", ".join(settings) or "OpenBLAS with its default threads"
         return
+    kernels = sorted({str(info.get("architecture")) for info in threadpool_info()
+                      if info.get("internal_api") == "openblas"})
     with threadpool_limits(limits=n, user_api="blas"):
-        yield ", ".join([f"{n} threads set by threadpoolctl"] + settings)
+        yield ", ".join([f"{n} threads set by threadpoolctl"]
+                        + [f"{k} kernels" for k in kernels] + settings)
 
 
 def _check_and_measure(
