@@ -442,7 +442,7 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
     }
     /* w transposed per tap to (f, c) rows: the GEMM's B for each phase. */
     float *wt = fc_aligned_alloc((size_t)(taps * f * c) * sizeof(float));
-    ptrdiff_t *scratch = fc_aligned_alloc((size_t)(3 * taps) * sizeof(ptrdiff_t));
+    ptrdiff_t *scratch = fc_aligned_alloc((size_t)(3 * taps * FC_GEMM_MAX_BATCH) * sizeof(ptrdiff_t));
     /* dy is read in place through row pointers (as the forward reads x). */
     float *zeros = fc_aligned_alloc((size_t)f * sizeof(float));
     if (!wt || !scratch || !zeros) {
@@ -456,11 +456,16 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
         for (ptrdiff_t ci = 0; ci < c; ++ci)
             for (ptrdiff_t fi = 0; fi < f; ++fi)
                 wt[(t * f + fi) * c + ci] = w[(t * c + ci) * f + fi];
-    ptrdiff_t *off_a = scratch, *off_b = scratch + taps, *tap_off = scratch + 2 * taps;
-
-    int status = FC_OK;
+    /* The phases' GEMMs run together (one team, one barrier), up to
+     * FC_GEMM_MAX_BATCH at a time; each has its own tap offsets. */
+    im2col_view views[FC_GEMM_MAX_BATCH];
+    fc_tapped_matrix mats[FC_GEMM_MAX_BATCH];
+    fc_gemm_plan plans[FC_GEMM_MAX_BATCH];
+    int batched = 0, status = FC_OK;
     for (ptrdiff_t rh = 0; rh < d->sh && rh < d->h && status == FC_OK; ++rh) {
         for (ptrdiff_t rw = 0; rw < d->sw && rw < d->w && status == FC_OK; ++rw) {
+            ptrdiff_t *off_a = scratch + batched * 3 * taps, *off_b = off_a + taps;
+            ptrdiff_t *tap_off = off_b + taps;
             /* Taps in decreasing order, so that their dy offsets increase
              * and neighbouring taps read contiguous dy pixels. */
             ptrdiff_t n_taps = 0;
@@ -480,17 +485,29 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
             }
             const ptrdiff_t ga = fc_ceil_div(d->h - rh, d->sh);
             const ptrdiff_t gb = fc_ceil_div(d->w - rw, d->sw);
-            im2col_view av = {dy, d->ho, d->wo, f, ga, gb, 1, 1, off_a, off_b, 0, zeros};
-            fc_tapped_matrix bm = {wt, c, f > 0 ? f : 1, tap_off};
-            fc_row_map rows = {dx + (rh * d->w + rw) * c, ga, gb,
-                               d->h * d->w * c, d->sh * d->w * c, d->sw * c};
-            fc_gemm_plan plan = {d->n * ga * gb, c, n_taps * f, NULL, &av, 0,
-                                 fc_pack_b_tapped, &bm, rows, NULL, 0, NULL, 0, 0, 0};
+            const im2col_view av = {dy, d->ho, d->wo, f, ga, gb, 1, 1, off_a, off_b, 0, zeros};
+            const fc_tapped_matrix bm = {wt, c, f > 0 ? f : 1, tap_off};
+            views[batched] = av;
+            mats[batched] = bm;
+            const fc_row_map rows = {dx + (rh * d->w + rw) * c, ga, gb,
+                                     d->h * d->w * c, d->sh * d->w * c, d->sw * c};
+            fc_gemm_plan plan = {d->n * ga * gb, c, n_taps * f, NULL, &views[batched], 0,
+                                 fc_pack_b_tapped, &mats[batched], rows, NULL, 0, NULL, 0, 0, 0};
             plan.rows_a = rows_im2col;
             plan.a_tap_depth = f;
-            status = fc_gemm_run(&plan, n_threads);
+            if (n_taps == 0) { /* no tap reaches this phase: its dx is zero */
+                status = fc_gemm_run(&plan, n_threads);
+                continue;
+            }
+            plans[batched] = plan;
+            if (++batched == FC_GEMM_MAX_BATCH) {
+                status = fc_gemm_run_batch(plans, batched, n_threads);
+                batched = 0;
+            }
         }
     }
+    if (batched && status == FC_OK)
+        status = fc_gemm_run_batch(plans, batched, n_threads);
     fc_aligned_free(wt);
     fc_aligned_free(scratch);
     fc_aligned_free(zeros);

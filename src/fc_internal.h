@@ -235,6 +235,13 @@ typedef struct {
  * n_threads. */
 int fc_gemm_run(const fc_gemm_plan *plan, int n_threads);
 
+/* Runs count independent GEMMs (writing disjoint parts of C), as fc_gemm_run
+ * would one after another, but on one team with one barrier when each is one
+ * stage of one column block: every B packed first, then all their row
+ * blocks. For the phases of a strided backward-input pass. */
+#define FC_GEMM_MAX_BATCH 16
+int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads);
+
 /* B operand: rows grouped in taps of rows_per_tap rows each; row
  * (t, r) starts at base + tap_off[t] + r*ld; columns contiguous. A plain
  * row-major matrix is one tap with tap_off = {0}. */

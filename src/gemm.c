@@ -203,43 +203,47 @@ static ptrdiff_t row_start(ptrdiff_t ic, ptrdiff_t n_ic, ptrdiff_t m, int mr)
     return fc_min(m, mr * (ic * fc_ceil_div(m, mr) / n_ic));
 }
 
-int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
+/* How a GEMM is cut into blocks and spread over threads. */
+typedef struct {
+    ptrdiff_t kc, nc, mc, n_ic;
+    int n_threads;
+    int whole_b;          /* B's whole depth packed at once */
+    ptrdiff_t a_floats;   /* per thread: the packed A block (or A's row pointers) */
+    ptrdiff_t ws_bytes;   /* per thread: that, then MC row pointers into C */
+} gemm_blocking;
+
+static gemm_blocking blocking_of(const fc_gemm_plan *p, const fc_kernel_set *ks, int n_threads)
 {
-    const fc_kernel_set *ks = fc_kernels();
     const int MR = ks->mr, NR = ks->nr;
     const ptrdiff_t M = p->m, N = p->n, K = p->k;
-    if (M <= 0 || N <= 0)
-        return FC_OK;
-    if (K <= 0) {
-        write_bias_only(p);
-        return FC_OK;
-    }
+    gemm_blocking b;
     /* Depth blocks of equal size, up to a quarter larger than the nominal KC,
      * so that no block is a short remainder (K = 288 is one block of 288,
      * not 256 + 32): each block costs a full pass of C loads and stores. */
-    ptrdiff_t KC = fc_ceil_div(K, fc_ceil_div(K, ks->kc + ks->kc / 4));
+    b.kc = fc_ceil_div(K, fc_ceil_div(K, ks->kc + ks->kc / 4));
     if (p->rows_a) {
         /* Whole taps per block. A read in place costs nothing to pack, so a
          * block may be deeper, B's panel read from L2: each block costs the
          * micro-kernel a pass over its C tile and a restart. */
         const ptrdiff_t td = p->a_tap_depth, n_taps = K / td;
         const ptrdiff_t per_block = fc_max(1, FC_INDIRECT_PANEL_BYTES / (NR * (ptrdiff_t)sizeof(float)) / td);
-        KC = td * fc_ceil_div(n_taps, fc_ceil_div(n_taps, per_block));
+        b.kc = td * fc_ceil_div(n_taps, fc_ceil_div(n_taps, per_block));
     }
-    const ptrdiff_t NC = fc_min(ks->nc, fc_round_up(N, NR));
-    ptrdiff_t MC = fc_min(ks->mc, fc_round_up(M, MR));
-    ptrdiff_t n_ic = fc_ceil_div(M, MC);
+    b.nc = fc_min(ks->nc, fc_round_up(N, NR));
+    b.mc = fc_min(ks->mc, fc_round_up(M, MR));
+    b.n_ic = fc_ceil_div(M, b.mc);
     n_threads = fc_threads_for((double)M * N * K, n_threads);
-    if (n_threads > n_ic * fc_ceil_div(NC, NR))
-        n_threads = (int)(n_ic * fc_ceil_div(NC, NR));
-    if (n_threads > 1 && n_ic < 16 * n_threads) {
+    if (n_threads > b.n_ic * fc_ceil_div(b.nc, NR))
+        n_threads = (int)(b.n_ic * fc_ceil_div(b.nc, NR));
+    if (n_threads > 1 && b.n_ic < 16 * n_threads) {
         /* Few row blocks: make their count a multiple of the threads (1024
          * rows: 8 blocks, not 7 x 144 + 16, which left one thread a fifth
          * idle). */
-        n_ic = fc_round_up(n_ic, n_threads);
-        MC = fc_round_up(fc_ceil_div(M, n_ic), MR);
+        b.n_ic = fc_round_up(b.n_ic, n_threads);
+        b.mc = fc_round_up(fc_ceil_div(M, b.n_ic), MR);
     }
-    n_ic = fc_min(n_ic, fc_ceil_div(M, MR));
+    b.n_ic = fc_min(b.n_ic, fc_ceil_div(M, MR));
+    b.n_threads = n_threads;
     /* On several threads, B's whole depth may be packed at once, each thread
      * then taking its row blocks through every depth block: one barrier per
      * column block instead of two per depth block (a barrier costs a
@@ -248,18 +252,57 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
      * when B fits in about half an L2, or when there are few row blocks; with
      * many, a larger B would be read from L3 again for each. One thread has
      * no barriers to save. Each C tile still sums the depth blocks in order. */
-    const int whole_b = n_threads > 1 && K * NC <= FC_GEMM_WHOLE_B_MAX_FLOATS
-                        && (K * NC <= FC_GEMM_WHOLE_B_FLOATS || n_ic <= 4 * n_threads);
-
-    /* Per thread: the packed A block (or A's row pointers for a block), then
-     * MC row pointers into C. */
+    b.whole_b = n_threads > 1 && K * b.nc <= FC_GEMM_WHOLE_B_MAX_FLOATS
+                && (K * b.nc <= FC_GEMM_WHOLE_B_FLOATS || b.n_ic <= 4 * n_threads);
     const ptrdiff_t ptr_floats = (ptrdiff_t)(sizeof(float *) / sizeof(float));
-    const ptrdiff_t a_floats = fc_round_up(MC, MR)
-                               * (p->rows_a ? ptr_floats * (KC / p->a_tap_depth) : KC);
-    const ptrdiff_t a_stride = fc_round_up(a_floats * (ptrdiff_t)sizeof(float)
-                                           + MC * (ptrdiff_t)sizeof(float *), FC_ALIGN);
-    float *bpack = fc_aligned_alloc((size_t)((whole_b ? K : KC) * NC) * sizeof(float));
-    char *thread_ws = fc_aligned_alloc((size_t)(a_stride * n_threads));
+    b.a_floats = fc_round_up(b.mc, MR) * (p->rows_a ? ptr_floats * (b.kc / p->a_tap_depth) : b.kc);
+    b.ws_bytes = fc_round_up(b.a_floats * (ptrdiff_t)sizeof(float)
+                             + b.mc * (ptrdiff_t)sizeof(float *), FC_ALIGN);
+    return b;
+}
+
+/* Column groups of a block of n_panels panels: with few row blocks its
+ * columns are split too, so every thread has work: into the fewest groups
+ * that give each thread as many items (or plenty), as each group packs the
+ * row block's A again. The split never changes a tile's sums. */
+static ptrdiff_t column_groups(ptrdiff_t n_ic, ptrdiff_t n_panels, int n_threads)
+{
+    ptrdiff_t groups = 1;
+    while (groups < n_panels && n_ic * groups < 4 * n_threads && (n_ic * groups) % n_threads)
+        ++groups;
+    return groups;
+}
+
+/* Item `item` of a block's row-block-and-column-group items: row block
+ * item / groups through depth blocks [ps, pe) of B packed at bp. */
+static void multiply_item(const fc_gemm_plan *p, const fc_kernel_set *ks, const gemm_blocking *b,
+                          ptrdiff_t item, ptrdiff_t groups, ptrdiff_t jc, ptrdiff_t n_panels,
+                          ptrdiff_t ps, ptrdiff_t pe, const float *bp, float *apack, float **rowp)
+{
+    const ptrdiff_t ic = item / groups, g = item - ic * groups;
+    const ptrdiff_t i0 = row_start(ic, b->n_ic, p->m, ks->mr);
+    const ptrdiff_t mc = row_start(ic + 1, b->n_ic, p->m, ks->mr) - i0;
+    fc_row_ptrs(&p->c, i0, mc, rowp);
+    for (ptrdiff_t pc = ps; pc < pe; pc += b->kc)
+        multiply_block(p, ks, i0, mc, pc, fc_min(b->kc, p->k - pc), jc, g * n_panels / groups,
+                       (g + 1) * n_panels / groups, bp + (pc - ps) * b->nc, apack, rowp);
+}
+
+int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
+{
+    const fc_kernel_set *ks = fc_kernels();
+    const int NR = ks->nr;
+    const ptrdiff_t M = p->m, N = p->n, K = p->k;
+    if (M <= 0 || N <= 0)
+        return FC_OK;
+    if (K <= 0) {
+        write_bias_only(p);
+        return FC_OK;
+    }
+    const gemm_blocking b = blocking_of(p, ks, n_threads);
+    const ptrdiff_t KC = b.kc, NC = b.nc;
+    float *bpack = fc_aligned_alloc((size_t)((b.whole_b ? K : KC) * NC) * sizeof(float));
+    char *thread_ws = fc_aligned_alloc((size_t)(b.ws_bytes * b.n_threads));
     if (!bpack || !thread_ws) {
         fc_aligned_free(bpack);
         fc_aligned_free(thread_ws);
@@ -267,33 +310,27 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     }
 
 #ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(b.n_threads) if (b.n_threads > 1)
 #endif
     {
         fc_fp_state fp = fc_fp_enter();
-        char *ws = thread_ws + a_stride * fc_thread_id();
+        char *ws = thread_ws + b.ws_bytes * fc_thread_id();
         /* Rows past the last valid one are read by the micro-kernel: keep
          * them finite. Each thread clears its own part, in parallel. */
-        memset(ws, 0, (size_t)a_stride);
+        memset(ws, 0, (size_t)b.ws_bytes);
         float *apack = (float *)ws;
-        float **rowp = (float **)(ws + a_floats * (ptrdiff_t)sizeof(float));
+        float **rowp = (float **)(ws + b.a_floats * (ptrdiff_t)sizeof(float));
 
         for (ptrdiff_t jc = 0; jc < N; jc += NC) {
             const ptrdiff_t nc = fc_min(NC, N - jc);
             const ptrdiff_t n_panels = fc_ceil_div(nc, NR);
-            /* Split a block's columns too when there are few row blocks, so
-             * every thread has work: into the fewest groups that give each
-             * thread as many items (or plenty), as each group packs the row
-             * block's A again. The split never changes a tile's sums. */
-            ptrdiff_t groups = 1;
-            while (groups < n_panels && n_ic * groups < 4 * n_threads && (n_ic * groups) % n_threads)
-                ++groups;
+            const ptrdiff_t groups = column_groups(b.n_ic, n_panels, b.n_threads);
             /* B is packed a stage at a time: all of its depth blocks at once
              * (whole_b) or one. Within a stage, depth block pc's panels start
              * at bpack + (pc - ps) * NC, handed out in the order the row
              * blocks' column groups take them (with few row blocks, a thread
              * packs what it uses). */
-            const ptrdiff_t stage = whole_b ? K : KC;
+            const ptrdiff_t stage = b.whole_b ? K : KC;
             for (ptrdiff_t ps = 0; ps < K; ps += stage) {
                 const ptrdiff_t pe = fc_min(K, ps + stage), n_pc = fc_ceil_div(pe - ps, KC);
 #ifdef _OPENMP
@@ -308,19 +345,104 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-                for (ptrdiff_t item = 0; item < n_ic * groups; ++item) {
-                    const ptrdiff_t ic = item / groups, g = item - ic * groups;
-                    const ptrdiff_t i0 = row_start(ic, n_ic, M, MR);
-                    const ptrdiff_t mc = row_start(ic + 1, n_ic, M, MR) - i0;
-                    fc_row_ptrs(&p->c, i0, mc, rowp);
-                    for (ptrdiff_t pc = ps; pc < pe; pc += KC)
-                        multiply_block(p, ks, i0, mc, pc, fc_min(KC, K - pc), jc,
-                                       g * n_panels / groups, (g + 1) * n_panels / groups,
-                                       bpack + (pc - ps) * NC, apack, rowp);
-                }
+                for (ptrdiff_t item = 0; item < b.n_ic * groups; ++item)
+                    multiply_item(p, ks, &b, item, groups, jc, n_panels, ps, pe, bpack, apack, rowp);
             }
         }
         if (p->stream)
+            fc_store_fence();
+        fc_fp_leave(fp);
+    }
+    fc_aligned_free(bpack);
+    fc_aligned_free(thread_ws);
+    return FC_OK;
+}
+
+int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
+{
+    const fc_kernel_set *ks = fc_kernels();
+    const int NR = ks->nr;
+    gemm_blocking b[FC_GEMM_MAX_BATCH];
+    ptrdiff_t b_off[FC_GEMM_MAX_BATCH + 1], pack_end[FC_GEMM_MAX_BATCH], item_end[FC_GEMM_MAX_BATCH];
+    ptrdiff_t groups[FC_GEMM_MAX_BATCH], n_panels[FC_GEMM_MAX_BATCH];
+    double work = 0.0;
+    for (int i = 0; i < count; ++i)
+        work += (double)plans[i].m * plans[i].n * plans[i].k;
+    const int threads = fc_threads_for(work, n_threads);
+    /* Together only when each is one whole-B stage of one column block (and
+     * not empty), on several threads: else there is no barrier to save. */
+    int together = count > 1 && count <= FC_GEMM_MAX_BATCH && threads > 1;
+    ptrdiff_t ws_bytes = 0;
+    b_off[0] = 0;
+    for (int i = 0; i < count && together; ++i) {
+        const fc_gemm_plan *p = &plans[i];
+        b[i] = blocking_of(p, ks, threads);
+        together = p->m > 0 && p->n > 0 && p->k > 0 && p->n <= b[i].nc
+                   && p->k * b[i].nc <= FC_GEMM_WHOLE_B_MAX_FLOATS;
+        b[i].n_threads = threads;
+        n_panels[i] = fc_ceil_div(p->n, NR);
+        groups[i] = column_groups(b[i].n_ic, n_panels[i], threads);
+        b_off[i + 1] = b_off[i] + fc_round_up(p->k * b[i].nc, FC_ALIGN / (ptrdiff_t)sizeof(float));
+        pack_end[i] = (i ? pack_end[i - 1] : 0) + fc_ceil_div(p->k, b[i].kc) * n_panels[i];
+        item_end[i] = (i ? item_end[i - 1] : 0) + b[i].n_ic * groups[i];
+        ws_bytes = fc_max(ws_bytes, b[i].ws_bytes);
+    }
+    if (!together) {
+        for (int i = 0; i < count; ++i)
+            if (fc_gemm_run(&plans[i], n_threads) != FC_OK)
+                return FC_ERR_NOMEM;
+        return FC_OK;
+    }
+    float *bpack = fc_aligned_alloc((size_t)b_off[count] * sizeof(float));
+    char *thread_ws = fc_aligned_alloc((size_t)(ws_bytes * threads));
+    if (!bpack || !thread_ws) {
+        fc_aligned_free(bpack);
+        fc_aligned_free(thread_ws);
+        return FC_ERR_NOMEM;
+    }
+    int stream = 0;
+    for (int i = 0; i < count; ++i)
+        stream |= plans[i].stream;
+    const ptrdiff_t n_pack = pack_end[count - 1], n_items = item_end[count - 1];
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        fc_fp_state fp = fc_fp_enter();
+        char *ws = thread_ws + ws_bytes * fc_thread_id();
+        memset(ws, 0, (size_t)ws_bytes);
+        float *apack = (float *)ws;
+        /* Every GEMM's B, packed whole, then one barrier. */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (ptrdiff_t item = 0; item < n_pack; ++item) {
+            int i = 0;
+            while (item >= pack_end[i])
+                ++i;
+            const fc_gemm_plan *p = &plans[i];
+            const ptrdiff_t local = item - (i ? pack_end[i - 1] : 0);
+            const ptrdiff_t n_pc = fc_ceil_div(p->k, b[i].kc);
+            const ptrdiff_t pc = local % n_pc * b[i].kc, jp = local / n_pc;
+            const ptrdiff_t kc = fc_min(b[i].kc, p->k - pc);
+            p->pack_b(p->b_ctx, pc, kc, jp * NR, fc_min(NR, p->n - jp * NR), NR,
+                      bpack + b_off[i] + pc * b[i].nc + jp * NR * kc);
+        }
+        /* Then every GEMM's row blocks, handed out as threads free up: the
+         * GEMMs differ in depth, so equal counts would not be equal work. */
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic)
+#endif
+        for (ptrdiff_t item = 0; item < n_items; ++item) {
+            int i = 0;
+            while (item >= item_end[i])
+                ++i;
+            float **rowp = (float **)(ws + b[i].a_floats * (ptrdiff_t)sizeof(float));
+            multiply_item(&plans[i], ks, &b[i], item - (i ? item_end[i - 1] : 0), groups[i], 0,
+                          n_panels[i], 0, plans[i].k, bpack + b_off[i], apack, rowp);
+        }
+        if (stream)
             fc_store_fence();
         fc_fp_leave(fp);
     }

@@ -359,6 +359,8 @@ BIG_CASES = [
     ((9, 29, 31, 1), (3, 3, 1, 40), 1, "valid"),  # direct (few channels), a partial filter block
     ((5, 23, 27, 3), (3, 3, 3, 32), 2, "same"),  # direct, strided
     ((3, 13, 11, 2), (5, 5, 2, 20), 2, 2),  # indirect GEMM with 2 channels a tap
+    # stride 5: 25 backward-input phases (run together 16 at a time), some no tap reaches
+    ((2, 23, 21, 12), (3, 3, 12, 20), 5, 1),
 ]
 
 
