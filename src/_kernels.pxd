@@ -12,6 +12,8 @@ cdef extern from "fastconv.h" nogil:
         FC_SIMD_COUNT
 
     const char *fc_strerror(int status)
+    void *fc_buffer_alloc(size_t bytes)
+    void fc_buffer_free(void *p)
     int fc_simd_available(int path)
     int fc_simd_current()
     int fc_simd_select(int path)

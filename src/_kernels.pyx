@@ -114,15 +114,54 @@ cdef int _check(int status) except -1:
     raise RuntimeError(message)
 
 
-# Outputs start on a 64-byte boundary (NumPy's allocator promises 16): a
-# whole cache line per vector store, which streaming stores require.
+cdef class _OutputBlock:
+    """The memory of one output array, from fastconv's buffer pool.
+
+    The array is a view of this block (through the buffer protocol) and keeps
+    it alive; when the last view goes, the block returns to the pool, so the
+    next call of the same size reuses memory already mapped instead of
+    faulting in fresh pages. Blocks start on a 64-byte boundary (NumPy's
+    allocator promises 16): a whole cache line per vector store, which
+    streaming stores require.
+    """
+    cdef float *data
+    cdef Py_ssize_t n
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __cinit__(self, Py_ssize_t n):
+        self.data = <float *>fc_buffer_alloc(<size_t>(n if n > 0 else 1) * sizeof(float))
+        if self.data == NULL:
+            raise MemoryError(f"no memory for an output of {n} floats")
+        self.n = n
+        self.shape[0] = n
+        self.strides[0] = sizeof(float)
+
+    def __dealloc__(self):
+        fc_buffer_free(self.data)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        view.buf = self.data
+        view.obj = self
+        view.len = self.n * sizeof(float)
+        view.readonly = 0
+        view.itemsize = sizeof(float)
+        view.format = b"f"
+        view.ndim = 1
+        view.shape = self.shape
+        view.strides = self.strides
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+
 cdef object _empty(tuple shape):
     cdef Py_ssize_t n = 1
     for dim in shape:
         n *= dim
-    buf = np.empty(n + 16, dtype=np.float32)
-    cdef Py_ssize_t skip = ((-buf.ctypes.data) // 4) % 16
-    return buf[skip:skip + n].reshape(shape)
+    return np.frombuffer(_OutputBlock(n), dtype=np.float32, count=n).reshape(shape)
 
 
 cdef inline void _expect(tuple got, tuple expected, str name) except *:

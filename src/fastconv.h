@@ -27,6 +27,16 @@ enum {
 
 const char *fc_strerror(int status);
 
+/* ---- output buffers ----------------------------------------------------- */
+
+/* bytes of 64-byte aligned memory for a kernel's output, or NULL. Released
+ * blocks are kept (bounded) and handed to a later request of about the same
+ * size: a training loop asks for the same sizes every step, and a fresh
+ * block from the system costs a page fault per 4 KiB on first touch (more
+ * than the kernel itself for an output of a few MB). */
+void *fc_buffer_alloc(size_t bytes);
+void fc_buffer_free(void *p);
+
 /* ---- configuration ---------------------------------------------------- */
 
 enum {
