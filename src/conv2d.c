@@ -331,12 +331,13 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
         memset(zeros, 0, (size_t)d->c * sizeof(float));
     im2col_view av = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0, zeros};
     fc_tapped_matrix bm = {w, d->f, k > 0 ? k : 1, &tap0};
-    fc_gemm_plan plan = {m, d->f, k, pack_a_im2col, &av, 0, fc_pack_b_tapped, &bm,
-                         dense_rows(y, d->f), b, d->relu, NULL, 0, 0, 0};
+    fc_gemm_plan plan = {.m = m, .n = d->f, .k = k, .a_ctx = &av, .pack_b = fc_pack_b_tapped,
+                         .b_ctx = &bm, .c = dense_rows(y, d->f), .bias = b, .relu = d->relu};
     if (indirect) {
-        plan.pack_a = NULL;
         plan.rows_a = rows_im2col;
         plan.a_tap_depth = d->c;
+    } else {
+        plan.pack_a = pack_a_im2col;
     }
     const int status = fc_gemm_run(&plan, n_threads);
     fc_aligned_free(zeros);
@@ -491,10 +492,10 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
             mats[batched] = bm;
             const fc_row_map rows = {dx + (rh * d->w + rw) * c, ga, gb,
                                      d->h * d->w * c, d->sh * d->w * c, d->sw * c};
-            fc_gemm_plan plan = {d->n * ga * gb, c, n_taps * f, NULL, &views[batched], 0,
-                                 fc_pack_b_tapped, &mats[batched], rows, NULL, 0, NULL, 0, 0, 0};
-            plan.rows_a = rows_im2col;
-            plan.a_tap_depth = f;
+            const fc_gemm_plan plan = {.m = d->n * ga * gb, .n = c, .k = n_taps * f,
+                                       .a_ctx = &views[batched], .rows_a = rows_im2col,
+                                       .a_tap_depth = f, .pack_b = fc_pack_b_tapped,
+                                       .b_ctx = &mats[batched], .c = rows};
             if (n_taps == 0) { /* no tap reaches this phase: its dx is zero */
                 status = fc_gemm_run(&plan, n_threads);
                 continue;
@@ -590,7 +591,7 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         fc_aligned_free(off_a);
         return FC_ERR_NOMEM;
     }
-    const im2col_view xv = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0};
+    const im2col_view xv = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0, NULL};
     const int pointwise = is_pointwise(d);
     /* The in-place A side is free and the packed B side costs in proportion
      * to 1 / (rows of A), so A takes the larger dimension where it can be read
@@ -617,12 +618,14 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         float *out = partials + ci * part;
         fc_gemm_plan plan;
         if (transposed) {
-            fc_gemm_plan t = {f, k, r1 - r0, NULL, NULL, 0, pack_b_im2col, &bv,
-                              dense_rows(out, k), NULL, 0, dy + r0 * f, 1, f, 0, out + k * f};
+            const fc_gemm_plan t = {.m = f, .n = k, .k = r1 - r0, .a_base = dy + r0 * f,
+                                    .a_rs = 1, .a_cs = f, .a_row_sums = out + k * f,
+                                    .pack_b = pack_b_im2col, .b_ctx = &bv, .c = dense_rows(out, k)};
             plan = t;
         } else {
-            fc_gemm_plan t = {k, f, r1 - r0, pack_a_im2col_transposed, &bv, 1, fc_pack_b_tapped,
-                              &dy_rows[ci], dense_rows(out, f), NULL, 0, NULL, 0, 0, 0};
+            fc_gemm_plan t = {.m = k, .n = f, .k = r1 - r0, .pack_a = pack_a_im2col_transposed,
+                              .a_ctx = &bv, .a_interleaved = 1, .pack_b = fc_pack_b_tapped,
+                              .b_ctx = &dy_rows[ci], .c = dense_rows(out, f)};
             if (pointwise) { /* x^T in place */
                 t.pack_a = NULL;
                 t.a_base = x + r0 * k;

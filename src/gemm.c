@@ -254,7 +254,7 @@ static gemm_blocking blocking_of(const fc_gemm_plan *p, const fc_kernel_set *ks,
      * no barriers to save. Each C tile still sums the depth blocks in order. */
     b.whole_b = n_threads > 1 && K * b.nc <= FC_GEMM_WHOLE_B_MAX_FLOATS
                 && (K * b.nc <= FC_GEMM_WHOLE_B_FLOATS || b.n_ic <= 4 * n_threads);
-    const ptrdiff_t ptr_floats = (ptrdiff_t)(sizeof(float *) / sizeof(float));
+    const ptrdiff_t ptr_floats = (ptrdiff_t)sizeof(float *) / (ptrdiff_t)sizeof(float);
     b.a_floats = fc_round_up(b.mc, MR) * (p->rows_a ? ptr_floats * (b.kc / p->a_tap_depth) : b.kc);
     b.ws_bytes = fc_round_up(b.a_floats * (ptrdiff_t)sizeof(float)
                              + b.mc * (ptrdiff_t)sizeof(float *), FC_ALIGN);

@@ -310,10 +310,11 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
      * they are made from. */
     const ptrdiff_t ld_v = (pieces == 1 ? run : imgs * eh * ew) * c, ld_m = max_count * f;
     const ptrdiff_t n_ptrs = fc_round_up(max_count, MR) * pieces;
-    const ptrdiff_t per_thread = fc_round_up(XI * ld_v + XI * ld_m + c
-                                             + n_ptrs * (ptrdiff_t)((sizeof(float *) + sizeof(ptrdiff_t))
-                                                                    / sizeof(float)),
-                                             FC_ALIGN / (ptrdiff_t)sizeof(float));
+    const ptrdiff_t align = FC_ALIGN / (ptrdiff_t)sizeof(float);
+    const ptrdiff_t ptrs_at = fc_round_up(XI * ld_v + XI * ld_m + c, align); /* aligned for pointers */
+    const ptrdiff_t per_thread = fc_round_up(
+        ptrs_at + n_ptrs * ((ptrdiff_t)sizeof(float *) + (ptrdiff_t)sizeof(ptrdiff_t)) / (ptrdiff_t)sizeof(float),
+        align);
     const int threads = (int)fc_min(n_threads, n_blocks);
 
     /* U's panels, then the bias (zeros without one), then room for the
@@ -347,7 +348,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         memset(v, 0, (size_t)per_thread * sizeof(float));
         float *m = v + XI * ld_v;
         const float *zeros = m + XI * ld_m;
-        const float **rows_a = (const float **)(m + XI * ld_m + c);
+        const float **rows_a = (const float **)(v + ptrs_at);
         ptrdiff_t *offsets = (ptrdiff_t *)(rows_a + n_ptrs);
         float *crow[FC_MR_MAX];
 #ifdef _OPENMP
