@@ -273,6 +273,27 @@ static ptrdiff_t column_groups(ptrdiff_t n_ic, ptrdiff_t n_panels, int n_threads
     return groups;
 }
 
+/* Item `item` of a stage's B packing: depth block item % n_pc (counted from
+ * ps) of panel item / n_pc, packed at its place in the stage's buffer bp. */
+static void pack_b_item(const fc_gemm_plan *p, const gemm_blocking *b, int nr, ptrdiff_t item,
+                        ptrdiff_t n_pc, ptrdiff_t ps, ptrdiff_t jc, ptrdiff_t nc, float *bp)
+{
+    const ptrdiff_t pc = ps + item % n_pc * b->kc, jp = item / n_pc;
+    const ptrdiff_t kc = fc_min(b->kc, p->k - pc);
+    p->pack_b(p->b_ctx, pc, kc, jc + jp * nr, fc_min(nr, nc - jp * nr), nr,
+              bp + (pc - ps) * b->nc + jp * nr * kc);
+}
+
+/* The GEMM of a batch that item belongs to, given each one's end (exclusive)
+ * in the batch's item count. */
+static int batch_member(ptrdiff_t item, const ptrdiff_t *ends)
+{
+    int i = 0;
+    while (item >= ends[i])
+        ++i;
+    return i;
+}
+
 /* Item `item` of a block's row-block-and-column-group items: row block
  * item / groups through depth blocks [ps, pe) of B packed at bp. */
 static void multiply_item(const fc_gemm_plan *p, const fc_kernel_set *ks, const gemm_blocking *b,
@@ -336,12 +357,8 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-                for (ptrdiff_t item = 0; item < n_pc * n_panels; ++item) {
-                    const ptrdiff_t pc = ps + item % n_pc * KC, jp = item / n_pc;
-                    const ptrdiff_t kc = fc_min(KC, K - pc);
-                    p->pack_b(p->b_ctx, pc, kc, jc + jp * NR, fc_min(NR, nc - jp * NR), NR,
-                              bpack + (pc - ps) * NC + jp * NR * kc);
-                }
+                for (ptrdiff_t item = 0; item < n_pc * n_panels; ++item)
+                    pack_b_item(p, &b, NR, item, n_pc, ps, jc, nc, bpack);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -418,16 +435,9 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
 #pragma omp for schedule(static)
 #endif
         for (ptrdiff_t item = 0; item < n_pack; ++item) {
-            int i = 0;
-            while (item >= pack_end[i])
-                ++i;
-            const fc_gemm_plan *p = &plans[i];
-            const ptrdiff_t local = item - (i ? pack_end[i - 1] : 0);
-            const ptrdiff_t n_pc = fc_ceil_div(p->k, b[i].kc);
-            const ptrdiff_t pc = local % n_pc * b[i].kc, jp = local / n_pc;
-            const ptrdiff_t kc = fc_min(b[i].kc, p->k - pc);
-            p->pack_b(p->b_ctx, pc, kc, jp * NR, fc_min(NR, p->n - jp * NR), NR,
-                      bpack + b_off[i] + pc * b[i].nc + jp * NR * kc);
+            const int i = batch_member(item, pack_end);
+            pack_b_item(&plans[i], &b[i], NR, item - (i ? pack_end[i - 1] : 0),
+                        fc_ceil_div(plans[i].k, b[i].kc), 0, 0, plans[i].n, bpack + b_off[i]);
         }
         /* Then every GEMM's row blocks, handed out as threads free up: the
          * GEMMs differ in depth, so equal counts would not be equal work. */
@@ -435,9 +445,7 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
 #pragma omp for schedule(dynamic)
 #endif
         for (ptrdiff_t item = 0; item < n_items; ++item) {
-            int i = 0;
-            while (item >= item_end[i])
-                ++i;
+            const int i = batch_member(item, item_end);
             float **rowp = (float **)(ws + b[i].a_floats * (ptrdiff_t)sizeof(float));
             multiply_item(&plans[i], ks, &b[i], item - (i ? item_end[i - 1] : 0), groups[i], 0,
                           n_panels[i], 0, plans[i].k, bpack + b_off[i], apack, rowp);
