@@ -573,10 +573,8 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         return db ? column_sums(dy, m, f, db, n_threads) : FC_OK;
     if (fc_direct_applies(d))
         return fc_conv2d_direct_backward_weight_f32(d, x, dy, dw, db, n_threads);
-    if (fc_winograd_applies(d)) {
-        const int status = fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, n_threads);
-        return (db && status == FC_OK) ? column_sums(dy, m, f, db, n_threads) : status;
-    }
+    if (fc_winograd_applies(d))
+        return fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, db, n_threads);
     ptrdiff_t *off_a, *off_b;
     if (forward_taps(d, &off_a, &off_b) != FC_OK)
         return FC_ERR_NOMEM;

@@ -264,9 +264,10 @@ int fc_winograd_applies(const fc_conv2d_desc *d);
  * pass: d->c is then w's filter count and d->f its channel count. */
 int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                            int rotate, const float *b, float *y, int n_threads);
-/* dw (3, 3, c, f) by Winograd F(3x3, 2x2); overwrites dw. */
+/* dw by Winograd F(3x3, 2x2), and db (the column sums of dy) unless NULL;
+ * overwrites both. */
 int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
-                                           const float *dy, float *dw, int n_threads);
+                                           const float *dy, float *dw, float *db, int n_threads);
 
 /* ---- direct convolution for few input channels (conv2d_direct.c) -------- */
 

@@ -437,11 +437,12 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
 
 /* Z = A dy A^T for tiles [t0, t0+count) as B panels: element (t, fo) of
  * position xi at zp[xi*ld + (fo/nr)*nr*kc + t*nr + fo%nr]. Output pixels past
- * the edge count as zero gradient. */
+ * the edge count as zero gradient. Adds each tile's dy to db (the bias
+ * gradient), as every output pixel is in exactly one tile. */
 FC_VECTOR_CLONES static void transform_grads_packed(const fc_conv2d_desc *d, const float *dy, ptrdiff_t tiles_h,
                                    ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count,
                                    ptrdiff_t kc, int nr, ptrdiff_t ld, const float *zeros,
-                                   float *zp)
+                                   float *zp, float *db)
 {
     const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w;
     for (ptrdiff_t t = 0; t < count; ++t) {
@@ -461,6 +462,7 @@ FC_VECTOR_CLONES static void transform_grads_packed(const fc_conv2d_desc *d, con
 #pragma omp simd
 #endif
             for (ptrdiff_t fo = f0; fo < f1; ++fo) {
+                db[fo] += (g[0][0][fo] + g[0][1][fo]) + (g[1][0][fo] + g[1][1][fo]);
                 float z[4][2];
                 for (int j = 0; j < 2; ++j) { /* A dy: spread rows */
                     const float g0 = g[0][j][fo], g1 = g[1][j][fo];
@@ -513,7 +515,7 @@ piece_weights(const int rows, const int cols, const float *sp, ptrdiff_t ld_s, f
 }
 
 int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
-                                           const float *dy, float *dw, int n_threads)
+                                           const float *dy, float *dw, float *db, int n_threads)
 {
     const fc_kernel_set *ks = fc_kernels();
     const int MR = ks->mr, NR = ks->nr;
@@ -527,7 +529,8 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
      * block is one depth block of the micro-kernel. */
     ptrdiff_t block = FC_WINOGRAD_BLOCK_FLOATS / (XI * (depth + f_pad));
     block = fc_max(8, fc_min(block, 2 * ks->kc));
-    const ptrdiff_t s_floats = XI * depth * f;
+    /* Each chunk's partial: S, then db. */
+    const ptrdiff_t s_floats = XI * depth * f + f;
     ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(tiles, 4 * block));
     chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)(s_floats * sizeof(float)));
     chunks = fc_max(chunks, 1);
@@ -561,15 +564,16 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 #pragma omp for schedule(static)
 #endif
         for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
-            float *s = partials + ci * s_floats;
+            float *s = partials + ci * s_floats, *db_part = s + XI * depth * f;
             const ptrdiff_t first = ci * tiles / chunks, last = (ci + 1) * tiles / chunks;
             if (first == last)
                 memset(s, 0, (size_t)s_floats * sizeof(float));
+            memset(db_part, 0, (size_t)f * sizeof(float));
             for (ptrdiff_t t0 = first; t0 < last; t0 += block) {
                 const ptrdiff_t count = fc_min(block, last - t0);
                 transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
                 transform_grads_packed(d, dy, tiles_h, tiles_w, t0, count, block, NR, ld_z,
-                                       zeros, zp);
+                                       zeros, zp, db_part);
                 for (int xi = 0; xi < XI; ++xi) {
                     float *sx = s + xi * depth * f;
                     for (ptrdiff_t jp = 0; jp < f_pad / NR; ++jp) {
@@ -624,6 +628,8 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         }
         fc_fp_leave(fp);
     }
+    if (db)
+        memcpy(db, partials + XI * depth * f, (size_t)f * sizeof(float));
     fc_aligned_free(partials);
     fc_aligned_free(ws);
     return FC_OK;
