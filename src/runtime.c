@@ -280,8 +280,14 @@ void fc_aligned_free(void *p)
         if (scratch_cache[slot].bytes >= bytes)
             slot = -1;
     }
+    /* A block of more than a quarter of the budget (the bandwidth probe's
+     * 128 MiB arrays) is not kept: it would crowd out the working set of
+     * outputs and scratch a training step reuses. */
+    if (bytes > FC_SCRATCH_CACHE_BYTES / 4)
+        slot = -1;
     char *evicted = NULL;
-    if (slot >= 0 && scratch_cached_bytes + bytes <= FC_SCRATCH_CACHE_BYTES) {
+    if (slot >= 0 && scratch_cached_bytes - (scratch_cache[slot].block ? scratch_cache[slot].bytes : 0)
+                             + bytes <= FC_SCRATCH_CACHE_BYTES) {
         evicted = scratch_cache[slot].block;
         if (evicted)
             scratch_cached_bytes -= scratch_cache[slot].bytes;
