@@ -16,7 +16,8 @@
 /* ---- block sizes (BLIS naming) ------------------------------------------
  * MR x NR: the register tile of the micro-kernel.
  * KC: depth of one packed block; an MR x KC sliver of A and a KC x NR sliver
- *     of B should sit in L1 (32-48 KiB) while the micro-kernel runs.
+ *     of B should sit in L1 while the micro-kernel runs. The values below are
+ *     for a 32 KiB L1; fc_gemm_kc scales them to the running CPU's.
  * MC: rows of A packed at once; MC x KC floats should sit in L2 (1-2 MiB).
  * NC: columns of B packed at once; KC x NC floats are shared by all threads
  *     and should sit in L3.
@@ -78,6 +79,9 @@
  * multiplications), in blocks of tiles whose transformed inputs and outputs
  * take about this many floats (a share of L2). */
 #define FC_WINOGRAD_MIN_CHANNELS 16
+/* Tiles per block of the Winograd weight gradient, at most: one depth block
+ * of its GEMMs. */
+#define FC_WINOGRAD_WGRAD_MAX_TILES 256
 #define FC_WINOGRAD_BLOCK_FLOATS (1 << 18)
 
 /* Work (multiply-adds, or elements touched) below which a kernel runs on one
@@ -142,6 +146,12 @@ typedef struct {
 
 /* The set chosen by fc_simd_select (or the best available). */
 const fc_kernel_set *fc_kernels(void);
+
+/* The nominal depth block of set ks on this CPU: ks->kc, doubled when the
+ * level-1 data cache holds 48 KiB or more (Zen 5, Ice Lake and later: a B
+ * sliver twice as deep halves the passes over C and the micro-kernel's
+ * restarts; 1024^3 5.45 -> 5.2 ms on a Zen 5). */
+ptrdiff_t fc_gemm_kc(const fc_kernel_set *ks);
 
 const fc_kernel_set *fc_kernels_portable(void);
 #ifdef FC_HAVE_AVX2

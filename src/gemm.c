@@ -220,7 +220,8 @@ static gemm_blocking blocking_of(const fc_gemm_plan *p, const fc_kernel_set *ks,
     /* Depth blocks of equal size, up to a quarter larger than the nominal KC,
      * so that no block is a short remainder (K = 288 is one block of 288,
      * not 256 + 32): each block costs a full pass of C loads and stores. */
-    b.kc = fc_ceil_div(K, fc_ceil_div(K, ks->kc + ks->kc / 4));
+    const ptrdiff_t kc = fc_gemm_kc(ks);
+    b.kc = fc_ceil_div(K, fc_ceil_div(K, kc + kc / 4));
     if (p->rows_a) {
         /* Whole taps per block. A read in place costs nothing to pack, so a
          * block may be deeper, B's panel read from L2: each block costs the

@@ -1,9 +1,11 @@
 /* The kernels' run-time environment: status strings, the choice of SIMD path
  * from the CPU's features, build facts, aligned scratch, and the
  * floating-point state each kernel thread works under. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #if defined(__linux__)
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #include "fc_internal.h"
@@ -109,6 +111,27 @@ const char *fc_simd_name(int path)
 
 const fc_kernel_set *fc_kernels(void) { return kernel_set_of(fc_simd_current()); }
 
+/* The level-1 data cache's size in bytes, or 0 when the system does not say. */
+static long l1d_bytes(void)
+{
+#if defined(__linux__) && defined(_SC_LEVEL1_DCACHE_SIZE)
+    return sysconf(_SC_LEVEL1_DCACHE_SIZE);
+#else
+    return 0;
+#endif
+}
+
+ptrdiff_t fc_gemm_kc(const fc_kernel_set *ks)
+{
+    static atomic_long l1 = -1; /* read once */
+    long bytes = atomic_load_explicit(&l1, memory_order_relaxed);
+    if (bytes < 0) {
+        bytes = l1d_bytes();
+        atomic_store_explicit(&l1, bytes, memory_order_relaxed);
+    }
+    return bytes >= (48 << 10) ? 2 * ks->kc : ks->kc;
+}
+
 const fc_direct_kernel_set *fc_direct_kernels(void)
 {
     switch (fc_simd_current()) {
@@ -163,7 +186,6 @@ const char *fc_compiler(void)
  * lock: kernels may run concurrently from several Python threads. Each block
  * carries its size in a header one alignment unit long. */
 
-#include <stdatomic.h>
 
 #define FC_SCRATCH_SLOTS 32
 

@@ -334,7 +334,8 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         bias[j] = b ? b[j] : 0.0f;
     /* Depth blocks: of one piece, as in the GEMM driver; of several, whole
      * pieces per call of the indirect micro-kernel. */
-    const ptrdiff_t kc_max = fc_ceil_div(c, fc_ceil_div(c, ks->kc + ks->kc / 4));
+    const ptrdiff_t kc_nominal = fc_gemm_kc(ks);
+    const ptrdiff_t kc_max = fc_ceil_div(c, fc_ceil_div(c, kc_nominal + kc_nominal / 4));
     const ptrdiff_t per_call = fc_max(1, FC_INDIRECT_PANEL_BYTES / (NR * (ptrdiff_t)sizeof(float)) / c);
 
 #ifdef _OPENMP
@@ -528,7 +529,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     /* Tiles per block: V and the packed Z of a block fill about L2, and one
      * block is one depth block of the micro-kernel. */
     ptrdiff_t block = FC_WINOGRAD_BLOCK_FLOATS / (XI * (depth + f_pad));
-    block = fc_max(8, fc_min(block, 2 * ks->kc));
+    block = fc_max(8, fc_min(block, FC_WINOGRAD_WGRAD_MAX_TILES));
     /* Each chunk's partial: S, then db. */
     const ptrdiff_t s_floats = XI * depth * f + f;
     ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(tiles, 4 * block));
