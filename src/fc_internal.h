@@ -77,12 +77,14 @@
 /* Winograd F(2x2, 3x3) for stride-1 layers with at least this many
  * input channels and filters (below it the transforms outweigh the saved
  * multiplications), in blocks of tiles whose transformed inputs and outputs
- * take about this many floats (a share of L2). */
+ * take about FC_WINOGRAD_BLOCK_FLOATS (half an L2 of 1 MiB: with the U panels
+ * and the input beside them, 1 MiB of V and M was 5-12 % slower on S2, S4,
+ * S6), and FC_WINOGRAD_WGRAD_BLOCK_FLOATS for the weight gradient, whose
+ * blocks of tiles are its GEMMs' depth (at most FC_WINOGRAD_WGRAD_MAX_TILES). */
 #define FC_WINOGRAD_MIN_CHANNELS 16
-/* Tiles per block of the Winograd weight gradient, at most: one depth block
- * of its GEMMs. */
+#define FC_WINOGRAD_BLOCK_FLOATS (1 << 17)
+#define FC_WINOGRAD_WGRAD_BLOCK_FLOATS (1 << 18)
 #define FC_WINOGRAD_WGRAD_MAX_TILES 256
-#define FC_WINOGRAD_BLOCK_FLOATS (1 << 18)
 
 /* Work (multiply-adds, or elements touched) below which a kernel runs on one
  * thread: waking a team costs more than it saves, far more on a busy machine.
