@@ -267,6 +267,15 @@ static void pack_a_im2col_transposed(const void *ctx, ptrdiff_t i0, ptrdiff_t mc
     }
 }
 
+/* n zero floats: the row that row pointers into the padding point at. */
+static float *zero_row(ptrdiff_t n)
+{
+    float *z = fc_aligned_alloc((size_t)n * sizeof(float));
+    if (z)
+        memset(z, 0, (size_t)n * sizeof(float));
+    return z;
+}
+
 /* 1x1, stride 1, unpadded: x is the im2col matrix and y its GEMM's C. */
 static int is_pointwise(const fc_conv2d_desc *d)
 {
@@ -322,13 +331,11 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
      * (an indirect GEMM); with few, each tap's run is too short for that and
      * the im2col rows are packed. */
     const int indirect = d->c >= FC_INDIRECT_MIN_CHANNELS;
-    float *zeros = indirect ? fc_aligned_alloc((size_t)d->c * sizeof(float)) : NULL;
+    float *zeros = indirect ? zero_row(d->c) : NULL;
     if (indirect && !zeros) {
         fc_aligned_free(off_a);
         return FC_ERR_NOMEM;
     }
-    if (zeros)
-        memset(zeros, 0, (size_t)d->c * sizeof(float));
     im2col_view av = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0, zeros};
     fc_tapped_matrix bm = {w, d->f, k > 0 ? k : 1, &tap0};
     fc_gemm_plan plan = {.m = m, .n = d->f, .k = k, .a_ctx = &av, .pack_b = fc_pack_b_tapped,
@@ -445,14 +452,13 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
     float *wt = fc_aligned_alloc((size_t)(taps * f * c) * sizeof(float));
     ptrdiff_t *scratch = fc_aligned_alloc((size_t)(3 * taps * FC_GEMM_MAX_BATCH) * sizeof(ptrdiff_t));
     /* dy is read in place through row pointers (as the forward reads x). */
-    float *zeros = fc_aligned_alloc((size_t)f * sizeof(float));
+    float *zeros = zero_row(f);
     if (!wt || !scratch || !zeros) {
         fc_aligned_free(wt);
         fc_aligned_free(scratch);
         fc_aligned_free(zeros);
         return FC_ERR_NOMEM;
     }
-    memset(zeros, 0, (size_t)f * sizeof(float));
     for (ptrdiff_t t = 0; t < taps; ++t)
         for (ptrdiff_t ci = 0; ci < c; ++ci)
             for (ptrdiff_t fi = 0; fi < f; ++fi)
@@ -538,12 +544,8 @@ static int column_sums(const float *dy, ptrdiff_t m, ptrdiff_t f, float *db, int
 #endif
     for (ptrdiff_t ci = 0; ci < chunks; ++ci)
         sum_rows(dy, ci * m / chunks, (ci + 1) * m / chunks, f, partials + ci * f);
-    for (ptrdiff_t j = 0; j < f; ++j) {
-        float s = partials[j];
-        for (ptrdiff_t ci = 1; ci < chunks; ++ci)
-            s += partials[ci * f + j];
-        db[j] = s;
-    }
+    for (ptrdiff_t j = 0; j < f; ++j)
+        db[j] = fc_sum_chunks(partials, j, chunks, f);
     fc_aligned_free(partials);
     return FC_OK;
 }
