@@ -373,7 +373,8 @@ static int backward_input_col2im(const fc_conv2d_desc *d, const float *dy,
     n_threads = (int)fc_min(n_threads, d->n); /* images are the units of work */
     /* w^T: (f, kh*kw*c), the B operand of every block. */
     float *wt = fc_aligned_alloc((size_t)(f * k) * sizeof(float));
-    float *cols = fc_aligned_alloc((size_t)(n_threads * block * k) * sizeof(float));
+    const ptrdiff_t per_thread = fc_thread_stride(block * k);
+    float *cols = fc_aligned_alloc((size_t)(n_threads * per_thread) * sizeof(float));
     int status = FC_OK;
     if (!wt || !cols) {
         status = FC_ERR_NOMEM;
@@ -387,7 +388,7 @@ static int backward_input_col2im(const fc_conv2d_desc *d, const float *dy,
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
     for (ptrdiff_t img = 0; img < d->n; ++img) {
-        float *buf = cols + fc_thread_id() * block * k;
+        float *buf = cols + fc_thread_id() * per_thread;
         float *dxi = dx + img * d->h * d->w * c;
         memset(dxi, 0, (size_t)(d->h * d->w * c) * sizeof(float));
         for (ptrdiff_t p0 = 0; p0 < pixels; p0 += block) {
@@ -536,16 +537,17 @@ FC_VECTOR_CLONES static void sum_rows(const float *dy, ptrdiff_t r0, ptrdiff_t r
 static int column_sums(const float *dy, ptrdiff_t m, ptrdiff_t f, float *db, int n_threads)
 {
     const ptrdiff_t chunks = fc_max(1, fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(m, FC_WGRAD_CHUNK_ROWS)));
-    float *partials = fc_aligned_alloc((size_t)(chunks * f) * sizeof(float));
+    const ptrdiff_t stride = fc_thread_stride(f);
+    float *partials = fc_aligned_alloc((size_t)(chunks * stride) * sizeof(float));
     if (!partials)
         return FC_ERR_NOMEM;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
     for (ptrdiff_t ci = 0; ci < chunks; ++ci)
-        sum_rows(dy, ci * m / chunks, (ci + 1) * m / chunks, f, partials + ci * f);
+        sum_rows(dy, ci * m / chunks, (ci + 1) * m / chunks, f, partials + ci * stride);
     for (ptrdiff_t j = 0; j < f; ++j)
-        db[j] = fc_sum_chunks(partials, j, chunks, f);
+        db[j] = fc_sum_chunks(partials, j, chunks, stride);
     fc_aligned_free(partials);
     return FC_OK;
 }
@@ -585,8 +587,8 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
     chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)((k + 1) * f * sizeof(float)));
     chunks = fc_max(chunks, 1);
     /* Each chunk: dw^T partial (f x k) followed by its db partial (f). */
-    const ptrdiff_t part = (k + 1) * f;
-    float *partials = fc_aligned_alloc((size_t)(chunks * part) * sizeof(float));
+    const ptrdiff_t part = (k + 1) * f, stride = fc_thread_stride(part);
+    float *partials = fc_aligned_alloc((size_t)(chunks * stride) * sizeof(float));
     if (!partials) {
         fc_aligned_free(off_a);
         return FC_ERR_NOMEM;
@@ -615,7 +617,7 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         const ptrdiff_t r0 = ci * m / chunks, r1 = (ci + 1) * m / chunks;
         im2col_view bv = xv;
         bv.row0 = r0;
-        float *out = partials + ci * part;
+        float *out = partials + ci * stride;
         fc_gemm_plan plan;
         if (transposed) {
             const fc_gemm_plan t = {.m = f, .n = k, .k = r1 - r0, .a_base = dy + r0 * f,
@@ -648,7 +650,7 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
 #endif
         for (ptrdiff_t e0 = 0; e0 < part; e0 += FC_REDUCE_BLOCK)
             for (ptrdiff_t e = e0; e < fc_min(e0 + FC_REDUCE_BLOCK, part); ++e)
-                partials[e] = fc_sum_chunks(partials, e, chunks, part);
+                partials[e] = fc_sum_chunks(partials, e, chunks, stride);
         for (ptrdiff_t r = 0; r < k; ++r)
             for (ptrdiff_t j = 0; j < f; ++j)
                 dw[r * f + j] = partials[j * k + r];
@@ -657,11 +659,11 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
         for (ptrdiff_t e = 0; e < k * f; ++e)
-            dw[e] = fc_sum_chunks(partials, e, chunks, part);
+            dw[e] = fc_sum_chunks(partials, e, chunks, stride);
     }
     if (status == FC_OK && db)
         for (ptrdiff_t j = 0; j < f; ++j)
-            db[j] = transposed ? partials[k * f + j] : fc_sum_chunks(partials, k * f + j, chunks, part);
+            db[j] = transposed ? partials[k * f + j] : fc_sum_chunks(partials, k * f + j, chunks, stride);
     fc_aligned_free(partials);
     fc_aligned_free(off_a);
     return status;

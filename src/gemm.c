@@ -257,8 +257,8 @@ static gemm_blocking blocking_of(const fc_gemm_plan *p, const fc_kernel_set *ks,
                 && (K * b.nc <= FC_GEMM_WHOLE_B_FLOATS || b.n_ic <= 4 * n_threads);
     const ptrdiff_t ptr_floats = (ptrdiff_t)sizeof(float *) / (ptrdiff_t)sizeof(float);
     b.a_floats = fc_round_up(b.mc, MR) * (p->rows_a ? ptr_floats * (b.kc / p->a_tap_depth) : b.kc);
-    b.ws_bytes = fc_round_up(b.a_floats * (ptrdiff_t)sizeof(float)
-                             + b.mc * (ptrdiff_t)sizeof(float *), FC_ALIGN);
+    b.ws_bytes = (ptrdiff_t)sizeof(float) * fc_thread_stride(
+        b.a_floats + b.mc * (ptrdiff_t)(sizeof(float *) / sizeof(float)));
     return b;
 }
 
@@ -400,7 +400,7 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
         b[i].n_threads = threads;
         n_panels[i] = fc_ceil_div(p->n, NR);
         groups[i] = column_groups(b[i].n_ic, n_panels[i], threads);
-        b_off[i + 1] = b_off[i] + fc_round_up(p->k * b[i].nc, FC_ALIGN / (ptrdiff_t)sizeof(float));
+        b_off[i + 1] = b_off[i] + fc_round_up(p->k * b[i].nc, FC_ALIGN_FLOATS);
         pack_end[i] = (i ? pack_end[i - 1] : 0) + fc_ceil_div(p->k, b[i].kc) * n_panels[i];
         item_end[i] = (i ? item_end[i - 1] : 0) + b[i].n_ic * groups[i];
         ws_bytes = fc_max(ws_bytes, b[i].ws_bytes);

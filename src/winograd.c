@@ -314,11 +314,9 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
      * they are made from. */
     const ptrdiff_t ld_v = (pieces == 1 ? run : imgs * eh * ew) * c, ld_m = max_count * f;
     const ptrdiff_t n_ptrs = fc_round_up(max_count, MR) * pieces;
-    const ptrdiff_t align = FC_ALIGN / (ptrdiff_t)sizeof(float);
-    const ptrdiff_t ptrs_at = fc_round_up(XI * ld_v + XI * ld_m + c, align); /* aligned for pointers */
-    const ptrdiff_t per_thread = fc_round_up(
-        ptrs_at + n_ptrs * ((ptrdiff_t)sizeof(float *) + (ptrdiff_t)sizeof(ptrdiff_t)) / (ptrdiff_t)sizeof(float),
-        align);
+    const ptrdiff_t ptrs_at = fc_round_up(XI * ld_v + XI * ld_m + c, FC_ALIGN_FLOATS); /* aligned for pointers */
+    const ptrdiff_t per_thread = fc_thread_stride(
+        ptrs_at + n_ptrs * ((ptrdiff_t)sizeof(float *) + (ptrdiff_t)sizeof(ptrdiff_t)) / (ptrdiff_t)sizeof(float));
     const int threads = (int)fc_min(n_threads, n_blocks);
 
     /* U's panels, then the bias (zeros without one), then room for the
@@ -535,17 +533,16 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     ptrdiff_t block = FC_WINOGRAD_WGRAD_BLOCK_FLOATS / (XI * (depth + f_pad));
     block = fc_max(8, fc_min(block, FC_WINOGRAD_WGRAD_MAX_TILES));
     /* Each chunk's partial: S, then db. */
-    const ptrdiff_t s_floats = XI * depth * f + f;
+    const ptrdiff_t s_floats = XI * depth * f + f, s_stride = fc_thread_stride(s_floats);
     ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(tiles, 4 * block));
     chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)(s_floats * sizeof(float)));
     chunks = fc_max(chunks, 1);
     /* A sliver past the last channel reads up to MR - 1 floats beyond V. */
     const ptrdiff_t ld_v = block * depth + MR, ld_z = f_pad * block;
-    const ptrdiff_t per_thread = fc_round_up(XI * (ld_v + ld_z) + fc_max(c, f),
-                                             FC_ALIGN / (ptrdiff_t)sizeof(float));
+    const ptrdiff_t per_thread = fc_thread_stride(XI * (ld_v + ld_z) + fc_max(c, f));
     const int threads = (int)fc_min(n_threads, chunks);
 
-    float *partials = fc_aligned_alloc((size_t)(chunks * s_floats) * sizeof(float));
+    float *partials = fc_aligned_alloc((size_t)(chunks * s_stride) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
     if (!partials || !ws) {
         fc_aligned_free(partials);
@@ -569,7 +566,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 #pragma omp for schedule(static)
 #endif
         for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
-            float *s = partials + ci * s_floats, *db_part = s + XI * depth * f;
+            float *s = partials + ci * s_stride, *db_part = s + XI * depth * f;
             const ptrdiff_t first = ci * tiles / chunks, last = (ci + 1) * tiles / chunks;
             if (first == last)
                 memset(s, 0, (size_t)s_floats * sizeof(float));
@@ -607,7 +604,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         for (ptrdiff_t e0 = 0; e0 < s_floats; e0 += FC_REDUCE_BLOCK) {
             const ptrdiff_t e1 = fc_min(e0 + FC_REDUCE_BLOCK, s_floats);
             for (ptrdiff_t ci = 1; ci < chunks; ++ci) {
-                const float *src = partials + ci * s_floats;
+                const float *src = partials + ci * s_stride;
                 for (ptrdiff_t e = e0; e < e1; ++e)
                     partials[e] += src[e];
             }
