@@ -7,6 +7,7 @@
  * im2col is never built: the GEMM's pack step gathers each block of rows
  * straight from the activations, so scratch is a few cache-sized blocks per
  * thread whatever the input size. */
+#include <math.h>
 #include <string.h>
 
 #include "fc_internal.h"
@@ -421,6 +422,14 @@ done:
     return status;
 }
 
+static int all_finite(const float *a, ptrdiff_t count)
+{
+    for (ptrdiff_t i = 0; i < count; ++i)
+        if (!isfinite(a[i]))
+            return 0;
+    return 1;
+}
+
 int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
                                  const float *w, float *dx, int n_threads)
 {
@@ -431,8 +440,13 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
         return FC_OK;
     if (n_threads < 1)
         n_threads = 1;
-    if (fc_direct_applies(d))
-        return fc_conv2d_direct_backward_input_f32(d, dy, w, dx, n_threads);
+    if (fc_direct_applies(d)) {
+        /* The direct kernel multiplies the padding's zeros by the weights: with
+         * an infinite weight that makes NaN where no dy pixel reaches. */
+        if (all_finite(w, taps * c * f))
+            return fc_conv2d_direct_backward_input_f32(d, dy, w, dx, n_threads);
+        return backward_input_col2im(d, dy, w, dx, n_threads);
+    }
     if (is_pointwise(d)) { /* dx = dy w^T, dy read in place */
         fc_gemm_desc g = {d->n * d->h * d->w, c, f, f, f, c, 0, 0, 1};
         return fc_gemm_f32(&g, dy, w, NULL, dx, n_threads);

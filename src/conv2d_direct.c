@@ -14,17 +14,23 @@
  *                  taps at a time into the chunk's partial sum of dw;
  * backward-input   each dx element gathers the dot products, over the
  *                  filters, of the dy pixels and weights that reach it, so it
- *                  is written once and needs no col2im scatter.
+ *                  is written once and needs no col2im scatter. The dy rows
+ *                  are first "spread": copied with zeros where the padding
+ *                  or the stride leaves no dy pixel, so that every dx pixel
+ *                  meets every tap of a kernel row at a fixed offset and 8
+ *                  neighbouring pixels share each weight vector loaded. A
+ *                  spread row serves the next kh - 1 dx rows too.
  *
  * Output rows (input rows for dx) are the units of parallel work; dw is
  * reduced over chunks of rows fixed by the shape, added in chunk order, so no
- * result depends on the thread count. The backward passes hand their work
+ * result depends on the thread count. The weight gradient hands its chunks
  * out dynamically: a thread that wakes late (a sleeping OpenMP thread in a
  * virtual machine can take tens of microseconds) leaves its share to the
  * others. The forward pass splits its rows statically, so that each thread
  * writes the same rows of y on every call and an output block reused from
  * the last call is already in that core's cache (S1: 0.17 ms, 0.21 handed out
- * dynamically). */
+ * dynamically); so does the backward-input, whose threads each take a run of
+ * consecutive rows to reuse their spread dy rows. */
 #include <string.h>
 
 #include "fc_internal.h"
@@ -132,91 +138,111 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
     return FC_OK;
 }
 
-/* For each position i < size along one axis of the input, the (tap, output)
- * pairs (kt, o) with o*stride + kt*dilation - pad = i, 0 <= o < out, in tap
- * order: count[i], and pair e at tap[i*taps + e], out_at[i*taps + e]. */
-static void reaching_pairs(ptrdiff_t size, ptrdiff_t taps, ptrdiff_t stride, ptrdiff_t dilation,
-                           ptrdiff_t pad, ptrdiff_t out, ptrdiff_t *count, ptrdiff_t *tap,
-                           ptrdiff_t *out_at)
+/* dy rows as the backward-input kernel reads them: row oh of image img laid
+ * out so that dx column iw meets it through kernel column kj at pixel
+ * iw + pl + (kw-1-kj)*dw. Pixel u holds dy pixel (u - (kw-1)*dw) / sw where
+ * that is a whole column of dy, else zeros (the padding, and the columns a
+ * stride skips); filters are zero-padded to fp. */
+typedef struct {
+    ptrdiff_t width;  /* pixels per row: those read for dx columns < w, and a group past */
+    ptrdiff_t slots;  /* rows kept: every dy row one dx row reads */
+    ptrdiff_t fp;     /* floats per pixel */
+} spread_geometry;
+
+static spread_geometry spread_geometry_of(const fc_conv2d_desc *d, ptrdiff_t nb)
 {
-    for (ptrdiff_t i = 0; i < size; ++i) {
-        count[i] = 0;
-        for (ptrdiff_t kt = 0; kt < taps; ++kt) {
-            const ptrdiff_t num = i + pad - kt * dilation;
-            if (num < 0 || num % stride != 0 || num / stride >= out)
-                continue;
-            tap[i * taps + count[i]] = kt;
-            out_at[i * taps + count[i]] = num / stride;
-            ++count[i];
-        }
-    }
+    spread_geometry g;
+    g.width = d->w + FC_DIRECT_GROUP + d->pl + (d->kw - 1) * d->dw;
+    g.slots = (d->kh - 1) * d->dh / d->sh + 2;
+    g.fp = fc_round_up(d->f, nb);
+    return g;
 }
 
-/* col_group[iw] = 1 where input columns iw .. iw + FC_DIRECT_GROUP - 1 are
- * reached through the same taps from consecutive dy columns (the inside of a
- * stride-1 row), so one weight vector serves the group. */
-static void find_groups(ptrdiff_t width, ptrdiff_t kw, const ptrdiff_t *count, const ptrdiff_t *kj,
-                        const ptrdiff_t *ow, unsigned char *col_group)
+/* Fills row (pixels of g->fp floats) with dy row oh of image img. */
+static void spread_row(const fc_conv2d_desc *d, const spread_geometry *g, const float *dy,
+                       ptrdiff_t img, ptrdiff_t oh, float *row)
 {
-    for (ptrdiff_t iw = 0; iw < width; ++iw) {
-        int same = iw + FC_DIRECT_GROUP <= width;
-        for (ptrdiff_t q = 1; same && q < FC_DIRECT_GROUP; ++q) {
-            same = count[iw + q] == count[iw];
-            for (ptrdiff_t e = 0; same && e < count[iw]; ++e)
-                same = kj[(iw + q) * kw + e] == kj[iw * kw + e]
-                       && ow[(iw + q) * kw + e] == ow[iw * kw + e] + q;
-        }
-        col_group[iw] = (unsigned char)same;
+    const ptrdiff_t f = d->f, fp = g->fp, first = (d->kw - 1) * d->dw;
+    const ptrdiff_t last = fc_min(d->wo, fc_ceil_div(g->width - first, d->sw)); /* pixels that fit */
+    const float *src = dy + (img * d->ho + oh) * d->wo * f;
+    if (d->sw == 1 && f == fp) {
+        memset(row, 0, (size_t)(first * fp) * sizeof(float));
+        if (last * f > 0) /* dy may be empty (and NULL) */
+            memcpy(row + first * fp, src, (size_t)(last * f) * sizeof(float));
+        memset(row + (first + last) * fp, 0, (size_t)((g->width - first - last) * fp) * sizeof(float));
+        return;
     }
+    memset(row, 0, (size_t)(g->width * fp) * sizeof(float));
+    for (ptrdiff_t ow = 0; ow < last && f > 0; ++ow)
+        memcpy(row + (first + ow * d->sw) * fp, src + ow * f, (size_t)f * sizeof(float));
 }
 
 int fc_conv2d_direct_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
                                         const float *w, float *dx, int n_threads)
 {
     const fc_direct_kernel_set *ks = fc_direct_kernels();
-    const ptrdiff_t rows = d->n * d->h;
+    const ptrdiff_t c = d->c, f = d->f, taps = d->kh * d->kw, rows = d->n * d->h;
+    const spread_geometry g = spread_geometry_of(d, ks->nb);
+    const ptrdiff_t fp = g.fp, row_floats = g.width * fp;
     n_threads = (int)fc_max(1, fc_min(n_threads, rows));
-    ptrdiff_t *lists = fc_aligned_alloc((size_t)(3 * (d->h * d->kh + d->w * d->kw) + d->w) * sizeof(ptrdiff_t));
-    if (!lists)
+    /* w with filters zero-padded to fp: tap t's c rows at wp + t * c * fp. */
+    float *wp = fc_aligned_alloc((size_t)(taps * c * fp) * sizeof(float));
+    /* Per thread: its dy rows, and the images and rows they hold. */
+    const ptrdiff_t held_floats = 2 * (ptrdiff_t)(sizeof(ptrdiff_t) / sizeof(float));
+    const ptrdiff_t per_thread = fc_thread_stride(g.slots * (row_floats + held_floats));
+    float *scratch = fc_aligned_alloc((size_t)(n_threads * per_thread) * sizeof(float));
+    if (!wp || !scratch) {
+        fc_aligned_free(wp);
+        fc_aligned_free(scratch);
         return FC_ERR_NOMEM;
-    ptrdiff_t *row_count = lists, *row_ki = row_count + d->h * d->kh, *row_oh = row_ki + d->h * d->kh;
-    ptrdiff_t *col_count = row_oh + d->h * d->kh, *col_kj = col_count + d->w * d->kw;
-    ptrdiff_t *col_ow = col_kj + d->w * d->kw;
-    reaching_pairs(d->h, d->kh, d->sh, d->dh, d->pt, d->ho, row_count, row_ki, row_oh);
-    reaching_pairs(d->w, d->kw, d->sw, d->dw, d->pl, d->wo, col_count, col_kj, col_ow);
-    unsigned char *col_group = (unsigned char *)(col_ow + d->w * d->kw);
-    find_groups(d->w, d->kw, col_count, col_kj, col_ow, col_group);
+    }
+    for (ptrdiff_t r = 0; r < taps * c; ++r)
+        for (ptrdiff_t j = 0; j < fp; ++j)
+            wp[r * fp + j] = j < f ? w[r * f + j] : 0.0f;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
     {
-        const fc_fp_state fp = fc_fp_enter();
-        fc_direct_input_row r;
-        r.col_count = col_count;
-        r.col_kj = col_kj;
-        r.col_ow = col_ow;
-        r.col_group = col_group;
-        r.w = w;
-        r.kw = d->kw;
-        r.c = d->c;
-        r.f = d->f;
-        r.width = d->w;
+        const fc_fp_state fp_state = fc_fp_enter();
+        float *slot_rows = scratch + fc_thread_id() * per_thread;
+        ptrdiff_t *held = (ptrdiff_t *)(slot_rows + g.slots * row_floats); /* image, row */
+        for (ptrdiff_t s = 0; s < g.slots; ++s)
+            held[2 * s] = -1;
+        const float *tap_dy[FC_DIRECT_MAX_K], *tap_w[FC_DIRECT_MAX_K];
+        /* Contiguous runs of rows per thread: a dy row spread for one dx row
+         * serves the next ones too. */
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic, FC_DIRECT_ROWS_PER_TURN)
+#pragma omp for schedule(static)
 #endif
         for (ptrdiff_t row = 0; row < rows; ++row) {
             const ptrdiff_t img = row / d->h, ih = row % d->h;
-            r.rows = (int)row_count[ih];
-            for (int a = 0; a < r.rows; ++a) {
-                r.row_ki[a] = row_ki[ih * d->kh + a];
-                r.dy_row[a] = dy + (img * d->ho + row_oh[ih * d->kh + a]) * d->wo * d->f;
+            int n = 0;
+            for (ptrdiff_t ki = 0; ki < d->kh; ++ki) {
+                const ptrdiff_t v = ih + d->pt - ki * d->dh; /* oh * sh where a dy row reaches */
+                if (v < 0 || v % d->sh != 0 || v / d->sh >= d->ho)
+                    continue;
+                const ptrdiff_t oh = v / d->sh, s = oh % g.slots;
+                float *spread = slot_rows + s * row_floats;
+                if (held[2 * s] != img || held[2 * s + 1] != oh) {
+                    spread_row(d, &g, dy, img, oh, spread);
+                    held[2 * s] = img;
+                    held[2 * s + 1] = oh;
+                }
+                for (ptrdiff_t kj = 0; kj < d->kw; ++kj, ++n) {
+                    tap_dy[n] = spread + (d->pl + (d->kw - 1 - kj) * d->dw) * fp;
+                    tap_w[n] = wp + (ki * d->kw + kj) * c * fp;
+                }
             }
-            r.dx = dx + row * d->w * d->c;
-            ks->input_row(&r);
+            float *dxrow = dx + row * d->w * c;
+            if (n == 0)
+                memset(dxrow, 0, (size_t)(d->w * c) * sizeof(float));
+            else
+                ks->input_row(tap_dy, tap_w, n, c, fp, d->w, dxrow);
         }
-        fc_fp_leave(fp);
+        fc_fp_leave(fp_state);
     }
-    fc_aligned_free(lists);
+    fc_aligned_free(wp);
+    fc_aligned_free(scratch);
     return FC_OK;
 }
 

@@ -109,92 +109,44 @@ static void weight_row(const float *patch, ptrdiff_t step, const ptrdiff_t *off,
     }
 }
 
-/* sum_j a[j] * b[j] over f floats into (s0, s1) and a scalar tail. */
-static inline __attribute__((always_inline)) void
-dot_into(const float *a, const float *b, ptrdiff_t f, VEC *s0, VEC *s1, float *tail)
-{
-    ptrdiff_t j = 0;
-    for (; j + NB <= f; j += NB) {
-        *s0 = V_FMA(V_LOADU(a + j), V_LOADU(b + j), *s0);
-        *s1 = V_FMA(V_LOADU(a + j + VW), V_LOADU(b + j + VW), *s1);
-    }
-    if (j + VW <= f) {
-        *s0 = V_FMA(V_LOADU(a + j), V_LOADU(b + j), *s0);
-        j += VW;
-    }
-    for (; j < f; ++j)
-        *tail += a[j] * b[j];
-}
-
 #define GROUP FC_DIRECT_GROUP
 
-/* dx of GROUP neighbouring pixels sharing their taps, f a multiple of NB:
- * each weight vector loaded once serves all of them. */
-static void input_group(const fc_direct_input_row *r, ptrdiff_t iw)
+/* dx of GROUP neighbouring pixels [iw, iw + GROUP), channel ci, from TAPS
+ * taps (a constant once inlined: the loop over them unrolls). Tap t reads
+ * dy pixel iw + q at dy[t] + (iw + q) * fp and weights w[t] + ci * fp, fp a
+ * multiple of NB; the first `valid` sums are written. */
+static inline __attribute__((always_inline)) void
+input_group(const int TAPS, const float *const *dy, const float *const *w, ptrdiff_t ci,
+            ptrdiff_t fp, ptrdiff_t iw, int valid, float *dx, ptrdiff_t c)
 {
-    const ptrdiff_t f = r->f, c = r->c;
-    for (ptrdiff_t ci = 0; ci < c; ++ci) {
-        VEC s0[GROUP], s1[GROUP];
-        for (int q = 0; q < GROUP; ++q)
-            s0[q] = s1[q] = V_ZERO();
-        for (int a = 0; a < r->rows; ++a)
-            for (ptrdiff_t e = 0; e < r->col_count[iw]; ++e) {
-                const float *d = r->dy_row[a] + r->col_ow[iw * r->kw + e] * f;
-                const float *wv = r->w + ((r->row_ki[a] * r->kw + r->col_kj[iw * r->kw + e]) * c + ci) * f;
-                for (ptrdiff_t j = 0; j < f; j += NB) {
-                    const VEC w0 = V_LOADU(wv + j), w1 = V_LOADU(wv + j + VW);
-                    for (int q = 0; q < GROUP; ++q) {
-                        s0[q] = V_FMA(V_LOADU(d + q * f + j), w0, s0[q]);
-                        s1[q] = V_FMA(V_LOADU(d + q * f + j + VW), w1, s1[q]);
-                    }
-                }
+    VEC s0[GROUP], s1[GROUP];
+    for (int q = 0; q < GROUP; ++q)
+        s0[q] = s1[q] = V_ZERO();
+    for (ptrdiff_t j = 0; j < fp; j += NB)
+        for (int t = 0; t < TAPS; ++t) {
+            const float *d = dy[t] + iw * fp + j, *wv = w[t] + ci * fp + j;
+            const VEC w0 = V_LOADU(wv), w1 = V_LOADU(wv + VW);
+            for (int q = 0; q < GROUP; ++q) {
+                s0[q] = V_FMA(V_LOADU(d + q * fp), w0, s0[q]);
+                s1[q] = V_FMA(V_LOADU(d + q * fp + VW), w1, s1[q]);
             }
-        for (int q = 0; q < GROUP; ++q)
-            r->dx[(iw + q) * c + ci] = V_SUM(V_ADD(s0[q], s1[q]));
-    }
+        }
+    for (int q = 0; q < valid; ++q)
+        dx[(iw + q) * c + ci] = V_SUM(V_ADD(s0[q], s1[q]));
 }
 
-/* dx of one pixel, any f. */
-static void input_pixel(const fc_direct_input_row *r, ptrdiff_t iw)
+static void input_row(const float *const *dy, const float *const *w, int taps, ptrdiff_t c,
+                      ptrdiff_t fp, ptrdiff_t width, float *dx)
 {
-    const ptrdiff_t f = r->f, c = r->c;
-    const float *dy_at[FC_DIRECT_MAX_K], *w_at[FC_DIRECT_MAX_K];
-    /* The (dy pixel, tap) pairs reaching input pixel iw, in tap order. */
-    int pairs = 0;
-    for (int a = 0; a < r->rows; ++a)
-        for (ptrdiff_t e = 0; e < r->col_count[iw]; ++e) {
-            const ptrdiff_t kj = r->col_kj[iw * r->kw + e];
-            dy_at[pairs] = r->dy_row[a] + r->col_ow[iw * r->kw + e] * f;
-            w_at[pairs] = r->w + (r->row_ki[a] * r->kw + kj) * c * f;
-            ++pairs;
-        }
-    for (ptrdiff_t ci = 0; ci < c; ++ci) {
-        /* Two sets of accumulators, alternating by pair, keep four FMA
-         * chains in flight. */
-        VEC s0 = V_ZERO(), s1 = V_ZERO(), s2 = V_ZERO(), s3 = V_ZERO();
-        float tail = 0.0f;
-        int p = 0;
-        for (; p + 2 <= pairs; p += 2) {
-            dot_into(dy_at[p], w_at[p] + ci * f, f, &s0, &s1, &tail);
-            dot_into(dy_at[p + 1], w_at[p + 1] + ci * f, f, &s2, &s3, &tail);
-        }
-        if (p < pairs)
-            dot_into(dy_at[p], w_at[p] + ci * f, f, &s0, &s1, &tail);
-        r->dx[iw * c + ci] = V_SUM(V_ADD(V_ADD(s0, s1), V_ADD(s2, s3))) + tail;
-    }
-}
-
-static void input_row(const fc_direct_input_row *r)
-{
-    const int grouped = r->f % NB == 0;
-    for (ptrdiff_t iw = 0; iw < r->width;) {
-        if (grouped && r->col_group[iw]) {
-            input_group(r, iw);
-            iw += GROUP;
-        } else {
-            input_pixel(r, iw);
-            ++iw;
-        }
+    for (ptrdiff_t iw = 0; iw < width; iw += GROUP) {
+        const int valid = (int)fc_min(GROUP, width - iw);
+        for (ptrdiff_t ci = 0; ci < c; ++ci)
+            switch (taps) { /* the rows of a 3x3 kernel, all three or those inside */
+            case 9: input_group(9, dy, w, ci, fp, iw, valid, dx, c); break;
+            case 6: input_group(6, dy, w, ci, fp, iw, valid, dx, c); break;
+            case 3: input_group(3, dy, w, ci, fp, iw, valid, dx, c); break;
+            default: input_group(taps, dy, w, ci, fp, iw, valid, dx, c); break;
+            }
     }
 }
 

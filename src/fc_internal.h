@@ -292,23 +292,6 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 /* Input pixels per group of the direct backward-input kernel: neighbours
  * reached through the same taps share each weight vector loaded. */
 #define FC_DIRECT_GROUP 8
-/* Rows a thread takes at a time from the direct kernels' dynamic schedule. */
-#define FC_DIRECT_ROWS_PER_TURN 8
-
-/* One input row of a direct backward-input pass. */
-typedef struct {
-    int rows;                             /* dy rows reaching this input row */
-    const float *dy_row[FC_DIRECT_MAX_K]; /* each row's first pixel */
-    ptrdiff_t row_ki[FC_DIRECT_MAX_K];    /* and the kernel row it reaches through */
-    const ptrdiff_t *col_count;           /* per input column: (kj, ow) pairs reaching it */
-    const ptrdiff_t *col_kj, *col_ow;     /* pair e of column iw at [iw * kw + e] */
-    const unsigned char *col_group;       /* 1 where columns iw .. iw + FC_DIRECT_GROUP - 1
-                                             are reached through the same taps from
-                                             consecutive dy pixels */
-    const float *w;                       /* HWIO */
-    ptrdiff_t kw, c, f, width;
-    float *dx;                            /* the row's first pixel; overwritten */
-} fc_direct_input_row;
 
 /* The row kernels of one SIMD path (conv2d_direct_simd.h). Filters are
  * handled in blocks of nb; a packed weight block is k rows of nb floats. */
@@ -324,9 +307,12 @@ typedef struct {
      * for t < k, j < nb, and db[j] += sum_o dy[o*lddy + j] when db is not NULL. */
     void (*weight_row)(const float *patch, ptrdiff_t step, const ptrdiff_t *off, ptrdiff_t k,
                        const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, float *db);
-    /* Overwrites one row of dx: each element the sum, in pair order, of the
-     * dot products over f of the dy pixels and weights reaching it. */
-    void (*input_row)(const fc_direct_input_row *row);
+    /* Overwrites dx[iw*c + ci] for iw < width, ci < c with the sum over taps
+     * t < taps of the dot products of dy[t][iw*fp + j] and w[t][ci*fp + j]
+     * over j < fp (fp a multiple of nb): dy[t] a zero-padded row of dy as tap
+     * t sees it, readable FC_DIRECT_GROUP pixels past width. */
+    void (*input_row)(const float *const *dy, const float *const *w, int taps, ptrdiff_t c,
+                      ptrdiff_t fp, ptrdiff_t width, float *dx);
 } fc_direct_kernel_set;
 
 /* The set of the path chosen by fc_simd_select (or the best available). */
