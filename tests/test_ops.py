@@ -405,6 +405,26 @@ def test_simd_paths_agree_with_portable(x_shape, w_shape, stride, padding):
             assert_close(got, want.astype(np.float64), tol=1e-5)
 
 
+@pytest.mark.parametrize("stride,padding", [(1, "valid"), (2, 1)])
+def test_direct_backward_input_with_an_infinite_weight(simd_path, stride, padding):
+    """Few channels take the direct kernels, which multiply zero padding by the
+    weights; with an infinite weight, dx must still be infinite (or NaN)
+    exactly where the reference's is: where a dy pixel reaches through it."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 7, 8, 1)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, 4)).astype(np.float32)
+    w[0, 2, 0, 1] = np.inf
+    dy = rng.standard_normal(ops.conv2d(x, np.ones_like(w), stride=stride, padding=padding).shape)
+    dy = dy.astype(np.float32)
+    got = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding)[0]
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(w), stride=stride, padding=padding)[0]
+    finite = np.isfinite(want)
+    assert finite.any() and not finite.all()
+    np.testing.assert_array_equal(np.isfinite(got), finite)
+    np.testing.assert_array_equal(got[~finite], want[~finite])
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+
+
 def test_kernels_restore_the_callers_denormal_handling():
     """The kernels flush denormals internally but must not leak that to NumPy."""
     x = np.ones((1, 8, 8, 4), np.float32)
