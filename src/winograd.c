@@ -67,6 +67,7 @@ static const float *forward_view(const fc_conv2d_desc *d, const float *w, int ro
     const ptrdiff_t c = d->c, f = d->f, khp = 3 * spans_h(d), kwp = 3 * spans_w(d);
     if (!rotate && d->kh == 3 && d->kw == 3)
         return w;
+    n_threads = fc_threads_for((double)(khp * kwp * c * f), n_threads);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
@@ -98,6 +99,7 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
     const ptrdiff_t depth = spans_h(d) * pw * c, n_panels = fc_ceil_div(f, nr);
     const ptrdiff_t col = c * f, row = 3 * pw * col; /* floats between kernel columns, rows */
     const ptrdiff_t ld_x = n_panels * depth * nr;      /* between positions xi */
+    n_threads = fc_threads_for((double)(XI * depth * f), n_threads);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
