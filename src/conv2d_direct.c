@@ -122,7 +122,7 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
         const fc_fp_state fp = fc_fp_enter();
         float *patch = patches + fc_thread_id() * per_thread;
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait /* the region's end waits */
 #endif
         for (ptrdiff_t row = 0; row < rows; ++row) {
             fill_patch(d, &g, x, row / d->ho, row % d->ho, patch);
@@ -212,7 +212,7 @@ int fc_conv2d_direct_backward_input_f32(const fc_conv2d_desc *d, const float *dy
         /* Contiguous runs of rows per thread: a dy row spread for one dx row
          * serves the next ones too. */
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait /* the region's end waits */
 #endif
         for (ptrdiff_t row = 0; row < rows; ++row) {
             const ptrdiff_t img = row / d->h, ih = row % d->h;

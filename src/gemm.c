@@ -355,13 +355,20 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
             const ptrdiff_t stage = b.whole_b ? K : KC;
             for (ptrdiff_t ps = 0; ps < K; ps += stage) {
                 const ptrdiff_t pe = fc_min(K, ps + stage), n_pc = fc_ceil_div(pe - ps, KC);
+                /* B's buffer is packed again only once every thread is done
+                 * with the last stage. (No barrier after the last stage: the
+                 * region's end waits anyway, and with sleeping threads each
+                 * barrier costs a wake-up.) */
 #ifdef _OPENMP
+                if (jc > 0 || ps > 0) {
+#pragma omp barrier
+                }
 #pragma omp for schedule(static)
 #endif
                 for (ptrdiff_t item = 0; item < n_pc * n_panels; ++item)
                     pack_b_item(p, &b, NR, item, n_pc, ps, jc, nc, bpack);
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
 #endif
                 for (ptrdiff_t item = 0; item < b.n_ic * groups; ++item)
                     multiply_item(p, ks, &b, item, groups, jc, n_panels, ps, pe, bpack, apack, rowp);
@@ -443,7 +450,7 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
         /* Then every GEMM's row blocks, handed out as threads free up: the
          * GEMMs differ in depth, so equal counts would not be equal work. */
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic) nowait /* the region's end waits */
 #endif
         for (ptrdiff_t item = 0; item < n_items; ++item) {
             const int i = batch_member(item, item_end);

@@ -357,7 +357,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         ptrdiff_t *offsets = (ptrdiff_t *)(rows_a + n_ptrs);
         float *crow[FC_MR_MAX];
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait /* the region's end waits */
 #endif
         for (ptrdiff_t blk = 0; blk < n_blocks; ++blk) {
             const int whole = rows == tiles_h;
@@ -615,7 +615,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         /* dw = G^T S G for each piece, vectorised over its channels x filters. */
         const ptrdiff_t cf_blocks = fc_ceil_div(c * f, FC_REDUCE_BLOCK);
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait /* the region's end waits */
 #endif
         for (ptrdiff_t item = 0; item < pieces_h(d) * pw * cf_blocks; ++item) {
             const ptrdiff_t piece = item / cf_blocks, cf0 = (item % cf_blocks) * FC_REDUCE_BLOCK;
