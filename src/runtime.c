@@ -129,7 +129,10 @@ ptrdiff_t fc_gemm_kc(const fc_kernel_set *ks)
         bytes = l1d_bytes();
         atomic_store_explicit(&l1, bytes, memory_order_relaxed);
     }
-    return bytes >= (48 << 10) ? 2 * ks->kc : ks->kc;
+    /* ks->kc fills half of a 32 KiB L1 with B's sliver; keep that share of
+     * a larger one (up to twice the size). */
+    const long used = bytes < (32 << 10) ? (32 << 10) : bytes > (64 << 10) ? (64 << 10) : bytes;
+    return ks->kc * (used >> 10) / 32;
 }
 
 const fc_direct_kernel_set *fc_direct_kernels(void)
