@@ -503,10 +503,11 @@ int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
         plan.a_base = a;
         plan.a_rs = 1;
         plan.a_cs = d->lda;
-    } else if (d->lda % 1024 != 0) {
-        /* Rows a multiple of 4 KiB apart alias in L1 (all MR rows of a
-         * sliver would share one set); other row-major A blocks are read in
-         * place rather than copied. */
+    } else if (d->lda % 1024 != 0 || d->n <= FC_GEMM_ALIASED_A_MAX_PANELS * fc_kernels()->nr) {
+        /* Row-major A blocks are read in place rather than copied, except
+         * rows a multiple of 4 KiB apart, which alias in L1 (all MR rows of a
+         * sliver share one set), when B has many panels to read each sliver
+         * again. */
         plan.pack_a = NULL;
         plan.a_base = a;
         plan.a_rs = d->lda;
