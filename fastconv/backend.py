@@ -47,6 +47,7 @@ _REFERENCE = SimpleNamespace(
     matmul=reference.matmul,
     dense=_reference_dense,
     relu_backward=reference.relu_backward,
+    dropout=reference.dropout,
 )
 
 _current = ops

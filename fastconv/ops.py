@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike
 
-from fastconv import _kernels
+from fastconv import _kernels, _random
 from fastconv._geometry import conv2d_geometry, pool2d_geometry
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "matmul",
     "dense",
     "relu_backward",
+    "dropout",
 ]
 
 _REAL_KINDS = "biuf"
@@ -306,4 +307,39 @@ def relu_backward(dy: ArrayLike, y: ArrayLike, *, out: np.ndarray | None = None,
             f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".rstrip()
         )
     _kernels.relu_backward(dy.reshape(-1), y.reshape(-1), out.reshape(-1), n_threads)
+    return out
+
+
+def dropout(x: ArrayLike, rate: float, seed: int, *, out: np.ndarray | None = None,
+            n_threads: int | None = None) -> np.ndarray:
+    """Inverted dropout with the mask of ``seed``: ``x * keep / (1 - rate)``,
+    each element kept with probability ``1 - rate``.
+
+    The mask is a function of (seed, element index), computed in one threaded
+    sweep; the same call on the output's gradient, with the same seed, is the
+    backward pass. `fastconv.reference.dropout` gives the same result bit for
+    bit. A dropped infinite or NaN element gives NaN (``x * 0``), as NumPy's
+    ``x * mask`` does.
+
+    ``out``, when given, receives the result and is returned: a C-contiguous,
+    writeable float32 array of ``x``'s shape, which may be ``x`` itself.
+    """
+    threshold = _random.dropout_threshold(rate)
+    seed = _random.dropout_seed(seed)
+    x = _as_f32(x, "x")
+    if out is None:
+        out = np.empty_like(x)
+    elif not (
+        type(out) is np.ndarray
+        and out.dtype == np.float32
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and out.shape == x.shape
+    ):
+        raise ValueError(
+            f"out must be a writeable C-contiguous float32 array of shape {x.shape}, got "
+            f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".rstrip()
+        )
+    scale = 1.0 / (1.0 - float(rate))
+    _kernels.dropout(x.reshape(-1), out.reshape(-1), seed, threshold, scale, n_threads)
     return out

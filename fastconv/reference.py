@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from fastconv import _random
 from fastconv._geometry import Conv2DGeometry, Pool2DGeometry, conv2d_geometry, pool2d_geometry
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "avg_pool2d_backward",
     "matmul",
     "relu_backward",
+    "dropout",
 ]
 
 # NumPy dtype kinds that hold real numbers: bool, signed, unsigned, float.
@@ -404,6 +406,35 @@ def matmul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
             f"got shape {b.shape}"
         )
     return a @ b
+
+
+def dropout(x: ArrayLike, rate: float, seed: int, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Inverted dropout with the mask of ``seed``: ``x * keep / (1 - rate)``.
+
+    The mask is `fastconv._random.keep_mask`, a function of (seed, element
+    index), so the same call on ``dy`` is the backward pass, and
+    `fastconv.ops.dropout` gives the same result bit for bit in float32.
+
+    Parameters
+    ----------
+    x : array_like
+    rate : float in [0, 1), the fraction of elements dropped
+    seed : int in [0, 2**64)
+    out : ndarray of x's shape, optional; receives the result (it may be x)
+
+    Returns
+    -------
+    y : ndarray, float32 or float64 (``out`` when given)
+    """
+    (x,) = _as_float_arrays((x, "x"))
+    keep = _random.keep_mask(seed, x.size, rate).reshape(x.shape)
+    with np.errstate(invalid="ignore"):  # x * 0, not 0: a dropped infinity gives NaN
+        y = np.multiply(x, keep)
+    y *= x.dtype.type(1.0 / (1.0 - rate))
+    if out is None:
+        return y
+    out[...] = y
+    return out
 
 
 def relu_backward(dy: ArrayLike, y: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:

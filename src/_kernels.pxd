@@ -1,5 +1,6 @@
 # C declarations of fastconv.h for the Cython boundary.
 from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport uint32_t, uint64_t
 
 cdef extern from "fastconv.h" nogil:
     enum:
@@ -67,6 +68,8 @@ cdef extern from "fastconv.h" nogil:
 
     int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y, float *dz,
                              int n_threads)
+    int fc_dropout_f32(ptrdiff_t n, const float *x, float *y, uint64_t seed,
+                       uint32_t threshold, float scale, int n_threads)
     int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, float *m, float *v,
                            float *vhat, double lr_t, double beta_1, double beta_2,
                            double epsilon, int n_threads)

@@ -440,6 +440,23 @@ def relu_backward(const float[::1] dy, const float[::1] y, float[::1] out, n_thr
     _check(status)
 
 
+# ---- dropout -----------------------------------------------------------------------
+
+def dropout(const float[::1] x, float[::1] out, unsigned long long seed, unsigned int threshold,
+            float scale, n_threads=None):
+    """out = x * keep * scale over 1-D views of equal length, keep from the hash of
+    (seed, index) against threshold (fc_dropout_f32); out may be x."""
+    _expect((out.shape[0],), (x.shape[0],), "out")
+    cdef int nt = _resolve_threads(n_threads)
+    cdef ptrdiff_t n = x.shape[0]
+    cdef const float *x_p = _p1(x)
+    cdef float *out_p = _w1(out)
+    cdef int status
+    with nogil:
+        status = fc_dropout_f32(n, x_p, out_p, seed, threshold, scale, nt)
+    _check(status)
+
+
 # ---- Adam -------------------------------------------------------------------------
 
 def adam_update(float[::1] w, const float[::1] g, float[::1] m, float[::1] v, vhat,

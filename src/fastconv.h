@@ -14,6 +14,7 @@
 #define FASTCONV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -147,6 +148,15 @@ int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy,
  * Overwrites dz, which may be dy itself. */
 int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y, float *dz,
                          int n_threads);
+
+/* ---- dropout ------------------------------------------------------------ */
+
+/* y[i] = x[i] * keep * scale for i < n, keep 1 where the 24 high bits of the
+ * hash of (seed, i) are at least threshold, else 0 (see dropout.c and
+ * fastconv.reference.dropout). For rate r: threshold = ceil(r * 2^24), scale
+ * the float32 of 1 / (1 - r). y may be x itself. */
+int fc_dropout_f32(ptrdiff_t n, const float *x, float *y, uint64_t seed, uint32_t threshold,
+                   float scale, int n_threads);
 
 /* ---- Adam ---------------------------------------------------------------- */
 

@@ -214,6 +214,61 @@ def test_relu_backward_refuses_bad_arguments():
         ops.relu_backward(dy, y, out=frozen)
 
 
+@pytest.mark.parametrize("shape", [(0,), (1,), (17,), (3, 4, 5, 6), (128, 12, 12, 64)])
+@pytest.mark.parametrize("rate", [0.0, 0.25, 0.5, 0.9])
+@pytest.mark.parametrize("seed", [0, 12345, 2**64 - 1])
+def test_dropout_matches_the_reference_bit_for_bit(simd_path, shape, rate, seed):
+    """The C kernel and the NumPy twin compute the same mask from (seed, index)
+    and round alike; in place when out is x; any thread count."""
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    want = reference.dropout(x, rate, seed)
+    assert want.dtype == np.float32
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(ops.dropout(x, rate, seed, n_threads=threads), want)
+    inplace = x.copy()
+    assert ops.dropout(inplace, rate, seed, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, want)
+    assert reference.dropout(f64(x), rate, seed).dtype == np.float64
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.5, 0.75])
+def test_dropout_drops_the_rate_independently_and_scales_the_rest(rate):
+    n = 1_000_000
+    y = ops.dropout(np.ones(n, np.float32), rate, 2026)
+    kept = y != 0
+    np.testing.assert_array_equal(y[kept], np.float32(1.0 / (1.0 - rate)))
+    # Binomial standard deviations are about 0.0005: 0.003 is six of them.
+    assert abs((~kept).mean() - rate) < 0.003
+    assert abs((kept[:-1] & kept[1:]).mean() - (1 - rate) ** 2) < 0.003  # neighbours
+    other = ops.dropout(np.ones(n, np.float32), rate, 2027) != 0  # the next seed
+    assert abs((kept & other).mean() - (1 - rate) ** 2) < 0.003
+
+
+def test_dropout_nan_and_inf():
+    """x * 0 for a dropped element, as NumPy's x * mask: NaN from an infinity."""
+    x = np.full(64, np.inf, np.float32)
+    x[::2] = np.nan
+    y = ops.dropout(x, 0.5, 9)
+    kept = reference.dropout(np.ones(64, np.float32), 0.5, 9) != 0
+    assert kept.any() and not kept.all()
+    np.testing.assert_array_equal(y, reference.dropout(x, 0.5, 9))
+    assert np.isnan(y[~kept]).all()
+    np.testing.assert_array_equal(y[kept], (x * np.float32(2))[kept])
+
+
+def test_dropout_refuses_bad_arguments():
+    x = np.ones((2, 3), np.float32)
+    for rate in (-0.1, 1.0, 1.5, float("nan"), "0.5", True, None):
+        with pytest.raises(ValueError, match=r"rate must be a number in \[0, 1\)"):
+            ops.dropout(x, rate, 0)
+    for seed in (-1, 2**64, 1.5, "3", None):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*64\)"):
+            ops.dropout(x, 0.5, seed)
+    for out in (np.ones((2, 3)), np.ones((3, 2), np.float32).T, np.ones((6,), np.float32)):
+        with pytest.raises(ValueError, match="out must be a writeable C-contiguous float32 array"):
+            ops.dropout(x, 0.5, 0, out=out)
+
+
 def test_max_pool_nan_and_inf_propagate():
     x = np.zeros((1, 4, 4, 2), np.float32)
     x[0, 0, 1, 0] = np.nan

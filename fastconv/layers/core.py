@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from fastconv import _random
+from fastconv import _random, backend
 from fastconv.layers.base import Layer
 
 __all__ = ["Flatten", "Dropout"]
@@ -61,31 +61,27 @@ class Dropout(Layer):
         # Without a seed, a model hands the layer its own generator (see
         # Sequential.compile); alone, the layer draws from the global one.
         self.rng = None if seed is None else np.random.default_rng(seed)
-        self._noise: np.ndarray | None = None
-        self._keep: np.ndarray | None = None
+        self._mask_seed: int | None = None
+        self._dtype = None
 
     def forward(self, x, training=False):
         if not training or self.rate == 0:
-            self._keep = None
+            self._mask_seed = None
             return x
-        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
-        if self._noise is None or self._noise.shape != x.shape or self._noise.dtype != dtype:
-            self._noise = np.empty(x.shape, dtype=dtype)
-            self._keep = np.empty(x.shape, dtype=bool)
-        elif self._keep is None:
-            self._keep = np.empty(x.shape, dtype=bool)
-        (self.rng or _random.generator()).random(dtype=dtype, out=self._noise)
-        np.greater_equal(self._noise, self.rate, out=self._keep)
-        y = np.multiply(x, self._keep)
-        y *= 1.0 / (1.0 - self.rate)
+        # One draw per call picks the mask (a function of this seed and the
+        # element index: see fastconv._random); the backward pass applies the
+        # same mask from the same seed instead of storing it.
+        self._mask_seed = int((self.rng or _random.generator()).integers(0, 2**63))
+        y = backend.kernels().dropout(x, self.rate, self._mask_seed)
+        self._dtype = y.dtype
         return y
 
     def backward(self, dy):
-        if self._keep is None:
+        if self._mask_seed is None:
             return dy
-        dx = np.multiply(dy, self._keep, out=dy)
-        dx *= 1.0 / (1.0 - self.rate)
-        return dx
+        # dy is ours to overwrite (see Layer.backward).
+        in_place = dy.dtype == self._dtype and dy.flags.c_contiguous and dy.flags.writeable
+        return backend.kernels().dropout(dy, self.rate, self._mask_seed, out=dy if in_place else None)
 
     def get_config(self):
         config = super().get_config()
