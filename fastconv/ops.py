@@ -279,6 +279,25 @@ def dense(
     return _kernels.gemm(x, w, b, activation == "relu", n_threads)
 
 
+def _output_like(like: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """A new float32 array shaped like ``like``, or ``out`` checked to be one
+    the kernels can write: a writeable C-contiguous float32 array of that shape."""
+    if out is None:
+        return np.empty_like(like)
+    if not (
+        type(out) is np.ndarray
+        and out.dtype == np.float32
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and out.shape == like.shape
+    ):
+        raise ValueError(
+            f"out must be a writeable C-contiguous float32 array of shape {like.shape}, got "
+            f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".rstrip()
+        )
+    return out
+
+
 def relu_backward(dy: ArrayLike, y: ArrayLike, *, out: np.ndarray | None = None,
                   n_threads: int | None = None) -> np.ndarray:
     """Gradient through a ReLU, from its output ``y``: ``dy`` where ``y > 0``,
@@ -293,19 +312,7 @@ def relu_backward(dy: ArrayLike, y: ArrayLike, *, out: np.ndarray | None = None,
     y = _as_f32(y, "y")
     if y.shape != dy.shape:
         raise ValueError(f"y must have dy's shape {dy.shape}, got {y.shape}")
-    if out is None:
-        out = np.empty_like(dy)
-    elif not (
-        type(out) is np.ndarray
-        and out.dtype == np.float32
-        and out.flags.c_contiguous
-        and out.flags.writeable
-        and out.shape == dy.shape
-    ):
-        raise ValueError(
-            f"out must be a writeable C-contiguous float32 array of shape {dy.shape}, got "
-            f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".rstrip()
-        )
+    out = _output_like(dy, out)
     _kernels.relu_backward(dy.reshape(-1), y.reshape(-1), out.reshape(-1), n_threads)
     return out
 
@@ -327,19 +334,7 @@ def dropout(x: ArrayLike, rate: float, seed: int, *, out: np.ndarray | None = No
     threshold = _random.dropout_threshold(rate)
     seed = _random.dropout_seed(seed)
     x = _as_f32(x, "x")
-    if out is None:
-        out = np.empty_like(x)
-    elif not (
-        type(out) is np.ndarray
-        and out.dtype == np.float32
-        and out.flags.c_contiguous
-        and out.flags.writeable
-        and out.shape == x.shape
-    ):
-        raise ValueError(
-            f"out must be a writeable C-contiguous float32 array of shape {x.shape}, got "
-            f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}".rstrip()
-        )
+    out = _output_like(x, out)
     scale = 1.0 / (1.0 - float(rate))
     _kernels.dropout(x.reshape(-1), out.reshape(-1), seed, threshold, scale, n_threads)
     return out
