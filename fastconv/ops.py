@@ -169,9 +169,7 @@ def conv2d_backward(
     w = _as_f32(w, "w")
     g, params = _conv_params(x.shape, w.shape, stride, padding, dilation)
     _check_dy(dy, g.y_shape)
-    dx = _kernels.conv2d_backward_input(dy, w, g.x_shape, params, n_threads) if input_grad else None
-    dw, db = _kernels.conv2d_backward_weight(x, dy, g.w_shape, params, n_threads)
-    return dx, dw, db
+    return _kernels.conv2d_backward(dy, x, w, params, input_grad, n_threads)
 
 
 def _pool_forward(kind, x, pool_size, strides, padding, n_threads):

@@ -49,6 +49,8 @@ cdef extern from "fastconv.h" nogil:
                                      const float *w, float *dx, int n_threads)
     int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                       const float *dy, float *dw, float *db, int n_threads)
+    int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
+                               const float *w, float *dx, float *dw, float *db, int n_threads)
 
     ctypedef struct fc_pool2d_desc:
         ptrdiff_t n, h, w, c

@@ -357,6 +357,39 @@ def conv2d_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     return dw_out, db_out
 
 
+
+def conv2d_backward(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] x,
+                    const float[:, :, :, ::1] w, tuple params, bint input_grad=True,
+                    n_threads=None):
+    """(dx, dw, db) for conv2d_forward, dx None unless input_grad."""
+    if not input_grad:
+        return (None,) + conv2d_backward_weight(x, dy, _shape4(w), params, n_threads)
+    cdef fc_conv2d_desc d = _conv_desc(_shape4(x), _shape4(w), params)
+    _expect(_shape4(dy), (d.n, d.ho, d.wo, d.f), "dy")
+    cdef int nt = _resolve_threads(n_threads)
+    dx_out = _empty((d.n, d.h, d.w, d.c))
+    dw_out = _empty((d.kh, d.kw, d.c, d.f))
+    db_out = _empty((d.f,))
+    if d.n * d.ho * d.wo == 0:  # an empty batch has zero gradients
+        dx_out.fill(0)
+        dw_out.fill(0)
+        db_out.fill(0)
+        return dx_out, dw_out, db_out
+    cdef float[:, :, :, ::1] dx = dx_out
+    cdef float[:, :, :, ::1] dw = dw_out
+    cdef float[::1] db = db_out
+    cdef const float *dy_p = _p4(dy)
+    cdef const float *x_p = _p4(x)
+    cdef const float *w_p = _p4(w)
+    cdef float *dx_p = _w4(dx)
+    cdef float *dw_p = _w4(dw)
+    cdef float *db_p = _w1(db)
+    cdef int status
+    with nogil:
+        status = fc_conv2d_backward_f32(&d, x_p, dy_p, w_p, dx_p, dw_p, db_p, nt)
+    _check(status)
+    return dx_out, dw_out, db_out
+
 # ---- pooling ----------------------------------------------------------------
 
 cdef fc_pool2d_desc _pool_desc(tuple x_shape, tuple params) except *:

@@ -444,7 +444,7 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
         /* The direct kernel multiplies the padding's zeros by the weights: with
          * an infinite weight that makes NaN where no dy pixel reaches. */
         if (all_finite(w, taps * c * f))
-            return fc_conv2d_direct_backward_input_f32(d, dy, w, dx, n_threads);
+            return fc_conv2d_direct_backward_f32(d, NULL, dy, w, dx, NULL, NULL, n_threads);
         return backward_input_col2im(d, dy, w, dx, n_threads);
     }
     if (is_pointwise(d)) { /* dx = dy w^T, dy read in place */
@@ -590,7 +590,7 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
     if (k == 0) /* no channels: dw is empty, db still sums dy */
         return db ? column_sums(dy, m, f, db, n_threads) : FC_OK;
     if (fc_direct_applies(d))
-        return fc_conv2d_direct_backward_weight_f32(d, x, dy, dw, db, n_threads);
+        return fc_conv2d_direct_backward_f32(d, x, dy, NULL, NULL, dw, db, n_threads);
     if (fc_winograd_applies(d))
         return fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, db, n_threads);
     ptrdiff_t *off_a, *off_b;
@@ -681,4 +681,18 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
     fc_aligned_free(partials);
     fc_aligned_free(off_a);
     return status;
+}
+
+int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
+                           const float *w, float *dx, float *dw, float *db, int n_threads)
+{
+    /* The direct kernels take both gradients from one pass over dy (not with
+     * an infinite weight: see fc_conv2d_backward_input_f32). */
+    if (dx && fc_direct_applies(d) && all_finite(w, d->kh * d->kw * d->c * d->f)) {
+        const double work = (double)d->n * d->ho * d->wo * d->f * d->kh * d->kw * d->c;
+        return fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db,
+                                             fc_threads_for(work, n_threads));
+    }
+    const int status = dx ? fc_conv2d_backward_input_f32(d, dy, w, dx, n_threads) : FC_OK;
+    return status != FC_OK ? status : fc_conv2d_backward_weight_f32(d, x, dy, dw, db, n_threads);
 }

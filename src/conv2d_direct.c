@@ -10,8 +10,6 @@
  *                  row (the "patch") makes every tap a fixed offset, and a
  *                  register tile of 6 pixels x 2 vectors of filters sums the
  *                  k taps times weights;
- * backward-weight  the same patch, with dy's row streamed against up to 6
- *                  taps at a time into the chunk's partial sum of dw;
  * backward-input   each dx element gathers the dot products, over the
  *                  filters, of the dy pixels and weights that reach it, so it
  *                  is written once and needs no col2im scatter. The dy rows
@@ -19,18 +17,25 @@
  *                  or the stride leaves no dy pixel, so that every dx pixel
  *                  meets every tap of a kernel row at a fixed offset and 8
  *                  neighbouring pixels share each weight vector loaded. A
- *                  spread row serves the next kh - 1 dx rows too.
+ *                  spread row serves the next kh - 1 dx rows too;
+ * backward-weight  the same patch as the forward pass, with the spread dy
+ *                  row streamed against up to 6 taps at a time into the
+ *                  chunk's partial sum of dw.
  *
- * Output rows (input rows for dx) are the units of parallel work; dw is
- * reduced over chunks of rows fixed by the shape, added in chunk order, so no
- * result depends on the thread count. The weight gradient hands its chunks
- * out dynamically: a thread that wakes late (a sleeping OpenMP thread in a
- * virtual machine can take tens of microseconds) leaves its share to the
- * others. The forward pass splits its rows statically, so that each thread
- * writes the same rows of y on every call and an output block reused from
- * the last call is already in that core's cache (S1: 0.17 ms, 0.21 handed out
- * dynamically); so does the backward-input, whose threads each take a run of
- * consecutive rows to reuse their spread dy rows. */
+ * Both gradients come from one pass over dy: each dy row is read from memory
+ * once, into its spread copy, which the weight gradient and the dx rows
+ * reaching it then read from cache (S1's backward 0.55 -> 0.44 ms: dy is 5.5 MB,
+ * and reading it twice from L3 was a third of the time).
+ *
+ * Output rows are the units of parallel work (the forward's rows, the
+ * backward's chunks of dy rows); dw is reduced over chunks fixed by the shape,
+ * added in chunk order, so no result depends on the thread count. The
+ * backward hands its chunks out dynamically: a thread that wakes late (a
+ * sleeping OpenMP thread in a virtual machine can take tens of microseconds)
+ * leaves its share to the others. The forward pass splits its rows
+ * statically, so that each thread writes the same rows of y on every call and
+ * an output block reused from the last call is already in that core's cache
+ * (S1: 0.17 ms, 0.21 handed out dynamically). */
 #include <string.h>
 
 #include "fc_internal.h"
@@ -144,7 +149,8 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
  * that is a whole column of dy, else zeros (the padding, and the columns a
  * stride skips); filters are zero-padded to fp. */
 typedef struct {
-    ptrdiff_t width;  /* pixels per row: those read for dx columns < w, and a group past */
+    ptrdiff_t width;  /* pixels per row: those read for dx columns < w and a group past,
+                       * and every dy pixel (for dw) */
     ptrdiff_t slots;  /* rows kept: every dy row one dx row reads */
     ptrdiff_t fp;     /* floats per pixel */
 } spread_geometry;
@@ -152,7 +158,7 @@ typedef struct {
 static spread_geometry spread_geometry_of(const fc_conv2d_desc *d, ptrdiff_t nb)
 {
     spread_geometry g;
-    g.width = d->w + FC_DIRECT_GROUP + d->pl + (d->kw - 1) * d->dw;
+    g.width = fc_max(d->w + FC_DIRECT_GROUP + d->pl, (d->wo - 1) * d->sw + 1) + (d->kw - 1) * d->dw;
     g.slots = (d->kh - 1) * d->dh / d->sh + 2;
     g.fp = fc_round_up(d->f, nb);
     return g;
@@ -162,148 +168,171 @@ static spread_geometry spread_geometry_of(const fc_conv2d_desc *d, ptrdiff_t nb)
 static void spread_row(const fc_conv2d_desc *d, const spread_geometry *g, const float *dy,
                        ptrdiff_t img, ptrdiff_t oh, float *row)
 {
-    const ptrdiff_t f = d->f, fp = g->fp, first = (d->kw - 1) * d->dw;
-    const ptrdiff_t last = fc_min(d->wo, fc_ceil_div(g->width - first, d->sw)); /* pixels that fit */
+    const ptrdiff_t f = d->f, fp = g->fp, first = (d->kw - 1) * d->dw, wo = d->wo;
     const float *src = dy + (img * d->ho + oh) * d->wo * f;
     if (d->sw == 1 && f == fp) {
         memset(row, 0, (size_t)(first * fp) * sizeof(float));
-        if (last * f > 0) /* dy may be empty (and NULL) */
-            memcpy(row + first * fp, src, (size_t)(last * f) * sizeof(float));
-        memset(row + (first + last) * fp, 0, (size_t)((g->width - first - last) * fp) * sizeof(float));
+        if (wo * f > 0) /* dy may be empty (and NULL) */
+            memcpy(row + first * fp, src, (size_t)(wo * f) * sizeof(float));
+        memset(row + (first + wo) * fp, 0, (size_t)((g->width - first - wo) * fp) * sizeof(float));
         return;
     }
     memset(row, 0, (size_t)(g->width * fp) * sizeof(float));
-    for (ptrdiff_t ow = 0; ow < last && f > 0; ++ow)
+    for (ptrdiff_t ow = 0; ow < wo && f > 0; ++ow)
         memcpy(row + (first + ow * d->sw) * fp, src + ow * f, (size_t)f * sizeof(float));
 }
 
-int fc_conv2d_direct_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
-                                        const float *w, float *dx, int n_threads)
+/* The per-thread ring of spread dy rows: slot oh % slots holds row oh of
+ * image held[2*s], or nothing yet (-1). */
+typedef struct {
+    float *rows;
+    ptrdiff_t *held;
+} spread_ring;
+
+/* dy row oh of image img, spread into its slot unless it is there already. */
+static const float *spread_of(const fc_conv2d_desc *d, const spread_geometry *g,
+                              const float *dy, ptrdiff_t img, ptrdiff_t oh, spread_ring ring)
+{
+    const ptrdiff_t s = oh % g->slots;
+    float *row = ring.rows + s * g->width * g->fp;
+    if (ring.held[2 * s] != img || ring.held[2 * s + 1] != oh) {
+        spread_row(d, g, dy, img, oh, row);
+        ring.held[2 * s] = img;
+        ring.held[2 * s + 1] = oh;
+    }
+    return row;
+}
+
+/* Overwrites row ih of image img of dx from the spread dy rows it reads. */
+static void input_row_of(const fc_conv2d_desc *d, const spread_geometry *g,
+                         const fc_direct_kernel_set *ks, const float *dy, const float *wp,
+                         ptrdiff_t img, ptrdiff_t ih, spread_ring ring, float *dxrow)
+{
+    const ptrdiff_t c = d->c, fp = g->fp;
+    const float *tap_dy[FC_DIRECT_MAX_K], *tap_w[FC_DIRECT_MAX_K];
+    int n = 0;
+    for (ptrdiff_t ki = 0; ki < d->kh; ++ki) {
+        const ptrdiff_t v = ih + d->pt - ki * d->dh; /* oh * sh where a dy row reaches */
+        if (v < 0 || v % d->sh != 0 || v / d->sh >= d->ho)
+            continue;
+        const float *spread = spread_of(d, g, dy, img, v / d->sh, ring);
+        for (ptrdiff_t kj = 0; kj < d->kw; ++kj, ++n) {
+            tap_dy[n] = spread + (d->pl + (d->kw - 1 - kj) * d->dw) * fp;
+            tap_w[n] = wp + (ki * d->kw + kj) * c * fp;
+        }
+    }
+    if (n == 0)
+        memset(dxrow, 0, (size_t)(d->w * c) * sizeof(float));
+    else
+        ks->input_row(tap_dy, tap_w, n, c, fp, d->w, dxrow);
+}
+
+/* dx row (img, ih) reads dy rows up to (img, min(ho - 1, (ih + pt) / sh)), and
+ * is computed right after that one is spread. The first dx row (counted over
+ * the batch) computed after dy row r = img * ho + oh, or later; r <= n * ho. */
+static ptrdiff_t first_dx_row_after(const fc_conv2d_desc *d, ptrdiff_t r)
+{
+    const ptrdiff_t img = r / d->ho, oh = r % d->ho;
+    return img * d->h + fc_min(d->h, fc_max(0, oh * d->sh - d->pt));
+}
+
+int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
+                                  const float *w, float *dx, float *dw, float *db, int n_threads)
 {
     const fc_direct_kernel_set *ks = fc_direct_kernels();
-    const ptrdiff_t c = d->c, f = d->f, taps = d->kh * d->kw, rows = d->n * d->h;
-    const spread_geometry g = spread_geometry_of(d, ks->nb);
-    const ptrdiff_t fp = g.fp, row_floats = g.width * fp;
-    n_threads = (int)fc_max(1, fc_min(n_threads, rows));
-    /* w with filters zero-padded to fp: tap t's c rows at wp + t * c * fp. */
-    float *wp = fc_aligned_alloc((size_t)(taps * c * fp) * sizeof(float));
-    /* Per thread: its dy rows, and the images and rows they hold. */
-    const ptrdiff_t held_floats = 2 * (ptrdiff_t)(sizeof(ptrdiff_t) / sizeof(float));
-    const ptrdiff_t per_thread = fc_thread_stride(g.slots * (row_floats + held_floats));
+    const ptrdiff_t c = d->c, f = d->f, nb = ks->nb, taps = d->kh * d->kw, k = taps * c;
+    const ptrdiff_t blocks = fc_ceil_div(f, nb), rows = d->n * d->ho;
+    if (rows == 0 || d->wo == 0) { /* dy is empty: every gradient is zero */
+        if (dx)
+            memset(dx, 0, (size_t)(d->n * d->h * d->w * c) * sizeof(float));
+        if (dw)
+            memset(dw, 0, (size_t)(k * f) * sizeof(float));
+        if (db)
+            memset(db, 0, (size_t)f * sizeof(float));
+        return FC_OK;
+    }
+    const patch_geometry pg = patch_geometry_of(d);
+    const spread_geometry sg = spread_geometry_of(d, nb);
+    const ptrdiff_t fp = sg.fp, row_floats = sg.width * fp;
+    /* Chunks of dy rows. With dw they are its partial sums, fixed by the shape
+     * (about FC_WGRAD_CHUNK_ROWS pixels each); dx alone takes runs of rows,
+     * several per thread (a spread row serves the next rows of its run). */
+    const ptrdiff_t chunks = dw ? fc_max(1, fc_min(fc_min(FC_WGRAD_MAX_CHUNKS, rows),
+                                                   fc_ceil_div(rows * d->wo, FC_WGRAD_CHUNK_ROWS)))
+                                : fc_min(rows, FC_DIRECT_DX_RUNS_PER_THREAD * n_threads);
+    n_threads = (int)fc_max(1, fc_min(n_threads, chunks));
+    /* Each chunk's partial: dw as blocks (k x nb each), then db (blocks x nb). */
+    const ptrdiff_t part = fc_thread_stride(blocks * nb * (k + 1));
+    /* Per thread: the ring of spread dy rows, the images and rows they hold,
+     * and dw's patch of x. */
+    const ptrdiff_t held_floats = 2 * sg.slots * (ptrdiff_t)(sizeof(ptrdiff_t) / sizeof(float));
+    const ptrdiff_t per_thread = fc_thread_stride(sg.slots * row_floats + held_floats
+                                                  + (dw ? pg.floats : 0));
+    float *wp = dx ? fc_aligned_alloc((size_t)(taps * c * fp) * sizeof(float)) : NULL;
+    float *partials = dw ? fc_aligned_alloc((size_t)(chunks * part) * sizeof(float)) : NULL;
     float *scratch = fc_aligned_alloc((size_t)(n_threads * per_thread) * sizeof(float));
-    if (!wp || !scratch) {
+    if (!scratch || (dx && !wp) || (dw && !partials)) {
         fc_aligned_free(wp);
+        fc_aligned_free(partials);
         fc_aligned_free(scratch);
         return FC_ERR_NOMEM;
     }
-    for (ptrdiff_t r = 0; r < taps * c; ++r)
-        for (ptrdiff_t j = 0; j < fp; ++j)
-            wp[r * fp + j] = j < f ? w[r * f + j] : 0.0f;
+    if (dx) /* w with filters zero-padded to fp: tap t's c rows at wp + t * c * fp */
+        for (ptrdiff_t r = 0; r < taps * c; ++r)
+            for (ptrdiff_t j = 0; j < fp; ++j)
+                wp[r * fp + j] = j < f ? w[r * f + j] : 0.0f;
+    if (dw)
+        memset(partials, 0, (size_t)(chunks * part) * sizeof(float));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
     {
         const fc_fp_state fp_state = fc_fp_enter();
-        float *slot_rows = scratch + fc_thread_id() * per_thread;
-        ptrdiff_t *held = (ptrdiff_t *)(slot_rows + g.slots * row_floats); /* image, row */
-        for (ptrdiff_t s = 0; s < g.slots; ++s)
-            held[2 * s] = -1;
-        const float *tap_dy[FC_DIRECT_MAX_K], *tap_w[FC_DIRECT_MAX_K];
-        /* Contiguous runs of rows per thread: a dy row spread for one dx row
-         * serves the next ones too. */
+        float *mine = scratch + fc_thread_id() * per_thread;
+        const spread_ring ring = {mine, (ptrdiff_t *)(mine + sg.slots * row_floats)};
+        float *patch = mine + sg.slots * row_floats + held_floats;
+        for (ptrdiff_t s = 0; s < sg.slots; ++s)
+            ring.held[2 * s] = -1;
 #ifdef _OPENMP
-#pragma omp for schedule(static) nowait /* the region's end waits */
+#pragma omp for schedule(dynamic) nowait /* the region's end waits */
 #endif
-        for (ptrdiff_t row = 0; row < rows; ++row) {
-            const ptrdiff_t img = row / d->h, ih = row % d->h;
-            int n = 0;
-            for (ptrdiff_t ki = 0; ki < d->kh; ++ki) {
-                const ptrdiff_t v = ih + d->pt - ki * d->dh; /* oh * sh where a dy row reaches */
-                if (v < 0 || v % d->sh != 0 || v / d->sh >= d->ho)
-                    continue;
-                const ptrdiff_t oh = v / d->sh, s = oh % g.slots;
-                float *spread = slot_rows + s * row_floats;
-                if (held[2 * s] != img || held[2 * s + 1] != oh) {
-                    spread_row(d, &g, dy, img, oh, spread);
-                    held[2 * s] = img;
-                    held[2 * s + 1] = oh;
+        for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
+            for (ptrdiff_t r = ci * rows / chunks; r < (ci + 1) * rows / chunks; ++r) {
+                const ptrdiff_t img = r / d->ho, oh = r % d->ho;
+                if (dw) {
+                    /* dy's row from its spread copy, in cache for dx and
+                     * zero-padded to whole blocks; else from dy itself. */
+                    const float *dyrow = dy + r * d->wo * f;
+                    ptrdiff_t lddy = f;
+                    if (dx || f % nb != 0) {
+                        dyrow = spread_of(d, &sg, dy, img, oh, ring) + (d->kw - 1) * d->dw * fp;
+                        lddy = d->sw * fp;
+                    }
+                    float *acc = partials + ci * part;
+                    fill_patch(d, &pg, x, img, oh, patch);
+                    for (ptrdiff_t bi = 0; bi < blocks; ++bi)
+                        ks->weight_row(patch, pg.step, pg.off, k, dyrow + bi * nb, lddy, d->wo,
+                                       acc + bi * nb * k, acc + blocks * nb * k + bi * nb);
                 }
-                for (ptrdiff_t kj = 0; kj < d->kw; ++kj, ++n) {
-                    tap_dy[n] = spread + (d->pl + (d->kw - 1 - kj) * d->dw) * fp;
-                    tap_w[n] = wp + (ki * d->kw + kj) * c * fp;
-                }
+                if (dx)
+                    for (ptrdiff_t row = first_dx_row_after(d, r); row < first_dx_row_after(d, r + 1);
+                         ++row)
+                        input_row_of(d, &sg, ks, dy, wp, row / d->h, row % d->h, ring,
+                                     dx + row * d->w * c);
             }
-            float *dxrow = dx + row * d->w * c;
-            if (n == 0)
-                memset(dxrow, 0, (size_t)(d->w * c) * sizeof(float));
-            else
-                ks->input_row(tap_dy, tap_w, n, c, fp, d->w, dxrow);
         }
         fc_fp_leave(fp_state);
     }
+    if (dw) { /* dw[t, j] and db[j]: the partials added in chunk order */
+        for (ptrdiff_t t = 0; t < k; ++t)
+            for (ptrdiff_t j = 0; j < f; ++j)
+                dw[t * f + j] = fc_sum_chunks(partials, (j / nb) * nb * k + t * nb + j % nb, chunks,
+                                              part);
+        if (db)
+            for (ptrdiff_t j = 0; j < f; ++j)
+                db[j] = fc_sum_chunks(partials, blocks * nb * k + j, chunks, part);
+    }
     fc_aligned_free(wp);
-    fc_aligned_free(scratch);
-    return FC_OK;
-}
-
-int fc_conv2d_direct_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
-                                         const float *dy, float *dw, float *db, int n_threads)
-{
-    const fc_direct_kernel_set *ks = fc_direct_kernels();
-    const ptrdiff_t k = d->kh * d->kw * d->c, f = d->f, nb = ks->nb;
-    const ptrdiff_t blocks = fc_ceil_div(f, nb), rows = d->n * d->ho;
-    const patch_geometry g = patch_geometry_of(d);
-    /* Chunks of whole output rows, about FC_WGRAD_CHUNK_ROWS pixels each. */
-    const ptrdiff_t chunks = fc_max(1, fc_min(fc_min(FC_WGRAD_MAX_CHUNKS, rows),
-                                              fc_ceil_div(rows * d->wo, FC_WGRAD_CHUNK_ROWS)));
-    n_threads = (int)fc_max(1, fc_min(n_threads, chunks));
-    /* Each chunk's partial: dw as blocks (k x nb each), then db (blocks x nb). */
-    const ptrdiff_t part = fc_thread_stride(blocks * nb * (k + 1));
-    /* Per thread: a patch, and dy's rows of a last, partial filter block
-     * copied out zero-padded to nb columns. */
-    const ptrdiff_t per_thread = fc_thread_stride(g.floats + fc_max(d->wo, 1) * nb);
-    float *partials = fc_aligned_alloc((size_t)(chunks * part) * sizeof(float));
-    float *scratch = fc_aligned_alloc((size_t)(n_threads * per_thread) * sizeof(float));
-    if (!partials || !scratch) {
-        fc_aligned_free(partials);
-        fc_aligned_free(scratch);
-        return FC_ERR_NOMEM;
-    }
-    memset(partials, 0, (size_t)(chunks * part) * sizeof(float));
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic) num_threads(n_threads) if (n_threads > 1)
-#endif
-    for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
-        const fc_fp_state fp = fc_fp_enter();
-        float *patch = scratch + fc_thread_id() * per_thread, *dy_tail = patch + g.floats;
-        float *acc = partials + ci * part, *db_acc = acc + blocks * nb * k;
-        for (ptrdiff_t row = ci * rows / chunks; row < (ci + 1) * rows / chunks; ++row) {
-            fill_patch(d, &g, x, row / d->ho, row % d->ho, patch);
-            const float *dyrow = dy + row * d->wo * f;
-            for (ptrdiff_t bi = 0; bi < blocks; ++bi) {
-                const float *dyb = dyrow + bi * nb;
-                ptrdiff_t lddy = f;
-                if (f - bi * nb < nb) { /* reading nb columns would overrun dy */
-                    const ptrdiff_t valid = f - bi * nb;
-                    for (ptrdiff_t o = 0; o < d->wo; ++o)
-                        for (ptrdiff_t j = 0; j < nb; ++j)
-                            dy_tail[o * nb + j] = j < valid ? dyb[o * f + j] : 0.0f;
-                    dyb = dy_tail;
-                    lddy = nb;
-                }
-                ks->weight_row(patch, g.step, g.off, k, dyb, lddy, d->wo, acc + bi * nb * k,
-                               db_acc + bi * nb);
-            }
-        }
-        fc_fp_leave(fp);
-    }
-    /* dw[t, j] and db[j]: the partials added in chunk order. */
-    for (ptrdiff_t t = 0; t < k; ++t)
-        for (ptrdiff_t j = 0; j < f; ++j)
-            dw[t * f + j] = fc_sum_chunks(partials, (j / nb) * nb * k + t * nb + j % nb, chunks, part);
-    if (db)
-        for (ptrdiff_t j = 0; j < f; ++j)
-            db[j] = fc_sum_chunks(partials, blocks * nb * k + j, chunks, part);
     fc_aligned_free(partials);
     fc_aligned_free(scratch);
     return FC_OK;

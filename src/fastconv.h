@@ -115,6 +115,12 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                   const float *dy, float *dw, float *db,
                                   int n_threads);
 
+/* Both: the two calls above, or one pass over dy where that is faster.
+ * dx may be NULL (not wanted), and db. */
+int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x,
+                           const float *dy, const float *w, float *dx,
+                           float *dw, float *db, int n_threads);
+
 /* ---- pooling ------------------------------------------------------------ */
 
 typedef struct {

@@ -300,6 +300,9 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 /* Input pixels per group of the direct backward-input kernel: neighbours
  * reached through the same taps share each weight vector loaded. */
 #define FC_DIRECT_GROUP 8
+/* Runs of rows per thread of a direct backward-input pass, handed out
+ * dynamically. */
+#define FC_DIRECT_DX_RUNS_PER_THREAD 8
 
 /* The row kernels of one SIMD path (conv2d_direct_simd.h). Filters are
  * handled in blocks of nb; a packed weight block is k rows of nb floats. */
@@ -335,13 +338,13 @@ const fc_direct_kernel_set *fc_direct_kernels_avx512(void);
 
 /* 1 when d has at most FC_DIRECT_MAX_K (and at least one) taps times channels. */
 int fc_direct_applies(const fc_conv2d_desc *d);
-/* The three passes; same contracts as fc_conv2d_*_f32 (all overwrite). */
+/* The forward and backward passes; same contracts as fc_conv2d_forward_f32
+ * and fc_conv2d_backward_f32, except that the backward pass also takes
+ * dx == NULL (then w is unused) or dw == NULL (then x and db are unused). */
 int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                  const float *b, float *y, int n_threads);
-int fc_conv2d_direct_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
-                                        const float *w, float *dx, int n_threads);
-int fc_conv2d_direct_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
-                                         const float *dy, float *dw, float *db, int n_threads);
+int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
+                                  const float *w, float *dx, float *dw, float *db, int n_threads);
 
 /* ---- helpers ------------------------------------------------------------ */
 

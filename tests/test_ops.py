@@ -353,6 +353,34 @@ def test_conv2d_backward_can_skip_the_input_gradient():
     np.testing.assert_array_equal(db, full[2])
 
 
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation", [
+    ((40, 28, 28, 1), (3, 3, 1, 32), 1, "valid", 1),  # S1 at batch 40: 16 chunks of dy rows
+    ((6, 23, 27, 3), (3, 3, 3, 40), 2, "same", 1),  # strided, a partial filter block
+    ((5, 19, 17, 2), (3, 4, 2, 16), (1, 2), ((3, 0), (1, 4)), (2, 1)),  # dilated, uneven padding
+])
+def test_one_backward_pass_equals_the_two_passes(simd_path, x_shape, w_shape, stride, padding,
+                                                 dilation):
+    """Few channels take both gradients from one pass over dy; they are bit for
+    bit those of the separate backward-input and backward-weight passes."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    args = dict(stride=stride, padding=padding, dilation=dilation)
+    dy = np.cos(ops.conv2d(x, w, **args))
+    g, params = ops._conv_params(x.shape, w.shape, stride, padding, dilation)
+    for threads in (1, 2):
+        dx, dw, db = ops.conv2d_backward(dy, x, w, n_threads=threads, **args)
+        np.testing.assert_array_equal(
+            dx, fastconv._kernels.conv2d_backward_input(dy, w, x_shape, params, threads))
+        sep_dw, sep_db = fastconv._kernels.conv2d_backward_weight(x, dy, w_shape, params, threads)
+        np.testing.assert_array_equal(dw, sep_dw)
+        np.testing.assert_array_equal(db, sep_db)
+    rdx, rdw, rdb = reference.conv2d_backward(f64(dy), f64(x), f64(w), **args)
+    assert_close(dx, rdx)
+    assert_close(dw, rdw)
+    assert_close(db, rdb)
+
+
 def test_dense_fused_bias_relu():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((37, 29)).astype(np.float32)
