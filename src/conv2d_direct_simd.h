@@ -131,8 +131,13 @@ input_group(const int TAPS, const float *const *dy, const float *const *w, ptrdi
                 s1[q] = V_FMA(V_LOADU(d + q * fp + VW), w1, s1[q]);
             }
         }
+    VEC s[GROUP];
+    float sums[GROUP];
+    for (int q = 0; q < GROUP; ++q)
+        s[q] = V_ADD(s0[q], s1[q]);
+    V_SUMS8(s, sums);
     for (int q = 0; q < valid; ++q)
-        dx[(iw + q) * c + ci] = V_SUM(V_ADD(s0[q], s1[q]));
+        dx[(iw + q) * c + ci] = sums[q];
 }
 
 static void input_row(const float *const *dy, const float *const *w, int taps, ptrdiff_t c,

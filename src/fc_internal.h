@@ -298,7 +298,8 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 /* Output pixels per register tile of the direct forward kernel. */
 #define FC_DIRECT_TILE 6
 /* Input pixels per group of the direct backward-input kernel: neighbours
- * reached through the same taps share each weight vector loaded. */
+ * reached through the same taps share each weight vector loaded, and their
+ * 8 sums are reduced together (V_SUMS8 in the simd_*.h vocabularies). */
 #define FC_DIRECT_GROUP 8
 /* Runs of rows per thread of a direct backward-input pass, handed out
  * dynamically. */

@@ -25,6 +25,18 @@ static inline float sum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 #define V_SUM(v) sum8(v)
+
+/* out[q] = the sum of the lanes of v[q], q < 8: three rounds of pairwise
+ * horizontal adds and one across the halves, instead of 8 reductions. */
+static inline void sums8(const __m256 v[8], float out[8])
+{
+    const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    const __m256 efgh = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    /* each: the four sums of the low 128 bits, then those of the high */
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(abcd, efgh, 0x20),
+                                        _mm256_permute2f128_ps(abcd, efgh, 0x31)));
+}
+#define V_SUMS8(v, out) sums8(v, out)
 #define V_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 
 #endif /* FC_SIMD_AVX2_H */

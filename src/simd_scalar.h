@@ -15,5 +15,10 @@
 /* max(0, v) must return v when v is NaN, as maxps(0, v) does. */
 #define V_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define V_SUM(v) (v)
+#define V_SUMS8(v, out)                                                           \
+    do {                                                                          \
+        for (int q_ = 0; q_ < 8; ++q_)                                            \
+            (out)[q_] = (v)[q_];                                                  \
+    } while (0)
 
 #endif /* FC_SIMD_SCALAR_H */
