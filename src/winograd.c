@@ -61,8 +61,8 @@ static ptrdiff_t view_tap(ptrdiff_t i, ptrdiff_t k)
  * itself when it already is that (a 3x3 kernel), else a copy in `copy` (for a
  * backward-input pass, w of shape (kh, kw, d->f, d->c) rotated and with
  * channels and filters swapped). */
-static const float *forward_view(const fc_conv2d_desc *d, const float *w, int rotate,
-                                 float *copy, int n_threads)
+const float *fc_winograd_forward_view(const fc_conv2d_desc *d, const float *w, int rotate,
+                                      float *copy, int n_threads)
 {
     const ptrdiff_t c = d->c, f = d->f, khp = 3 * spans_h(d), kwp = 3 * spans_w(d);
     if (!rotate && d->kh == 3 && d->kw == 3)
@@ -279,6 +279,37 @@ FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const fl
     }
 }
 
+void fc_winograd_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff_t c,
+                          const float *up, ptrdiff_t f, ptrdiff_t count, float *m, ptrdiff_t ld_m)
+{
+    const fc_kernel_set *ks = fc_kernels();
+    const int MR = ks->mr, NR = ks->nr;
+    const ptrdiff_t n_panels = fc_ceil_div(f, NR);
+    /* Depth blocks as in the GEMM driver. */
+    const ptrdiff_t kc_nominal = fc_gemm_kc(ks);
+    const ptrdiff_t kc_max = fc_ceil_div(c, fc_ceil_div(c, kc_nominal + kc_nominal / 4));
+    float *crow[FC_MR_MAX];
+    for (int xi = 0; xi < positions; ++xi) {
+        const float *vx = v + xi * ld_v;
+        float *mx = m + xi * ld_m;
+        for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
+            const ptrdiff_t j = jp * NR;
+            const float *panel = up + (xi * n_panels + jp) * c * NR;
+            fc_tile_epilogue ep = {0, (int)fc_min(NR, f - j), 0, NULL, 0, 0};
+            for (ptrdiff_t p0 = 0; p0 < c; p0 += kc_max) {
+                const ptrdiff_t kc = fc_min(kc_max, c - p0);
+                ep.accumulate = p0 > 0;
+                for (ptrdiff_t ir = 0; ir < count; ir += MR) {
+                    ep.mr = (int)fc_min(MR, count - ir);
+                    for (int i = 0; i < MR; ++i)
+                        crow[i] = mx + (ir + (i < ep.mr ? i : 0)) * f + j;
+                    ks->ukernel(kc, vx + ir * c + p0, c, 1, panel + p0 * NR, crow, &ep);
+                }
+            }
+        }
+    }
+}
+
 int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                            int rotate, const float *b, float *y, int n_threads)
 {
@@ -331,15 +362,13 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         fc_aligned_free(ws);
         return FC_ERR_NOMEM;
     }
-    const float *view = forward_view(d, w, rotate, up + XI * n_panels * NR * depth + f, n_threads);
+    const float *view =
+        fc_winograd_forward_view(d, w, rotate, up + XI * n_panels * NR * depth + f, n_threads);
     transform_weights(d, view, NR, up, n_threads);
     float *bias = up + XI * n_panels * NR * depth;
     for (ptrdiff_t j = 0; j < f; ++j)
         bias[j] = b ? b[j] : 0.0f;
-    /* Depth blocks: of one piece, as in the GEMM driver; of several, whole
-     * pieces per call of the indirect micro-kernel. */
-    const ptrdiff_t kc_nominal = fc_gemm_kc(ks);
-    const ptrdiff_t kc_max = fc_ceil_div(c, fc_ceil_div(c, kc_nominal + kc_nominal / 4));
+    /* Several pieces: whole pieces per call of the indirect micro-kernel. */
     const ptrdiff_t per_call = fc_max(1, FC_INDIRECT_PANEL_BYTES / (NR * (ptrdiff_t)sizeof(float)) / c);
 
 #ifdef _OPENMP
@@ -389,33 +418,28 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
                     }
                 }
             }
-            for (int xi = 0; xi < XI; ++xi) {
-                const float *vx = v + xi * ld_v;
-                float *mx = m + xi * ld_m;
-                if (pieces > 1)
+            if (pieces == 1) {
+                fc_winograd_products(XI, v, ld_v, c, up, f, count, m, ld_m);
+            } else {
+                for (int xi = 0; xi < XI; ++xi) {
+                    const float *vx = v + xi * ld_v;
+                    float *mx = m + xi * ld_m;
                     for (ptrdiff_t e = 0; e < n_rows_a; ++e)
                         rows_a[e] = offsets[e] < 0 ? zeros : vx + offsets[e];
-                for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
-                    const ptrdiff_t j = jp * NR;
-                    const float *panel = up + (xi * n_panels + jp) * depth * NR;
-                    fc_tile_epilogue ep;
-                    ep.nr = (int)fc_min(NR, f - j);
-                    ep.bias = NULL;
-                    ep.relu = 0;
-                    ep.stream = 0;
-                    const ptrdiff_t step = pieces > 1 ? per_call * c : kc_max;
-                    for (ptrdiff_t p0 = 0; p0 < depth; p0 += step) {
-                        const ptrdiff_t kc = fc_min(step, depth - p0);
-                        ep.accumulate = p0 > 0;
-                        for (ptrdiff_t ir = 0; ir < count; ir += MR) {
-                            ep.mr = (int)fc_min(MR, count - ir);
-                            for (int i = 0; i < MR; ++i)
-                                crow[i] = mx + (ir + (i < ep.mr ? i : 0)) * f + j;
-                            if (pieces > 1)
+                    for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
+                        const ptrdiff_t j = jp * NR;
+                        const float *panel = up + (xi * n_panels + jp) * depth * NR;
+                        fc_tile_epilogue ep = {0, (int)fc_min(NR, f - j), 0, NULL, 0, 0};
+                        for (ptrdiff_t p0 = 0; p0 < depth; p0 += per_call * c) {
+                            const ptrdiff_t kc = fc_min(per_call * c, depth - p0);
+                            ep.accumulate = p0 > 0;
+                            for (ptrdiff_t ir = 0; ir < count; ir += MR) {
+                                ep.mr = (int)fc_min(MR, count - ir);
+                                for (int i = 0; i < MR; ++i)
+                                    crow[i] = mx + (ir + (i < ep.mr ? i : 0)) * f + j;
                                 ks->ukernel_taps(kc / c, c, rows_a + (ir * pieces + p0 / c * MR),
                                                  panel + p0 * NR, crow, &ep);
-                            else
-                                ks->ukernel(kc, vx + ir * c + p0, c, 1, panel + p0 * NR, crow, &ep);
+                            }
                         }
                     }
                 }
