@@ -22,7 +22,11 @@
  * input patches, runs the 16 small GEMMs with the register micro-kernel
  * against the pre-packed U panels, and transforms the results straight into
  * y with the bias and ReLU. Each output pixel is computed by one thread in a
- * fixed order, so results do not depend on the number of threads. */
+ * fixed order, so results do not depend on the number of threads.
+ *
+ * Most 3x3 layers take F(4x4, 3x3) instead for their forward and
+ * backward-input passes (winograd_f4.c), which shares the per-position GEMMs
+ * of a one-piece block (fc_winograd_products). */
 #include <string.h>
 
 #include "fc_internal.h"
