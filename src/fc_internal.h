@@ -88,10 +88,11 @@
  * S6), and FC_WINOGRAD_WGRAD_BLOCK_FLOATS for the weight gradient, whose
  * blocks of tiles are its GEMMs' depth (at most FC_WINOGRAD_WGRAD_MAX_TILES). */
 #define FC_WINOGRAD_MIN_CHANNELS 16
-/* Channels times filters up to which 3x3 layers take F(4x4, 3x3): its U
- * panels, 36 c f floats, then take at most 2.25 MiB (S4's 64 x 128: 20 %
- * faster than F(2x2, 3x3); S5's 128 x 256: 45 % slower). */
-#define FC_WINOGRAD_F4_MAX_CF (1 << 14)
+/* Channels times filters up to which 3x3 and 5x5 layers take the 6x6-domain
+ * Winograd (winograd_6x6.c): its U panels, 36 c f floats, then take at most
+ * 2.25 MiB (S4's 64 x 128: 20 % faster than F(2x2, 3x3); S5's 128 x 256:
+ * 45 % slower). */
+#define FC_WINOGRAD_6X6_MAX_CF (1 << 14)
 #define FC_WINOGRAD_BLOCK_FLOATS (1 << 17)
 #define FC_WINOGRAD_WGRAD_BLOCK_FLOATS (1 << 18)
 #define FC_WINOGRAD_WGRAD_MAX_TILES 256
@@ -289,11 +290,6 @@ int fc_winograd_applies(const fc_conv2d_desc *d);
  * pass: d->c is then w's filter count and d->f its channel count. */
 int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                            int rotate, const float *b, float *y, int n_threads);
-/* The kernel as the forward formula reads it, cut into 3x3 pieces 2 apart:
- * w itself for a 3x3 kernel read forwards, else a copy written to `copy`
- * (9 * pieces * c * f floats; with rotate, w rotated and transposed). */
-const float *fc_winograd_forward_view(const fc_conv2d_desc *d, const float *w, int rotate,
-                                      float *copy, int n_threads);
 /* M[xi] (count, f) = V[xi] (count, c) x U[xi] for xi < positions, one block
  * of tiles of a one-piece forward pass: V's rows (a tile's c floats each)
  * read in place, up to a whole last sliver of rows (kept finite); U packed
@@ -301,12 +297,12 @@ const float *fc_winograd_forward_view(const fc_conv2d_desc *d, const float *w, i
  * together; V, M ld_v, ld_m floats between positions. */
 void fc_winograd_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff_t c,
                           const float *up, ptrdiff_t f, ptrdiff_t count, float *m, ptrdiff_t ld_m);
-/* 1 when d is a 3x3 layer for fc_winograd_applies whose output is large
- * enough for 4x4 tiles (winograd_f4.c). */
-int fc_winograd_f4_applies(const fc_conv2d_desc *d);
-/* As fc_conv2d_winograd_f32, by Winograd F(4x4, 3x3), for those layers. */
-int fc_conv2d_winograd_f4_f32(const fc_conv2d_desc *d, const float *x, const float *w,
-                              int rotate, const float *b, float *y, int n_threads);
+/* 1 when d is a 3x3 or 5x5 layer for fc_winograd_applies that
+ * winograd_6x6.c serves better: F(4x4, 3x3) or F(2x2, 5x5). */
+int fc_winograd_6x6_applies(const fc_conv2d_desc *d);
+/* As fc_conv2d_winograd_f32, on the 6x6 domain, for those layers. */
+int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const float *w,
+                               int rotate, const float *b, float *y, int n_threads);
 /* dw by Winograd F(3x3, 2x2), and db (the column sums of dy) unless NULL;
  * overwrites both. */
 int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float *x,

@@ -24,9 +24,9 @@
  * y with the bias and ReLU. Each output pixel is computed by one thread in a
  * fixed order, so results do not depend on the number of threads.
  *
- * Most 3x3 layers take F(4x4, 3x3) instead for their forward and
- * backward-input passes (winograd_f4.c), which shares the per-position GEMMs
- * of a one-piece block (fc_winograd_products). */
+ * Most 3x3 and 5x5 layers take F(4x4, 3x3) or F(2x2, 5x5) instead for their
+ * forward and backward-input passes (winograd_6x6.c), which shares the
+ * per-position GEMMs of a one-piece block (fc_winograd_products). */
 #include <string.h>
 
 #include "fc_internal.h"
@@ -65,8 +65,8 @@ static ptrdiff_t view_tap(ptrdiff_t i, ptrdiff_t k)
  * itself when it already is that (a 3x3 kernel), else a copy in `copy` (for a
  * backward-input pass, w of shape (kh, kw, d->f, d->c) rotated and with
  * channels and filters swapped). */
-const float *fc_winograd_forward_view(const fc_conv2d_desc *d, const float *w, int rotate,
-                                      float *copy, int n_threads)
+static const float *forward_view(const fc_conv2d_desc *d, const float *w, int rotate,
+                                 float *copy, int n_threads)
 {
     const ptrdiff_t c = d->c, f = d->f, khp = 3 * spans_h(d), kwp = 3 * spans_w(d);
     if (!rotate && d->kh == 3 && d->kw == 3)
@@ -366,8 +366,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         fc_aligned_free(ws);
         return FC_ERR_NOMEM;
     }
-    const float *view =
-        fc_winograd_forward_view(d, w, rotate, up + XI * n_panels * NR * depth + f, n_threads);
+    const float *view = forward_view(d, w, rotate, up + XI * n_panels * NR * depth + f, n_threads);
     transform_weights(d, view, NR, up, n_threads);
     float *bias = up + XI * n_panels * NR * depth;
     for (ptrdiff_t j = 0; j < f; ++j)

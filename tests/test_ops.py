@@ -392,7 +392,8 @@ def test_dense_fused_bias_relu():
 
 WINOGRAD_CASES = [
     # Stride 1, kernels from 3x3, at least 16 channels and filters: the Winograd path,
-    # F(4x4, 3x3) for most 3x3 kernels here (tiles cut by every edge), F(2x2, 3x3) else.
+    # F(4x4, 3x3) and F(2x2, 5x5) for most square 3x3 and 5x5 kernels here (tiles cut by
+    # every edge), F(2x2, 3x3) in 3x3 pieces for the others.
     ((2, 7, 9, 16), (3, 3, 16, 16), "valid"),
     ((3, 8, 5, 20), (3, 3, 20, 33), "same"),
     ((1, 6, 6, 17), (3, 3, 17, 40), ((2, 0), (1, 2))),
@@ -408,8 +409,9 @@ WINOGRAD_CASES = [
     ((1, 9, 9, 17), (7, 7, 17, 40), ((2, 0), (1, 3))),
     ((2, 11, 10, 24), (3, 5, 24, 20), 1),
     ((2, 8, 8, 16), (6, 6, 16, 16), "same"),
-    ((1, 60, 60, 16), (5, 5, 16, 16), "same"),  # a large image: blocks of tile rows
-    ((12, 9, 9, 16), (5, 5, 16, 24), "same"),  # small images: several per block
+    ((1, 60, 60, 16), (5, 4, 16, 16), "same"),  # a large image: blocks of tile rows
+    ((12, 9, 9, 16), (4, 5, 16, 24), "same"),  # small images: several per block
+    ((3, 30, 30, 16), (5, 5, 16, 24), "same"),  # F(2x2, 5x5), several blocks of tiles
 ]
 
 
@@ -435,14 +437,15 @@ def test_winograd_path_matches_reference(simd_path, x_shape, w_shape, padding):
 @pytest.mark.parametrize("x_shape,w_shape", [
     ((8, 26, 26, 32), (3, 3, 32, 64)),  # S2 (MNIST's second layer), a smaller batch
     ((4, 16, 16, 64), (3, 3, 64, 128)),  # S4
+    ((8, 14, 14, 32), (5, 5, 32, 64)),  # S3
 ])
-def test_winograd_f4_rounding_stays_small(simd_path, x_shape, w_shape):
-    """F(4x4, 3x3)'s transforms hold coefficients up to 8 and 1/24: its error is
-    about 15x F(2x2, 3x3)'s, and must stay within 2e-5 of the output's scale
-    for a layer initialised as Keras does (variance 1 / fan-in)."""
+def test_winograd_6x6_rounding_stays_small(simd_path, x_shape, w_shape):
+    """F(4x4, 3x3) and F(2x2, 5x5) transform with coefficients up to 8 and 1/24:
+    their error is about 10-15x F(2x2, 3x3)'s, and must stay within 2e-5 of the
+    output's scale for a layer initialised as Keras does (variance 1 / fan-in)."""
     rng = np.random.default_rng(12)
     x = rng.standard_normal(x_shape).astype(np.float32)
-    w = (rng.standard_normal(w_shape) / np.sqrt(9 * w_shape[2])).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[:3]))).astype(np.float32)
     y = ops.conv2d(x, w, padding="same")
     assert_close(y, reference.conv2d(f64(x), f64(w), padding="same"), tol=2e-5)
     dy = rng.standard_normal(y.shape).astype(np.float32)
@@ -505,7 +508,7 @@ def test_simd_paths_agree_with_portable(x_shape, w_shape, stride, padding):
     finally:
         fastconv.set_simd_path(before)
     # Every path matches the float64 reference to 1e-4 of its scale (the tests
-    # above; F(4x4, 3x3) Winograd, the most rounded method, to about 5e-6).
+    # above; the 6x6-domain Winograd, the most rounded method, to about 5e-6).
     # Two paths, each fed its own y, differ by up to 3e-5 here once the
     # weight gradient has summed those differences over the batch.
     for path in PATHS:

@@ -1,17 +1,25 @@
-/* Winograd F(4x4, 3x3) for 3x3, stride-1, undilated layers: the forward pass,
- * and the backward-input pass (a forward pass of dy with the rotated kernel).
+/* Winograd convolution on a 6x6 transformed domain for square, stride-1,
+ * undilated kernels of r = 3 or 5: F(4x4, 3x3) and F(2x2, 5x5). The forward
+ * pass, and the backward-input pass (a forward pass of dy with the rotated
+ * kernel).
  *
- * Each 4x4 block of outputs ("tile") comes from a 6x6 input patch with 36
- * multiplications per (channel, filter) pair: 2.25 per output, against 4 for
- * F(2x2, 3x3) (winograd.c) and 9 for the direct method. With the
- * interpolation points 0, +-1, +-2 and infinity (Lavin and Gray, 2016)
+ * Each m x m block of outputs ("tile", m = 7 - r) comes from a 6x6 input patch
+ * with 36 multiplications per (channel, filter) pair: 2.25 per output for
+ * 3x3 kernels (9 direct, 4 with F(2x2, 3x3) in winograd.c) and 9 for 5x5 (25
+ * direct, 16 with winograd.c's four 3x3 pieces). With the interpolation
+ * points 0, +-1, +-2 and infinity (Lavin and Gray, 2016)
  *     Y = A^T [ (G g G^T) .* (B^T d B) ] A,
- *     B^T = | 4  0 -5  0  1  0 |   G = |  1/4     0     0 |   A^T = | 1  1  1  1  1  0 |
- *           | 0 -4 -4  1  1  0 |       | -1/6  -1/6  -1/6 |         | 0  1 -1  2 -2  0 |
- *           | 0  4 -4 -1  1  0 |       | -1/6   1/6  -1/6 |         | 0  1  1  4  4  0 |
- *           | 0 -2 -1  2  1  0 |       | 1/24  1/12   1/6 |         | 0  1 -1  8 -8  1 |
- *           | 0  2 -1 -2  1  0 |       | 1/24 -1/12   1/6 |
- *           | 0  4  0 -5  0  1 |       |    0     0     1 |
+ *     B^T = | 4  0 -5  0  1  0 |   G (r = 3) = |  1/4     0     0 |   G (r = 5): rows
+ *           | 0 -4 -4  1  1  0 |               | -1/6  -1/6  -1/6 |   p^0..p^4 / N(p) for
+ *           | 0  4 -4 -1  1  0 |               | -1/6   1/6  -1/6 |   p = 0, 1, -1, 2, -2
+ *           | 0 -2 -1  2  1  0 |               | 1/24  1/12   1/6 |   (N = 4, -6, -6, 24,
+ *           | 0  2 -1 -2  1  0 |               | 1/24 -1/12   1/6 |   24), then 0 0 0 0 1;
+ *           | 0  4  0 -5  0  1 |               |    0     0     1 |
+ *     A^T: rows p^0..p^(m-1) over the same points, then 0 except a last 1:
+ *           m = 4: | 1  1  1  1  1  0 |   m = 2: | 1  1  1  1  1  0 |
+ *                  | 0  1 -1  2 -2  0 |          | 0  1 -1  2 -2  1 |
+ *                  | 0  1  1  4  4  0 |
+ *                  | 0  1 -1  8 -8  1 |
  * The larger coefficients cost accuracy: on MNIST- and CIFAR-sized layers the
  * error is 4-8e-6 of the output's largest magnitude, against 2-6e-7 for
  * F(2x2, 3x3) (tests/test_ops.py holds it under 2e-5).
@@ -22,45 +30,63 @@
  * transforms a block's patches, runs the 36 GEMMs and transforms the results
  * straight into y with the bias and ReLU. Each output pixel is computed by one
  * thread in a fixed order, so results do not depend on the number of threads.
- * Kernels larger than 3x3 and the weight gradient use F(2x2, 3x3). */
+ * The weight gradients stay with winograd.c. */
 #include <string.h>
 
 #include "fc_internal.h"
 
 #define XI 36 /* positions of the 6x6 transformed domain */
 
-int fc_winograd_f4_applies(const fc_conv2d_desc *d)
+int fc_winograd_6x6_applies(const fc_conv2d_desc *d)
 {
-    /* 36 products per 4x4 tile against 16 per 2x2: the larger tile unless
-     * the image's edges waste more of it (an output of 1 or 2 pixels), or
-     * U (36 c f floats) is too large to stay in cache while the blocks of
-     * tiles read it (S5, c = 128, f = 256: 45 % slower than F(2x2)). */
-    return d->kh == 3 && d->kw == 3 && fc_winograd_applies(d)
-           && d->c * d->f <= FC_WINOGRAD_F4_MAX_CF
-           && fc_ceil_div(d->ho, 4) * fc_ceil_div(d->wo, 4) * 36
-                  <= fc_ceil_div(d->ho, 2) * fc_ceil_div(d->wo, 2) * 16;
+    const ptrdiff_t r = d->kh, m = 7 - r;
+    if (!(d->kw == r && (r == 3 || r == 5) && fc_winograd_applies(d)))
+        return 0;
+    /* 36 products per m x m tile against 16 per 2x2 tile and 3x3 piece
+     * (winograd.c): this method unless the image's edges waste more of its
+     * larger tile (an output of 1 or 2 pixels), or U (36 c f floats) is too
+     * large to stay in cache while the blocks of tiles read it (S5, c = 128,
+     * f = 256: 45 % slower than F(2x2, 3x3)). */
+    const ptrdiff_t pieces = (r - 1) / 2 * ((r - 1) / 2);
+    return d->c * d->f <= FC_WINOGRAD_6X6_MAX_CF
+           && fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m) * 36
+                  <= fc_ceil_div(d->ho, 2) * fc_ceil_div(d->wo, 2) * 16 * pieces;
 }
 
-/* u = G g for one kernel column (or row) g0, g1, g2. */
-static inline void kernel_points(double g0, double g1, double g2, double u[6])
+/* u = G g for one kernel column (or row) g[0..r), r = 3 or 5. */
+static inline void kernel_points(int r, const double *g, double u[6])
 {
-    u[0] = g0 / 4;
-    u[1] = -(g0 + g1 + g2) / 6;
-    u[2] = -(g0 - g1 + g2) / 6;
-    u[3] = g0 / 24 + g1 / 12 + g2 / 6;
-    u[4] = g0 / 24 - g1 / 12 + g2 / 6;
-    u[5] = g2;
+    if (r == 3) {
+        u[0] = g[0] / 4;
+        u[1] = -(g[0] + g[1] + g[2]) / 6;
+        u[2] = -(g[0] - g[1] + g[2]) / 6;
+        u[3] = g[0] / 24 + g[1] / 12 + g[2] / 6;
+        u[4] = g[0] / 24 - g[1] / 12 + g[2] / 6;
+        u[5] = g[2];
+    } else {
+        const double even = g[0] + g[2] + g[4], odd = g[1] + g[3];
+        const double even2 = g[0] + 4 * g[2] + 16 * g[4], odd2 = 2 * g[1] + 8 * g[3];
+        u[0] = g[0] / 4;
+        u[1] = -(even + odd) / 6;
+        u[2] = -(even - odd) / 6;
+        u[3] = (even2 + odd2) / 24;
+        u[4] = (even2 - odd2) / 24;
+        u[5] = g[4];
+    }
 }
 
-/* U[xi] = G g G^T for every channel ci and filter fo of the kernel g (3, 3,
- * c, f), packed as the micro-kernel's B panels: for position xi and panel jp
- * of nr filters, row ci at up[((xi * n_panels + jp) * c + ci) * nr + j].
+/* U[xi] = G g G^T for every channel ci and filter fo of the r x r kernel w
+ * (r, r, c, f), or with rotate of the kernel a backward-input pass reads (w
+ * of shape (r, r, f, c), rotated by 180 degrees, channels and filters
+ * swapped), packed as the micro-kernel's B panels: for position xi and panel
+ * jp of nr filters, row ci at up[((xi * n_panels + jp) * c + ci) * nr + j].
  * Computed in double, rounded once. */
-static void transform_weights(const fc_conv2d_desc *d, const float *g, int nr, float *up,
-                              int n_threads)
+static void transform_weights(const fc_conv2d_desc *d, const float *w, int rotate, int nr,
+                              float *up, int n_threads)
 {
+    const int r = (int)d->kh;
     const ptrdiff_t c = d->c, f = d->f, n_panels = fc_ceil_div(f, nr);
-    const ptrdiff_t tap = c * f, ld_x = n_panels * c * nr; /* floats between taps, positions */
+    const ptrdiff_t ld_x = n_panels * c * nr; /* floats between positions */
     n_threads = fc_threads_for((double)(XI * c * f), n_threads);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
@@ -75,17 +101,22 @@ static void transform_weights(const fc_conv2d_desc *d, const float *g, int nr, f
                         out[x * ld_x + j] = 0.0f;
                     continue;
                 }
-                const float *g0 = g + ci * f + fo;
-                double t[6][3], u[6];
-                for (int kj = 0; kj < 3; ++kj) { /* G g: combine kernel rows */
-                    kernel_points(g0[kj * tap], g0[(3 + kj) * tap], g0[(6 + kj) * tap], u);
-                    for (int r = 0; r < 6; ++r)
-                        t[r][kj] = u[r];
+                double g[5][5], t[6][5], col[5], u[6];
+                for (int a = 0; a < r; ++a)
+                    for (int b = 0; b < r; ++b)
+                        g[a][b] = rotate ? w[((r - 1 - a) * r + (r - 1 - b)) * c * f + fo * c + ci]
+                                         : w[(a * r + b) * c * f + ci * f + fo];
+                for (int b = 0; b < r; ++b) { /* G g: combine kernel rows */
+                    for (int a = 0; a < r; ++a)
+                        col[a] = g[a][b];
+                    kernel_points(r, col, u);
+                    for (int i = 0; i < 6; ++i)
+                        t[i][b] = u[i];
                 }
-                for (int r = 0; r < 6; ++r) { /* (G g) G^T: combine kernel columns */
-                    kernel_points(t[r][0], t[r][1], t[r][2], u);
+                for (int i = 0; i < 6; ++i) { /* (G g) G^T: combine kernel columns */
+                    kernel_points(r, t[i], u);
                     for (int q = 0; q < 6; ++q)
-                        out[(r * 6 + q) * ld_x + j] = (float)u[q];
+                        out[(i * 6 + q) * ld_x + j] = (float)u[q];
                 }
             }
         }
@@ -127,21 +158,21 @@ transform_patch(const float *const *p, ptrdiff_t c, ptrdiff_t ld, float *out)
     }
 }
 
-/* V[xi][t][ch] = (B^T d B)[xi] of tile t's 6x6 input patch, for tiles
- * [t0, t0 + count); positions ld floats apart. */
+/* V[xi][t][ch] = (B^T d B)[xi] of tile t's 6x6 input patch (tiles m apart),
+ * for tiles [t0, t0 + count); positions ld floats apart. */
 FC_VECTOR_CLONES static void transform_inputs(const fc_conv2d_desc *d, const float *x,
                                               ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
                                               ptrdiff_t count, ptrdiff_t ld, const float *zeros,
                                               float *v)
 {
-    const ptrdiff_t c = d->c, per_img = tiles_h * tiles_w;
+    const ptrdiff_t c = d->c, per_img = tiles_h * tiles_w, m = 7 - d->kh;
     for (ptrdiff_t t = 0; t < count; ++t) {
         const ptrdiff_t tile = t0 + t, img = tile / per_img;
         const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
         const float *p[XI];
         for (int i = 0; i < 6; ++i)
             for (int j = 0; j < 6; ++j) {
-                const ptrdiff_t ih = 4 * th - d->pt + i, iw = 4 * tw - d->pl + j;
+                const ptrdiff_t ih = m * th - d->pt + i, iw = m * tw - d->pl + j;
                 p[i * 6 + j] = (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
                                    ? zeros
                                    : x + ((img * d->h + ih) * d->w + iw) * c;
@@ -150,8 +181,9 @@ FC_VECTOR_CLONES static void transform_inputs(const fc_conv2d_desc *d, const flo
     }
 }
 
-/* o0..o3 = A^T m for one column (or row) m0..m5 of a tile's products. */
-#define OUTPUT_POINTS(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3)                          \
+/* o0..o3 = A^T m for one column (or row) m0..m5 of a tile's products, m = 4;
+ * OUTPUT_POINTS2 the first two rows of A^T with m = 2. */
+#define OUTPUT_POINTS4(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3)                          \
     do {                                                                               \
         const float s_ = (m1) + (m2), t_ = (m1) - (m2), u_ = (m3) + (m4), w_ = (m3) - (m4); \
         o0 = (m0) + s_ + u_;                                                           \
@@ -159,13 +191,18 @@ FC_VECTOR_CLONES static void transform_inputs(const fc_conv2d_desc *d, const flo
         o2 = s_ + 4.0f * u_;                                                           \
         o3 = t_ + 8.0f * w_ + (m5);                                                    \
     } while (0)
+#define OUTPUT_POINTS2(m0, m1, m2, m3, m4, m5, o0, o1)                                  \
+    do {                                                                               \
+        o0 = (m0) + (m1) + (m2) + (m3) + (m4);                                         \
+        o1 = (m1) - (m2) + 2.0f * ((m3) - (m4)) + (m5);                                \
+    } while (0)
 
-/* One whole tile's y = A^T m A + bias (ReLU), its 4x4 outputs ld_row floats
- * a row apart; relu is a constant once inlined, so the filter loop has no
- * branches and vectorises. */
+/* One whole tile's y = A^T m A + bias (ReLU), its M x M outputs ld_row floats
+ * a row apart; M and relu are constants once inlined, so the filter loop has
+ * no branches and vectorises. */
 static inline __attribute__((always_inline)) void
-output_tile(const int relu, const float *in, ptrdiff_t ld_block, ptrdiff_t f, const float *bias,
-            float *out, ptrdiff_t ld_row)
+output_tile(const int M, const int relu, const float *in, ptrdiff_t ld_block, ptrdiff_t f,
+            const float *bias, float *out, ptrdiff_t ld_row)
 {
 #ifdef _OPENMP
 #pragma omp simd
@@ -174,18 +211,28 @@ output_tile(const int relu, const float *in, ptrdiff_t ld_block, ptrdiff_t f, co
         float s[4][6], r[4][4];
         const float *m = in + fo;
         _Pragma("GCC unroll 6")
-        for (int j = 0; j < 6; ++j) /* A^T m: combine rows */
-            OUTPUT_POINTS(m[j * ld_block], m[(6 + j) * ld_block], m[(12 + j) * ld_block],
-                          m[(18 + j) * ld_block], m[(24 + j) * ld_block], m[(30 + j) * ld_block],
-                          s[0][j], s[1][j], s[2][j], s[3][j]);
+        for (int j = 0; j < 6; ++j) { /* A^T m: combine rows */
+            const float m0 = m[j * ld_block], m1 = m[(6 + j) * ld_block];
+            const float m2 = m[(12 + j) * ld_block], m3 = m[(18 + j) * ld_block];
+            const float m4 = m[(24 + j) * ld_block], m5 = m[(30 + j) * ld_block];
+            if (M == 4)
+                OUTPUT_POINTS4(m0, m1, m2, m3, m4, m5, s[0][j], s[1][j], s[2][j], s[3][j]);
+            else
+                OUTPUT_POINTS2(m0, m1, m2, m3, m4, m5, s[0][j], s[1][j]);
+        }
         _Pragma("GCC unroll 4")
-        for (int i = 0; i < 4; ++i) /* (A^T m) A: combine columns */
-            OUTPUT_POINTS(s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5], r[i][0], r[i][1],
-                          r[i][2], r[i][3]);
+        for (int i = 0; i < M; ++i) { /* (A^T m) A: combine columns */
+            if (M == 4)
+                OUTPUT_POINTS4(s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5], r[i][0],
+                               r[i][1], r[i][2], r[i][3]);
+            else
+                OUTPUT_POINTS2(s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5], r[i][0],
+                               r[i][1]);
+        }
         _Pragma("GCC unroll 4")
-        for (int i = 0; i < 4; ++i)
+        for (int i = 0; i < M; ++i)
             _Pragma("GCC unroll 4")
-            for (int j = 0; j < 4; ++j) {
+            for (int j = 0; j < M; ++j) {
                 float v = r[i][j] + bias[fo];
                 if (relu) /* a NaN stays NaN */
                     v = v < 0.0f ? 0.0f : v;
@@ -202,32 +249,36 @@ FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const fl
                                                ptrdiff_t count, ptrdiff_t ld_block,
                                                const float *bias, float *edge, float *y)
 {
-    const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w, ld_row = d->wo * f;
+    const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w, ld_row = d->wo * f, mt = 7 - d->kh;
     for (ptrdiff_t t = 0; t < count; ++t) {
         const ptrdiff_t tile = t0 + t, img = tile / per_img;
         const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
-        const ptrdiff_t oh = 4 * th, ow = 4 * tw;
-        const ptrdiff_t rows = fc_min(4, d->ho - oh), cols = fc_min(4, d->wo - ow);
+        const ptrdiff_t oh = mt * th, ow = mt * tw;
+        const ptrdiff_t rows = fc_min(mt, d->ho - oh), cols = fc_min(mt, d->wo - ow);
         const float *in = m + t * f;
         float *out = y + ((img * d->ho + oh) * d->wo + ow) * f;
-        const int whole = rows == 4 && cols == 4;
-        if (d->relu)
-            output_tile(1, in, ld_block, f, bias, whole ? out : edge, whole ? ld_row : 4 * f);
-        else
-            output_tile(0, in, ld_block, f, bias, whole ? out : edge, whole ? ld_row : 4 * f);
+        const int whole = rows == mt && cols == mt;
+        float *dst = whole ? out : edge;
+        const ptrdiff_t ld = whole ? ld_row : mt * f;
+        switch ((mt == 4 ? 2 : 0) + (d->relu ? 1 : 0)) {
+        case 3: output_tile(4, 1, in, ld_block, f, bias, dst, ld); break;
+        case 2: output_tile(4, 0, in, ld_block, f, bias, dst, ld); break;
+        case 1: output_tile(2, 1, in, ld_block, f, bias, dst, ld); break;
+        default: output_tile(2, 0, in, ld_block, f, bias, dst, ld); break;
+        }
         if (!whole)
             for (ptrdiff_t i = 0; i < rows; ++i)
-                memcpy(out + i * ld_row, edge + i * 4 * f, (size_t)(cols * f) * sizeof(float));
+                memcpy(out + i * ld_row, edge + i * mt * f, (size_t)(cols * f) * sizeof(float));
     }
 }
 
-int fc_conv2d_winograd_f4_f32(const fc_conv2d_desc *d, const float *x, const float *w,
-                              int rotate, const float *b, float *y, int n_threads)
+int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const float *w,
+                               int rotate, const float *b, float *y, int n_threads)
 {
     const fc_kernel_set *ks = fc_kernels();
     const int MR = ks->mr, NR = ks->nr;
-    const ptrdiff_t c = d->c, f = d->f;
-    const ptrdiff_t tiles_h = fc_ceil_div(d->ho, 4), tiles_w = fc_ceil_div(d->wo, 4);
+    const ptrdiff_t c = d->c, f = d->f, m = 7 - d->kh;
+    const ptrdiff_t tiles_h = fc_ceil_div(d->ho, m), tiles_w = fc_ceil_div(d->wo, m);
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
     if (tiles == 0 || f == 0)
         return FC_OK;
@@ -244,18 +295,16 @@ int fc_conv2d_winograd_f4_f32(const fc_conv2d_desc *d, const float *x, const flo
     const ptrdiff_t ld_v = run * c, ld_m = run * f;
     const ptrdiff_t per_thread = fc_thread_stride(XI * (ld_v + ld_m) + c + 16 * f);
     const int threads = (int)fc_min(n_threads, n_blocks);
-    /* U's panels, then the bias (zeros without one), then room for the
-     * rotated kernel of a backward-input pass. */
+    /* U's panels, then the bias (zeros without one). */
     const ptrdiff_t u_floats = XI * n_panels * NR * c;
-    float *up = fc_aligned_alloc((size_t)(u_floats + f + (rotate ? 9 * c * f : 0)) * sizeof(float));
+    float *up = fc_aligned_alloc((size_t)(u_floats + f) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
     if (!up || !ws) {
         fc_aligned_free(up);
         fc_aligned_free(ws);
         return FC_ERR_NOMEM;
     }
-    const float *g = rotate ? fc_winograd_forward_view(d, w, 1, up + u_floats + f, n_threads) : w;
-    transform_weights(d, g, NR, up, n_threads);
+    transform_weights(d, w, rotate, NR, up, n_threads);
     float *bias = up + u_floats;
     for (ptrdiff_t j = 0; j < f; ++j)
         bias[j] = b ? b[j] : 0.0f;
@@ -269,17 +318,17 @@ int fc_conv2d_winograd_f4_f32(const fc_conv2d_desc *d, const float *x, const flo
         /* Rows of V past the last patch are read by the micro-kernel: keep
          * them finite; the padding input must be zero. */
         memset(v, 0, (size_t)per_thread * sizeof(float));
-        float *m = v + XI * ld_v;
-        const float *zeros = m + XI * ld_m;
-        float *edge = m + XI * ld_m + c;
+        float *mm = v + XI * ld_v;
+        const float *zeros = mm + XI * ld_m;
+        float *edge = mm + XI * ld_m + c;
 #ifdef _OPENMP
 #pragma omp for schedule(static) nowait /* the region's end waits */
 #endif
         for (ptrdiff_t blk = 0; blk < n_blocks; ++blk) {
             const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
             transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
-            fc_winograd_products(XI, v, ld_v, c, up, f, count, m, ld_m);
-            transform_outputs(d, m, tiles_h, tiles_w, t0, count, ld_m, bias, edge, y);
+            fc_winograd_products(XI, v, ld_v, c, up, f, count, mm, ld_m);
+            transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, edge, y);
         }
         fc_fp_leave(fp);
     }
