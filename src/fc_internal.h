@@ -303,6 +303,19 @@ int fc_winograd_6x6_applies(const fc_conv2d_desc *d);
 /* As fc_conv2d_winograd_f32, on the 6x6 domain, for those layers. */
 int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                int rotate, const float *b, float *y, int n_threads);
+/* winograd_6x6.c's transforms for the weight-gradient driver: V[xi][t][ch]
+ * of tiles [t0, t0 + count) (positions ld floats apart); Z = A dy A^T of
+ * those tiles as the GEMMs' B panels (kc tiles deep, nr wide), adding their
+ * dy to db; dw from S[xi] (c x f, ld_s floats apart) for the channel-filter
+ * pairs [cf0, cf1). */
+void fc_winograd_6x6_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
+                            ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
+                            const float *zeros, float *v);
+void fc_winograd_6x6_grads(const fc_conv2d_desc *d, const float *dy, ptrdiff_t tiles_h,
+                           ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t kc, int nr,
+                           ptrdiff_t ld, const float *zeros, float *zp, float *db);
+void fc_winograd_6x6_weights(const fc_conv2d_desc *d, const float *s, ptrdiff_t ld_s, float *dw,
+                             ptrdiff_t cf0, ptrdiff_t cf1);
 /* dw by Winograd F(3x3, 2x2), and db (the column sums of dy) unless NULL;
  * overwrites both. */
 int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float *x,

@@ -465,7 +465,9 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
  * sum over tiles is one GEMM, S[xi] (pieces*c, f) = V[xi]^T x Z[xi], reduced in fixed
  * chunks of tiles added in a fixed order (results independent of threads).
  * The micro-kernel reads V[xi]^T in place (unit row stride, column stride c);
- * Z is written straight into its packed B panels. */
+ * Z is written straight into its packed B panels. Layers that
+ * winograd_6x6.c serves take its transforms instead (36 positions, one
+ * piece): F(3x3, 4x4) and F(5x5, 2x2). */
 
 /* Z = A dy A^T for tiles [t0, t0+count) as B panels: element (t, fo) of
  * position xi at zp[xi*ld + (fo/nr)*nr*kc + t*nr + fo%nr]. Output pixels past
@@ -551,24 +553,29 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 {
     const fc_kernel_set *ks = fc_kernels();
     const int MR = ks->mr, NR = ks->nr;
-    const ptrdiff_t c = d->c, f = d->f, pw = pieces_w(d), depth = pieces_h(d) * pw * c;
-    const ptrdiff_t tiles_h = fc_ceil_div(d->ho, 2), tiles_w = fc_ceil_div(d->wo, 2);
+    /* The 6x6 domain (winograd_6x6.c's transforms, F(3x3, 4x4) or F(5x5,
+     * 2x2)) where it serves the layer, else 3x3 pieces 3 apart. */
+    const int six = fc_winograd_6x6_applies(d);
+    const int positions = six ? 36 : XI;
+    const ptrdiff_t c = d->c, f = d->f, pw = pieces_w(d);
+    const ptrdiff_t depth = six ? c : pieces_h(d) * pw * c, m = six ? 7 - d->kh : 2;
+    const ptrdiff_t tiles_h = fc_ceil_div(d->ho, m), tiles_w = fc_ceil_div(d->wo, m);
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
     if (n_threads < 1)
         n_threads = 1;
     const ptrdiff_t f_pad = fc_round_up(f, NR);
     /* Tiles per block: V and the packed Z of a block fill about L2, and one
      * block is one depth block of the micro-kernel. */
-    ptrdiff_t block = FC_WINOGRAD_WGRAD_BLOCK_FLOATS / (XI * (depth + f_pad));
+    ptrdiff_t block = FC_WINOGRAD_WGRAD_BLOCK_FLOATS / (positions * (depth + f_pad));
     block = fc_max(8, fc_min(block, FC_WINOGRAD_WGRAD_MAX_TILES));
     /* Each chunk's partial: S, then db. */
-    const ptrdiff_t s_floats = XI * depth * f + f, s_stride = fc_thread_stride(s_floats);
+    const ptrdiff_t s_floats = positions * depth * f + f, s_stride = fc_thread_stride(s_floats);
     ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(tiles, 4 * block));
     chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)(s_floats * sizeof(float)));
     chunks = fc_max(chunks, 1);
     /* A sliver past the last channel reads up to MR - 1 floats beyond V. */
     const ptrdiff_t ld_v = block * depth + MR, ld_z = f_pad * block;
-    const ptrdiff_t per_thread = fc_thread_stride(XI * (ld_v + ld_z) + fc_max(c, f));
+    const ptrdiff_t per_thread = fc_thread_stride(positions * (ld_v + ld_z) + fc_max(c, f));
     const int threads = (int)fc_min(n_threads, chunks);
 
     float *partials = fc_aligned_alloc((size_t)(chunks * s_stride) * sizeof(float));
@@ -588,24 +595,30 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         /* Filler the micro-kernel reads but discards must be finite; the
          * padding input must be zero. */
         memset(v, 0, (size_t)per_thread * sizeof(float));
-        float *zp = v + XI * ld_v;
-        const float *zeros = zp + XI * ld_z;
+        float *zp = v + positions * ld_v;
+        const float *zeros = zp + positions * ld_z;
         float *crow[FC_MR_MAX];
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
-            float *s = partials + ci * s_stride, *db_part = s + XI * depth * f;
+            float *s = partials + ci * s_stride, *db_part = s + positions * depth * f;
             const ptrdiff_t first = ci * tiles / chunks, last = (ci + 1) * tiles / chunks;
             if (first == last)
                 memset(s, 0, (size_t)s_floats * sizeof(float));
             memset(db_part, 0, (size_t)f * sizeof(float));
             for (ptrdiff_t t0 = first; t0 < last; t0 += block) {
                 const ptrdiff_t count = fc_min(block, last - t0);
-                transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
-                transform_grads_packed(d, dy, tiles_h, tiles_w, t0, count, block, NR, ld_z,
-                                       zeros, zp, db_part);
-                for (int xi = 0; xi < XI; ++xi) {
+                if (six) {
+                    fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
+                    fc_winograd_6x6_grads(d, dy, tiles_h, tiles_w, t0, count, block, NR, ld_z,
+                                          zeros, zp, db_part);
+                } else {
+                    transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
+                    transform_grads_packed(d, dy, tiles_h, tiles_w, t0, count, block, NR, ld_z,
+                                           zeros, zp, db_part);
+                }
+                for (int xi = 0; xi < positions; ++xi) {
                     float *sx = s + xi * depth * f;
                     for (ptrdiff_t jp = 0; jp < f_pad / NR; ++jp) {
                         fc_tile_epilogue ep;
@@ -641,10 +654,11 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 
         /* dw = G^T S G for each piece, vectorised over its channels x filters. */
         const ptrdiff_t cf_blocks = fc_ceil_div(c * f, FC_REDUCE_BLOCK);
+        const ptrdiff_t pieces = six ? 1 : pieces_h(d) * pw;
 #ifdef _OPENMP
 #pragma omp for schedule(static) nowait /* the region's end waits */
 #endif
-        for (ptrdiff_t item = 0; item < pieces_h(d) * pw * cf_blocks; ++item) {
+        for (ptrdiff_t item = 0; item < pieces * cf_blocks; ++item) {
             const ptrdiff_t piece = item / cf_blocks, cf0 = (item % cf_blocks) * FC_REDUCE_BLOCK;
             const ptrdiff_t a0 = 3 * (piece / pw), b0 = 3 * (piece % pw);
             /* The zero padding of a piece past the kernel's edge has no weight. */
@@ -652,7 +666,9 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
             const float *sp = partials + piece * c * f;
             float *out = dw + (a0 * d->kw + b0) * c * f;
             const ptrdiff_t cf1 = fc_min(c * f, cf0 + FC_REDUCE_BLOCK);
-            if (rows == 3 && cols == 3)
+            if (six)
+                fc_winograd_6x6_weights(d, partials, depth * f, dw, cf0, cf1);
+            else if (rows == 3 && cols == 3)
                 piece_weights(3, 3, sp, depth * f, out, d->kw * c * f, c * f, cf0, cf1);
             else
                 piece_weights(rows, cols, sp, depth * f, out, d->kw * c * f, c * f, cf0, cf1);
@@ -660,7 +676,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         fc_fp_leave(fp);
     }
     if (db)
-        memcpy(db, partials + XI * depth * f, (size_t)f * sizeof(float));
+        memcpy(db, partials + positions * depth * f, (size_t)f * sizeof(float));
     fc_aligned_free(partials);
     fc_aligned_free(ws);
     return FC_OK;

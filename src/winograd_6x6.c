@@ -160,10 +160,10 @@ transform_patch(const float *const *p, ptrdiff_t c, ptrdiff_t ld, float *out)
 
 /* V[xi][t][ch] = (B^T d B)[xi] of tile t's 6x6 input patch (tiles m apart),
  * for tiles [t0, t0 + count); positions ld floats apart. */
-FC_VECTOR_CLONES static void transform_inputs(const fc_conv2d_desc *d, const float *x,
-                                              ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
-                                              ptrdiff_t count, ptrdiff_t ld, const float *zeros,
-                                              float *v)
+FC_VECTOR_CLONES void fc_winograd_6x6_inputs(const fc_conv2d_desc *d, const float *x,
+                                             ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
+                                             ptrdiff_t count, ptrdiff_t ld, const float *zeros,
+                                             float *v)
 {
     const ptrdiff_t c = d->c, per_img = tiles_h * tiles_w, m = 7 - d->kh;
     for (ptrdiff_t t = 0; t < count; ++t) {
@@ -326,7 +326,7 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
 #endif
         for (ptrdiff_t blk = 0; blk < n_blocks; ++blk) {
             const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
-            transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
+            fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
             fc_winograd_products(XI, v, ld_v, c, up, f, count, mm, ld_m);
             transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, edge, y);
         }
@@ -335,4 +335,164 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     fc_aligned_free(up);
     fc_aligned_free(ws);
     return FC_OK;
+}
+
+/* ---- weight gradient: F(3x3, 4x4) and F(5x5, 2x2), the transposes --------
+ *
+ * dw = G^T S G with S = sum over tiles of Z .* V, V = B^T d B the forward's
+ * input transform and Z = A dy A^T the tile's m x m output gradient spread
+ * over the 6x6 domain; winograd.c's weight-gradient driver runs the GEMMs
+ * S[xi] = V[xi]^T Z[xi] over the tiles with these transforms. */
+
+/* z0..z5 = A g for one column (or row) of a 4x4 (GRAD_POINTS4) or 2x2
+ * (GRAD_POINTS2) tile of dy. */
+#define GRAD_POINTS4(g0, g1, g2, g3, z0, z1, z2, z3, z4, z5)                            \
+    do {                                                                               \
+        const float e_ = (g0) + (g2), o_ = (g1) + (g3);                                \
+        const float e2_ = (g0) + 4.0f * (g2), o2_ = 2.0f * (g1) + 8.0f * (g3);          \
+        z0 = (g0);                                                                     \
+        z1 = e_ + o_;                                                                  \
+        z2 = e_ - o_;                                                                  \
+        z3 = e2_ + o2_;                                                                \
+        z4 = e2_ - o2_;                                                                \
+        z5 = (g3);                                                                     \
+    } while (0)
+#define GRAD_POINTS2(g0, g1, z0, z1, z2, z3, z4, z5)                                    \
+    do {                                                                               \
+        z0 = (g0);                                                                     \
+        z1 = (g0) + (g1);                                                              \
+        z2 = (g0) - (g1);                                                              \
+        z3 = (g0) + 2.0f * (g1);                                                       \
+        z4 = (g0) - 2.0f * (g1);                                                       \
+        z5 = (g1);                                                                     \
+    } while (0)
+
+/* One tile's Z = A g A^T for filters [f0, f1), g[i*M + j] the M x M dy
+ * pixels, written at out[xi * ld + fo]; db[fo] gains the tile's dy. */
+static inline __attribute__((always_inline)) void
+grad_tile(const int M, const float *const *g, ptrdiff_t f0, ptrdiff_t f1, ptrdiff_t ld, float *out,
+          float *db)
+{
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+    for (ptrdiff_t fo = f0; fo < f1; ++fo) {
+        float s[6][4], sum = 0.0f;
+        _Pragma("GCC unroll 16")
+        for (int e = 0; e < M * M; ++e)
+            sum += g[e][fo];
+        db[fo] += sum;
+        _Pragma("GCC unroll 4")
+        for (int j = 0; j < M; ++j) { /* A g: spread rows */
+            if (M == 4)
+                GRAD_POINTS4(g[j][fo], g[4 + j][fo], g[8 + j][fo], g[12 + j][fo], s[0][j], s[1][j],
+                             s[2][j], s[3][j], s[4][j], s[5][j]);
+            else
+                GRAD_POINTS2(g[j][fo], g[2 + j][fo], s[0][j], s[1][j], s[2][j], s[3][j], s[4][j],
+                             s[5][j]);
+        }
+        float *o = out + fo;
+        _Pragma("GCC unroll 6")
+        for (int r = 0; r < 6; ++r) { /* (A g) A^T: spread columns */
+            if (M == 4)
+                GRAD_POINTS4(s[r][0], s[r][1], s[r][2], s[r][3], o[(r * 6) * ld], o[(r * 6 + 1) * ld],
+                             o[(r * 6 + 2) * ld], o[(r * 6 + 3) * ld], o[(r * 6 + 4) * ld],
+                             o[(r * 6 + 5) * ld]);
+            else
+                GRAD_POINTS2(s[r][0], s[r][1], o[(r * 6) * ld], o[(r * 6 + 1) * ld],
+                             o[(r * 6 + 2) * ld], o[(r * 6 + 3) * ld], o[(r * 6 + 4) * ld],
+                             o[(r * 6 + 5) * ld]);
+        }
+    }
+}
+
+FC_VECTOR_CLONES void fc_winograd_6x6_grads(const fc_conv2d_desc *d, const float *dy,
+                                            ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
+                                            ptrdiff_t count, ptrdiff_t kc, int nr, ptrdiff_t ld,
+                                            const float *zeros, float *zp, float *db)
+{
+    const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w, m = 7 - d->kh;
+    for (ptrdiff_t t = 0; t < count; ++t) {
+        const ptrdiff_t tile = t0 + t, img = tile / per_img;
+        const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
+        const float *g[16];
+        for (ptrdiff_t i = 0; i < m; ++i)
+            for (ptrdiff_t j = 0; j < m; ++j) {
+                const ptrdiff_t oh = m * th + i, ow = m * tw + j;
+                g[i * m + j] = (oh >= d->ho || ow >= d->wo)
+                                   ? zeros
+                                   : dy + ((img * d->ho + oh) * d->wo + ow) * f;
+            }
+        for (ptrdiff_t f0 = 0; f0 < f; f0 += nr) {
+            float *out = zp + f0 * kc + t * nr - f0;
+            const ptrdiff_t f1 = fc_min(f0 + nr, f);
+            if (m == 4)
+                grad_tile(4, g, f0, f1, ld, out, db);
+            else
+                grad_tile(2, g, f0, f1, ld, out, db);
+        }
+    }
+}
+
+/* o0..o(R-1) = G^T s for one column (or row) s0..s5 of S, R = 3 or 5. */
+#define WEIGHT_POINTS3(s0, s1, s2, s3, s4, s5, o0, o1, o2)                              \
+    do {                                                                               \
+        const float p_ = (s1) + (s2), q_ = (s2) - (s1), u_ = (s3) + (s4), v_ = (s3) - (s4); \
+        o0 = 0.25f * (s0) - p_ / 6.0f + u_ / 24.0f;                                    \
+        o1 = q_ / 6.0f + v_ / 12.0f;                                                   \
+        o2 = (u_ - p_) / 6.0f + (s5);                                                  \
+    } while (0)
+#define WEIGHT_POINTS5(s0, s1, s2, s3, s4, s5, o0, o1, o2, o3, o4)                      \
+    do {                                                                               \
+        const float p_ = (s1) + (s2), q_ = (s2) - (s1), u_ = (s3) + (s4), v_ = (s3) - (s4); \
+        o0 = 0.25f * (s0) - p_ / 6.0f + u_ / 24.0f;                                    \
+        o1 = q_ / 6.0f + v_ / 12.0f;                                                   \
+        o2 = (u_ - p_) / 6.0f;                                                         \
+        o3 = q_ / 6.0f + v_ / 3.0f;                                                    \
+        o4 = 2.0f * u_ / 3.0f - p_ / 6.0f + (s5);                                      \
+    } while (0)
+
+/* dw[(a*R + b) * tap + cf] = (G^T S G)[a][b] for cf in [cf0, cf1), S[xi] at
+ * s + xi * ld_s; R (3 or 5) a constant once inlined. */
+static inline __attribute__((always_inline)) void
+weights_of(const int R, const float *s, ptrdiff_t ld_s, float *dw, ptrdiff_t tap, ptrdiff_t cf0,
+           ptrdiff_t cf1)
+{
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+    for (ptrdiff_t cf = cf0; cf < cf1; ++cf) {
+        float t[5][6];
+        const float *sp = s + cf;
+        _Pragma("GCC unroll 6")
+        for (int j = 0; j < 6; ++j) { /* G^T S: combine rows */
+            const float s0 = sp[j * ld_s], s1 = sp[(6 + j) * ld_s], s2 = sp[(12 + j) * ld_s];
+            const float s3 = sp[(18 + j) * ld_s], s4 = sp[(24 + j) * ld_s], s5 = sp[(30 + j) * ld_s];
+            if (R == 3)
+                WEIGHT_POINTS3(s0, s1, s2, s3, s4, s5, t[0][j], t[1][j], t[2][j]);
+            else
+                WEIGHT_POINTS5(s0, s1, s2, s3, s4, s5, t[0][j], t[1][j], t[2][j], t[3][j], t[4][j]);
+        }
+        float *o = dw + cf;
+        _Pragma("GCC unroll 5")
+        for (int a = 0; a < R; ++a) { /* (G^T S) G: combine columns */
+            if (R == 3)
+                WEIGHT_POINTS3(t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5],
+                               o[(a * 3) * tap], o[(a * 3 + 1) * tap], o[(a * 3 + 2) * tap]);
+            else
+                WEIGHT_POINTS5(t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5],
+                               o[(a * 5) * tap], o[(a * 5 + 1) * tap], o[(a * 5 + 2) * tap],
+                               o[(a * 5 + 3) * tap], o[(a * 5 + 4) * tap]);
+        }
+    }
+}
+
+FC_VECTOR_CLONES void fc_winograd_6x6_weights(const fc_conv2d_desc *d, const float *s,
+                                              ptrdiff_t ld_s, float *dw, ptrdiff_t cf0,
+                                              ptrdiff_t cf1)
+{
+    if (d->kh == 3)
+        weights_of(3, s, ld_s, dw, d->c * d->f, cf0, cf1);
+    else
+        weights_of(5, s, ld_s, dw, d->c * d->f, cf0, cf1);
 }

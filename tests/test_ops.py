@@ -440,18 +440,20 @@ def test_winograd_path_matches_reference(simd_path, x_shape, w_shape, padding):
     ((8, 14, 14, 32), (5, 5, 32, 64)),  # S3
 ])
 def test_winograd_6x6_rounding_stays_small(simd_path, x_shape, w_shape):
-    """F(4x4, 3x3) and F(2x2, 5x5) transform with coefficients up to 8 and 1/24:
-    their error is about 10-15x F(2x2, 3x3)'s, and must stay within 2e-5 of the
-    output's scale for a layer initialised as Keras does (variance 1 / fan-in)."""
+    """F(4x4, 3x3) and F(2x2, 5x5) and their weight-gradient transposes
+    transform with coefficients up to 8 and 1/24: their error is about 10-20x
+    F(2x2, 3x3)'s, and must stay within 2e-5 of each gradient's scale for a
+    layer initialised as Keras does (variance 1 / fan-in)."""
     rng = np.random.default_rng(12)
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[:3]))).astype(np.float32)
     y = ops.conv2d(x, w, padding="same")
     assert_close(y, reference.conv2d(f64(x), f64(w), padding="same"), tol=2e-5)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    dx = ops.conv2d_backward(dy, x, w, padding="same")[0]
-    rdx = reference.conv2d_backward(f64(dy), f64(x), f64(w), padding="same")[0]
-    assert_close(dx, rdx, tol=2e-5)
+    got = ops.conv2d_backward(dy, x, w, padding="same")
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(w), padding="same")
+    for g, r in zip(got, want):  # dx, dw (F(3x3, 4x4) or F(5x5, 2x2)), db
+        assert_close(g, r, tol=2e-5)
 
 
 # ---- threads and paths ------------------------------------------------------
