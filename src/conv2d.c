@@ -320,7 +320,7 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
         fc_gemm_desc g = {m, d->f, d->c, d->c, d->f, d->f, d->relu, 0, 0};
         return fc_gemm_f32(&g, x, w, b, y, n_threads);
     }
-    if (fc_winograd_6x6_applies(d))
+    if (fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF))
         return fc_conv2d_winograd_6x6_f32(d, x, w, 0, b, y, n_threads);
     if (fc_winograd_applies(d))
         return fc_conv2d_winograd_f32(d, x, w, 0, b, y, n_threads);
@@ -463,7 +463,7 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
                                   d->kw - 1 - d->pl, d->kw - 1 - d->pr, d->h, d->w, 0};
         if (fc_winograd_applies(d) && fc_winograd_applies(&t)
             && fc_min(fc_min(t.pt, t.pb), fc_min(t.pl, t.pr)) >= 0)
-            return fc_winograd_6x6_applies(&t)
+            return fc_winograd_6x6_applies(&t, FC_WINOGRAD_6X6_MAX_CF)
                        ? fc_conv2d_winograd_6x6_f32(&t, dy, w, 1, NULL, dx, n_threads)
                        : fc_conv2d_winograd_f32(&t, dy, w, 1, NULL, dx, n_threads);
     }

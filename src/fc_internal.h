@@ -89,10 +89,14 @@
  * blocks of tiles are its GEMMs' depth (at most FC_WINOGRAD_WGRAD_MAX_TILES). */
 #define FC_WINOGRAD_MIN_CHANNELS 16
 /* Channels times filters up to which 3x3 and 5x5 layers take the 6x6-domain
- * Winograd (winograd_6x6.c): its U panels, 36 c f floats, then take at most
- * 2.25 MiB (S4's 64 x 128: 20 % faster than F(2x2, 3x3); S5's 128 x 256:
- * 45 % slower). */
+ * Winograd (winograd_6x6.c) for their forward and backward-input passes: its
+ * U panels, 36 c f floats, then take at most 2.25 MiB (S4's 64 x 128: 20 %
+ * faster than F(2x2, 3x3); S5's 128 x 256: 45 % slower, and still 10 % with
+ * blocks of tiles 4x larger). The weight gradient reads no U; its limit keeps
+ * at least 3 partial sums of 36 c f floats within FC_WGRAD_PARTIAL_BYTES
+ * (S5: 5.0 against 6.0 ms). */
 #define FC_WINOGRAD_6X6_MAX_CF (1 << 14)
+#define FC_WINOGRAD_6X6_WGRAD_MAX_CF (1 << 15)
 #define FC_WINOGRAD_BLOCK_FLOATS (1 << 17)
 #define FC_WINOGRAD_WGRAD_BLOCK_FLOATS (1 << 18)
 #define FC_WINOGRAD_WGRAD_MAX_TILES 256
@@ -297,9 +301,10 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
  * together; V, M ld_v, ld_m floats between positions. */
 void fc_winograd_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff_t c,
                           const float *up, ptrdiff_t f, ptrdiff_t count, float *m, ptrdiff_t ld_m);
-/* 1 when d is a 3x3 or 5x5 layer for fc_winograd_applies that
- * winograd_6x6.c serves better: F(4x4, 3x3) or F(2x2, 5x5). */
-int fc_winograd_6x6_applies(const fc_conv2d_desc *d);
+/* 1 when d is a 3x3 or 5x5 layer for fc_winograd_applies, with at most max_cf
+ * channel-filter pairs, that winograd_6x6.c serves better: F(4x4, 3x3) or
+ * F(2x2, 5x5). */
+int fc_winograd_6x6_applies(const fc_conv2d_desc *d, ptrdiff_t max_cf);
 /* As fc_conv2d_winograd_f32, on the 6x6 domain, for those layers. */
 int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                int rotate, const float *b, float *y, int n_threads);

@@ -555,7 +555,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     const int MR = ks->mr, NR = ks->nr;
     /* The 6x6 domain (winograd_6x6.c's transforms, F(3x3, 4x4) or F(5x5,
      * 2x2)) where it serves the layer, else 3x3 pieces 3 apart. */
-    const int six = fc_winograd_6x6_applies(d);
+    const int six = fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_WGRAD_MAX_CF);
     const int positions = six ? 36 : XI;
     const ptrdiff_t c = d->c, f = d->f, pw = pieces_w(d);
     const ptrdiff_t depth = six ? c : pieces_h(d) * pw * c, m = six ? 7 - d->kh : 2;

@@ -37,18 +37,18 @@
 
 #define XI 36 /* positions of the 6x6 transformed domain */
 
-int fc_winograd_6x6_applies(const fc_conv2d_desc *d)
+int fc_winograd_6x6_applies(const fc_conv2d_desc *d, ptrdiff_t max_cf)
 {
     const ptrdiff_t r = d->kh, m = 7 - r;
     if (!(d->kw == r && (r == 3 || r == 5) && fc_winograd_applies(d)))
         return 0;
     /* 36 products per m x m tile against 16 per 2x2 tile and 3x3 piece
      * (winograd.c): this method unless the image's edges waste more of its
-     * larger tile (an output of 1 or 2 pixels), or U (36 c f floats) is too
-     * large to stay in cache while the blocks of tiles read it (S5, c = 128,
-     * f = 256: 45 % slower than F(2x2, 3x3)). */
+     * larger tile (an output of 1 or 2 pixels), or c * f passes max_cf
+     * (FC_WINOGRAD_6X6_MAX_CF for the forward passes, where U's 36 c f floats
+     * must stay in cache while the blocks of tiles read it). */
     const ptrdiff_t pieces = (r - 1) / 2 * ((r - 1) / 2);
-    return d->c * d->f <= FC_WINOGRAD_6X6_MAX_CF
+    return d->c * d->f <= max_cf
            && fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m) * 36
                   <= fc_ceil_div(d->ho, 2) * fc_ceil_div(d->wo, 2) * 16 * pieces;
 }

@@ -402,7 +402,8 @@ WINOGRAD_CASES = [
     ((2, 5, 4, 300), (3, 3, 300, 17), "same"),
     ((40, 12, 12, 16), (3, 3, 16, 16), "same"),  # many weight-gradient chunks
     ((1, 5, 5, 16), (3, 3, 16, 16), 3),  # padding past 2: backward-input by GEMM
-    ((2, 6, 6, 128), (3, 3, 128, 160), "same"),  # too many weights for F(4x4, 3x3): F(2x2, 3x3)
+    # too many weights for F(4x4, 3x3): F(2x2, 3x3), but F(3x3, 4x4) for the weight gradient
+    ((2, 6, 6, 128), (3, 3, 128, 160), "same"),
     # Larger kernels, cut into 3x3 pieces.
     ((2, 9, 9, 16), (5, 5, 16, 16), "valid"),
     ((3, 8, 7, 20), (5, 5, 20, 33), "same"),
