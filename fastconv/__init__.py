@@ -62,6 +62,8 @@ __all__ = [
     "set_simd_path",
     "get_simd_path",
     "available_simd_paths",
+    "set_winograd",
+    "get_winograd",
     "peak_gflops",
     "memory_bandwidth",
     "show_config",
@@ -98,6 +100,27 @@ def set_simd_path(name: str) -> None:
     _kernels.simd_select(name)
 
 
+def set_winograd(mode: str) -> None:
+    """Choose which Winograd methods stride-1 convolutions of 3x3 and larger
+    kernels (with at least 16 channels and filters) may use:
+
+    - ``'fast'`` (the default): also F(4x4, 3x3), F(2x2, 5x5) and their
+      weight-gradient transposes, where they pay: up to 1.8x fewer
+      multiply-adds than F(2x2, 3x3), with rounding errors 10-20x larger
+      (a few 1e-6 of a result's scale);
+    - ``'accurate'``: F(2x2, 3x3) only, whose rounding is the direct method's;
+    - ``'off'``: no Winograd, the GEMM kernels only.
+
+    The environment variable FASTCONV_WINOGRAD does the same at import.
+    """
+    _kernels.winograd_select(mode)
+
+
+def get_winograd() -> str:
+    """The Winograd mode in use: 'fast', 'accurate' or 'off'."""
+    return _kernels.winograd_current()
+
+
 def peak_gflops(n_threads: int | None = None, seconds: float = 0.2) -> float:
     """Peak FMA throughput of this machine on the current SIMD path, measured
     now by a register-only loop on ``n_threads`` threads, in GFLOP/s."""
@@ -117,8 +140,11 @@ def show_config() -> None:
     print(f"  OpenMP:     {openmp}")
     print(f"  threads:    {get_num_threads()}")
     print(f"  SIMD path:  {get_simd_path()} (available: {', '.join(available_simd_paths())})")
+    print(f"  Winograd:   {get_winograd()}")
     print(f"  compiler:   {_kernels.compiler()}")
 
 
 if _os.environ.get("FASTCONV_SIMD"):
     set_simd_path(_os.environ["FASTCONV_SIMD"])
+if _os.environ.get("FASTCONV_WINOGRAD"):
+    set_winograd(_os.environ["FASTCONV_WINOGRAD"])

@@ -630,6 +630,7 @@ def _machine(threads: int, torch_layouts: tuple[str, ...], blas_threads: str) ->
         "logical CPUs": str(os.cpu_count()),
         "Python": platform.python_version(),
         "fastconv": f"{fastconv.__version__}, SIMD path {fastconv.get_simd_path()}, "
+        f"Winograd {fastconv.get_winograd()}, "
         f"OpenMP {'on' if _kernels.openmp_enabled() else 'off'}, {_kernels.compiler()}",
         "NumPy": f"{np.__version__} ({_blas_description()}, {blas_threads})",
     }

@@ -11,6 +11,7 @@ cdef extern from "fastconv.h" nogil:
         FC_SIMD_AVX2
         FC_SIMD_AVX512
         FC_SIMD_COUNT
+        FC_WINOGRAD_COUNT
 
     const char *fc_strerror(int status)
     void *fc_buffer_alloc(size_t bytes)
@@ -18,6 +19,9 @@ cdef extern from "fastconv.h" nogil:
     int fc_simd_available(int path)
     int fc_simd_current()
     int fc_simd_select(int path)
+    int fc_winograd_current()
+    int fc_winograd_select(int mode)
+    const char *fc_winograd_name(int mode)
     const char *fc_simd_name(int path)
     int fc_openmp_enabled()
     int fc_default_threads()

@@ -79,6 +79,19 @@ def simd_select(str name):
         )
 
 
+WINOGRAD_MODES = tuple(fc_winograd_name(m).decode() for m in range(FC_WINOGRAD_COUNT))
+
+
+def winograd_current():
+    return fc_winograd_name(fc_winograd_current()).decode()
+
+
+def winograd_select(str mode):
+    if mode not in WINOGRAD_MODES:
+        raise ValueError(f"Winograd mode must be one of {WINOGRAD_MODES}, got {mode!r}")
+    fc_winograd_select(WINOGRAD_MODES.index(mode))
+
+
 def openmp_enabled():
     return bool(fc_openmp_enabled())
 

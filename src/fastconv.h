@@ -55,6 +55,20 @@ int fc_simd_current(void);
 int fc_simd_select(int path);
 const char *fc_simd_name(int path);
 
+/* Which Winograd methods 3x3 and larger stride-1 layers may use. */
+enum {
+    FC_WINOGRAD_OFF = 0,      /* none: the GEMM and direct kernels only */
+    FC_WINOGRAD_ACCURATE = 1, /* F(2x2, 3x3) only, rounding like the direct method */
+    FC_WINOGRAD_FAST = 2,     /* also F(4x4, 3x3), F(2x2, 5x5) and their transposes
+                               * where they pay (the default; 10-20x the rounding) */
+    FC_WINOGRAD_COUNT = 3,
+};
+/* The mode in use, and its setter (FC_ERR_UNSUPPORTED for an unknown mode);
+ * a process-wide setting like the SIMD path. */
+int fc_winograd_current(void);
+int fc_winograd_select(int mode);
+const char *fc_winograd_name(int mode);
+
 int fc_openmp_enabled(void);
 /* Number of processors OpenMP would use by default (1 without OpenMP). */
 int fc_default_threads(void);

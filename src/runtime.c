@@ -111,6 +111,28 @@ const char *fc_simd_name(int path)
 
 const fc_kernel_set *fc_kernels(void) { return kernel_set_of(fc_simd_current()); }
 
+static int winograd_mode = FC_WINOGRAD_FAST;
+
+int fc_winograd_current(void) { return winograd_mode; }
+
+int fc_winograd_select(int mode)
+{
+    if (mode < 0 || mode >= FC_WINOGRAD_COUNT)
+        return FC_ERR_UNSUPPORTED;
+    winograd_mode = mode;
+    return FC_OK;
+}
+
+const char *fc_winograd_name(int mode)
+{
+    switch (mode) {
+    case FC_WINOGRAD_OFF: return "off";
+    case FC_WINOGRAD_ACCURATE: return "accurate";
+    case FC_WINOGRAD_FAST: return "fast";
+    default: return "unknown";
+    }
+}
+
 /* The level-1 data cache's size in bytes, or 0 when the system does not say. */
 static long l1d_bytes(void)
 {

@@ -46,7 +46,8 @@ int fc_winograd_applies(const fc_conv2d_desc *d)
 {
     /* Each piece costs 16 products per 2x2 tile, 4 per output pixel, against
      * kh*kw for the direct method; ask for a 20% margin for the transforms. */
-    return d->sh == 1 && d->sw == 1 && d->dh == 1 && d->dw == 1 && d->kh >= 3 && d->kw >= 3
+    return fc_winograd_current() != FC_WINOGRAD_OFF
+           && d->sh == 1 && d->sw == 1 && d->dh == 1 && d->dw == 1 && d->kh >= 3 && d->kw >= 3
            && 5 * spans_h(d) * spans_w(d) <= d->kh * d->kw
            && d->c >= FC_WINOGRAD_MIN_CHANNELS && d->f >= FC_WINOGRAD_MIN_CHANNELS;
 }

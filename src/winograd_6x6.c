@@ -40,7 +40,8 @@
 int fc_winograd_6x6_applies(const fc_conv2d_desc *d, ptrdiff_t max_cf)
 {
     const ptrdiff_t r = d->kh, m = 7 - r;
-    if (!(d->kw == r && (r == 3 || r == 5) && fc_winograd_applies(d)))
+    if (!(fc_winograd_current() == FC_WINOGRAD_FAST && d->kw == r && (r == 3 || r == 5)
+          && fc_winograd_applies(d)))
         return 0;
     /* 36 products per m x m tile against 16 per 2x2 tile and 3x3 piece
      * (winograd.c): this method unless the image's edges waste more of its

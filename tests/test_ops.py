@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastconv
+from child_process import python_env, run_python
 from fastconv import ops, reference
 
 PATHS = fastconv.available_simd_paths()
@@ -457,6 +458,61 @@ def test_winograd_6x6_rounding_stays_small(simd_path, x_shape, w_shape):
         assert_close(g, r, tol=2e-5)
 
 
+@pytest.fixture
+def winograd_mode():
+    before = fastconv.get_winograd()
+    yield fastconv.set_winograd
+    fastconv.set_winograd(before)
+
+
+def keras_layer(x_shape, w_shape, seed=13):
+    """x, w and dy for a layer initialised as Keras does (variance 1 / fan-in)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[:3]))).astype(np.float32)
+    dy = rng.standard_normal(x_shape[:3] + w_shape[3:]).astype(np.float32)
+    return x, w, dy
+
+
+@pytest.mark.parametrize("mode,tol", [("off", 2e-6), ("accurate", 2e-6), ("fast", 2e-5)])
+@pytest.mark.parametrize("w_shape", [(3, 3, 32, 64), (5, 5, 32, 48)])
+def test_winograd_modes_match_the_reference(winograd_mode, mode, tol, w_shape):
+    """'accurate' (F(2x2, 3x3) only) and 'off' round like the direct method;
+    'fast' within the 6x6 domain's larger bound."""
+    winograd_mode(mode)
+    x, w, dy = keras_layer((4, 14, 14, 32), w_shape)
+    assert_close(ops.conv2d(x, w, padding="same"), reference.conv2d(f64(x), f64(w), padding="same"),
+                 tol=tol)
+    got = ops.conv2d_backward(dy, x, w, padding="same")
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(w), padding="same")
+    for g, r in zip(got, want):
+        assert_close(g, r, tol=tol)
+
+
+def test_winograd_modes_choose_different_methods(winograd_mode):
+    x, w, dy = keras_layer((4, 14, 14, 32), (3, 3, 32, 64))
+    results = {}
+    for mode in ("off", "accurate", "fast"):
+        winograd_mode(mode)
+        assert fastconv.get_winograd() == mode
+        results[mode] = (ops.conv2d(x, w, padding="same"),
+                         *ops.conv2d_backward(dy, x, w, padding="same")[:2])
+    for a, b in (("off", "accurate"), ("accurate", "fast"), ("off", "fast")):
+        for i in range(3):  # y, dx, dw: each a different method's rounding
+            assert not np.array_equal(results[a][i], results[b][i]), (a, b, i)
+
+
+def test_winograd_mode_refuses_unknown_names_and_reads_the_environment():
+    before = fastconv.get_winograd()
+    with pytest.raises(ValueError, match="Winograd mode must be one of"):
+        fastconv.set_winograd("f6")
+    assert fastconv.get_winograd() == before
+    env = python_env(FASTCONV_WINOGRAD="accurate")
+    out = run_python(["-c", "import fastconv; print(fastconv.get_winograd())"], env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "accurate"
+
+
 # ---- threads and paths ------------------------------------------------------
 
 BIG_CASES = [
@@ -573,7 +629,7 @@ def test_threads_setting():
 def test_show_config(capsys):
     fastconv.show_config()
     out = capsys.readouterr().out
-    for word in ("fastconv", "OpenMP", "threads", "SIMD path", "compiler"):
+    for word in ("fastconv", "OpenMP", "threads", "SIMD path", "Winograd", "compiler"):
         assert word in out
 
 
