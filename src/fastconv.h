@@ -60,7 +60,7 @@ enum {
     FC_WINOGRAD_OFF = 0,      /* none: the GEMM and direct kernels only */
     FC_WINOGRAD_ACCURATE = 1, /* F(2x2, 3x3) only, rounding like the direct method */
     FC_WINOGRAD_FAST = 2,     /* also F(4x4, 3x3), F(2x2, 5x5) and their transposes
-                               * where they pay (the default; 10-20x the rounding) */
+                               * where they pay (the default; 10-50x the rounding) */
     FC_WINOGRAD_COUNT = 3,
 };
 /* The mode in use, and its setter (FC_ERR_UNSUPPORTED for an unknown mode);

@@ -21,8 +21,9 @@
  *                  | 0  1  1  4  4  0 |
  *                  | 0  1 -1  8 -8  1 |
  * The larger coefficients cost accuracy: on MNIST- and CIFAR-sized layers the
- * error is 4-8e-6 of the output's largest magnitude, against 2-6e-7 for
- * F(2x2, 3x3) (tests/test_ops.py holds it under 2e-5).
+ * error is 2-9e-6 of a result's largest magnitude, against 2-6e-7 for
+ * F(2x2, 3x3) (tests/test_ops.py holds it under 2e-5); 352 random layers of
+ * 16-40 channels reached 1.6e-5, all in 5x5 weight gradients.
  *
  * Per position xi of the 6x6 domain the products over channels form one GEMM,
  * M[xi] (tiles, f) = V[xi] (tiles, c) x U[xi] (c, f), run by the register
