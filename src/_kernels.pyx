@@ -370,7 +370,6 @@ def conv2d_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     return dw_out, db_out
 
 
-
 def conv2d_backward(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] x,
                     const float[:, :, :, ::1] w, tuple params, bint input_grad=True,
                     n_threads=None):
@@ -402,6 +401,7 @@ def conv2d_backward(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] x,
         status = fc_conv2d_backward_f32(&d, x_p, dy_p, w_p, dx_p, dw_p, db_p, nt)
     _check(status)
     return dx_out, dw_out, db_out
+
 
 # ---- pooling ----------------------------------------------------------------
 

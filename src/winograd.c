@@ -661,15 +661,17 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 #endif
         for (ptrdiff_t item = 0; item < pieces * cf_blocks; ++item) {
             const ptrdiff_t piece = item / cf_blocks, cf0 = (item % cf_blocks) * FC_REDUCE_BLOCK;
+            const ptrdiff_t cf1 = fc_min(c * f, cf0 + FC_REDUCE_BLOCK);
+            if (six) {
+                fc_winograd_6x6_weights(d, partials, depth * f, dw, cf0, cf1);
+                continue;
+            }
             const ptrdiff_t a0 = 3 * (piece / pw), b0 = 3 * (piece % pw);
             /* The zero padding of a piece past the kernel's edge has no weight. */
             const int rows = (int)fc_min(3, d->kh - a0), cols = (int)fc_min(3, d->kw - b0);
             const float *sp = partials + piece * c * f;
             float *out = dw + (a0 * d->kw + b0) * c * f;
-            const ptrdiff_t cf1 = fc_min(c * f, cf0 + FC_REDUCE_BLOCK);
-            if (six)
-                fc_winograd_6x6_weights(d, partials, depth * f, dw, cf0, cf1);
-            else if (rows == 3 && cols == 3)
+            if (rows == 3 && cols == 3)
                 piece_weights(3, 3, sp, depth * f, out, d->kw * c * f, c * f, cf0, cf1);
             else
                 piece_weights(rows, cols, sp, depth * f, out, d->kw * c * f, c * f, cf0, cf1);
