@@ -616,7 +616,7 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
     /* The in-place A side is free and the packed B side costs in proportion
      * to 1 / (rows of A), so A takes the larger dimension where it can be read
      * in place; a k narrower than the register tile goes on the A side. */
-    const int transposed = !((pointwise && k > f) || k < fc_kernels()->nr);
+    const int transposed = !((pointwise && k > f) || k < fc_kernels_for(k)->nr);
     /* dy rows of each chunk, the B operand when not transposed. */
     const ptrdiff_t tap0 = 0;
     fc_tapped_matrix dy_rows[FC_WGRAD_MAX_CHUNKS];

@@ -23,7 +23,7 @@
  *     and should sit in L3.
  * The largest MR and NR bound the stack tiles used for edges. */
 #define FC_MR_MAX 8
-#define FC_NR_MAX 32
+#define FC_NR_MAX 64
 
 #define FC_PORTABLE_MR 4
 #define FC_PORTABLE_NR 16
@@ -38,10 +38,12 @@
 #define FC_AVX2_NC 4080
 
 #define FC_AVX512_MR 6
-#define FC_AVX512_NR 32
+#define FC_AVX512_NR 64
 #define FC_AVX512_MC 144
 #define FC_AVX512_KC 128
 #define FC_AVX512_NC 4096
+/* AVX-512's set for products at most 32 columns wide: half the tile. */
+#define FC_AVX512_NARROW_NR 32
 
 /* A GEMM on several threads packs all of B's depth at once when K x NC
  * floats are at most FC_GEMM_WHOLE_B_FLOATS (512 KiB, half an L2), or at most
@@ -150,7 +152,7 @@ typedef void (*fc_ukernel_taps_fn)(ptrdiff_t taps, ptrdiff_t kc, const float *co
                                    const float *b, float *const *crow,
                                    const fc_tile_epilogue *ep);
 
-typedef struct {
+typedef struct fc_kernel_set_ {
     const char *name;
     int mr, nr;
     ptrdiff_t mc, kc, nc;
@@ -160,10 +162,22 @@ typedef struct {
      * peak_flops_per_iter flops each; returns a value that depends on them. */
     float (*peak_loop)(ptrdiff_t iters);
     int peak_flops_per_iter;
+    /* NULL, or the set for products at most its nr columns wide, whose
+     * panels would fill at most half of this set's tile. */
+    const struct fc_kernel_set_ *(*narrow)(void);
 } fc_kernel_set;
 
 /* The set chosen by fc_simd_select (or the best available). */
 const fc_kernel_set *fc_kernels(void);
+
+/* The set of fc_kernels() for a product n columns wide: its narrow set where
+ * n fits that. Whatever packs B panels and whatever multiplies them use the
+ * set this returns for the same n. */
+static inline const fc_kernel_set *fc_kernels_for(ptrdiff_t n)
+{
+    const fc_kernel_set *ks = fc_kernels();
+    return ks->narrow && n <= ks->narrow()->nr ? ks->narrow() : ks;
+}
 
 /* The nominal depth block of set ks on this CPU: ks->kc scaled with the
  * level-1 data cache (up to 64 KiB), so that B's KC x NR sliver fills half of
@@ -179,6 +193,7 @@ const fc_kernel_set *fc_kernels_avx2(void);
 #endif
 #ifdef FC_HAVE_AVX512
 const fc_kernel_set *fc_kernels_avx512(void);
+const fc_kernel_set *fc_kernels_avx512_narrow(void);
 #endif
 
 /* Applies the epilogue to an MR_MAX x NR_MAX accumulator tile held in memory

@@ -312,7 +312,7 @@ static void multiply_item(const fc_gemm_plan *p, const fc_kernel_set *ks, const 
 
 int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
 {
-    const fc_kernel_set *ks = fc_kernels();
+    const fc_kernel_set *ks = fc_kernels_for(p->n);
     const int NR = ks->nr;
     const ptrdiff_t M = p->m, N = p->n, K = p->k;
     if (M <= 0 || N <= 0)
@@ -385,7 +385,10 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
 
 int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
 {
-    const fc_kernel_set *ks = fc_kernels();
+    ptrdiff_t widest = 0;
+    for (int i = 0; i < count; ++i)
+        widest = fc_max(widest, plans[i].n);
+    const fc_kernel_set *ks = fc_kernels_for(widest);
     const int NR = ks->nr;
     gemm_blocking b[FC_GEMM_MAX_BATCH];
     ptrdiff_t b_off[FC_GEMM_MAX_BATCH + 1], pack_end[FC_GEMM_MAX_BATCH], item_end[FC_GEMM_MAX_BATCH];
@@ -503,7 +506,7 @@ int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
         plan.a_base = a;
         plan.a_rs = 1;
         plan.a_cs = d->lda;
-    } else if (d->lda % 1024 != 0 || d->n <= FC_GEMM_ALIASED_A_MAX_PANELS * fc_kernels()->nr) {
+    } else if (d->lda % 1024 != 0 || d->n <= FC_GEMM_ALIASED_A_MAX_PANELS * fc_kernels_for(d->n)->nr) {
         /* Row-major A blocks are read in place rather than copied, except
          * rows a multiple of 4 KiB apart, which alias in L1 (all MR rows of a
          * sliver share one set), when B has many panels to read each sliver

@@ -287,7 +287,7 @@ FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const fl
 void fc_winograd_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff_t c,
                           const float *up, ptrdiff_t f, ptrdiff_t count, float *m, ptrdiff_t ld_m)
 {
-    const fc_kernel_set *ks = fc_kernels();
+    const fc_kernel_set *ks = fc_kernels_for(f);
     const int MR = ks->mr, NR = ks->nr;
     const ptrdiff_t n_panels = fc_ceil_div(f, NR);
     /* Depth blocks as in the GEMM driver. */
@@ -318,7 +318,7 @@ void fc_winograd_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff
 int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                            int rotate, const float *b, float *y, int n_threads)
 {
-    const fc_kernel_set *ks = fc_kernels();
+    const fc_kernel_set *ks = fc_kernels_for(d->f);
     const int MR = ks->mr, NR = ks->nr;
     const ptrdiff_t c = d->c, f = d->f, ph = spans_h(d), pw = spans_w(d), pieces = ph * pw;
     const ptrdiff_t depth = pieces * c;
@@ -552,7 +552,7 @@ piece_weights(const int rows, const int cols, const float *sp, ptrdiff_t ld_s, f
 int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                            const float *dy, float *dw, float *db, int n_threads)
 {
-    const fc_kernel_set *ks = fc_kernels();
+    const fc_kernel_set *ks = fc_kernels_for(d->f);
     const int MR = ks->mr, NR = ks->nr;
     /* The 6x6 domain (winograd_6x6.c's transforms, F(3x3, 4x4) or F(5x5,
      * 2x2)) where it serves the layer, else 3x3 pieces 3 apart. */

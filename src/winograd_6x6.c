@@ -277,7 +277,7 @@ FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const fl
 int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                int rotate, const float *b, float *y, int n_threads)
 {
-    const fc_kernel_set *ks = fc_kernels();
+    const fc_kernel_set *ks = fc_kernels_for(d->f);
     const int MR = ks->mr, NR = ks->nr;
     const ptrdiff_t c = d->c, f = d->f, m = 7 - d->kh;
     const ptrdiff_t tiles_h = fc_ceil_div(d->ho, m), tiles_w = fc_ceil_div(d->wo, m);

@@ -299,6 +299,31 @@ def test_matmul_large_blocks(simd_path):
     assert_close(ops.matmul(a, b), f64(a) @ f64(b))
 
 
+@pytest.mark.parametrize("n", [16, 32, 33, 64, 96, 160])
+def test_products_as_wide_as_each_register_tile(simd_path, n):
+    """Widths at and around the register tiles (AVX-512: a 6 x 32 set for
+    products up to 32 columns, else 6 x 64, whose last panel may fill only
+    half of it): plain, 1x1 (in place) and strided (taps read through row
+    pointers) products, on 1 and 2 threads."""
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal((150, 70)).astype(np.float32)
+    b = rng.standard_normal((70, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    for threads in (1, 2):
+        assert_close(ops.matmul(a, b, n_threads=threads), f64(a) @ f64(b))
+    x = rng.standard_normal((2, 9, 11, 24)).astype(np.float32)
+    for w_shape, stride in (((1, 1, 24, n), 1), ((3, 3, 24, n), 2)):
+        w = rng.standard_normal(w_shape).astype(np.float32)
+        y = ops.conv2d(x, w, bias, stride=stride, padding="same", activation="relu")
+        want = reference.conv2d(f64(x), f64(w), f64(bias), stride=stride, padding="same")
+        assert_close(y, np.maximum(want, 0))
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        got = ops.conv2d_backward(dy, x, w, stride=stride, padding="same")
+        want = reference.conv2d_backward(f64(dy), f64(x), f64(w), stride=stride, padding="same")
+        for g, r in zip(got, want):
+            assert_close(g, r)
+
+
 def test_large_outputs_streamed_past_the_cache_are_exact(simd_path):
     """A GEMM writing 16 MiB or more in one pass uses streaming stores (and a
     fence before returning): the values must be those of ordinary stores, on
