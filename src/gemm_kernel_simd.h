@@ -3,7 +3,7 @@
  * gemm_kernels_avx512.c, gemm_kernels_avx512_narrow.c), which first includes
  * its ISA's vector vocabulary (simd_avx2.h, simd_avx512.h: VEC, VW, V_LOADU,
  * V_FMA, ...) and defines:
- *   MR, NR       the tile: MR rows, NR a multiple of VW (NR / VW vectors)
+ *   MR, NR       the tile: MR must be 6, NR 2 or 4 vectors of VW floats
  *   KERNEL_NAME  the kernel set's name, SET_FN the function returning it,
  *   MC, KC, NC   its block sizes,
  *   NARROW_FN    optionally, the function returning its narrow set.
@@ -16,22 +16,42 @@
  * A panel with at most half the tile's columns valid takes only the first
  * half of the tile's vectors. */
 
-/* NV vectors across the tile. */
+/* NV vectors across the tile: 2 or 4. */
 #define NV (NR / VW)
 
-/* One step of k of the tile's first nv vectors (nv a constant): rows
- * a[0..MR) of A (element p of row i at a[i][p * cs]) times the packed B
- * panel b, which advances past the row it used. */
+/* The accumulators are named variables, not an array: an array of vectors
+ * was kept in memory around the loop (GCC 12), 48 extra stores and 24 loads
+ * per tile. Row i's are ci0..ci3; with nv = 2 the last two go unused. */
+#define TILE_ACCUMULATORS                                                         \
+    VEC c00 = V_ZERO(), c01 = V_ZERO(), c02 = V_ZERO(), c03 = V_ZERO();           \
+    VEC c10 = V_ZERO(), c11 = V_ZERO(), c12 = V_ZERO(), c13 = V_ZERO();           \
+    VEC c20 = V_ZERO(), c21 = V_ZERO(), c22 = V_ZERO(), c23 = V_ZERO();           \
+    VEC c30 = V_ZERO(), c31 = V_ZERO(), c32 = V_ZERO(), c33 = V_ZERO();           \
+    VEC c40 = V_ZERO(), c41 = V_ZERO(), c42 = V_ZERO(), c43 = V_ZERO();           \
+    VEC c50 = V_ZERO(), c51 = V_ZERO(), c52 = V_ZERO(), c53 = V_ZERO()
+
+/* Row i of one step: its element of A, broadcast, times the step's B vectors. */
+#define ROW_STEP(i, p, cs)                                                        \
+    do {                                                                          \
+        const VEC ai = V_SET1(a##i[(p) * (cs)]);                                  \
+        c##i##0 = V_FMA(ai, b0, c##i##0);                                         \
+        c##i##1 = V_FMA(ai, b1, c##i##1);                                         \
+        if (nv > 2) {                                                             \
+            c##i##2 = V_FMA(ai, b2, c##i##2);                                     \
+            c##i##3 = V_FMA(ai, b3, c##i##3);                                     \
+        }                                                                         \
+    } while (0)
+
+/* One step of k of the tile's first nv vectors (nv a constant): rows a0..a5
+ * of A (element p of row i at ai[p * cs]) times the packed B panel b, which
+ * advances past the row it used. */
 #define TILE_STEP(p, cs)                                                          \
     do {                                                                          \
-        VEC bv[NV];                                                               \
-        _Pragma("GCC unroll 8") for (int v = 0; v < nv; ++v)                      \
-            bv[v] = V_LOADU(b + v * VW);                                          \
-        _Pragma("GCC unroll 8") for (int i = 0; i < MR; ++i) {                    \
-            const VEC ai = V_SET1(a[i][(p) * (cs)]);                              \
-            _Pragma("GCC unroll 8") for (int v = 0; v < nv; ++v)                  \
-                acc[i][v] = V_FMA(ai, bv[v], acc[i][v]);                          \
-        }                                                                         \
+        const VEC b0 = V_LOADU(b), b1 = V_LOADU(b + VW);                          \
+        const VEC b2 = nv > 2 ? V_LOADU(b + 2 * VW) : b0;                         \
+        const VEC b3 = nv > 2 ? V_LOADU(b + 3 * VW) : b1;                         \
+        ROW_STEP(0, p, cs); ROW_STEP(1, p, cs); ROW_STEP(2, p, cs);               \
+        ROW_STEP(3, p, cs); ROW_STEP(4, p, cs); ROW_STEP(5, p, cs);               \
         b += NR;                                                                  \
     } while (0)
 
@@ -44,8 +64,9 @@
         ptrdiff_t p = 0;                                                          \
         if (ahead) {                                                              \
             for (; p + 16 <= (kc); p += 16) {                                     \
-                _Pragma("GCC unroll 8") for (int i = 0; i < MR; ++i)              \
-                    V_PREFETCH(a[i] + (ahead) + p);                               \
+                V_PREFETCH(a0 + (ahead) + p); V_PREFETCH(a1 + (ahead) + p);       \
+                V_PREFETCH(a2 + (ahead) + p); V_PREFETCH(a3 + (ahead) + p);       \
+                V_PREFETCH(a4 + (ahead) + p); V_PREFETCH(a5 + (ahead) + p);       \
                 _Pragma("GCC unroll 16")                                          \
                 for (ptrdiff_t q = p; q < p + 16; ++q)                            \
                     TILE_STEP(q, cs);                                             \
@@ -61,68 +82,94 @@
             TILE_STEP(p, cs);                                                     \
     } while (0)
 
-/* Declares the tile's accumulators, zeroed. */
-#define TILE_ACCUMULATORS                                                         \
-    VEC acc[MR][NV];                                                              \
-    _Pragma("GCC unroll 8") for (int i = 0; i < MR; ++i)                          \
-        _Pragma("GCC unroll 8") for (int v = 0; v < nv; ++v)                      \
-            acc[i][v] = V_ZERO()
-
 /* C is read at the end when accumulating: start fetching it now. */
 static inline __attribute__((always_inline)) void
 prefetch_c(float *const *crow, const fc_tile_epilogue *ep)
 {
     if (ep->accumulate)
         for (int i = 0; i < ep->mr; ++i)
-            for (int v = 0; v < NR; v += 16)
-                V_PREFETCH(crow[i] + v);
+            for (int j = 0; j < NR; j += 16) /* a 64-byte line at a time */
+                V_PREFETCH(crow[i] + j);
 }
 
-/* Writes the first nv vectors of the accumulators to C through the epilogue. */
-static inline __attribute__((always_inline)) void
-store_tile(const int nv, const VEC acc[MR][NV], float *const *crow, const fc_tile_epilogue *ep)
+/* Vector j of a row of C: the accumulator v with the epilogue applied. */
+static inline __attribute__((always_inline)) VEC
+epilogue(VEC v, const float *c, int j, const fc_tile_epilogue *ep)
 {
-    if (ep->mr == MR && ep->nr == nv * VW) {
-        const VEC zero = V_ZERO();
-        _Pragma("GCC unroll 8") for (int i = 0; i < MR; ++i) {
-            float *c = crow[i];
-            VEC out[NV];
-            _Pragma("GCC unroll 8") for (int v = 0; v < nv; ++v) {
-                out[v] = acc[i][v];
-                if (ep->accumulate)
-                    out[v] = V_ADD(out[v], V_LOADU(c + v * VW));
-                else if (ep->bias)
-                    out[v] = V_ADD(out[v], V_LOADU(ep->bias + v * VW));
-                if (ep->relu) /* max(0, v) returns v when v is NaN */
-                    out[v] = V_MAX(zero, out[v]);
-            }
-            if (ep->stream && ((uintptr_t)c & 63) == 0) {
-                _Pragma("GCC unroll 8") for (int v = 0; v < nv; ++v)
-                    V_STREAM(c + v * VW, out[v]);
-            } else {
-                _Pragma("GCC unroll 8") for (int v = 0; v < nv; ++v)
-                    V_STOREU(c + v * VW, out[v]);
-            }
+    if (ep->accumulate)
+        v = V_ADD(v, V_LOADU(c + j * VW));
+    else if (ep->bias)
+        v = V_ADD(v, V_LOADU(ep->bias + j * VW));
+    if (ep->relu) /* max(0, v) returns v when v is NaN */
+        v = V_MAX(V_ZERO(), v);
+    return v;
+}
+
+/* Row c of a full tile's first nv vectors (v0..v3) through the epilogue. */
+static inline __attribute__((always_inline)) void
+store_row(const int nv, float *c, VEC v0, VEC v1, VEC v2, VEC v3, const fc_tile_epilogue *ep)
+{
+    v0 = epilogue(v0, c, 0, ep);
+    v1 = epilogue(v1, c, 1, ep);
+    if (nv > 2) {
+        v2 = epilogue(v2, c, 2, ep);
+        v3 = epilogue(v3, c, 3, ep);
+    }
+    if (ep->stream && ((uintptr_t)c & 63) == 0) {
+        V_STREAM(c, v0);
+        V_STREAM(c + VW, v1);
+        if (nv > 2) {
+            V_STREAM(c + 2 * VW, v2);
+            V_STREAM(c + 3 * VW, v3);
         }
     } else {
-        float tile[FC_MR_MAX * FC_NR_MAX];
-        for (int i = 0; i < MR; ++i)
-            for (int v = 0; v < nv; ++v)
-                V_STOREU(tile + i * FC_NR_MAX + v * VW, acc[i][v]);
-        fc_tile_store(tile, crow, ep);
+        V_STOREU(c, v0);
+        V_STOREU(c + VW, v1);
+        if (nv > 2) {
+            V_STOREU(c + 2 * VW, v2);
+            V_STOREU(c + 3 * VW, v3);
+        }
     }
 }
+
+/* Row i of the accumulators into row i of an edge tile held in memory. */
+#define SPILL_ROW(i)                                                              \
+    do {                                                                          \
+        V_STOREU(tile + i * FC_NR_MAX, c##i##0);                                  \
+        V_STOREU(tile + i * FC_NR_MAX + VW, c##i##1);                             \
+        if (nv > 2) {                                                             \
+            V_STOREU(tile + i * FC_NR_MAX + 2 * VW, c##i##2);                     \
+            V_STOREU(tile + i * FC_NR_MAX + 3 * VW, c##i##3);                     \
+        }                                                                         \
+    } while (0)
+
+/* Writes the accumulators' first nv vectors to C through the epilogue. */
+#define STORE_ACCUMULATORS(crow, ep)                                              \
+    do {                                                                          \
+        if ((ep)->mr == MR && (ep)->nr == nv * VW) {                              \
+            store_row(nv, (crow)[0], c00, c01, c02, c03, ep);                     \
+            store_row(nv, (crow)[1], c10, c11, c12, c13, ep);                     \
+            store_row(nv, (crow)[2], c20, c21, c22, c23, ep);                     \
+            store_row(nv, (crow)[3], c30, c31, c32, c33, ep);                     \
+            store_row(nv, (crow)[4], c40, c41, c42, c43, ep);                     \
+            store_row(nv, (crow)[5], c50, c51, c52, c53, ep);                     \
+        } else {                                                                  \
+            float tile[FC_MR_MAX * FC_NR_MAX];                                    \
+            SPILL_ROW(0); SPILL_ROW(1); SPILL_ROW(2);                             \
+            SPILL_ROW(3); SPILL_ROW(4); SPILL_ROW(5);                             \
+            fc_tile_store(tile, crow, ep);                                        \
+        }                                                                         \
+    } while (0)
 
 /* Element (i, p) of A is a_i[p * cs]. Inlined for cs = 1 (row-major rows)
  * and cs = MR (interleaved panel), so the compiler folds the stride, and for
  * any other column stride with unit row stride (a transposed row-major block). */
 static inline __attribute__((always_inline)) void
-tile_mr_nv(const int nv, ptrdiff_t kc, const float *a0, ptrdiff_t rs, const ptrdiff_t cs,
+tile_mr_nv(const int nv, ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
            const float *b, float *const *crow, const fc_tile_epilogue *ep)
 {
-    const float *a[MR];
-    for (int i = 0; i < MR; ++i)
-        a[i] = a0 + i * rs;
+    const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs;
+    const float *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
     prefetch_c(crow, ep);
     TILE_ACCUMULATORS;
     if (cs == 1) {
@@ -133,7 +180,7 @@ tile_mr_nv(const int nv, ptrdiff_t kc, const float *a0, ptrdiff_t rs, const ptrd
     } else {
         TILE_STEPS(kc, cs, 0);
     }
-    store_tile(nv, acc, crow, ep);
+    STORE_ACCUMULATORS(crow, ep);
 }
 
 /* The whole tile, or, for a panel whose valid columns fit in half of it
@@ -169,12 +216,11 @@ taps_mr_nv(const int nv, ptrdiff_t taps, ptrdiff_t kc, const float *const *rows,
     prefetch_c(crow, ep);
     TILE_ACCUMULATORS;
     for (ptrdiff_t t = 0; t < taps; ++t, rows += MR) {
-        const float *a[MR];
-        for (int i = 0; i < MR; ++i)
-            a[i] = rows[i];
+        const float *a0 = rows[0], *a1 = rows[1], *a2 = rows[2];
+        const float *a3 = rows[3], *a4 = rows[4], *a5 = rows[5];
         TILE_STEPS(kc, 1, 0);
     }
-    store_tile(nv, acc, crow, ep);
+    STORE_ACCUMULATORS(crow, ep);
 }
 
 static void ukernel_taps(ptrdiff_t taps, ptrdiff_t kc, const float *const *rows, const float *b,
