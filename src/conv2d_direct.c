@@ -310,9 +310,16 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
                     }
                     float *acc = partials + ci * part;
                     fill_patch(d, &pg, x, img, oh, patch);
+                    /* The chunk's next dy row starts coming from memory while
+                     * this one is worked on: the hardware prefetchers stop at
+                     * each 4 KiB page, and a row is 3.3 KB in S1 (backward
+                     * 0.50 -> 0.46 ms, weight gradient alone 0.295 -> 0.279). */
+                    const int more = r + 1 < (ci + 1) * rows / chunks;
+                    const char *pf = more ? (const char *)(dy + (r + 1) * d->wo * f) : NULL;
                     for (ptrdiff_t bi = 0; bi < blocks; ++bi)
                         ks->weight_row(patch, pg.step, pg.off, k, dyrow + bi * nb, lddy, d->wo,
-                                       acc + bi * nb * k, acc + blocks * nb * k + bi * nb);
+                                       acc + bi * nb * k, acc + blocks * nb * k + bi * nb,
+                                       pf && bi == 0 ? pf : NULL, f * (ptrdiff_t)sizeof(float));
                 }
                 if (dx)
                     for (ptrdiff_t row = first_dx_row_after(d, r); row < first_dx_row_after(d, r + 1);

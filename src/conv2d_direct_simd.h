@@ -59,10 +59,13 @@ static void forward_row(const float *patch, ptrdiff_t step, const ptrdiff_t *off
     }
 }
 
-/* G taps (G <= TILE, a constant once inlined) of weight_row. */
+/* G taps (G <= TILE, a constant once inlined) of weight_row; with pf, the
+ * first and last byte of pixel o at pf + o * pf_step are fetched into cache
+ * as pixel o of dy is read. */
 static inline __attribute__((always_inline)) void
 weight_taps(const int G, const float *patch, ptrdiff_t step, const ptrdiff_t *off,
-            const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc)
+            const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, const char *pf,
+            ptrdiff_t pf_step)
 {
     VEC a0[TILE], a1[TILE];
     const float *q[TILE];
@@ -72,6 +75,10 @@ weight_taps(const int G, const float *patch, ptrdiff_t step, const ptrdiff_t *of
         q[i] = patch + off[i];
     }
     for (ptrdiff_t o = 0; o < count; ++o) {
+        if (pf) {
+            V_PREFETCH(pf + o * pf_step);
+            V_PREFETCH(pf + o * pf_step + pf_step - 1);
+        }
         const VEC d0 = V_LOADU(dy + o * lddy), d1 = V_LOADU(dy + o * lddy + VW);
         for (int i = 0; i < G; ++i) {
             const VEC xb = V_SET1(q[i][o * step]);
@@ -86,16 +93,20 @@ weight_taps(const int G, const float *patch, ptrdiff_t step, const ptrdiff_t *of
 }
 
 static void weight_row(const float *patch, ptrdiff_t step, const ptrdiff_t *off, ptrdiff_t k,
-                       const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, float *db)
+                       const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, float *db,
+                       const char *pf, ptrdiff_t pf_step)
 {
     for (ptrdiff_t t = 0; t < k; t += TILE) {
+        const char *p = t == 0 ? pf : NULL; /* the next row, fetched once */
+        const ptrdiff_t *ot = off + t;
+        float *at = acc + t * NB;
         switch (fc_min(TILE, k - t)) {
-        case 1: weight_taps(1, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
-        case 2: weight_taps(2, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
-        case 3: weight_taps(3, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
-        case 4: weight_taps(4, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
-        case 5: weight_taps(5, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
-        default: weight_taps(TILE, patch, step, off + t, dy, lddy, count, acc + t * NB); break;
+        case 1: weight_taps(1, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
+        case 2: weight_taps(2, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
+        case 3: weight_taps(3, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
+        case 4: weight_taps(4, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
+        case 5: weight_taps(5, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
+        default: weight_taps(TILE, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
         }
     }
     if (db) {

@@ -258,7 +258,7 @@ static gemm_blocking blocking_of(const fc_gemm_plan *p, const fc_kernel_set *ks,
     const ptrdiff_t ptr_floats = (ptrdiff_t)sizeof(float *) / (ptrdiff_t)sizeof(float);
     b.a_floats = fc_round_up(b.mc, MR) * (p->rows_a ? ptr_floats * (b.kc / p->a_tap_depth) : b.kc);
     b.ws_bytes = (ptrdiff_t)sizeof(float) * fc_thread_stride(
-        b.a_floats + b.mc * (ptrdiff_t)(sizeof(float *) / sizeof(float)));
+        b.a_floats + b.mc * ptr_floats);
     return b;
 }
 

@@ -62,7 +62,7 @@ static float peak_loop_portable(ptrdiff_t iters)
 
 static const fc_kernel_set portable_set = {
     "portable", MR, NR, FC_PORTABLE_MC, FC_PORTABLE_KC, FC_PORTABLE_NC,
-    ukernel_portable, ukernel_taps_portable, peak_loop_portable, 8 * 8 * 2,
+    ukernel_portable, ukernel_taps_portable, peak_loop_portable, 8 * 8 * 2, NULL,
 };
 
 const fc_kernel_set *fc_kernels_portable(void) { return &portable_set; }

@@ -15,6 +15,11 @@
 /* max(0, v) must return v when v is NaN, as maxps(0, v) does. */
 #define V_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define V_SUM(v) (v)
+#if defined(__GNUC__) || defined(__clang__)
+#define V_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define V_PREFETCH(p) ((void)(p))
+#endif
 #define V_SUMS8(v, out)                                                           \
     do {                                                                          \
         for (int q_ = 0; q_ < 8; ++q_)                                            \
