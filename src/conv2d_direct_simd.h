@@ -151,8 +151,12 @@ input_group(const int TAPS, const float *const *dy, const float *const *w, ptrdi
         dx[(iw + q) * c + ci] = sums[q];
 }
 
-static void input_row(const float *const *dy, const float *const *w, int taps, ptrdiff_t c,
-                      ptrdiff_t fp, ptrdiff_t width, float *dx)
+/* input_row for fp filters a constant once inlined: one block (fp = NB,
+ * up to 32 filters on AVX-512, unrolled whole) or any number. A row of S1's
+ * 28 pixels in cache: 172 -> 134-145 ns. */
+static inline __attribute__((always_inline)) void
+input_row_fp(const float *const *dy, const float *const *w, int taps, ptrdiff_t c,
+             const ptrdiff_t fp, ptrdiff_t width, float *dx)
 {
     for (ptrdiff_t iw = 0; iw < width; iw += GROUP) {
         const int valid = (int)fc_min(GROUP, width - iw);
@@ -164,6 +168,15 @@ static void input_row(const float *const *dy, const float *const *w, int taps, p
             default: input_group(taps, dy, w, ci, fp, iw, valid, dx, c); break;
             }
     }
+}
+
+static void input_row(const float *const *dy, const float *const *w, int taps, ptrdiff_t c,
+                      ptrdiff_t fp, ptrdiff_t width, float *dx)
+{
+    if (fp == NB)
+        input_row_fp(dy, w, taps, c, NB, width, dx);
+    else
+        input_row_fp(dy, w, taps, c, fp, width, dx);
 }
 
 static const fc_direct_kernel_set direct_set = {NB, forward_row, weight_row, input_row};
