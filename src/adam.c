@@ -18,20 +18,27 @@ FC_VECTOR_CLONES int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, f
     const float lr = (float)lr_t, eps = (float)epsilon;
     /* About eight operations an element: that is the work to weigh. */
     n_threads = fc_threads_for(8.0 * (double)n, n_threads);
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t i = 0; i < n; ++i) {
-        const float gi = g[i];
-        const float mi = m[i] * b1 + c1 * gi;
-        float vi = v[i] * b2 + c2 * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        if (vhat) { /* np.maximum: a NaN in either wins */
-            vi = (vhat[i] >= vi || vhat[i] != vhat[i]) ? vhat[i] : vi;
-            vhat[i] = vi;
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            const float gi = g[i];
+            const float mi = m[i] * b1 + c1 * gi;
+            float vi = v[i] * b2 + c2 * (gi * gi);
+            m[i] = mi;
+            v[i] = vi;
+            if (vhat) { /* np.maximum: a NaN in either wins */
+                vi = (vhat[i] >= vi || vhat[i] != vhat[i]) ? vhat[i] : vi;
+                vhat[i] = vi;
+            }
+            w[i] = w[i] - (lr * mi) / (sqrtf(vi) + eps);
         }
-        w[i] = w[i] - (lr * mi) / (sqrtf(vi) + eps);
+        fc_team_leave(&team);
     }
     return FC_OK;
 }

@@ -387,36 +387,43 @@ static int backward_input_col2im(const fc_conv2d_desc *d, const float *dy,
         for (ptrdiff_t fi = 0; fi < f; ++fi)
             wt[fi * k + r] = w[r * f + fi];
 
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t img = 0; img < d->n; ++img) {
-        float *buf = cols + fc_thread_id() * per_thread;
-        float *dxi = dx + img * d->h * d->w * c;
-        memset(dxi, 0, (size_t)(d->h * d->w * c) * sizeof(float));
-        for (ptrdiff_t p0 = 0; p0 < pixels; p0 += block) {
-            const ptrdiff_t rows = fc_min(block, pixels - p0);
-            fc_gemm_desc g = {rows, k, f, f, k, k, 0, 0, 0};
-            if (fc_gemm_f32(&g, dy + (img * pixels + p0) * f, wt, NULL, buf, 1) != FC_OK) {
-                status = FC_ERR_NOMEM;
-                continue;
-            }
-            for (ptrdiff_t r = 0; r < rows; ++r) {
-                const ptrdiff_t oh = (p0 + r) / d->wo, ow = (p0 + r) - oh * d->wo;
-                const float *src = buf + r * k;
-                for (ptrdiff_t ki = 0; ki < d->kh; ++ki) {
-                    const ptrdiff_t ih = oh * d->sh + ki * d->dh - d->pt;
-                    for (ptrdiff_t kj = 0; kj < d->kw; ++kj, src += c) {
-                        const ptrdiff_t iw = ow * d->sw + kj * d->dw - d->pl;
-                        if (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
-                            continue;
-                        float *out = dxi + (ih * d->w + iw) * c;
-                        for (ptrdiff_t ci = 0; ci < c; ++ci)
-                            out[ci] += src[ci];
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t img = 0; img < d->n; ++img) {
+            float *buf = cols + fc_thread_id() * per_thread;
+            float *dxi = dx + img * d->h * d->w * c;
+            memset(dxi, 0, (size_t)(d->h * d->w * c) * sizeof(float));
+            for (ptrdiff_t p0 = 0; p0 < pixels; p0 += block) {
+                const ptrdiff_t rows = fc_min(block, pixels - p0);
+                fc_gemm_desc g = {rows, k, f, f, k, k, 0, 0, 0};
+                if (fc_gemm_f32(&g, dy + (img * pixels + p0) * f, wt, NULL, buf, 1) != FC_OK) {
+                    status = FC_ERR_NOMEM;
+                    continue;
+                }
+                for (ptrdiff_t r = 0; r < rows; ++r) {
+                    const ptrdiff_t oh = (p0 + r) / d->wo, ow = (p0 + r) - oh * d->wo;
+                    const float *src = buf + r * k;
+                    for (ptrdiff_t ki = 0; ki < d->kh; ++ki) {
+                        const ptrdiff_t ih = oh * d->sh + ki * d->dh - d->pt;
+                        for (ptrdiff_t kj = 0; kj < d->kw; ++kj, src += c) {
+                            const ptrdiff_t iw = ow * d->sw + kj * d->dw - d->pl;
+                            if (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
+                                continue;
+                            float *out = dxi + (ih * d->w + iw) * c;
+                            for (ptrdiff_t ci = 0; ci < c; ++ci)
+                                out[ci] += src[ci];
+                        }
                     }
                 }
             }
         }
+        fc_team_leave(&team);
     }
 done:
     fc_aligned_free(wt);
@@ -559,11 +566,18 @@ static int column_sums(const float *dy, ptrdiff_t m, ptrdiff_t f, float *db, int
     float *partials = fc_aligned_alloc((size_t)(chunks * stride) * sizeof(float));
     if (!partials)
         return FC_ERR_NOMEM;
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t ci = 0; ci < chunks; ++ci)
-        sum_rows(dy, ci * m / chunks, (ci + 1) * m / chunks, f, partials + ci * stride);
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t ci = 0; ci < chunks; ++ci)
+            sum_rows(dy, ci * m / chunks, (ci + 1) * m / chunks, f, partials + ci * stride);
+        fc_team_leave(&team);
+    }
     for (ptrdiff_t j = 0; j < f; ++j)
         db[j] = fc_sum_chunks(partials, j, chunks, stride);
     fc_aligned_free(partials);
@@ -628,56 +642,77 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
     /* One chunk: all threads share its GEMM. Several: one chunk per thread. */
     const int outer_threads = (int)fc_min(n_threads, chunks);
     const int inner_threads = chunks == 1 ? n_threads : 1;
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(outer_threads) if (outer_threads > 1)
+#pragma omp parallel num_threads(outer_threads) if (outer_threads > 1)
 #endif
-    for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
-        const ptrdiff_t r0 = ci * m / chunks, r1 = (ci + 1) * m / chunks;
-        im2col_view bv = xv;
-        bv.row0 = r0;
-        float *out = partials + ci * stride;
-        fc_gemm_plan plan;
-        if (transposed) {
-            const fc_gemm_plan t = {.m = f, .n = k, .k = r1 - r0, .a_base = dy + r0 * f,
-                                    .a_rs = 1, .a_cs = f, .a_row_sums = out + k * f,
-                                    .pack_b = pack_b_im2col, .b_ctx = &bv, .c = dense_rows(out, k)};
-            plan = t;
-        } else {
-            fc_gemm_plan t = {.m = k, .n = f, .k = r1 - r0, .pack_a = pack_a_im2col_transposed,
-                              .a_ctx = &bv, .a_interleaved = 1, .pack_b = fc_pack_b_tapped,
-                              .b_ctx = &dy_rows[ci], .c = dense_rows(out, f)};
-            if (pointwise) { /* x^T in place */
-                t.pack_a = NULL;
-                t.a_base = x + r0 * k;
-                t.a_rs = 1;
-                t.a_cs = k;
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
+            const ptrdiff_t r0 = ci * m / chunks, r1 = (ci + 1) * m / chunks;
+            im2col_view bv = xv;
+            bv.row0 = r0;
+            float *out = partials + ci * stride;
+            fc_gemm_plan plan;
+            if (transposed) {
+                const fc_gemm_plan t = {.m = f, .n = k, .k = r1 - r0, .a_base = dy + r0 * f,
+                                        .a_rs = 1, .a_cs = f, .a_row_sums = out + k * f,
+                                        .pack_b = pack_b_im2col, .b_ctx = &bv, .c = dense_rows(out, k)};
+                plan = t;
+            } else {
+                fc_gemm_plan t = {.m = k, .n = f, .k = r1 - r0, .pack_a = pack_a_im2col_transposed,
+                                  .a_ctx = &bv, .a_interleaved = 1, .pack_b = fc_pack_b_tapped,
+                                  .b_ctx = &dy_rows[ci], .c = dense_rows(out, f)};
+                if (pointwise) { /* x^T in place */
+                    t.pack_a = NULL;
+                    t.a_base = x + r0 * k;
+                    t.a_rs = 1;
+                    t.a_cs = k;
+                }
+                plan = t;
             }
-            plan = t;
+            if (fc_gemm_run(&plan, inner_threads) != FC_OK)
+                status = FC_ERR_NOMEM;
+            if (!transposed) /* transposed, the GEMM sums dy^T's rows as it reads them */
+                sum_rows(dy, r0, r1, f, out + k * f);
         }
-        if (fc_gemm_run(&plan, inner_threads) != FC_OK)
-            status = FC_ERR_NOMEM;
-        if (!transposed) /* transposed, the GEMM sums dy^T's rows as it reads them */
-            sum_rows(dy, r0, r1, f, out + k * f);
+        fc_team_leave(&team);
     }
     if (status == FC_OK && transposed) {
         /* Add the chunks in their own (contiguous) layout, then transpose
          * once: summing across chunks at transposed positions would walk
          * every partial with a stride of k floats. */
+        fc_team reduce = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-        for (ptrdiff_t e0 = 0; e0 < part; e0 += FC_REDUCE_BLOCK)
-            for (ptrdiff_t e = e0; e < fc_min(e0 + FC_REDUCE_BLOCK, part); ++e)
-                partials[e] = fc_sum_chunks(partials, e, chunks, stride);
+        {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+            for (ptrdiff_t e0 = 0; e0 < part; e0 += FC_REDUCE_BLOCK)
+                for (ptrdiff_t e = e0; e < fc_min(e0 + FC_REDUCE_BLOCK, part); ++e)
+                    partials[e] = fc_sum_chunks(partials, e, chunks, stride);
+            fc_team_leave(&reduce);
+        }
         for (ptrdiff_t r = 0; r < k; ++r)
             for (ptrdiff_t j = 0; j < f; ++j)
                 dw[r * f + j] = partials[j * k + r];
     } else if (status == FC_OK) {
+        fc_team reduce = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-        for (ptrdiff_t e = 0; e < k * f; ++e)
-            dw[e] = fc_sum_chunks(partials, e, chunks, stride);
+        {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+            for (ptrdiff_t e = 0; e < k * f; ++e)
+                dw[e] = fc_sum_chunks(partials, e, chunks, stride);
+            fc_team_leave(&reduce);
+        }
     }
     if (status == FC_OK && db)
         for (ptrdiff_t j = 0; j < f; ++j)

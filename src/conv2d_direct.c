@@ -120,6 +120,7 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
     float *bias = wp + blocks * nb * k;
     for (ptrdiff_t j = 0; j < blocks * nb; ++j)
         bias[j] = b && j < f ? b[j] : 0.0f;
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
@@ -137,6 +138,7 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
                                 d->relu, d->wo, yrow + bi * nb, f, (int)fc_min(nb, f - bi * nb));
         }
         fc_fp_leave(fp);
+        fc_team_leave(&team);
     }
     fc_aligned_free(wp);
     fc_aligned_free(patches);
@@ -283,6 +285,7 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
                 wp[r * fp + j] = j < f ? w[r * f + j] : 0.0f;
     if (dw)
         memset(partials, 0, (size_t)(chunks * part) * sizeof(float));
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
@@ -329,6 +332,7 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
             }
         }
         fc_fp_leave(fp_state);
+        fc_team_leave(&team);
     }
     if (dw) { /* dw[t, j] and db[j]: the partials added in chunk order */
         for (ptrdiff_t t = 0; t < k; ++t)

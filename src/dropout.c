@@ -23,15 +23,22 @@ FC_VECTOR_CLONES int fc_dropout_f32(ptrdiff_t n, const float *x, float *y, uint6
 {
     const uint32_t key_lo = (uint32_t)seed, key_hi = (uint32_t)(seed >> 32);
     n_threads = fc_threads_for((double)n, n_threads);
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t i = 0; i < n; ++i) {
-        const uint64_t index = (uint64_t)i;
-        const uint32_t h = mix32(mix32((uint32_t)index ^ key_lo) ^ (uint32_t)(index >> 32) ^ key_hi);
-        /* x * 0 rather than 0: a dropped infinity gives NaN, as x * mask does. */
-        const float keep = (h >> 8) >= threshold ? 1.0f : 0.0f;
-        y[i] = x[i] * keep * scale;
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            const uint64_t index = (uint64_t)i;
+            const uint32_t h = mix32(mix32((uint32_t)index ^ key_lo) ^ (uint32_t)(index >> 32) ^ key_hi);
+            /* x * 0 rather than 0: a dropped infinity gives NaN, as x * mask does. */
+            const float keep = (h >> 8) >= threshold ? 1.0f : 0.0f;
+            y[i] = x[i] * keep * scale;
+        }
+        fc_team_leave(&team);
     }
     return FC_OK;
 }

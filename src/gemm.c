@@ -331,6 +331,7 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
         return FC_ERR_NOMEM;
     }
 
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(b.n_threads) if (b.n_threads > 1)
 #endif
@@ -377,6 +378,7 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
         if (p->stream)
             fc_store_fence();
         fc_fp_leave(fp);
+        fc_team_leave(&team);
     }
     fc_aligned_free(bpack);
     fc_aligned_free(thread_ws);
@@ -433,6 +435,7 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
         stream |= plans[i].stream;
     const ptrdiff_t n_pack = pack_end[count - 1], n_items = item_end[count - 1];
 
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -464,6 +467,7 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
         if (stream)
             fc_store_fence();
         fc_fp_leave(fp);
+        fc_team_leave(&team);
     }
     fc_aligned_free(bpack);
     fc_aligned_free(thread_ws);

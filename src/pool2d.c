@@ -44,30 +44,27 @@ static inline void window_range(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, pt
     *hi = fc_min(start + k, size);
 }
 
-FC_VECTOR_CLONES int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
+/* Output row `row` (counted over the batch) of a max (is_max) or average
+ * pool: each output pixel starts from its window's first input pixel, then
+ * takes in the others. */
+static inline __attribute__((always_inline)) void
+forward_row(const int is_max, const fc_pool2d_desc *d, const float *x, float *y, ptrdiff_t row)
 {
-    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
-    if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
-        return FC_OK;
-    const ptrdiff_t rows = d->n * d->ho, c = d->c;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
-#endif
-    for (ptrdiff_t row = 0; row < rows; ++row) {
-        const ptrdiff_t img = row / d->ho, oh = row - img * d->ho;
-        ptrdiff_t i0, i1;
-        window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
-        const float *xi = x + img * d->h * d->w * c;
-        for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
-            ptrdiff_t j0, j1;
-            window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
-            float *out = y + (row * d->wo + ow) * c;
-            const float *v0 = xi + (i0 * d->w + j0) * c;
-            for (ptrdiff_t ch = 0; ch < c; ++ch)
-                out[ch] = v0[ch];
-            for (ptrdiff_t ih = i0; ih < i1; ++ih)
-                for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
-                    const float *v = xi + (ih * d->w + iw) * c;
+    const ptrdiff_t c = d->c, img = row / d->ho, oh = row - img * d->ho;
+    ptrdiff_t i0, i1;
+    window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+    const float *xi = x + img * d->h * d->w * c;
+    for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+        ptrdiff_t j0, j1;
+        window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+        float *out = y + (row * d->wo + ow) * c;
+        const float *v0 = xi + (i0 * d->w + j0) * c;
+        for (ptrdiff_t ch = 0; ch < c; ++ch)
+            out[ch] = v0[ch];
+        for (ptrdiff_t ih = i0; ih < i1; ++ih)
+            for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
+                const float *v = xi + (ih * d->w + iw) * c;
+                if (is_max) {
 #ifdef _OPENMP
 #pragma omp simd
 #endif
@@ -75,45 +72,51 @@ FC_VECTOR_CLONES int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const fl
                         const float xv = v[ch];
                         out[ch] = ((xv > out[ch]) | (xv != xv)) ? xv : out[ch];
                     }
-                }
-        }
-    }
-    return FC_OK;
-}
-
-FC_VECTOR_CLONES int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
-{
-    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
-    if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
-        return FC_OK;
-    const ptrdiff_t rows = d->n * d->ho, c = d->c;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
-#endif
-    for (ptrdiff_t row = 0; row < rows; ++row) {
-        const ptrdiff_t img = row / d->ho, oh = row - img * d->ho;
-        ptrdiff_t i0, i1;
-        window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
-        const float *xi = x + img * d->h * d->w * c;
-        for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
-            ptrdiff_t j0, j1;
-            window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
-            float *out = y + (row * d->wo + ow) * c;
-            const float *v0 = xi + (i0 * d->w + j0) * c;
-            for (ptrdiff_t ch = 0; ch < c; ++ch)
-                out[ch] = v0[ch];
-            for (ptrdiff_t ih = i0; ih < i1; ++ih)
-                for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
-                    const float *v = xi + (ih * d->w + iw) * c;
+                } else {
                     for (ptrdiff_t ch = 0; ch < c; ++ch)
                         out[ch] += v[ch];
                 }
+            }
+        if (!is_max) {
             const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
             for (ptrdiff_t ch = 0; ch < c; ++ch)
                 out[ch] *= scale;
         }
     }
+}
+
+/* The forward pass, output rows shared out statically. (Cloned itself: the
+ * OpenMP region is outlined from the function it is written in.) */
+static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, const float *x,
+                                         float *y, int n_threads)
+{
+    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
+    if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
+        return FC_OK;
+    const ptrdiff_t rows = d->n * d->ho;
+    fc_team team = FC_TEAM_INIT;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+#endif
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t row = 0; row < rows; ++row)
+            forward_row(is_max, d, x, y, row);
+        fc_team_leave(&team);
+    }
     return FC_OK;
+}
+
+int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
+{
+    return pool_forward(1, d, x, y, n_threads);
+}
+
+int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
+{
+    return pool_forward(0, d, x, y, n_threads);
 }
 
 /* One unit of backward work: zero dx rows [r0, r1) of image img, then
@@ -249,67 +252,74 @@ FC_VECTOR_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const f
         return FC_OK;
     int row_bands;
     const ptrdiff_t units = band_count(d, &row_bands), c = d->c;
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t u = 0; u < units; ++u) {
-        const pool_band b = band_of(d, row_bands, u);
-        const float *xi = x + b.img * d->h * d->w * c;
-        float *dxi = dx + b.img * d->h * d->w * c;
-        if (row_bands && d->sw >= d->kw) {
-            max_backward_disjoint(d, xi, dy + (b.img * d->ho + b.oh0) * d->wo * c, dxi, b.oh0,
-                                  b.r0, b.r1);
-            continue;
-        }
-        zero_rows(d, &b, dx);
-        /* Per channel: the window maximum, and whether a cell has taken the
-         * gradient yet (all ones once taken). */
-        float best[FC_POOL_CHANNEL_BLOCK];
-        uint32_t taken[FC_POOL_CHANNEL_BLOCK];
-        for (ptrdiff_t oh = b.oh0; oh < b.oh1; ++oh) {
-            ptrdiff_t i0, i1;
-            window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
-            for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
-                ptrdiff_t j0, j1;
-                window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
-                const float *g = dy + ((b.img * d->ho + oh) * d->wo + ow) * c;
-                for (ptrdiff_t c0 = 0; c0 < c; c0 += FC_POOL_CHANNEL_BLOCK) {
-                    const ptrdiff_t cb = fc_min(FC_POOL_CHANNEL_BLOCK, c - c0);
-                    const float *first = xi + (i0 * d->w + j0) * c + c0;
-                    for (ptrdiff_t ch = 0; ch < cb; ++ch) {
-                        best[ch] = first[ch];
-                        taken[ch] = 0;
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t u = 0; u < units; ++u) {
+            const pool_band b = band_of(d, row_bands, u);
+            const float *xi = x + b.img * d->h * d->w * c;
+            float *dxi = dx + b.img * d->h * d->w * c;
+            if (row_bands && d->sw >= d->kw) {
+                max_backward_disjoint(d, xi, dy + (b.img * d->ho + b.oh0) * d->wo * c, dxi, b.oh0,
+                                      b.r0, b.r1);
+                continue;
+            }
+            zero_rows(d, &b, dx);
+            /* Per channel: the window maximum, and whether a cell has taken the
+             * gradient yet (all ones once taken). */
+            float best[FC_POOL_CHANNEL_BLOCK];
+            uint32_t taken[FC_POOL_CHANNEL_BLOCK];
+            for (ptrdiff_t oh = b.oh0; oh < b.oh1; ++oh) {
+                ptrdiff_t i0, i1;
+                window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+                for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+                    ptrdiff_t j0, j1;
+                    window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+                    const float *g = dy + ((b.img * d->ho + oh) * d->wo + ow) * c;
+                    for (ptrdiff_t c0 = 0; c0 < c; c0 += FC_POOL_CHANNEL_BLOCK) {
+                        const ptrdiff_t cb = fc_min(FC_POOL_CHANNEL_BLOCK, c - c0);
+                        const float *first = xi + (i0 * d->w + j0) * c + c0;
+                        for (ptrdiff_t ch = 0; ch < cb; ++ch) {
+                            best[ch] = first[ch];
+                            taken[ch] = 0;
+                        }
+                        for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                            for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
+                                const float *v = xi + (ih * d->w + iw) * c + c0;
+                                for (ptrdiff_t ch = 0; ch < cb; ++ch) { /* a NaN, once in, stays */
+                                    const float xv = v[ch];
+                                    best[ch] = ((xv > best[ch]) | (xv != xv)) ? xv : best[ch];
+                                }
+                            }
+                        /* best holds the bits of the first cell that reached the
+                         * maximum (later equal cells never replace it), so the
+                         * first cell with the same bits takes dy; that also picks
+                         * the first NaN. Integer masks keep the loop vectorised. */
+                        const fc_u32_alias *bb = (const fc_u32_alias *)best;
+                        const fc_u32_alias *gb = (const fc_u32_alias *)(g + c0);
+                        for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                            for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+                                const fc_u32_alias *vb = (const fc_u32_alias *)(xi + (ih * d->w + iw) * c + c0);
+                                float *o = dxi + (ih * d->w + iw) * c + c0;
+                                for (ptrdiff_t ch = 0; ch < cb; ++ch) {
+                                    const uint32_t hit = ~taken[ch] & -(uint32_t)(vb[ch] == bb[ch]);
+                                    const uint32_t add_bits = gb[ch] & hit;
+                                    float add;
+                                    memcpy(&add, &add_bits, sizeof add);
+                                    o[ch] += add;
+                                    taken[ch] |= hit;
+                                }
+                            }
                     }
-                    for (ptrdiff_t ih = i0; ih < i1; ++ih)
-                        for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
-                            const float *v = xi + (ih * d->w + iw) * c + c0;
-                            for (ptrdiff_t ch = 0; ch < cb; ++ch) { /* a NaN, once in, stays */
-                                const float xv = v[ch];
-                                best[ch] = ((xv > best[ch]) | (xv != xv)) ? xv : best[ch];
-                            }
-                        }
-                    /* best holds the bits of the first cell that reached the
-                     * maximum (later equal cells never replace it), so the
-                     * first cell with the same bits takes dy; that also picks
-                     * the first NaN. Integer masks keep the loop vectorised. */
-                    const fc_u32_alias *bb = (const fc_u32_alias *)best;
-                    const fc_u32_alias *gb = (const fc_u32_alias *)(g + c0);
-                    for (ptrdiff_t ih = i0; ih < i1; ++ih)
-                        for (ptrdiff_t iw = j0; iw < j1; ++iw) {
-                            const fc_u32_alias *vb = (const fc_u32_alias *)(xi + (ih * d->w + iw) * c + c0);
-                            float *o = dxi + (ih * d->w + iw) * c + c0;
-                            for (ptrdiff_t ch = 0; ch < cb; ++ch) {
-                                const uint32_t hit = ~taken[ch] & -(uint32_t)(vb[ch] == bb[ch]);
-                                const uint32_t add_bits = gb[ch] & hit;
-                                float add;
-                                memcpy(&add, &add_bits, sizeof add);
-                                o[ch] += add;
-                                taken[ch] |= hit;
-                            }
-                        }
                 }
             }
         }
+        fc_team_leave(&team);
     }
     return FC_OK;
 }
@@ -321,29 +331,36 @@ FC_VECTOR_CLONES int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const f
         return FC_OK;
     int row_bands;
     const ptrdiff_t units = band_count(d, &row_bands), c = d->c;
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t u = 0; u < units; ++u) {
-        const pool_band b = band_of(d, row_bands, u);
-        zero_rows(d, &b, dx);
-        float *dxi = dx + b.img * d->h * d->w * c;
-        for (ptrdiff_t oh = b.oh0; oh < b.oh1; ++oh) {
-            ptrdiff_t i0, i1;
-            window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
-            for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
-                ptrdiff_t j0, j1;
-                window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
-                const float *g = dy + ((b.img * d->ho + oh) * d->wo + ow) * c;
-                const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
-                for (ptrdiff_t ih = i0; ih < i1; ++ih)
-                    for (ptrdiff_t iw = j0; iw < j1; ++iw) {
-                        float *out = dxi + (ih * d->w + iw) * c;
-                        for (ptrdiff_t ch = 0; ch < c; ++ch)
-                            out[ch] += g[ch] * scale;
-                    }
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t u = 0; u < units; ++u) {
+            const pool_band b = band_of(d, row_bands, u);
+            zero_rows(d, &b, dx);
+            float *dxi = dx + b.img * d->h * d->w * c;
+            for (ptrdiff_t oh = b.oh0; oh < b.oh1; ++oh) {
+                ptrdiff_t i0, i1;
+                window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+                for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+                    ptrdiff_t j0, j1;
+                    window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+                    const float *g = dy + ((b.img * d->ho + oh) * d->wo + ow) * c;
+                    const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
+                    for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                        for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+                            float *out = dxi + (ih * d->w + iw) * c;
+                            for (ptrdiff_t ch = 0; ch < c; ++ch)
+                                out[ch] += g[ch] * scale;
+                        }
+                }
             }
         }
+        fc_team_leave(&team);
     }
     return FC_OK;
 }

@@ -377,6 +377,40 @@ void fc_fp_leave(fc_fp_state saved)
 #endif
 }
 
+/* A spin-wait's step: x86's pause frees the core's resources for a moment. */
+static inline void cpu_relax(void)
+{
+#ifdef FC_X86
+    _mm_pause();
+#endif
+}
+
+void fc_team_leave(fc_team *team)
+{
+#ifdef _OPENMP
+    const int n_threads = omp_get_num_threads();
+    if (n_threads < 2)
+        return;
+    const int left = atomic_fetch_add_explicit(&team->left, 1, memory_order_acq_rel) + 1;
+    if (omp_get_thread_num() != 0)
+        return;
+    const double until = omp_get_wtime() + FC_TEAM_WAIT_US * 1e-6;
+    if (left < n_threads)
+        while (atomic_load_explicit(&team->left, memory_order_acquire) < n_threads) {
+            if (omp_get_wtime() > until)
+                return; /* sleep at the barrier, as without this */
+            cpu_relax();
+        }
+    /* The last to leave is a few instructions from the barrier: let it get
+     * there first. */
+    const double grace = omp_get_wtime() + FC_TEAM_GRACE_US * 1e-6;
+    while (omp_get_wtime() < grace)
+        cpu_relax();
+#else
+    (void)team;
+#endif
+}
+
 void fc_store_fence(void)
 {
 #ifdef FC_X86

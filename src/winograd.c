@@ -73,22 +73,29 @@ static const float *forward_view(const fc_conv2d_desc *d, const float *w, int ro
     if (!rotate && d->kh == 3 && d->kw == 3)
         return w;
     n_threads = fc_threads_for((double)(khp * kwp * c * f), n_threads);
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t ab = 0; ab < khp * kwp; ++ab) {
-        const ptrdiff_t a = view_tap(ab / kwp, d->kh), b = view_tap(ab % kwp, d->kw);
-        float *dst = copy + ab * c * f;
-        if (a < 0 || b < 0) {
-            memset(dst, 0, (size_t)(c * f) * sizeof(float));
-        } else if (!rotate) {
-            memcpy(dst, w + (a * d->kw + b) * c * f, (size_t)(c * f) * sizeof(float));
-        } else {
-            const float *src = w + ((d->kh - 1 - a) * d->kw + (d->kw - 1 - b)) * f * c;
-            for (ptrdiff_t ci = 0; ci < c; ++ci)
-                for (ptrdiff_t fo = 0; fo < f; ++fo)
-                    dst[ci * f + fo] = src[fo * c + ci];
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t ab = 0; ab < khp * kwp; ++ab) {
+            const ptrdiff_t a = view_tap(ab / kwp, d->kh), b = view_tap(ab % kwp, d->kw);
+            float *dst = copy + ab * c * f;
+            if (a < 0 || b < 0) {
+                memset(dst, 0, (size_t)(c * f) * sizeof(float));
+            } else if (!rotate) {
+                memcpy(dst, w + (a * d->kw + b) * c * f, (size_t)(c * f) * sizeof(float));
+            } else {
+                const float *src = w + ((d->kh - 1 - a) * d->kw + (d->kw - 1 - b)) * f * c;
+                for (ptrdiff_t ci = 0; ci < c; ++ci)
+                    for (ptrdiff_t fo = 0; fo < f; ++fo)
+                        dst[ci * f + fo] = src[fo * c + ci];
+            }
         }
+        fc_team_leave(&team);
     }
     return copy;
 }
@@ -105,40 +112,47 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
     const ptrdiff_t col = c * f, row = 3 * pw * col; /* floats between kernel columns, rows */
     const ptrdiff_t ld_x = n_panels * depth * nr;      /* between positions xi */
     n_threads = fc_threads_for((double)(XI * depth * f), n_threads);
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t k = 0; k < depth; ++k) {
-        const ptrdiff_t piece = k / c, ci = k - piece * c;
-        const ptrdiff_t a0 = 3 * (piece / pw), b0 = 3 * (piece % pw);
-        for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
-            const ptrdiff_t j0 = jp * nr, valid = fc_min(nr, f - j0);
-            const float *g0 = g + a0 * row + b0 * col + ci * f + j0;
-            float *out = up + (jp * depth + k) * nr;
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t k = 0; k < depth; ++k) {
+            const ptrdiff_t piece = k / c, ci = k - piece * c;
+            const ptrdiff_t a0 = 3 * (piece / pw), b0 = 3 * (piece % pw);
+            for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
+                const ptrdiff_t j0 = jp * nr, valid = fc_min(nr, f - j0);
+                const float *g0 = g + a0 * row + b0 * col + ci * f + j0;
+                float *out = up + (jp * depth + k) * nr;
 #ifdef _OPENMP
 #pragma omp simd
 #endif
-            for (ptrdiff_t j = 0; j < valid; ++j) {
-                float t[4][3];
-                for (int kj = 0; kj < 3; ++kj) {
-                    const float r0 = g0[kj * col + j], r1 = g0[row + kj * col + j];
-                    const float r2 = g0[2 * row + kj * col + j];
-                    t[0][kj] = r0;
-                    t[1][kj] = 0.5f * (r0 + r1 + r2);
-                    t[2][kj] = 0.5f * (r0 - r1 + r2);
-                    t[3][kj] = r2;
+                for (ptrdiff_t j = 0; j < valid; ++j) {
+                    float t[4][3];
+                    for (int kj = 0; kj < 3; ++kj) {
+                        const float r0 = g0[kj * col + j], r1 = g0[row + kj * col + j];
+                        const float r2 = g0[2 * row + kj * col + j];
+                        t[0][kj] = r0;
+                        t[1][kj] = 0.5f * (r0 + r1 + r2);
+                        t[2][kj] = 0.5f * (r0 - r1 + r2);
+                        t[3][kj] = r2;
+                    }
+                    for (int r = 0; r < 4; ++r) {
+                        out[(r * 4 + 0) * ld_x + j] = t[r][0];
+                        out[(r * 4 + 1) * ld_x + j] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
+                        out[(r * 4 + 2) * ld_x + j] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
+                        out[(r * 4 + 3) * ld_x + j] = t[r][2];
+                    }
                 }
-                for (int r = 0; r < 4; ++r) {
-                    out[(r * 4 + 0) * ld_x + j] = t[r][0];
-                    out[(r * 4 + 1) * ld_x + j] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
-                    out[(r * 4 + 2) * ld_x + j] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
-                    out[(r * 4 + 3) * ld_x + j] = t[r][2];
-                }
+                for (ptrdiff_t j = valid; j < nr; ++j)
+                    for (int x = 0; x < XI; ++x)
+                        out[x * ld_x + j] = 0.0f;
             }
-            for (ptrdiff_t j = valid; j < nr; ++j)
-                for (int x = 0; x < XI; ++x)
-                    out[x * ld_x + j] = 0.0f;
         }
+        fc_team_leave(&team);
     }
 }
 
@@ -375,6 +389,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     /* Several pieces: whole pieces per call of the indirect micro-kernel. */
     const ptrdiff_t per_call = fc_max(1, FC_INDIRECT_PANEL_BYTES / (NR * (ptrdiff_t)sizeof(float)) / c);
 
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
@@ -451,6 +466,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
             transform_outputs(d, m, tiles_h, tiles_w, t0, count, ld_m, bias, y);
         }
         fc_fp_leave(fp);
+        fc_team_leave(&team);
     }
     fc_aligned_free(up);
     fc_aligned_free(ws);
@@ -587,6 +603,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         return FC_ERR_NOMEM;
     }
 
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
@@ -677,6 +694,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
                 piece_weights(rows, cols, sp, depth * f, out, d->kw * c * f, c * f, cf0, cf1);
         }
         fc_fp_leave(fp);
+        fc_team_leave(&team);
     }
     if (db)
         memcpy(db, partials + positions * depth * f, (size_t)f * sizeof(float));

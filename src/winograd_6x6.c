@@ -90,38 +90,45 @@ static void transform_weights(const fc_conv2d_desc *d, const float *w, int rotat
     const ptrdiff_t c = d->c, f = d->f, n_panels = fc_ceil_div(f, nr);
     const ptrdiff_t ld_x = n_panels * c * nr; /* floats between positions */
     n_threads = fc_threads_for((double)(XI * c * f), n_threads);
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
-    for (ptrdiff_t ci = 0; ci < c; ++ci)
-        for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
-            float *out = up + (jp * c + ci) * nr;
-            for (ptrdiff_t j = 0; j < nr; ++j) {
-                const ptrdiff_t fo = jp * nr + j;
-                if (fo >= f) {
-                    for (int x = 0; x < XI; ++x)
-                        out[x * ld_x + j] = 0.0f;
-                    continue;
-                }
-                double g[5][5], t[6][5], col[5], u[6];
-                for (int a = 0; a < r; ++a)
-                    for (int b = 0; b < r; ++b)
-                        g[a][b] = rotate ? w[((r - 1 - a) * r + (r - 1 - b)) * c * f + fo * c + ci]
-                                         : w[(a * r + b) * c * f + ci * f + fo];
-                for (int b = 0; b < r; ++b) { /* G g: combine kernel rows */
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (ptrdiff_t ci = 0; ci < c; ++ci)
+            for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
+                float *out = up + (jp * c + ci) * nr;
+                for (ptrdiff_t j = 0; j < nr; ++j) {
+                    const ptrdiff_t fo = jp * nr + j;
+                    if (fo >= f) {
+                        for (int x = 0; x < XI; ++x)
+                            out[x * ld_x + j] = 0.0f;
+                        continue;
+                    }
+                    double g[5][5], t[6][5], col[5], u[6];
                     for (int a = 0; a < r; ++a)
-                        col[a] = g[a][b];
-                    kernel_points(r, col, u);
-                    for (int i = 0; i < 6; ++i)
-                        t[i][b] = u[i];
-                }
-                for (int i = 0; i < 6; ++i) { /* (G g) G^T: combine kernel columns */
-                    kernel_points(r, t[i], u);
-                    for (int q = 0; q < 6; ++q)
-                        out[(i * 6 + q) * ld_x + j] = (float)u[q];
+                        for (int b = 0; b < r; ++b)
+                            g[a][b] = rotate ? w[((r - 1 - a) * r + (r - 1 - b)) * c * f + fo * c + ci]
+                                             : w[(a * r + b) * c * f + ci * f + fo];
+                    for (int b = 0; b < r; ++b) { /* G g: combine kernel rows */
+                        for (int a = 0; a < r; ++a)
+                            col[a] = g[a][b];
+                        kernel_points(r, col, u);
+                        for (int i = 0; i < 6; ++i)
+                            t[i][b] = u[i];
+                    }
+                    for (int i = 0; i < 6; ++i) { /* (G g) G^T: combine kernel columns */
+                        kernel_points(r, t[i], u);
+                        for (int q = 0; q < 6; ++q)
+                            out[(i * 6 + q) * ld_x + j] = (float)u[q];
+                    }
                 }
             }
-        }
+        fc_team_leave(&team);
+    }
 }
 
 /* s0..s5 = B^T d for one column (or row) d0..d5 of a patch. */
@@ -311,6 +318,7 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     for (ptrdiff_t j = 0; j < f; ++j)
         bias[j] = b ? b[j] : 0.0f;
 
+    fc_team team = FC_TEAM_INIT;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
@@ -333,6 +341,7 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
             transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, edge, y);
         }
         fc_fp_leave(fp);
+        fc_team_leave(&team);
     }
     fc_aligned_free(up);
     fc_aligned_free(ws);
