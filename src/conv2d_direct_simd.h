@@ -59,27 +59,37 @@ static void forward_row(const float *patch, ptrdiff_t step, const ptrdiff_t *off
     }
 }
 
-/* G taps (G <= TILE, a constant once inlined) of weight_row; with pf, the
- * first and last byte of pixel o at pf + o * pf_step are fetched into cache
- * as pixel o of dy is read. */
+/* Taps of the weight gradient taken in one sweep of a dy row: as many as
+ * the registers hold, 2 accumulators each (AVX-512: 9, a 3x3 kernel's on
+ * one input channel; AVX2's 16 registers: 6). */
+#define WTILE (VW >= 16 ? 9 : TILE)
+
+/* G taps (G <= WTILE, a constant once inlined) of weight_row, and with db
+ * the sums of dy's pixels; with pf, the first and last byte of pixel o at
+ * pf + o * pf_step are fetched into cache as pixel o of dy is read. */
 static inline __attribute__((always_inline)) void
 weight_taps(const int G, const float *patch, ptrdiff_t step, const ptrdiff_t *off,
-            const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, const char *pf,
-            ptrdiff_t pf_step)
+            const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, float *db,
+            const char *pf, ptrdiff_t pf_step)
 {
-    VEC a0[TILE], a1[TILE];
-    const float *q[TILE];
+    VEC a0[WTILE], a1[WTILE];
+    const float *q[WTILE];
     for (int i = 0; i < G; ++i) {
         a0[i] = V_LOADU(acc + i * NB);
         a1[i] = V_LOADU(acc + i * NB + VW);
         q[i] = patch + off[i];
     }
+    VEC s0 = V_ZERO(), s1 = V_ZERO();
     for (ptrdiff_t o = 0; o < count; ++o) {
         if (pf) {
             V_PREFETCH(pf + o * pf_step);
             V_PREFETCH(pf + o * pf_step + pf_step - 1);
         }
         const VEC d0 = V_LOADU(dy + o * lddy), d1 = V_LOADU(dy + o * lddy + VW);
+        if (db) {
+            s0 = V_ADD(s0, d0);
+            s1 = V_ADD(s1, d1);
+        }
         for (int i = 0; i < G; ++i) {
             const VEC xb = V_SET1(q[i][o * step]);
             a0[i] = V_FMA(xb, d0, a0[i]);
@@ -90,33 +100,34 @@ weight_taps(const int G, const float *patch, ptrdiff_t step, const ptrdiff_t *of
         V_STOREU(acc + i * NB, a0[i]);
         V_STOREU(acc + i * NB + VW, a1[i]);
     }
+    if (db) {
+        V_STOREU(db, V_ADD(V_LOADU(db), s0));
+        V_STOREU(db + VW, V_ADD(V_LOADU(db + VW), s1));
+    }
 }
 
 static void weight_row(const float *patch, ptrdiff_t step, const ptrdiff_t *off, ptrdiff_t k,
                        const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, float *db,
                        const char *pf, ptrdiff_t pf_step)
 {
-    for (ptrdiff_t t = 0; t < k; t += TILE) {
-        const char *p = t == 0 ? pf : NULL; /* the next row, fetched once */
+    /* Groups of taps as equal as WTILE allows (25 taps: 9, 8, 8), the first
+     * also summing db and fetching the next row. */
+    const ptrdiff_t groups = (k + WTILE - 1) / WTILE;
+    for (ptrdiff_t gi = 0, t = 0; gi < groups; ++gi) {
+        const ptrdiff_t t1 = (gi + 1) * k / groups;
+        const char *p = gi == 0 ? pf : NULL;
+        float *sums = gi == 0 ? db : NULL;
         const ptrdiff_t *ot = off + t;
         float *at = acc + t * NB;
-        switch (fc_min(TILE, k - t)) {
-        case 1: weight_taps(1, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
-        case 2: weight_taps(2, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
-        case 3: weight_taps(3, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
-        case 4: weight_taps(4, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
-        case 5: weight_taps(5, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
-        default: weight_taps(TILE, patch, step, ot, dy, lddy, count, at, p, pf_step); break;
+        switch (t1 - t) {
+#define WEIGHT_TAPS_CASE(G)                                                       \
+    case G: weight_taps(G, patch, step, ot, dy, lddy, count, at, sums, p, pf_step); break;
+        WEIGHT_TAPS_CASE(1) WEIGHT_TAPS_CASE(2) WEIGHT_TAPS_CASE(3) WEIGHT_TAPS_CASE(4)
+        WEIGHT_TAPS_CASE(5) WEIGHT_TAPS_CASE(6) WEIGHT_TAPS_CASE(7) WEIGHT_TAPS_CASE(8)
+#undef WEIGHT_TAPS_CASE
+        default: weight_taps(WTILE, patch, step, ot, dy, lddy, count, at, sums, p, pf_step); break;
         }
-    }
-    if (db) {
-        VEC s0 = V_LOADU(db), s1 = V_LOADU(db + VW);
-        for (ptrdiff_t o = 0; o < count; ++o) {
-            s0 = V_ADD(s0, V_LOADU(dy + o * lddy));
-            s1 = V_ADD(s1, V_LOADU(dy + o * lddy + VW));
-        }
-        V_STOREU(db, s0);
-        V_STOREU(db + VW, s1);
+        t = t1;
     }
 }
 
