@@ -21,14 +21,22 @@
 
 /* The accumulators are named variables, not an array: an array of vectors
  * was kept in memory around the loop (GCC 12), 48 extra stores and 24 loads
- * per tile. Row i's are ci0..ci3; with nv = 2 the last two go unused. */
+ * per tile. Row i's are ci0..ci3; with nv = 2 the last two go unused. A
+ * full tile written with a bias starts from the bias instead of zero, which
+ * saves the write-out its adds (S7's forward, k = 64: 1.3-2 %). */
 #define TILE_ACCUMULATORS                                                         \
-    VEC c00 = V_ZERO(), c01 = V_ZERO(), c02 = V_ZERO(), c03 = V_ZERO();           \
-    VEC c10 = V_ZERO(), c11 = V_ZERO(), c12 = V_ZERO(), c13 = V_ZERO();           \
-    VEC c20 = V_ZERO(), c21 = V_ZERO(), c22 = V_ZERO(), c23 = V_ZERO();           \
-    VEC c30 = V_ZERO(), c31 = V_ZERO(), c32 = V_ZERO(), c33 = V_ZERO();           \
-    VEC c40 = V_ZERO(), c41 = V_ZERO(), c42 = V_ZERO(), c43 = V_ZERO();           \
-    VEC c50 = V_ZERO(), c51 = V_ZERO(), c52 = V_ZERO(), c53 = V_ZERO()
+    const int from_bias = !ep->accumulate && ep->bias && ep->mr == MR            \
+                          && ep->nr == nv * VW;                                   \
+    const VEC init0 = from_bias ? V_LOADU(ep->bias) : V_ZERO();                   \
+    const VEC init1 = from_bias ? V_LOADU(ep->bias + VW) : V_ZERO();              \
+    const VEC init2 = from_bias && nv > 2 ? V_LOADU(ep->bias + 2 * VW) : V_ZERO(); \
+    const VEC init3 = from_bias && nv > 2 ? V_LOADU(ep->bias + 3 * VW) : V_ZERO(); \
+    VEC c00 = init0, c01 = init1, c02 = init2, c03 = init3;                       \
+    VEC c10 = init0, c11 = init1, c12 = init2, c13 = init3;                       \
+    VEC c20 = init0, c21 = init1, c22 = init2, c23 = init3;                       \
+    VEC c30 = init0, c31 = init1, c32 = init2, c33 = init3;                       \
+    VEC c40 = init0, c41 = init1, c42 = init2, c43 = init3;                       \
+    VEC c50 = init0, c51 = init1, c52 = init2, c53 = init3
 
 /* Row i of one step: its element of A, broadcast, times the step's B vectors. */
 #define ROW_STEP(i, p, cs)                                                        \
@@ -92,14 +100,13 @@ prefetch_c(float *const *crow, const fc_tile_epilogue *ep)
                 V_PREFETCH(crow[i] + j);
 }
 
-/* Vector j of a row of C: the accumulator v with the epilogue applied. */
+/* Vector j of a row of a full tile: the accumulator v (which started from the
+ * bias, if any) with the rest of the epilogue applied. */
 static inline __attribute__((always_inline)) VEC
 epilogue(VEC v, const float *c, int j, const fc_tile_epilogue *ep)
 {
     if (ep->accumulate)
         v = V_ADD(v, V_LOADU(c + j * VW));
-    else if (ep->bias)
-        v = V_ADD(v, V_LOADU(ep->bias + j * VW));
     if (ep->relu) /* max(0, v) returns v when v is NaN */
         v = V_MAX(V_ZERO(), v);
     return v;
