@@ -120,8 +120,12 @@ static void weight_row(const float *patch, ptrdiff_t step, const ptrdiff_t *off,
         const ptrdiff_t *ot = off + t;
         float *at = acc + t * NB;
         switch (t1 - t) {
+/* (Cases past WTILE never run; capped, they stay within the arrays.) */
 #define WEIGHT_TAPS_CASE(G)                                                       \
-    case G: weight_taps(G, patch, step, ot, dy, lddy, count, at, sums, p, pf_step); break;
+    case G:                                                                       \
+        weight_taps((G) < WTILE ? (G) : WTILE, patch, step, ot, dy, lddy, count, at, sums, p, \
+                    pf_step);                                                     \
+        break;
         WEIGHT_TAPS_CASE(1) WEIGHT_TAPS_CASE(2) WEIGHT_TAPS_CASE(3) WEIGHT_TAPS_CASE(4)
         WEIGHT_TAPS_CASE(5) WEIGHT_TAPS_CASE(6) WEIGHT_TAPS_CASE(7) WEIGHT_TAPS_CASE(8)
 #undef WEIGHT_TAPS_CASE

@@ -477,12 +477,12 @@ typedef struct {
 #define FC_TEAM_GRACE_US 2.0
 void fc_team_leave(fc_team *team);
 
-/* Denormal inputs and results cost 20-50x on x86. Each kernel thread sets
- * flush-to-zero and denormals-are-zero on entry and restores the caller's
- * floating-point state on exit. */
 /* Orders streaming stores before what follows (x86 sfence; nothing elsewhere). */
 void fc_store_fence(void);
 
+/* Denormal inputs and results cost 20-50x on x86. Each kernel thread sets
+ * flush-to-zero and denormals-are-zero on entry and restores the caller's
+ * floating-point state on exit. */
 typedef unsigned long long fc_fp_state;
 fc_fp_state fc_fp_enter(void);
 void fc_fp_leave(fc_fp_state saved);
