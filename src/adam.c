@@ -19,13 +19,9 @@ FC_VECTOR_CLONES int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, f
     /* About eight operations an element: that is the work to weigh. */
     n_threads = fc_threads_for(8.0 * (double)n, n_threads);
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t i = 0; i < n; ++i) {
             const float gi = g[i];
             const float mi = m[i] * b1 + c1 * gi;

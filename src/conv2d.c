@@ -388,13 +388,9 @@ static int backward_input_col2im(const fc_conv2d_desc *d, const float *dy,
             wt[fi * k + r] = w[r * f + fi];
 
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t img = 0; img < d->n; ++img) {
             float *buf = cols + fc_thread_id() * per_thread;
             float *dxi = dx + img * d->h * d->w * c;
@@ -567,13 +563,9 @@ static int column_sums(const float *dy, ptrdiff_t m, ptrdiff_t f, float *db, int
     if (!partials)
         return FC_ERR_NOMEM;
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t ci = 0; ci < chunks; ++ci)
             sum_rows(dy, ci * m / chunks, (ci + 1) * m / chunks, f, partials + ci * stride);
         fc_team_leave(&team);
@@ -643,13 +635,9 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
     const int outer_threads = (int)fc_min(n_threads, chunks);
     const int inner_threads = chunks == 1 ? n_threads : 1;
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(outer_threads) if (outer_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(outer_threads) if (outer_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
             const ptrdiff_t r0 = ci * m / chunks, r1 = (ci + 1) * m / chunks;
             im2col_view bv = xv;
@@ -685,13 +673,9 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
          * once: summing across chunks at transposed positions would walk
          * every partial with a stride of k floats. */
         fc_team reduce = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+        FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
         {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+            FC_OMP(omp for schedule(static) nowait)
             for (ptrdiff_t e0 = 0; e0 < part; e0 += FC_REDUCE_BLOCK)
                 for (ptrdiff_t e = e0; e < fc_min(e0 + FC_REDUCE_BLOCK, part); ++e)
                     partials[e] = fc_sum_chunks(partials, e, chunks, stride);
@@ -702,13 +686,9 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                 dw[r * f + j] = partials[j * k + r];
     } else if (status == FC_OK) {
         fc_team reduce = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+        FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
         {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+            FC_OMP(omp for schedule(static) nowait)
             for (ptrdiff_t e = 0; e < k * f; ++e)
                 dw[e] = fc_sum_chunks(partials, e, chunks, stride);
             fc_team_leave(&reduce);

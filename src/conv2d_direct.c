@@ -121,15 +121,11 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
     for (ptrdiff_t j = 0; j < blocks * nb; ++j)
         bias[j] = b && j < f ? b[j] : 0.0f;
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
         const fc_fp_state fp = fc_fp_enter();
         float *patch = patches + fc_thread_id() * per_thread;
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait /* the region's end waits */
-#endif
+        FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
         for (ptrdiff_t row = 0; row < rows; ++row) {
             fill_patch(d, &g, x, row / d->ho, row % d->ho, patch);
             float *yrow = y + row * d->wo * f;
@@ -286,9 +282,7 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
     if (dw)
         memset(partials, 0, (size_t)(chunks * part) * sizeof(float));
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
         const fc_fp_state fp_state = fc_fp_enter();
         float *mine = scratch + fc_thread_id() * per_thread;
@@ -296,9 +290,7 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
         float *patch = mine + sg.slots * row_floats + held_floats;
         for (ptrdiff_t s = 0; s < sg.slots; ++s)
             ring.held[2 * s] = -1;
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic) nowait /* the region's end waits */
-#endif
+        FC_OMP(omp for schedule(dynamic) nowait) /* the region's end waits */
         for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
             for (ptrdiff_t r = ci * rows / chunks; r < (ci + 1) * rows / chunks; ++r) {
                 const ptrdiff_t img = r / d->ho, oh = r % d->ho;

@@ -24,13 +24,9 @@ FC_VECTOR_CLONES int fc_dropout_f32(ptrdiff_t n, const float *x, float *y, uint6
     const uint32_t key_lo = (uint32_t)seed, key_hi = (uint32_t)(seed >> 32);
     n_threads = fc_threads_for((double)n, n_threads);
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t i = 0; i < n; ++i) {
             const uint64_t index = (uint64_t)i;
             const uint32_t h = mix32(mix32((uint32_t)index ^ key_lo) ^ (uint32_t)(index >> 32) ^ key_hi);

@@ -14,6 +14,13 @@
 #include <omp.h>
 #endif
 
+/* An OpenMP directive, or nothing without OpenMP: FC_OMP(omp for nowait). */
+#ifdef _OPENMP
+#define FC_OMP(directive) _Pragma(#directive)
+#else
+#define FC_OMP(directive)
+#endif
+
 /* ---- block sizes (BLIS naming) ------------------------------------------
  * MR x NR: the register tile of the micro-kernel.
  * KC: depth of one packed block; an MR x KC sliver of A and a KC x NR sliver

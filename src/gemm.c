@@ -332,9 +332,7 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     }
 
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(b.n_threads) if (b.n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(b.n_threads) if (b.n_threads > 1))
     {
         fc_fp_state fp = fc_fp_enter();
         char *ws = thread_ws + b.ws_bytes * fc_thread_id();
@@ -368,9 +366,7 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
 #endif
                 for (ptrdiff_t item = 0; item < n_pc * n_panels; ++item)
                     pack_b_item(p, &b, NR, item, n_pc, ps, jc, nc, bpack);
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+                FC_OMP(omp for schedule(static) nowait)
                 for (ptrdiff_t item = 0; item < b.n_ic * groups; ++item)
                     multiply_item(p, ks, &b, item, groups, jc, n_panels, ps, pe, bpack, apack, rowp);
             }
@@ -436,18 +432,14 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
     const ptrdiff_t n_pack = pack_end[count - 1], n_items = item_end[count - 1];
 
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
+    FC_OMP(omp parallel num_threads(threads))
     {
         fc_fp_state fp = fc_fp_enter();
         char *ws = thread_ws + ws_bytes * fc_thread_id();
         memset(ws, 0, (size_t)ws_bytes);
         float *apack = (float *)ws;
         /* Every GEMM's B, packed whole, then one barrier. */
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
+        FC_OMP(omp for schedule(static))
         for (ptrdiff_t item = 0; item < n_pack; ++item) {
             const int i = batch_member(item, pack_end);
             pack_b_item(&plans[i], &b[i], NR, item - (i ? pack_end[i - 1] : 0),
@@ -455,9 +447,7 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
         }
         /* Then every GEMM's row blocks, handed out as threads free up: the
          * GEMMs differ in depth, so equal counts would not be equal work. */
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic) nowait /* the region's end waits */
-#endif
+        FC_OMP(omp for schedule(dynamic) nowait) /* the region's end waits */
         for (ptrdiff_t item = 0; item < n_items; ++item) {
             const int i = batch_member(item, item_end);
             float **rowp = (float **)(ws + b[i].a_floats * (ptrdiff_t)sizeof(float));

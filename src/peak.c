@@ -45,9 +45,7 @@ double fc_peak_gflops(int n_threads, double seconds)
     }
     iters = (ptrdiff_t)((double)iters * seconds / t) + 1;
     const double t0 = now_seconds();
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads))
     {
         const float r = ks->peak_loop(iters);
         peak_sink = r;
@@ -76,9 +74,7 @@ double fc_triad_gbs(int n_threads, ptrdiff_t n_floats, int repeats)
     }
     double best = 1e300;
     /* First touch from the threads that will stream the arrays. */
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads)
-#endif
+    FC_OMP(omp parallel for schedule(static) num_threads(n_threads))
     for (ptrdiff_t i = 0; i < n_floats; ++i) {
         a[i] = 0.0f;
         b[i] = 1.0f;
@@ -86,9 +82,7 @@ double fc_triad_gbs(int n_threads, ptrdiff_t n_floats, int repeats)
     }
     for (int r = 0; r < repeats; ++r) {
         const double t0 = now_seconds();
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads)
-#endif
+        FC_OMP(omp parallel for schedule(static) num_threads(n_threads))
         for (ptrdiff_t i = 0; i < n_floats; ++i)
             a[i] = b[i] + 3.0f * c[i];
         const double t = now_seconds() - t0;

@@ -65,9 +65,7 @@ forward_row(const int is_max, const fc_pool2d_desc *d, const float *x, float *y,
             for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
                 const float *v = xi + (ih * d->w + iw) * c;
                 if (is_max) {
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+                    FC_OMP(omp simd)
                     for (ptrdiff_t ch = 0; ch < c; ++ch) { /* a NaN, once in, stays */
                         const float xv = v[ch];
                         out[ch] = ((xv > out[ch]) | (xv != xv)) ? xv : out[ch];
@@ -95,13 +93,9 @@ static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, co
         return FC_OK;
     const ptrdiff_t rows = d->n * d->ho;
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t row = 0; row < rows; ++row)
             forward_row(is_max, d, x, y, row);
         fc_team_leave(&team);
@@ -169,24 +163,18 @@ window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t
     float best[FC_POOL_LANES];
     uint32_t taken[FC_POOL_LANES], bits[FC_POOL_LANES];
     const float *first = xi + (i0 * d->w + j0) * c + ch;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+    FC_OMP(omp simd)
     for (int l = 0; l < L; ++l)
         best[l] = first[l];
     for (ptrdiff_t ih = i0; ih < i1; ++ih)
         for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
             const float *v = xi + (ih * d->w + iw) * c + ch;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+            FC_OMP(omp simd)
             for (int l = 0; l < L; ++l) /* a NaN, once in, stays */
                 best[l] = ((v[l] > best[l]) | (v[l] != v[l])) ? v[l] : best[l];
         }
     memcpy(bits, best, sizeof bits);
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+    FC_OMP(omp simd)
     for (int l = 0; l < L; ++l)
         taken[l] = 0;
     const fc_u32_alias *gb = (const fc_u32_alias *)(g + ch);
@@ -194,9 +182,7 @@ window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t
         for (ptrdiff_t iw = j0; iw < j1; ++iw) {
             const fc_u32_alias *vb = (const fc_u32_alias *)(xi + (ih * d->w + iw) * c + ch);
             fc_u32_alias *o = (fc_u32_alias *)(dxi + (ih * d->w + iw) * c + ch);
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+            FC_OMP(omp simd)
             for (int l = 0; l < L; ++l) {
                 const uint32_t hit = ~taken[l] & -(uint32_t)(vb[l] == bits[l]);
                 o[l] = gb[l] & hit;
@@ -253,13 +239,9 @@ FC_VECTOR_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const f
     int row_bands;
     const ptrdiff_t units = band_count(d, &row_bands), c = d->c;
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t u = 0; u < units; ++u) {
             const pool_band b = band_of(d, row_bands, u);
             const float *xi = x + b.img * d->h * d->w * c;
@@ -332,13 +314,9 @@ FC_VECTOR_CLONES int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const f
     int row_bands;
     const ptrdiff_t units = band_count(d, &row_bands), c = d->c;
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t u = 0; u < units; ++u) {
             const pool_band b = band_of(d, row_bands, u);
             zero_rows(d, &b, dx);

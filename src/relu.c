@@ -7,13 +7,9 @@ FC_VECTOR_CLONES int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const fl
 {
     n_threads = fc_threads_for((double)n, n_threads);
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t i = 0; i < n; ++i) /* a select: 0, never 0 * inf */
             dz[i] = y[i] > 0.0f ? dy[i] : 0.0f;
         fc_team_leave(&team);

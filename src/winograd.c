@@ -74,13 +74,9 @@ static const float *forward_view(const fc_conv2d_desc *d, const float *w, int ro
         return w;
     n_threads = fc_threads_for((double)(khp * kwp * c * f), n_threads);
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t ab = 0; ab < khp * kwp; ++ab) {
             const ptrdiff_t a = view_tap(ab / kwp, d->kh), b = view_tap(ab % kwp, d->kw);
             float *dst = copy + ab * c * f;
@@ -113,13 +109,9 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
     const ptrdiff_t ld_x = n_panels * depth * nr;      /* between positions xi */
     n_threads = fc_threads_for((double)(XI * depth * f), n_threads);
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t k = 0; k < depth; ++k) {
             const ptrdiff_t piece = k / c, ci = k - piece * c;
             const ptrdiff_t a0 = 3 * (piece / pw), b0 = 3 * (piece % pw);
@@ -127,9 +119,7 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
                 const ptrdiff_t j0 = jp * nr, valid = fc_min(nr, f - j0);
                 const float *g0 = g + a0 * row + b0 * col + ci * f + j0;
                 float *out = up + (jp * depth + k) * nr;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+                FC_OMP(omp simd)
                 for (ptrdiff_t j = 0; j < valid; ++j) {
                     float t[4][3];
                     for (int kj = 0; kj < 3; ++kj) {
@@ -161,9 +151,7 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
 static inline __attribute__((always_inline)) void
 transform_patch(const float *const *p, ptrdiff_t c, ptrdiff_t ld, float *out)
 {
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+    FC_OMP(omp simd)
     for (ptrdiff_t ch = 0; ch < c; ++ch) {
         float s[4][4];
         for (int j = 0; j < 4; ++j) { /* B^T d: combine rows */
@@ -241,9 +229,7 @@ static inline __attribute__((always_inline)) void
 output_tile(const int rows, const int cols, const int relu, const float *in, ptrdiff_t ld_block,
             ptrdiff_t f, const float *bias, float *out, ptrdiff_t ld_row)
 {
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+    FC_OMP(omp simd)
     for (ptrdiff_t fo = 0; fo < f; ++fo) {
         float s[2][4], r[2][2];
         for (int j = 0; j < 4; ++j) { /* A^T m: combine rows */
@@ -390,9 +376,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     const ptrdiff_t per_call = fc_max(1, FC_INDIRECT_PANEL_BYTES / (NR * (ptrdiff_t)sizeof(float)) / c);
 
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1))
     {
         fc_fp_state fp = fc_fp_enter();
         float *v = ws + fc_thread_id() * per_thread;
@@ -404,9 +388,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         const float **rows_a = (const float **)(v + ptrs_at);
         ptrdiff_t *offsets = (ptrdiff_t *)(rows_a + n_ptrs);
         float *crow[FC_MR_MAX];
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait /* the region's end waits */
-#endif
+        FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
         for (ptrdiff_t blk = 0; blk < n_blocks; ++blk) {
             const int whole = rows == tiles_h;
             const ptrdiff_t img0 = whole ? blk * imgs : blk / row_blocks;
@@ -509,9 +491,7 @@ FC_VECTOR_CLONES static void transform_grads_packed(const fc_conv2d_desc *d, con
         for (ptrdiff_t f0 = 0; f0 < f; f0 += nr) {
             float *out = zp + f0 * kc + t * nr - f0;
             const ptrdiff_t f1 = fc_min(f0 + nr, f);
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+            FC_OMP(omp simd)
             for (ptrdiff_t fo = f0; fo < f1; ++fo) {
                 db[fo] += (g[0][0][fo] + g[0][1][fo]) + (g[1][0][fo] + g[1][1][fo]);
                 float z[4][2];
@@ -542,9 +522,7 @@ static inline __attribute__((always_inline)) void
 piece_weights(const int rows, const int cols, const float *sp, ptrdiff_t ld_s, float *out,
               ptrdiff_t ld_row, ptrdiff_t ld_col, ptrdiff_t cf0, ptrdiff_t cf1)
 {
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+    FC_OMP(omp simd)
     for (ptrdiff_t cf = cf0; cf < cf1; ++cf) {
         float t[3][4], g[3][3];
         for (int j = 0; j < 4; ++j) {
@@ -604,9 +582,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     }
 
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1))
     {
         fc_fp_state fp = fc_fp_enter();
         float *v = ws + fc_thread_id() * per_thread;
@@ -616,9 +592,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         float *zp = v + positions * ld_v;
         const float *zeros = zp + positions * ld_z;
         float *crow[FC_MR_MAX];
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
+        FC_OMP(omp for schedule(static))
         for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
             float *s = partials + ci * s_stride, *db_part = s + positions * depth * f;
             const ptrdiff_t first = ci * tiles / chunks, last = (ci + 1) * tiles / chunks;
@@ -658,9 +632,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         }
 
         /* Add the chunks' partial sums into the first, in chunk order. */
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
+        FC_OMP(omp for schedule(static))
         for (ptrdiff_t e0 = 0; e0 < s_floats; e0 += FC_REDUCE_BLOCK) {
             const ptrdiff_t e1 = fc_min(e0 + FC_REDUCE_BLOCK, s_floats);
             for (ptrdiff_t ci = 1; ci < chunks; ++ci) {
@@ -673,9 +645,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         /* dw = G^T S G for each piece, vectorised over its channels x filters. */
         const ptrdiff_t cf_blocks = fc_ceil_div(c * f, FC_REDUCE_BLOCK);
         const ptrdiff_t pieces = six ? 1 : pieces_h(d) * pw;
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait /* the region's end waits */
-#endif
+        FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
         for (ptrdiff_t item = 0; item < pieces * cf_blocks; ++item) {
             const ptrdiff_t piece = item / cf_blocks, cf0 = (item % cf_blocks) * FC_REDUCE_BLOCK;
             const ptrdiff_t cf1 = fc_min(c * f, cf0 + FC_REDUCE_BLOCK);

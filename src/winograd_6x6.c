@@ -91,13 +91,9 @@ static void transform_weights(const fc_conv2d_desc *d, const float *w, int rotat
     const ptrdiff_t ld_x = n_panels * c * nr; /* floats between positions */
     n_threads = fc_threads_for((double)(XI * c * f), n_threads);
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
+        FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t ci = 0; ci < c; ++ci)
             for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
                 float *out = up + (jp * c + ci) * nr;
@@ -149,9 +145,7 @@ static void transform_weights(const fc_conv2d_desc *d, const float *w, int rotat
 static inline __attribute__((always_inline)) void
 transform_patch(const float *const *p, ptrdiff_t c, ptrdiff_t ld, float *out)
 {
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+    FC_OMP(omp simd)
     for (ptrdiff_t ch = 0; ch < c; ++ch) {
         float s[6][6];
         _Pragma("GCC unroll 6")
@@ -213,9 +207,7 @@ static inline __attribute__((always_inline)) void
 output_tile(const int M, const int relu, const float *in, ptrdiff_t ld_block, ptrdiff_t f,
             const float *bias, float *out, ptrdiff_t ld_row)
 {
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+    FC_OMP(omp simd)
     for (ptrdiff_t fo = 0; fo < f; ++fo) {
         float s[4][6], r[4][4];
         const float *m = in + fo;
@@ -319,9 +311,7 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
         bias[j] = b ? b[j] : 0.0f;
 
     fc_team team = FC_TEAM_INIT;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1)
-#endif
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1))
     {
         fc_fp_state fp = fc_fp_enter();
         float *v = ws + fc_thread_id() * per_thread;
@@ -331,9 +321,7 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
         float *mm = v + XI * ld_v;
         const float *zeros = mm + XI * ld_m;
         float *edge = mm + XI * ld_m + c;
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait /* the region's end waits */
-#endif
+        FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
         for (ptrdiff_t blk = 0; blk < n_blocks; ++blk) {
             const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
             fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
@@ -384,9 +372,7 @@ static inline __attribute__((always_inline)) void
 grad_tile(const int M, const float *const *g, ptrdiff_t f0, ptrdiff_t f1, ptrdiff_t ld, float *out,
           float *db)
 {
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+    FC_OMP(omp simd)
     for (ptrdiff_t fo = f0; fo < f1; ++fo) {
         float s[6][4], sum = 0.0f;
         _Pragma("GCC unroll 16")
@@ -469,9 +455,7 @@ static inline __attribute__((always_inline)) void
 weights_of(const int R, const float *s, ptrdiff_t ld_s, float *dw, ptrdiff_t tap, ptrdiff_t cf0,
            ptrdiff_t cf1)
 {
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+    FC_OMP(omp simd)
     for (ptrdiff_t cf = cf0; cf < cf1; ++cf) {
         float t[5][6];
         const float *sp = s + cf;
