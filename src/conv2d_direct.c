@@ -314,7 +314,7 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
                     for (ptrdiff_t bi = 0; bi < blocks; ++bi)
                         ks->weight_row(patch, pg.step, pg.off, k, dyrow + bi * nb, lddy, d->wo,
                                        acc + bi * nb * k, acc + blocks * nb * k + bi * nb,
-                                       pf && bi == 0 ? pf : NULL, f * (ptrdiff_t)sizeof(float));
+                                       bi == 0 ? pf : NULL, f * (ptrdiff_t)sizeof(float));
                 }
                 if (dx)
                     for (ptrdiff_t row = first_dx_row_after(d, r); row < first_dx_row_after(d, r + 1);
