@@ -7,9 +7,10 @@
  * output (or input) row at a time with no packing of the activations:
  *
  * forward          a zero-padded copy of the kh input rows under one output
- *                  row (the "patch") makes every tap a fixed offset, and a
- *                  register tile of 6 pixels x 2 vectors of filters sums the
- *                  k taps times weights;
+ *                  row (the "patch"; x's own rows where there is no padding)
+ *                  makes every tap a fixed offset, and register tiles of up to
+ *                  14 pixels (AVX-512; 6 on AVX2) x 2 vectors of filters sum
+ *                  the k taps times weights;
  * backward-input   each dx element gathers the dot products, over the
  *                  filters, of the dy pixels and weights that reach it, so it
  *                  is written once and needs no col2im scatter. The dy rows
@@ -91,6 +92,19 @@ static void fill_patch(const fc_conv2d_desc *d, const patch_geometry *g, const f
     }
 }
 
+/* The patch of output row oh of image img: x's own rows where they are one
+ * (no padding left or right, rows not dilated, all kh of them inside the
+ * image; S1's forward 0.19 -> 0.18 ms), else filled into scratch. */
+static const float *patch_of(const fc_conv2d_desc *d, const patch_geometry *g, const float *x,
+                             ptrdiff_t img, ptrdiff_t oh, float *scratch)
+{
+    const ptrdiff_t ih = oh * d->sh - d->pt;
+    if (d->pl == 0 && g->width == d->w && d->dh == 1 && ih >= 0 && ih + d->kh <= d->h)
+        return x + (img * d->h + ih) * d->w * d->c;
+    fill_patch(d, g, x, img, oh, scratch);
+    return scratch;
+}
+
 /* w (k, f) as blocks of nb filters, each k rows of nb floats, zero-padded. */
 static void pack_weights(const float *w, ptrdiff_t k, ptrdiff_t f, int nb, float *wp)
 {
@@ -124,10 +138,10 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
         const fc_fp_state fp = fc_fp_enter();
-        float *patch = patches + fc_thread_id() * per_thread;
+        float *scratch = patches + fc_thread_id() * per_thread;
         FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
         for (ptrdiff_t row = 0; row < rows; ++row) {
-            fill_patch(d, &g, x, row / d->ho, row % d->ho, patch);
+            const float *patch = patch_of(d, &g, x, row / d->ho, row % d->ho, scratch);
             float *yrow = y + row * d->wo * f;
             for (ptrdiff_t bi = 0; bi < blocks; ++bi)
                 ks->forward_row(patch, g.step, g.off, k, wp + bi * nb * k, bias + bi * nb,
@@ -287,7 +301,7 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
         const fc_fp_state fp_state = fc_fp_enter();
         float *mine = scratch + fc_thread_id() * per_thread;
         const spread_ring ring = {mine, (ptrdiff_t *)(mine + sg.slots * row_floats)};
-        float *patch = mine + sg.slots * row_floats + held_floats;
+        float *patch_scratch = mine + sg.slots * row_floats + held_floats;
         for (ptrdiff_t s = 0; s < sg.slots; ++s)
             ring.held[2 * s] = -1;
         FC_OMP(omp for schedule(dynamic) nowait) /* the region's end waits */
@@ -304,7 +318,7 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
                         lddy = d->sw * fp;
                     }
                     float *acc = partials + ci * part;
-                    fill_patch(d, &pg, x, img, oh, patch);
+                    const float *patch = patch_of(d, &pg, x, img, oh, patch_scratch);
                     /* The chunk's next dy row starts coming from memory while
                      * this one is worked on: the hardware prefetchers stop at
                      * each 4 KiB page, and a row is 3.3 KB in S1 (backward

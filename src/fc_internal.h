@@ -358,8 +358,6 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 /* Layers with kh*kw*c at most this run the direct kernels: a GEMM that deep
  * spends more on packing and on writing C than on its multiply-adds. */
 #define FC_DIRECT_MAX_K 32
-/* Output pixels per register tile of the direct forward kernel. */
-#define FC_DIRECT_TILE 6
 /* Input pixels per group of the direct backward-input kernel: neighbours
  * reached through the same taps share each weight vector loaded, and their
  * 8 sums are reduced together (V_SUMS8 in the simd_*.h vocabularies). */

@@ -648,6 +648,24 @@ def test_direct_backward_input_with_an_infinite_weight(simd_path, stride, paddin
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("stride,padding", [(1, "valid"), (1, "same"), (2, 1)])
+def test_direct_forward_every_row_width(simd_path, stride, padding):
+    """The direct forward splits each output row into register tiles of up to
+    14 pixels: every width up to 31 takes a different split (and a width past
+    two tiles, a third); 40 filters leave a partial block, relu is fused."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((3, 3, 1, 40)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    for width in range(3, 34):
+        x = rng.standard_normal((2, 5, width, 1)).astype(np.float32)
+        for activation in (None, "relu"):
+            y = ops.conv2d(x, w, b, stride=stride, padding=padding, activation=activation)
+            want = reference.conv2d(f64(x), f64(w), f64(b), stride=stride, padding=padding)
+            if activation == "relu":
+                want = np.maximum(want, 0.0)
+            assert_close(y, want)
+
+
 def test_kernels_restore_the_callers_denormal_handling():
     """The kernels flush denormals internally but must not leak that to NumPy."""
     x = np.ones((1, 8, 8, 4), np.float32)
