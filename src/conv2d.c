@@ -194,12 +194,12 @@ FC_VECTOR_CLONES static void pack_b_im2col(const void *ctx, ptrdiff_t p0, ptrdif
         j += seg_len[n_seg];
     }
     grid_pos g = grid_start(v, v->row0 + p0);
-    if (n_seg == 1 && seg_len[0] == nr && (nr == 32 || nr == 16)) { /* NR a constant in each */
-        if (nr == 32)
-            whole_panel(v, g, kc, seg_tap[0], seg_ch[0], 32, dst);
-        else
-            whole_panel(v, g, kc, seg_tap[0], seg_ch[0], 16, dst);
-        return;
+    if (n_seg == 1 && seg_len[0] == nr) { /* NR a constant in each */
+        switch (nr) {
+        case 64: whole_panel(v, g, kc, seg_tap[0], seg_ch[0], 64, dst); return;
+        case 32: whole_panel(v, g, kc, seg_tap[0], seg_ch[0], 32, dst); return;
+        case 16: whole_panel(v, g, kc, seg_tap[0], seg_ch[0], 16, dst); return;
+        }
     }
     for (ptrdiff_t p = 0; p < kc; ++p, grid_next(v, &g)) {
         float *out = dst + p * nr;
