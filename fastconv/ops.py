@@ -178,12 +178,12 @@ def _pool_forward(kind, x, pool_size, strides, padding, n_threads):
     return _kernels.pool2d_forward(kind, x, params, n_threads)
 
 
-def _pool_backward(kind, dy, x, pool_size, strides, padding, n_threads):
+def _pool_backward(kind, dy, x, pool_size, strides, padding, n_threads, relu=False):
     dy = _as_f32(dy, "dy")
     x = _as_f32(x, "x")
     g, params = _pool_params(x.shape, pool_size, strides, padding)
     _check_dy(dy, g.y_shape)
-    return _kernels.pool2d_backward(kind, x, dy, params, n_threads)
+    return _kernels.pool2d_backward(kind, x, dy, params, n_threads, relu)
 
 
 def max_pool2d(x, pool_size=2, *, strides=None, padding="valid", n_threads=None) -> np.ndarray:
@@ -196,11 +196,16 @@ def max_pool2d(x, pool_size=2, *, strides=None, padding="valid", n_threads=None)
 
 
 def max_pool2d_backward(
-    dy, x, pool_size=2, *, strides=None, padding="valid", n_threads=None
+    dy, x, pool_size=2, *, strides=None, padding="valid", relu=False, n_threads=None
 ) -> np.ndarray:
     """Gradient of max pooling: each window's dy goes to its first maximum
-    (row-major window order), or to its first NaN. Returns dx ``(n, h, w, c)``."""
-    return _pool_backward("max", dy, x, pool_size, strides, padding, n_threads)
+    (row-major window order), or to its first NaN. Returns dx ``(n, h, w, c)``.
+
+    With ``relu=True``, x is a ReLU's output ``relu(z)`` and the result is the
+    gradient with respect to ``z``, ``relu_backward(dx, x)``, in the same pass:
+    a window whose maximum is not positive passes nothing.
+    """
+    return _pool_backward("max", dy, x, pool_size, strides, padding, n_threads, bool(relu))
 
 
 def avg_pool2d(x, pool_size=2, *, strides=None, padding="valid", n_threads=None) -> np.ndarray:

@@ -241,7 +241,7 @@ def max_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> n
 
 
 def max_pool2d_backward(
-    dy: ArrayLike, x: ArrayLike, pool_size=2, *, strides=None, padding="valid"
+    dy: ArrayLike, x: ArrayLike, pool_size=2, *, strides=None, padding="valid", relu=False
 ) -> np.ndarray:
     """Gradient of ``sum(max_pool2d(x, ...) * dy)`` with respect to x.
 
@@ -262,6 +262,9 @@ def max_pool2d_backward(
         The forward's input.
     pool_size, strides, padding
         As given to `max_pool2d`.
+    relu : bool, default False
+        ``x`` is a ReLU's output ``relu(z)``: return the gradient with respect
+        to ``z`` instead, ``relu_backward(dx, x)``.
 
     Returns
     -------
@@ -273,6 +276,9 @@ def max_pool2d_backward(
         If ``dy`` does not have the forward's output shape.
     """
     dy, x = _as_float_arrays((dy, "dy"), (x, "x"))
+    if relu:
+        dx = max_pool2d_backward(dy, x, pool_size, strides=strides, padding=padding)
+        return relu_backward(dx, x, out=dx)
     g = pool2d_geometry(x.shape, pool_size, strides, padding)
     _check_dy(dy, g.y_shape)
 

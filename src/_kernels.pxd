@@ -62,6 +62,7 @@ cdef extern from "fastconv.h" nogil:
         ptrdiff_t sh, sw
         ptrdiff_t pt, pb, pl, pr
         ptrdiff_t ho, wo
+        int relu
 
     int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y,
                                   int n_threads)

@@ -421,6 +421,7 @@ cdef fc_pool2d_desc _pool_desc(tuple x_shape, tuple params) except *:
     d.n, d.h, d.w, d.c = n, h, w, c
     d.kh, d.kw, d.sh, d.sw, d.pt, d.pb, d.pl, d.pr = kh, kw, sh, sw, pt, pb, pl, pr
     d.ho, d.wo = ho, wo
+    d.relu = 0
     return d
 
 
@@ -446,12 +447,16 @@ def pool2d_forward(str kind, const float[:, :, :, ::1] x, tuple params, n_thread
 
 
 def pool2d_backward(str kind, const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
-                    tuple params, n_threads=None):
-    """dx of pool2d_forward; x is read only by max pooling."""
+                    tuple params, n_threads=None, bint relu=False):
+    """dx of pool2d_forward; x is read only by max pooling. With relu (max
+    only), x is a ReLU's output and dx is taken through that ReLU too."""
     cdef fc_pool2d_desc d = _pool_desc(_shape4(x), params)
     cdef bint is_max = kind == "max"
     if not is_max and kind != "avg":
         raise ValueError(f"kind must be 'max' or 'avg', got {kind!r}")
+    if relu and not is_max:
+        raise ValueError("relu is for max pooling's backward only")
+    d.relu = relu
     _expect(_shape4(dy), (d.n, d.ho, d.wo, d.c), "dy")
     cdef int nt = _resolve_threads(n_threads)
     out = _empty((d.n, d.h, d.w, d.c))

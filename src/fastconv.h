@@ -143,6 +143,8 @@ typedef struct {
     ptrdiff_t sh, sw;
     ptrdiff_t pt, pb, pl, pr; /* each side smaller than the window */
     ptrdiff_t ho, wo;
+    int relu; /* max pooling's backward only: x is a ReLU's output, and dx is
+               * taken through that ReLU too (zero where x is not positive) */
 } fc_pool2d_desc;
 
 /* y (n, ho, wo, c): window maximum; padding counts as -inf; NaN propagates.
@@ -150,7 +152,8 @@ typedef struct {
 int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x,
                               float *y, int n_threads);
 /* dx (n, h, w, c): each window's dy goes to its first maximum in row-major
- * window order (its first NaN, if any). Overwrites dx. */
+ * window order (its first NaN, if any); with d->relu, only a positive one.
+ * Overwrites dx. */
 int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
                                const float *dy, float *dx, int n_threads);
 /* y: mean over the window's real cells (padding is left out of the count).

@@ -146,6 +146,18 @@ def test_duplicate_layer_names_are_refused():
 # ---- training --------------------------------------------------------------
 
 
+def assert_sgd_step_is_minus_the_gradient(model, x, y, objective):
+    """One full-batch step of SGD with rate 1 (on the float64 reference
+    kernels) moves each weight by minus its gradient: compared with finite
+    differences of objective()."""
+    with backend.use_reference():
+        before = [w.value.copy() for w in model.trainable_weights]
+        numeric = [numerical_grad(objective, w.value) for w in model.trainable_weights]
+        model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    for w, b, n in zip(model.trainable_weights, before, numeric):
+        np.testing.assert_allclose(b - w.value, n, rtol=RTOL, atol=1e-7, err_msg=w.path)
+
+
 def test_end_to_end_gradients_of_a_model_in_float64():
     """One full-batch SGD step with rate 1 moves each weight by minus its
     gradient, which must match finite differences of the model's loss; this
@@ -168,12 +180,7 @@ def test_end_to_end_gradients_of_a_model_in_float64():
     def objective():
         return loss(y, model._forward(x, training=True)) + model._regularization_loss()
 
-    with backend.use_reference():
-        before = [w.value.copy() for w in model.trainable_weights]
-        numeric = [numerical_grad(objective, w.value) for w in model.trainable_weights]
-        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
-    for w, b, n in zip(model.trainable_weights, before, numeric):
-        np.testing.assert_allclose(b - w.value, n, rtol=RTOL, atol=1e-7, err_msg=w.path)
+    assert_sgd_step_is_minus_the_gradient(model, x, y, objective)
 
 
 def test_small_problem_converges():
@@ -219,6 +226,51 @@ def test_training_is_bit_identical_at_any_thread_count():
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def test_relu_under_max_pooling_trains_as_it_would_unfused(monkeypatch):
+    """A ReLU-activated layer under max pooling takes its gradient from the
+    pooling's pass (backward_through_relu); the weights come out bit-identical
+    to running the two backward passes apart."""
+    calls = []
+    through_relu = layers.MaxPooling2D.backward_through_relu
+
+    def counted(self, dy):
+        calls.append(self.name)
+        return through_relu(self, dy)
+
+    monkeypatch.setattr(layers.MaxPooling2D, "backward_through_relu", counted)
+    fused = train(7)[0].get_weights()
+    assert calls  # the fused path ran
+    monkeypatch.setattr(layers.MaxPooling2D, "takes_relu_backward", False)
+    calls.clear()
+    apart = train(7)[0].get_weights()
+    assert not calls
+    for a, b in zip(fused, apart):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gradients_through_a_relu_layer_under_max_pooling_in_float64():
+    """The fused ReLU-and-pooling backward against finite differences, with
+    the ReLU as its own Activation layer (Keras's CIFAR-10 example style)."""
+    utils.set_random_seed(8)
+    kw = {"dtype": "float64"}
+    model = Sequential([
+        layers.Conv2D(3, 3, padding="same", input_shape=(6, 6, 2), **kw),
+        layers.Activation("relu", **kw),
+        layers.MaxPooling2D(**kw),
+        layers.Flatten(**kw),
+        layers.Dense(3, activation="softmax", **kw),
+    ])
+    model.compile(optimizers.SGD(1.0), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((4, 6, 6, 2)), rng.integers(0, 3, 4)
+    loss = losses.get("sparse_categorical_crossentropy")
+
+    def objective():
+        return loss(y, model._forward(x, training=True))
+
+    assert_sgd_step_is_minus_the_gradient(model, x, y, objective)
 
 
 def test_frozen_layers_stay_bit_identical_and_recompiling_unfreezes():

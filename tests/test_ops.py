@@ -160,6 +160,29 @@ def test_pooling_matches_reference(case, kind, ties):
     assert_close(dx, want)
 
 
+@settings(max_examples=40, deadline=None)
+@given(case=pool_cases(), ties=st.booleans())
+def test_max_pool_backward_through_relu(case, ties):
+    """relu=True is relu_backward(max_pool2d_backward(...), x) in one pass:
+    exactly, with maxima that are zero (a ReLU's output is often) or NaN,
+    overlapping windows and padding; and the reference's (float64 sums where
+    windows overlap) within rounding."""
+    rng = np.random.default_rng(case["seed"])
+    shape = (case["n"], case["h"], case["w"], case["c"])
+    x = (rng.integers(-1, 2, shape) if ties else rng.standard_normal(shape)).astype(np.float32)
+    x = np.maximum(x, 0.0)  # a ReLU's output
+    if x.size:
+        x.flat[rng.integers(0, x.size, 3)] = np.nan
+    args = dict(strides=case["strides"], padding=case["padding"])
+    dy = rng.standard_normal(ops.max_pool2d(x, case["pool_size"], **args).shape).astype(np.float32)
+    dx = ops.max_pool2d_backward(dy, x, case["pool_size"], **args)
+    fused = ops.max_pool2d_backward(dy, x, case["pool_size"], relu=True, **args)
+    np.testing.assert_array_equal(fused, ops.relu_backward(dx, x))
+    want = reference.max_pool2d_backward(f64(dy), f64(x), case["pool_size"], relu=True, **args)
+    np.testing.assert_array_equal(fused == 0, want == 0)
+    assert_close(fused, want)
+
+
 @pytest.mark.parametrize("pool_size,strides,padding,hw", [
     ((2, 2), (3, 3), "valid", (8, 7)),  # gaps between windows, a leftover row and column
     ((2, 3), (2, 4), ((1, 0), (1, 2)), (7, 9)),  # padding clips the edge windows

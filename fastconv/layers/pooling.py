@@ -64,9 +64,30 @@ class _Pooling2D(Layer):
         self._x = x
         return getattr(backend.kernels(), f"{self._kind}_pool2d")(x, **self._args(x))
 
+    def _as_4d(self, dy):
+        """The output gradient as ``(n, ho, wo, c)``."""
+        return dy
+
     def backward(self, dy):
         backward = getattr(backend.kernels(), f"{self._kind}_pool2d_backward")
-        return backward(dy, self._x, **self._args(self._x))
+        return backward(self._as_4d(dy), self._x, **self._args(self._x))
+
+    @property
+    def takes_relu_backward(self) -> bool:
+        """Whether `backward_through_relu` exists: max pooling's does."""
+        return self._kind == "max"
+
+    def backward_through_relu(self, dy):
+        """The gradient with respect to the pre-activation of the ReLU whose
+        output this layer pooled: ``relu_backward(backward(dy), x)`` in the
+        pooling's own pass (a window whose maximum is not positive passes
+        nothing). The model uses it below a ReLU-activated layer, whose own
+        ReLU backward pass it then skips."""
+        if not self.takes_relu_backward:
+            raise TypeError(f"{type(self).__name__} has no backward through a ReLU")
+        return backend.kernels().max_pool2d_backward(
+            self._as_4d(dy), self._x, relu=True, **self._args(self._x)
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -115,8 +136,8 @@ class _GlobalPooling2D(_Pooling2D):
         y = super().forward(x, training)
         return y if self.keepdims else y.reshape(y.shape[0], y.shape[3])
 
-    def backward(self, dy):
-        return super().backward(dy.reshape(dy.shape[0], 1, 1, dy.shape[-1]))
+    def _as_4d(self, dy):
+        return dy.reshape(dy.shape[0], 1, 1, dy.shape[-1])
 
     def get_config(self):
         config = Layer.get_config(self)
