@@ -250,7 +250,8 @@ def test_relu_under_max_pooling_trains_as_it_would_unfused(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_gradients_through_a_relu_layer_under_max_pooling_in_float64():
+@pytest.mark.parametrize("pooling", [layers.MaxPooling2D, layers.GlobalMaxPooling2D])
+def test_gradients_through_a_relu_layer_under_max_pooling_in_float64(pooling):
     """The fused ReLU-and-pooling backward against finite differences, with
     the ReLU as its own Activation layer (Keras's CIFAR-10 example style)."""
     utils.set_random_seed(8)
@@ -258,7 +259,7 @@ def test_gradients_through_a_relu_layer_under_max_pooling_in_float64():
     model = Sequential([
         layers.Conv2D(3, 3, padding="same", input_shape=(6, 6, 2), **kw),
         layers.Activation("relu", **kw),
-        layers.MaxPooling2D(**kw),
+        pooling(**kw),
         layers.Flatten(**kw),
         layers.Dense(3, activation="softmax", **kw),
     ])
