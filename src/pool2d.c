@@ -161,7 +161,7 @@ window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t
 {
     const ptrdiff_t c = d->c;
     float best[FC_POOL_LANES];
-    uint32_t taken[FC_POOL_LANES], bits[FC_POOL_LANES], pass[FC_POOL_LANES];
+    uint32_t taken[FC_POOL_LANES], bits[FC_POOL_LANES], grad[FC_POOL_LANES];
     const float *first = xi + (i0 * d->w + j0) * c + ch;
     FC_OMP(omp simd)
     for (int l = 0; l < L; ++l)
@@ -174,13 +174,13 @@ window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t
                 best[l] = ((v[l] > best[l]) | (v[l] != v[l])) ? v[l] : best[l];
         }
     memcpy(bits, best, sizeof bits);
+    const fc_u32_alias *gb = (const fc_u32_alias *)(g + ch);
     FC_OMP(omp simd)
     for (int l = 0; l < L; ++l) {
         /* Through a ReLU below, a maximum that is not positive passes nothing. */
-        pass[l] = d->relu ? -(uint32_t)(best[l] > 0.0f) : ~(uint32_t)0;
+        grad[l] = gb[l] & (d->relu ? -(uint32_t)(best[l] > 0.0f) : ~(uint32_t)0);
         taken[l] = 0;
     }
-    const fc_u32_alias *gb = (const fc_u32_alias *)(g + ch);
     for (ptrdiff_t ih = i0; ih < i1; ++ih)
         for (ptrdiff_t iw = j0; iw < j1; ++iw) {
             const fc_u32_alias *vb = (const fc_u32_alias *)(xi + (ih * d->w + iw) * c + ch);
@@ -188,7 +188,7 @@ window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t
             FC_OMP(omp simd)
             for (int l = 0; l < L; ++l) {
                 const uint32_t hit = ~taken[l] & -(uint32_t)(vb[l] == bits[l]);
-                o[l] = gb[l] & hit & pass[l];
+                o[l] = grad[l] & hit;
                 taken[l] |= hit;
             }
         }
@@ -258,7 +258,7 @@ FC_VECTOR_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const f
             /* Per channel: the window maximum, and whether a cell has taken the
              * gradient yet (all ones once taken). */
             float best[FC_POOL_CHANNEL_BLOCK];
-            uint32_t taken[FC_POOL_CHANNEL_BLOCK], pass[FC_POOL_CHANNEL_BLOCK];
+            uint32_t taken[FC_POOL_CHANNEL_BLOCK], grad[FC_POOL_CHANNEL_BLOCK];
             for (ptrdiff_t oh = b.oh0; oh < b.oh1; ++oh) {
                 ptrdiff_t i0, i1;
                 window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
@@ -281,21 +281,21 @@ FC_VECTOR_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const f
                                     best[ch] = ((xv > best[ch]) | (xv != xv)) ? xv : best[ch];
                                 }
                             }
-                        for (ptrdiff_t ch = 0; ch < cb; ++ch)
-                            pass[ch] = d->relu ? -(uint32_t)(best[ch] > 0.0f) : ~(uint32_t)0;
+                        const fc_u32_alias *gb = (const fc_u32_alias *)(g + c0);
+                        for (ptrdiff_t ch = 0; ch < cb; ++ch) /* through a ReLU: see window_gradient */
+                            grad[ch] = gb[ch] & (d->relu ? -(uint32_t)(best[ch] > 0.0f) : ~(uint32_t)0);
                         /* best holds the bits of the first cell that reached the
                          * maximum (later equal cells never replace it), so the
                          * first cell with the same bits takes dy; that also picks
                          * the first NaN. Integer masks keep the loop vectorised. */
                         const fc_u32_alias *bb = (const fc_u32_alias *)best;
-                        const fc_u32_alias *gb = (const fc_u32_alias *)(g + c0);
                         for (ptrdiff_t ih = i0; ih < i1; ++ih)
                             for (ptrdiff_t iw = j0; iw < j1; ++iw) {
                                 const fc_u32_alias *vb = (const fc_u32_alias *)(xi + (ih * d->w + iw) * c + c0);
                                 float *o = dxi + (ih * d->w + iw) * c + c0;
                                 for (ptrdiff_t ch = 0; ch < cb; ++ch) {
                                     const uint32_t hit = ~taken[ch] & -(uint32_t)(vb[ch] == bb[ch]);
-                                    const uint32_t add_bits = gb[ch] & hit & pass[ch];
+                                    const uint32_t add_bits = grad[ch] & hit;
                                     float add;
                                     memcpy(&add, &add_bits, sizeof add);
                                     o[ch] += add;
