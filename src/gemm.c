@@ -79,19 +79,17 @@ static void copy_partial_sliver(const fc_gemm_plan *p, ptrdiff_t i, int mr, ptrd
 
 /* Panel of the transpose of a row-major n x k matrix: element (p, j) of
  * op(B) is b[j * ld + p], read along rows of B. */
-static void pack_b_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
+FC_VECTOR_CLONES static void pack_b_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
                               ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst)
 {
     const plain_matrix *m = ctx;
-    for (ptrdiff_t j = 0; j < nr; ++j) {
-        if (j < nr_valid) {
-            const float *src = m->a + (j0 + j) * m->lda + p0;
-            for (ptrdiff_t p = 0; p < kc; ++p)
-                dst[p * nr + j] = src[p];
-        } else {
-            for (ptrdiff_t p = 0; p < kc; ++p)
-                dst[p * nr + j] = 0.0f;
-        }
+    const float *src = m->a + j0 * m->lda + p0;
+    for (ptrdiff_t p = 0; p < kc; ++p) {
+        float *out = dst + p * nr;
+        for (ptrdiff_t j = 0; j < nr_valid; ++j)
+            out[j] = src[j * m->lda + p];
+        for (ptrdiff_t j = nr_valid; j < nr; ++j)
+            out[j] = 0.0f;
     }
 }
 
