@@ -233,117 +233,129 @@ max_backward_disjoint(const fc_pool2d_desc *d, const float *xi, const float *dy_
     zero_columns(d, dxi, i0, i1, covered, d->w);
 }
 
-FC_VECTOR_CLONES int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
-                               const float *dy, float *dx, int n_threads)
+/* Unit b of max pooling's backward (row_bands: b is a band of rows). */
+static inline __attribute__((always_inline)) void
+max_backward_band(const fc_pool2d_desc *d, const float *x, const float *dy, float *dx,
+                  const pool_band *b, int row_bands)
+{
+    const ptrdiff_t c = d->c;
+    const float *xi = x + b->img * d->h * d->w * c;
+    float *dxi = dx + b->img * d->h * d->w * c;
+    if (row_bands && d->sw >= d->kw) {
+        max_backward_disjoint(d, xi, dy + (b->img * d->ho + b->oh0) * d->wo * c, dxi, b->oh0,
+                              b->r0, b->r1);
+        return;
+    }
+    zero_rows(d, b, dx);
+    /* Per channel: the window maximum, and whether a cell has taken the
+     * gradient yet (all ones once taken). */
+    float best[FC_POOL_CHANNEL_BLOCK];
+    uint32_t taken[FC_POOL_CHANNEL_BLOCK], grad[FC_POOL_CHANNEL_BLOCK];
+    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh) {
+        ptrdiff_t i0, i1;
+        window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+        for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+            ptrdiff_t j0, j1;
+            window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+            const float *g = dy + ((b->img * d->ho + oh) * d->wo + ow) * c;
+            for (ptrdiff_t c0 = 0; c0 < c; c0 += FC_POOL_CHANNEL_BLOCK) {
+                const ptrdiff_t cb = fc_min(FC_POOL_CHANNEL_BLOCK, c - c0);
+                const float *first = xi + (i0 * d->w + j0) * c + c0;
+                for (ptrdiff_t ch = 0; ch < cb; ++ch) {
+                    best[ch] = first[ch];
+                    taken[ch] = 0;
+                }
+                for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                    for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
+                        const float *v = xi + (ih * d->w + iw) * c + c0;
+                        for (ptrdiff_t ch = 0; ch < cb; ++ch) { /* a NaN, once in, stays */
+                            const float xv = v[ch];
+                            best[ch] = ((xv > best[ch]) | (xv != xv)) ? xv : best[ch];
+                        }
+                    }
+                const fc_u32_alias *gb = (const fc_u32_alias *)(g + c0);
+                for (ptrdiff_t ch = 0; ch < cb; ++ch) /* through a ReLU: see window_gradient */
+                    grad[ch] = gb[ch] & (d->relu ? -(uint32_t)(best[ch] > 0.0f) : ~(uint32_t)0);
+                /* best holds the bits of the first cell that reached the
+                 * maximum (later equal cells never replace it), so the
+                 * first cell with the same bits takes dy; that also picks
+                 * the first NaN. Integer masks keep the loop vectorised. */
+                const fc_u32_alias *bb = (const fc_u32_alias *)best;
+                for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                    for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+                        const fc_u32_alias *vb = (const fc_u32_alias *)(xi + (ih * d->w + iw) * c + c0);
+                        float *o = dxi + (ih * d->w + iw) * c + c0;
+                        for (ptrdiff_t ch = 0; ch < cb; ++ch) {
+                            const uint32_t hit = ~taken[ch] & -(uint32_t)(vb[ch] == bb[ch]);
+                            const uint32_t add_bits = grad[ch] & hit;
+                            float add;
+                            memcpy(&add, &add_bits, sizeof add);
+                            o[ch] += add;
+                            taken[ch] |= hit;
+                        }
+                    }
+            }
+        }
+    }
+}
+
+/* Unit b of average pooling's backward. */
+static inline __attribute__((always_inline)) void
+avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const pool_band *b)
+{
+    const ptrdiff_t c = d->c;
+    zero_rows(d, b, dx);
+    float *dxi = dx + b->img * d->h * d->w * c;
+    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh) {
+        ptrdiff_t i0, i1;
+        window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+        for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+            ptrdiff_t j0, j1;
+            window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+            const float *g = dy + ((b->img * d->ho + oh) * d->wo + ow) * c;
+            const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
+            for (ptrdiff_t ih = i0; ih < i1; ++ih)
+                for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+                    float *out = dxi + (ih * d->w + iw) * c;
+                    for (ptrdiff_t ch = 0; ch < c; ++ch)
+                        out[ch] += g[ch] * scale;
+                }
+        }
+    }
+}
+
+/* The backward passes, units shared out statically (cloned, as pool_forward). */
+static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, const float *x,
+                                          const float *dy, float *dx, int n_threads)
 {
     n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
         return FC_OK;
     int row_bands;
-    const ptrdiff_t units = band_count(d, &row_bands), c = d->c;
+    const ptrdiff_t units = band_count(d, &row_bands);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t u = 0; u < units; ++u) {
             const pool_band b = band_of(d, row_bands, u);
-            const float *xi = x + b.img * d->h * d->w * c;
-            float *dxi = dx + b.img * d->h * d->w * c;
-            if (row_bands && d->sw >= d->kw) {
-                max_backward_disjoint(d, xi, dy + (b.img * d->ho + b.oh0) * d->wo * c, dxi, b.oh0,
-                                      b.r0, b.r1);
-                continue;
-            }
-            zero_rows(d, &b, dx);
-            /* Per channel: the window maximum, and whether a cell has taken the
-             * gradient yet (all ones once taken). */
-            float best[FC_POOL_CHANNEL_BLOCK];
-            uint32_t taken[FC_POOL_CHANNEL_BLOCK], grad[FC_POOL_CHANNEL_BLOCK];
-            for (ptrdiff_t oh = b.oh0; oh < b.oh1; ++oh) {
-                ptrdiff_t i0, i1;
-                window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
-                for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
-                    ptrdiff_t j0, j1;
-                    window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
-                    const float *g = dy + ((b.img * d->ho + oh) * d->wo + ow) * c;
-                    for (ptrdiff_t c0 = 0; c0 < c; c0 += FC_POOL_CHANNEL_BLOCK) {
-                        const ptrdiff_t cb = fc_min(FC_POOL_CHANNEL_BLOCK, c - c0);
-                        const float *first = xi + (i0 * d->w + j0) * c + c0;
-                        for (ptrdiff_t ch = 0; ch < cb; ++ch) {
-                            best[ch] = first[ch];
-                            taken[ch] = 0;
-                        }
-                        for (ptrdiff_t ih = i0; ih < i1; ++ih)
-                            for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
-                                const float *v = xi + (ih * d->w + iw) * c + c0;
-                                for (ptrdiff_t ch = 0; ch < cb; ++ch) { /* a NaN, once in, stays */
-                                    const float xv = v[ch];
-                                    best[ch] = ((xv > best[ch]) | (xv != xv)) ? xv : best[ch];
-                                }
-                            }
-                        const fc_u32_alias *gb = (const fc_u32_alias *)(g + c0);
-                        for (ptrdiff_t ch = 0; ch < cb; ++ch) /* through a ReLU: see window_gradient */
-                            grad[ch] = gb[ch] & (d->relu ? -(uint32_t)(best[ch] > 0.0f) : ~(uint32_t)0);
-                        /* best holds the bits of the first cell that reached the
-                         * maximum (later equal cells never replace it), so the
-                         * first cell with the same bits takes dy; that also picks
-                         * the first NaN. Integer masks keep the loop vectorised. */
-                        const fc_u32_alias *bb = (const fc_u32_alias *)best;
-                        for (ptrdiff_t ih = i0; ih < i1; ++ih)
-                            for (ptrdiff_t iw = j0; iw < j1; ++iw) {
-                                const fc_u32_alias *vb = (const fc_u32_alias *)(xi + (ih * d->w + iw) * c + c0);
-                                float *o = dxi + (ih * d->w + iw) * c + c0;
-                                for (ptrdiff_t ch = 0; ch < cb; ++ch) {
-                                    const uint32_t hit = ~taken[ch] & -(uint32_t)(vb[ch] == bb[ch]);
-                                    const uint32_t add_bits = grad[ch] & hit;
-                                    float add;
-                                    memcpy(&add, &add_bits, sizeof add);
-                                    o[ch] += add;
-                                    taken[ch] |= hit;
-                                }
-                            }
-                    }
-                }
-            }
+            if (is_max)
+                max_backward_band(d, x, dy, dx, &b, row_bands);
+            else
+                avg_backward_band(d, dy, dx, &b);
         }
         fc_team_leave(&team);
     }
     return FC_OK;
 }
 
-FC_VECTOR_CLONES int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx, int n_threads)
+int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x, const float *dy,
+                               float *dx, int n_threads)
 {
-    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
-    if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
-        return FC_OK;
-    int row_bands;
-    const ptrdiff_t units = band_count(d, &row_bands), c = d->c;
-    fc_team team = FC_TEAM_INIT;
-    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
-    {
-        FC_OMP(omp for schedule(static) nowait)
-        for (ptrdiff_t u = 0; u < units; ++u) {
-            const pool_band b = band_of(d, row_bands, u);
-            zero_rows(d, &b, dx);
-            float *dxi = dx + b.img * d->h * d->w * c;
-            for (ptrdiff_t oh = b.oh0; oh < b.oh1; ++oh) {
-                ptrdiff_t i0, i1;
-                window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
-                for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
-                    ptrdiff_t j0, j1;
-                    window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
-                    const float *g = dy + ((b.img * d->ho + oh) * d->wo + ow) * c;
-                    const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
-                    for (ptrdiff_t ih = i0; ih < i1; ++ih)
-                        for (ptrdiff_t iw = j0; iw < j1; ++iw) {
-                            float *out = dxi + (ih * d->w + iw) * c;
-                            for (ptrdiff_t ch = 0; ch < c; ++ch)
-                                out[ch] += g[ch] * scale;
-                        }
-                }
-            }
-        }
-        fc_team_leave(&team);
-    }
-    return FC_OK;
+    return pool_backward(1, d, x, dy, dx, n_threads);
+}
+
+int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx, int n_threads)
+{
+    return pool_backward(0, d, NULL, dy, dx, n_threads);
 }
