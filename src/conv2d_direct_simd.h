@@ -62,6 +62,7 @@ forward_row_step(const int STEP, const float *patch, ptrdiff_t step, const ptrdi
         float *yo = nb_valid == NB ? y + o * ldy : part;
         const ptrdiff_t ldo = nb_valid == NB ? ldy : NB;
         switch (o1 - o) {
+/* (Cases past TILE never run; capped, they stay within the arrays.) */
 #define FORWARD_TILE_CASE(P)                                                      \
     case P:                                                                       \
         forward_tile((P) < TILE ? (P) : TILE, STEP, p, step, off, k, wp, b0, b1, relu, yo, \

@@ -78,7 +78,9 @@ static void copy_partial_sliver(const fc_gemm_plan *p, ptrdiff_t i, int mr, ptrd
 }
 
 /* Panel of the transpose of a row-major n x k matrix: element (p, j) of
- * op(B) is b[j * ld + p], read along rows of B. */
+ * op(B) is b[j * ld + p]. Each panel row is written whole, its elements
+ * gathered from nr rows of b (written a column at a time, the panel's 64
+ * stores a row went to 64 lines). */
 FC_VECTOR_CLONES static void pack_b_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
                               ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst)
 {
@@ -120,9 +122,9 @@ sum_depth(const float *a, ptrdiff_t cs, ptrdiff_t kc, const int LANES, float *ou
 }
 
 /* Adds depth [pc, pc+kc) of rows [i0, i0+mc) of an A read transposed in
- * place (a_rs == 1) to their sums: 64, 16, 8 or 4 rows at a time, then
- * one to three. (With only 64, 16 and 1, the last rows of a block of 126, each a
- * chain of kc dependent adds, took half the time of S7's db.) */
+ * place (a_rs == 1) to their sums: 64, 16, 8 or 4 rows at a time, then the
+ * last one to three together. (With only 64, 16 and 1, the last rows of a
+ * block of 126, each a chain of kc dependent adds, took half of S7's db.) */
 FC_VECTOR_CLONES static void add_row_sums(const fc_gemm_plan *p, ptrdiff_t i0, ptrdiff_t mc,
                                           ptrdiff_t pc, ptrdiff_t kc)
 {
