@@ -64,6 +64,14 @@
  * Dense layer, 128 x 9216 x 128: 1.50 -> 1.42 ms; 1024^3, with 32 panels of
  * the 32-wide tile, 3 % slower in place; 16 of the 64-wide tile now). */
 #define FC_GEMM_ALIASED_A_MAX_PANELS 8
+/* Products of at most this many rows with a row-major B (a Dense layer on one
+ * image) skip the blocked GEMM: B is read once in place, each of its rows
+ * times the rows' elements of A's column (fc_gemm_f32). Packing B first cost
+ * three times the product for one row (9216 x 128: 0.37 ms against NumPy's
+ * 0.12); past 4 rows, B read once per 4 rows costs more than packing it. */
+#define FC_SMALL_M 4
+/* Columns of such a product summed per pass over B (4 x 512 sums: 8 KiB). */
+#define FC_SMALL_M_COLS 512
 /* Outputs of at least this many floats (16 MiB) are written with streaming
  * stores where a GEMM writes them in one pass. */
 #define FC_STREAM_MIN_FLOATS ((ptrdiff_t)1 << 22)

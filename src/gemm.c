@@ -471,9 +471,65 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
     return FC_OK;
 }
 
+/* Columns [j0, j1) of C for at most FC_SMALL_M rows, FC_SMALL_M_COLS at a
+ * time: every element summed in order of k from its bias, in one pass over
+ * those columns of B (the sums live in L1; the pass is bound by reading B:
+ * two passes over halves of its rows cost as much as two over all of it). */
+FC_VECTOR_CLONES static void small_m_columns(const fc_gemm_desc *d, const float *a,
+                                             const float *b, const float *bias, float *c,
+                                             ptrdiff_t j0, ptrdiff_t j1)
+{
+    const ptrdiff_t m = d->m;
+    float acc[FC_SMALL_M * FC_SMALL_M_COLS];
+    for (ptrdiff_t jb = j0; jb < j1; jb += FC_SMALL_M_COLS) {
+        const ptrdiff_t nb = fc_min(FC_SMALL_M_COLS, j1 - jb);
+        for (ptrdiff_t i = 0; i < m; ++i)
+            for (ptrdiff_t j = 0; j < nb; ++j)
+                acc[i * nb + j] = bias ? bias[jb + j] : 0.0f;
+        for (ptrdiff_t p = 0; p < d->k; ++p) {
+            const float *brow = b + p * d->ldb + jb;
+            for (ptrdiff_t i = 0; i < m; ++i) {
+                const float aip = d->trans_a ? a[p * d->lda + i] : a[i * d->lda + p];
+                float *row = acc + i * nb;
+                for (ptrdiff_t j = 0; j < nb; ++j)
+                    row[j] += aip * brow[j];
+            }
+        }
+        for (ptrdiff_t i = 0; i < m; ++i)
+            for (ptrdiff_t j = 0; j < nb; ++j) { /* v < 0 is false for a NaN v, which stays */
+                const float v = acc[i * nb + j];
+                c[i * d->ldc + jb + j] = d->relu && v < 0.0f ? 0.0f : v;
+            }
+    }
+}
+
+/* C = A B (+ bias) (ReLU) for at most FC_SMALL_M rows and a row-major B:
+ * each thread takes a range of columns, whole vectors of 16. */
+static int gemm_small_m(const fc_gemm_desc *d, const float *a, const float *b, const float *bias,
+                        float *c, int n_threads)
+{
+    const ptrdiff_t groups = fc_ceil_div(d->n, 16);
+    if (d->m <= 0 || groups == 0)
+        return FC_OK;
+    n_threads = (int)fc_min(fc_threads_for((double)d->m * d->n * d->k, n_threads), groups);
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
+    {
+        const fc_fp_state fp = fc_fp_enter();
+        const ptrdiff_t t = fc_thread_id();
+        small_m_columns(d, a, b, bias, c, fc_min(d->n, t * groups / n_threads * 16),
+                        fc_min(d->n, (t + 1) * groups / n_threads * 16));
+        fc_fp_leave(fp);
+        fc_team_leave(&team);
+    }
+    return FC_OK;
+}
+
 int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
                 const float *bias, float *c, int n_threads)
 {
+    if (d->m <= FC_SMALL_M && d->k > 0 && !d->trans_b)
+        return gemm_small_m(d, a, b, bias, c, n_threads);
     const ptrdiff_t tap0 = 0;
     plain_matrix am = {a, d->lda};
     fc_tapped_matrix bm = {b, d->ldb, d->k > 0 ? d->k : 1, &tap0};

@@ -377,6 +377,26 @@ def test_matmul_few_row_blocks_deep_k_same_for_any_thread_count(simd_path):
         np.testing.assert_array_equal(other, results[0])
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_products_of_few_rows(simd_path, m):
+    """Up to FC_SMALL_M rows take their own path (B read once, in place): A
+    plain and transposed, bias and relu, widths past one pass of columns and
+    not whole vectors, the same bits on any thread count."""
+    rng = np.random.default_rng(20 + m)
+    for k, n in ((300, 37), (1000, 600), (9, 1)):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        at = np.ascontiguousarray(a.T).T  # a transposed view of the same values
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        bias = rng.standard_normal(n).astype(np.float32)
+        want = f64(a) @ f64(b)
+        assert_close(ops.matmul(a, b), want)
+        assert_close(ops.matmul(at, b), want)
+        relu = [ops.dense(a, b, bias, activation="relu", n_threads=t) for t in (1, 2, 3)]
+        assert_close(relu[0], np.maximum(want + bias, 0.0))
+        for other in relu[1:]:
+            np.testing.assert_array_equal(other, relu[0])
+
+
 @pytest.mark.parametrize("shape_a,shape_b", [((64, 300), (64, 50)), ((5, 7), (5, 3))])
 def test_matmul_reads_transposed_views_in_place(simd_path, shape_a, shape_b):
     rng = np.random.default_rng(9)
