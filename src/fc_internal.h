@@ -67,8 +67,9 @@
 /* Products of at most this many rows with a row-major B (a Dense layer on one
  * image) skip the blocked GEMM: B is read once in place, each of its rows
  * times the rows' elements of A's column (fc_gemm_f32). Packing B first cost
- * three times the product for one row (9216 x 128: 0.37 ms against NumPy's
- * 0.12); past 4 rows, B read once per 4 rows costs more than packing it. */
+ * three times the product for one row (9216 x 128: 0.37-0.42 ms, now 0.17,
+ * NumPy 0.14); at 4 rows 0.33-0.46 against 0.27-0.29. The register-tiled
+ * GEMM keeps more rows (untried on this path). */
 #define FC_SMALL_M 4
 /* Columns of such a product summed per pass over B (4 x 512 sums: 8 KiB). */
 #define FC_SMALL_M_COLS 512
