@@ -352,12 +352,14 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     {
         fc_fp_state fp = fc_fp_enter();
         float *v = ws + fc_thread_id() * per_thread;
-        /* Rows of V past the last patch are read by the micro-kernel: keep
-         * them finite; the padding input must be zero. */
-        memset(v, 0, (size_t)per_thread * sizeof(float));
         float *mm = v + XI * ld_v;
-        const float *zeros = mm + XI * ld_m;
+        float *zeros = mm + XI * ld_m;
         float *edge = mm + XI * ld_m + c;
+        /* Rows of V past the last patch are read by the micro-kernel: keep
+         * them finite; the padding input must be zero. (M and the edge tile
+         * are written before they are read.) */
+        memset(v, 0, (size_t)(XI * ld_v) * sizeof(float));
+        memset(zeros, 0, (size_t)c * sizeof(float));
         FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
         for (ptrdiff_t blk = 0; blk < n_blocks; ++blk) {
             const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
