@@ -44,6 +44,20 @@ static inline void window_range(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, pt
     *hi = fc_min(start + k, size);
 }
 
+/* The window of output pixel (oh, ow), clipped to the image: rows [i0, i1),
+ * columns [j0, j1). */
+typedef struct {
+    ptrdiff_t i0, i1, j0, j1;
+} pool_window;
+
+static inline pool_window window_of(const fc_pool2d_desc *d, ptrdiff_t oh, ptrdiff_t ow)
+{
+    pool_window win;
+    window_range(oh, d->sh, d->pt, d->kh, d->h, &win.i0, &win.i1);
+    window_range(ow, d->sw, d->pl, d->kw, d->w, &win.j0, &win.j1);
+    return win;
+}
+
 /* Output row `row` (counted over the batch) of a max (is_max) or average
  * pool: each output pixel starts from its window's first input pixel, then
  * takes in the others. */
@@ -251,12 +265,10 @@ max_backward_band(const fc_pool2d_desc *d, const float *x, const float *dy, floa
      * gradient yet (all ones once taken). */
     float best[FC_POOL_CHANNEL_BLOCK];
     uint32_t taken[FC_POOL_CHANNEL_BLOCK], grad[FC_POOL_CHANNEL_BLOCK];
-    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh) {
-        ptrdiff_t i0, i1;
-        window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh)
         for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
-            ptrdiff_t j0, j1;
-            window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+            const pool_window win = window_of(d, oh, ow);
+            const ptrdiff_t i0 = win.i0, i1 = win.i1, j0 = win.j0, j1 = win.j1;
             const float *g = dy + ((b->img * d->ho + oh) * d->wo + ow) * c;
             for (ptrdiff_t c0 = 0; c0 < c; c0 += FC_POOL_CHANNEL_BLOCK) {
                 const ptrdiff_t cb = fc_min(FC_POOL_CHANNEL_BLOCK, c - c0);
@@ -296,7 +308,6 @@ max_backward_band(const fc_pool2d_desc *d, const float *x, const float *dy, floa
                     }
             }
         }
-    }
 }
 
 /* Unit b of average pooling's backward. */
@@ -306,12 +317,10 @@ avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const poo
     const ptrdiff_t c = d->c;
     zero_rows(d, b, dx);
     float *dxi = dx + b->img * d->h * d->w * c;
-    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh) {
-        ptrdiff_t i0, i1;
-        window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh)
         for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
-            ptrdiff_t j0, j1;
-            window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+            const pool_window win = window_of(d, oh, ow);
+            const ptrdiff_t i0 = win.i0, i1 = win.i1, j0 = win.j0, j1 = win.j1;
             const float *g = dy + ((b->img * d->ho + oh) * d->wo + ow) * c;
             const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
             for (ptrdiff_t ih = i0; ih < i1; ++ih)
@@ -321,7 +330,6 @@ avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const poo
                         out[ch] += g[ch] * scale;
                 }
         }
-    }
 }
 
 /* The backward passes, units shared out statically (cloned, as pool_forward). */
