@@ -64,6 +64,8 @@ __all__ = [
     "available_simd_paths",
     "set_winograd",
     "get_winograd",
+    "set_parallel_threshold",
+    "get_parallel_threshold",
     "peak_gflops",
     "memory_bandwidth",
     "show_config",
@@ -121,6 +123,28 @@ def get_winograd() -> str:
     return _kernels.winograd_current()
 
 
+def set_parallel_threshold(scale: float) -> None:
+    """Scale the work a kernel call needs before it uses more than one thread.
+
+    A call runs on one thread when its work is small, and gives each thread
+    at least a fixed share of it otherwise: waking a sleeping thread costs
+    40-60 microseconds on the 2-vCPU cloud machines these shares were
+    measured on, more than a small call takes (one MNIST image through a
+    convolution: about 20 us). ``scale`` multiplies every share: 1 is the
+    default, 0 uses every thread for any call (as the tests do, to exercise
+    the parallel code on small inputs), 0.1 suits machines whose threads wake
+    in a few microseconds (bare metal, or ``OMP_WAIT_POLICY=active``). Results
+    do not depend on it. The environment variable FASTCONV_PARALLEL_THRESHOLD
+    does the same at import.
+    """
+    _kernels.parallel_threshold_select(scale)
+
+
+def get_parallel_threshold() -> float:
+    """The scale set by `set_parallel_threshold` (1.0 unless changed)."""
+    return _kernels.parallel_threshold_current()
+
+
 def peak_gflops(n_threads: int | None = None, seconds: float = 0.2) -> float:
     """Peak FMA throughput of this machine on the current SIMD path, measured
     now by a register-only loop on ``n_threads`` threads, in GFLOP/s."""
@@ -141,6 +165,7 @@ def show_config() -> None:
     print(f"  threads:    {get_num_threads()}")
     print(f"  SIMD path:  {get_simd_path()} (available: {', '.join(available_simd_paths())})")
     print(f"  Winograd:   {get_winograd()}")
+    print(f"  parallel threshold: {get_parallel_threshold():g}")
     print(f"  compiler:   {_kernels.compiler()}")
 
 
@@ -148,3 +173,10 @@ if _os.environ.get("FASTCONV_SIMD"):
     set_simd_path(_os.environ["FASTCONV_SIMD"])
 if _os.environ.get("FASTCONV_WINOGRAD"):
     set_winograd(_os.environ["FASTCONV_WINOGRAD"])
+if _os.environ.get("FASTCONV_PARALLEL_THRESHOLD"):
+    _value = _os.environ["FASTCONV_PARALLEL_THRESHOLD"]
+    try:
+        _scale = float(_value)
+    except ValueError:
+        raise ValueError(f"FASTCONV_PARALLEL_THRESHOLD must be a number, got {_value!r}") from None
+    set_parallel_threshold(_scale)

@@ -23,6 +23,8 @@ cdef extern from "fastconv.h" nogil:
     int fc_winograd_current()
     int fc_winograd_select(int mode)
     const char *fc_winograd_name(int mode)
+    double fc_parallel_threshold_current()
+    int fc_parallel_threshold_select(double scale)
     int fc_openmp_enabled()
     int fc_default_threads()
     const char *fc_compiler()

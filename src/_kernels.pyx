@@ -92,6 +92,17 @@ def winograd_select(str mode):
     fc_winograd_select(WINOGRAD_MODES.index(mode))
 
 
+def parallel_threshold_current():
+    return fc_parallel_threshold_current()
+
+
+def parallel_threshold_select(scale):
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be a real number, got {scale!r}")
+    if fc_parallel_threshold_select(float(scale)) != FC_OK:
+        raise ValueError(f"scale must be between 0 and 1e6, got {scale!r}")
+
+
 def openmp_enabled():
     return bool(fc_openmp_enabled())
 

@@ -17,7 +17,7 @@ FC_VECTOR_CLONES int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, f
     const float b2 = (float)beta_2, c2 = (float)(1.0 - beta_2);
     const float lr = (float)lr_t, eps = (float)epsilon;
     /* About eight operations an element: that is the work to weigh. */
-    n_threads = fc_threads_for(8.0 * (double)n, n_threads);
+    n_threads = fc_threads_for(8.0 * (double)n, FC_GRAIN_ELEMENTS, n_threads);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {

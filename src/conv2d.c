@@ -311,8 +311,6 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
                           const float *w, const float *b, float *y,
                           int n_threads)
 {
-    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->f * d->kh * d->kw * d->c,
-                               n_threads);
     const ptrdiff_t m = d->n * d->ho * d->wo, k = d->kh * d->kw * d->c;
     if (m == 0 || d->f == 0)
         return FC_OK;
@@ -373,7 +371,8 @@ static int backward_input_col2im(const fc_conv2d_desc *d, const float *dy,
     const ptrdiff_t c = d->c, f = d->f, k = d->kh * d->kw * c;
     const ptrdiff_t pixels = d->ho * d->wo;
     const ptrdiff_t block = fc_max(1, fc_min(pixels, FC_COL2IM_BLOCK_FLOATS / k));
-    n_threads = (int)fc_min(n_threads, d->n); /* images are the units of work */
+    /* Images are the units of work. */
+    n_threads = (int)fc_min(fc_threads_for(fc_conv_macs(d), FC_GRAIN_GEMM, n_threads), d->n);
     /* w^T: (f, kh*kw*c), the B operand of every block. */
     float *wt = fc_aligned_alloc((size_t)(f * k) * sizeof(float));
     const ptrdiff_t per_thread = fc_thread_stride(block * k);
@@ -438,13 +437,9 @@ static int all_finite(const float *a, ptrdiff_t count)
 int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
                                  const float *w, float *dx, int n_threads)
 {
-    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->f * d->kh * d->kw * d->c,
-                               n_threads);
     const ptrdiff_t taps = d->kh * d->kw, c = d->c, f = d->f;
     if (d->n == 0 || c == 0 || d->h == 0 || d->w == 0)
         return FC_OK;
-    if (n_threads < 1)
-        n_threads = 1;
     if (fc_direct_applies(d)) {
         /* The direct kernel multiplies the padding's zeros by the weights: with
          * an infinite weight that makes NaN where no dy pixel reaches. */
@@ -590,19 +585,18 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                   const float *dy, float *dw, float *db,
                                   int n_threads)
 {
-    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->f * d->kh * d->kw * d->c,
-                               n_threads);
     const ptrdiff_t m = d->n * d->ho * d->wo, k = d->kh * d->kw * d->c, f = d->f;
     if (f == 0)
         return FC_OK;
-    if (n_threads < 1)
-        n_threads = 1;
     if (k == 0) /* no channels: dw is empty, db still sums dy */
-        return db ? column_sums(dy, m, f, db, n_threads) : FC_OK;
+        return db ? column_sums(dy, m, f, db,
+                                fc_threads_for((double)m * f, FC_GRAIN_ELEMENTS, n_threads))
+                  : FC_OK;
     if (fc_direct_applies(d))
         return fc_conv2d_direct_backward_f32(d, x, dy, NULL, NULL, dw, db, n_threads);
     if (fc_winograd_applies(d))
         return fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, db, n_threads);
+    n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_GEMM, n_threads);
     ptrdiff_t *off_a, *off_b;
     if (forward_taps(d, &off_a, &off_b) != FC_OK)
         return FC_ERR_NOMEM;
@@ -707,11 +701,8 @@ int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float 
 {
     /* The direct kernels take both gradients from one pass over dy (not with
      * an infinite weight: see fc_conv2d_backward_input_f32). */
-    if (dx && fc_direct_applies(d) && all_finite(w, d->kh * d->kw * d->c * d->f)) {
-        const double work = (double)d->n * d->ho * d->wo * d->f * d->kh * d->kw * d->c;
-        return fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db,
-                                             fc_threads_for(work, n_threads));
-    }
+    if (dx && fc_direct_applies(d) && all_finite(w, d->kh * d->kw * d->c * d->f))
+        return fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db, n_threads);
     const int status = dx ? fc_conv2d_backward_input_f32(d, dy, w, dx, n_threads) : FC_OK;
     return status != FC_OK ? status : fc_conv2d_backward_weight_f32(d, x, dy, dw, db, n_threads);
 }

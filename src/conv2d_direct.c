@@ -121,7 +121,8 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
     const ptrdiff_t k = d->kh * d->kw * d->c, f = d->f, nb = ks->nb;
     const ptrdiff_t blocks = fc_ceil_div(f, nb), rows = d->n * d->ho;
     const patch_geometry g = patch_geometry_of(d);
-    n_threads = (int)fc_max(1, fc_min(n_threads, rows));
+    const int wanted = fc_threads_for(fc_conv_macs(d), FC_GRAIN_DIRECT, n_threads);
+    n_threads = (int)fc_max(1, fc_min(wanted, rows));
     float *wp = fc_aligned_alloc((size_t)(blocks * nb * (k + 1)) * sizeof(float));
     const ptrdiff_t per_thread = fc_thread_stride(g.floats);
     float *patches = fc_aligned_alloc((size_t)(n_threads * per_thread) * sizeof(float));
@@ -263,6 +264,8 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
             memset(db, 0, (size_t)f * sizeof(float));
         return FC_OK;
     }
+    const double passes = (dx != NULL) + (dw != NULL);
+    n_threads = fc_threads_for(fc_conv_macs(d) * passes, FC_GRAIN_DIRECT, n_threads);
     const patch_geometry pg = patch_geometry_of(d);
     const spread_geometry sg = spread_geometry_of(d, nb);
     const ptrdiff_t fp = sg.fp, row_floats = sg.width * fp;

@@ -22,7 +22,7 @@ FC_VECTOR_CLONES int fc_dropout_f32(ptrdiff_t n, const float *x, float *y, uint6
                                     uint32_t threshold, float scale, int n_threads)
 {
     const uint32_t key_lo = (uint32_t)seed, key_hi = (uint32_t)(seed >> 32);
-    n_threads = fc_threads_for((double)n, n_threads);
+    n_threads = fc_threads_for((double)n, FC_GRAIN_ELEMENTS, n_threads);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {

@@ -69,6 +69,12 @@ int fc_winograd_current(void);
 int fc_winograd_select(int mode);
 const char *fc_winograd_name(int mode);
 
+/* The scale of the work a call needs per thread before it wakes another
+ * (1 by default, tuned on 2-vCPU VMs; 0: always every thread asked for), and
+ * its setter (FC_ERR_UNSUPPORTED unless 0 <= scale <= 1e6). Process-wide. */
+double fc_parallel_threshold_current(void);
+int fc_parallel_threshold_select(double scale);
+
 int fc_openmp_enabled(void);
 /* Number of processors OpenMP would use by default (1 without OpenMP). */
 int fc_default_threads(void);

@@ -124,10 +124,20 @@
 #define FC_WINOGRAD_WGRAD_BLOCK_FLOATS (1 << 18)
 #define FC_WINOGRAD_WGRAD_MAX_TILES 256
 
-/* Work (multiply-adds, or elements touched) below which a kernel runs on one
- * thread: waking a team costs more than it saves, far more on a busy machine.
- * The thread count never changes a result, so this is free to tune. */
-#define FC_SERIAL_WORK ((double)(1 << 17))
+/* Work (multiply-adds, or elements touched) each thread of a call must have
+ * before another is woken for it, by kind of kernel: a call runs on one
+ * thread below two grains, on k threads from k grains. Waking a sleeping
+ * thread (OMP_WAIT_POLICY=PASSIVE) costs 40-60 us on the 2-vCPU VMs these
+ * were measured on, more for kernels that meet at barriers, so each grain is
+ * half the work at which two threads first beat one there: elementwise and
+ * pooling passes 0.3-0.45M elements (about 80 us on one thread), the direct
+ * convolution 3-6M multiply-adds, the GEMMs 12-40M, Winograd 50-60M (its
+ * stages meet at barriers). The thread count never changes a result, so these
+ * are free to tune; fc_parallel_threshold_select scales them all. */
+#define FC_GRAIN_ELEMENTS ((double)(3 << 16))
+#define FC_GRAIN_DIRECT ((double)(1 << 21))
+#define FC_GRAIN_GEMM ((double)(1 << 23))
+#define FC_GRAIN_WINOGRAD ((double)(1 << 25))
 
 #define FC_ALIGN 64
 #define FC_ALIGN_FLOATS (FC_ALIGN / (ptrdiff_t)sizeof(float))
@@ -443,10 +453,15 @@ static inline float fc_sum_chunks(const float *partials, ptrdiff_t e, ptrdiff_t 
     return s;
 }
 
-static inline int fc_threads_for(double work, int n_threads)
+/* A convolution pass's multiply-adds, counted as the direct method does. */
+static inline double fc_conv_macs(const fc_conv2d_desc *d)
 {
-    return (work < FC_SERIAL_WORK || n_threads < 1) ? 1 : n_threads;
+    return (double)d->n * d->ho * d->wo * d->f * d->kh * d->kw * d->c;
 }
+
+/* Threads worth waking for `work` of a kernel of the given grain (above), at
+ * most n_threads. */
+int fc_threads_for(double work, double grain, int n_threads);
 
 /* Floats between the scratch (or partial sums) of two threads or chunks
  * written at the same time: a whole 4 KiB page. Sharing no cache line is not

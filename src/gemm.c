@@ -240,7 +240,7 @@ static gemm_blocking blocking_of(const fc_gemm_plan *p, const fc_kernel_set *ks,
     b.nc = fc_min(ks->nc, fc_round_up(N, NR));
     b.mc = fc_min(ks->mc, fc_round_up(M, MR));
     b.n_ic = fc_ceil_div(M, b.mc);
-    n_threads = fc_threads_for((double)M * N * K, n_threads);
+    n_threads = fc_threads_for((double)M * N * K, FC_GRAIN_GEMM, n_threads);
     if (n_threads > b.n_ic * fc_ceil_div(b.nc, NR))
         n_threads = (int)(b.n_ic * fc_ceil_div(b.nc, NR));
     if (n_threads > 1 && b.n_ic < 16 * n_threads) {
@@ -401,7 +401,7 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
     double work = 0.0;
     for (int i = 0; i < count; ++i)
         work += (double)plans[i].m * plans[i].n * plans[i].k;
-    const int threads = fc_threads_for(work, n_threads);
+    const int threads = fc_threads_for(work, FC_GRAIN_GEMM, n_threads);
     /* Together only when each is one whole-B stage of one column block (and
      * not empty), on several threads: else there is no barrier to save. */
     int together = count > 1 && count <= FC_GEMM_MAX_BATCH && threads > 1;
@@ -511,7 +511,8 @@ static int gemm_small_m(const fc_gemm_desc *d, const float *a, const float *b, c
     const ptrdiff_t groups = fc_ceil_div(d->n, 16);
     if (d->m <= 0 || groups == 0)
         return FC_OK;
-    n_threads = (int)fc_min(fc_threads_for((double)d->m * d->n * d->k, n_threads), groups);
+    const double work = (double)d->m * d->n * d->k;
+    n_threads = (int)fc_min(fc_threads_for(work, FC_GRAIN_GEMM, n_threads), groups);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {

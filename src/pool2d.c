@@ -102,7 +102,8 @@ forward_row(const int is_max, const fc_pool2d_desc *d, const float *x, float *y,
 static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, const float *x,
                                          float *y, int n_threads)
 {
-    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
+    const double work = (double)d->n * d->ho * d->wo * d->c * d->kh * d->kw;
+    n_threads = fc_threads_for(work, FC_GRAIN_ELEMENTS, n_threads);
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
         return FC_OK;
     const ptrdiff_t rows = d->n * d->ho;
@@ -336,7 +337,8 @@ avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const poo
 static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, const float *x,
                                           const float *dy, float *dx, int n_threads)
 {
-    n_threads = fc_threads_for((double)d->n * d->ho * d->wo * d->c * d->kh * d->kw, n_threads);
+    const double work = (double)d->n * d->ho * d->wo * d->c * d->kh * d->kw;
+    n_threads = fc_threads_for(work, FC_GRAIN_ELEMENTS, n_threads);
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
         return FC_OK;
     int row_bands;

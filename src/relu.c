@@ -5,7 +5,7 @@
 FC_VECTOR_CLONES int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y,
                                           float *dz, int n_threads)
 {
-    n_threads = fc_threads_for((double)n, n_threads);
+    n_threads = fc_threads_for((double)n, FC_GRAIN_ELEMENTS, n_threads);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {

@@ -133,6 +133,31 @@ const char *fc_winograd_name(int mode)
     }
 }
 
+/* ---- threads per call ---------------------------------------------------- */
+
+static _Atomic double parallel_threshold = 1.0;
+
+double fc_parallel_threshold_current(void) { return parallel_threshold; }
+
+int fc_parallel_threshold_select(double scale)
+{
+    if (!(scale >= 0.0 && scale <= 1e6)) /* also refuses NaN */
+        return FC_ERR_UNSUPPORTED;
+    parallel_threshold = scale;
+    return FC_OK;
+}
+
+int fc_threads_for(double work, double grain, int n_threads)
+{
+    if (n_threads <= 1)
+        return 1;
+    const double share = grain * parallel_threshold;
+    if (share <= 0.0)
+        return n_threads;
+    const double paid = work / share; /* threads the work pays for */
+    return paid >= n_threads ? n_threads : paid >= 2.0 ? (int)paid : 1;
+}
+
 /* The level-1 data cache's size in bytes, or 0 when the system does not say. */
 static long l1d_bytes(void)
 {

@@ -72,7 +72,7 @@ static const float *forward_view(const fc_conv2d_desc *d, const float *w, int ro
     const ptrdiff_t c = d->c, f = d->f, khp = 3 * spans_h(d), kwp = 3 * spans_w(d);
     if (!rotate && d->kh == 3 && d->kw == 3)
         return w;
-    n_threads = fc_threads_for((double)(khp * kwp * c * f), n_threads);
+    n_threads = fc_threads_for((double)(khp * kwp * c * f), FC_GRAIN_ELEMENTS, n_threads);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
@@ -107,7 +107,7 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
     const ptrdiff_t depth = spans_h(d) * pw * c, n_panels = fc_ceil_div(f, nr);
     const ptrdiff_t col = c * f, row = 3 * pw * col; /* floats between kernel columns, rows */
     const ptrdiff_t ld_x = n_panels * depth * nr;      /* between positions xi */
-    n_threads = fc_threads_for((double)(XI * depth * f), n_threads);
+    n_threads = fc_threads_for((double)(XI * depth * f), FC_GRAIN_ELEMENTS, n_threads);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
@@ -326,8 +326,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     const ptrdiff_t per_img = tiles_h * tiles_w, tiles = d->n * per_img;
     if (tiles == 0 || f == 0)
         return FC_OK;
-    if (n_threads < 1)
-        n_threads = 1;
+    n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
     const ptrdiff_t n_panels = fc_ceil_div(f, NR);
     /* Tiles per block: their patches' V and their M together fill about L2.
      * With one piece, a block is any run of tiles (a multiple of MR). With
@@ -556,8 +555,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     const ptrdiff_t depth = six ? c : pieces_h(d) * pw * c, m = six ? 7 - d->kh : 2;
     const ptrdiff_t tiles_h = fc_ceil_div(d->ho, m), tiles_w = fc_ceil_div(d->wo, m);
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
-    if (n_threads < 1)
-        n_threads = 1;
+    n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
     const ptrdiff_t f_pad = fc_round_up(f, NR);
     /* Tiles per block: V and the packed Z of a block fill about L2, and one
      * block is one depth block of the micro-kernel. */

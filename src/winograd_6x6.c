@@ -146,7 +146,7 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
     const ptrdiff_t ld_x = n_panels * c * nr; /* floats between positions */
     double G[6][5];
     kernel_matrix(r, G);
-    n_threads = fc_threads_for((double)(XI * c * f), n_threads);
+    n_threads = fc_threads_for((double)(XI * c * f), FC_GRAIN_ELEMENTS, n_threads);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
@@ -320,8 +320,7 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
     if (tiles == 0 || f == 0)
         return FC_OK;
-    if (n_threads < 1)
-        n_threads = 1;
+    n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
     const ptrdiff_t n_panels = fc_ceil_div(f, NR);
     /* Tiles per block, a multiple of MR: their patches' V and their M
      * together fill about half an L2. */

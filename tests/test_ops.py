@@ -609,6 +609,53 @@ def test_winograd_mode_refuses_unknown_names_and_reads_the_environment():
     assert out.stdout.strip() == "accurate"
 
 
+def test_parallel_threshold_keeps_results_and_reads_the_environment():
+    """The scale only decides how many threads a call wakes: the default
+    (small calls on one thread) and 0 (every call on all of them) give the
+    same bits, here for calls on either side of each kind's threshold."""
+    assert fastconv.get_parallel_threshold() == 0  # tests/conftest.py
+    rng = np.random.default_rng(3)
+    cases = [((1, 28, 28, 1), (3, 3, 1, 32)), ((16, 28, 28, 1), (3, 3, 1, 32)),  # direct
+             ((1, 26, 26, 32), (3, 3, 32, 64)), ((12, 26, 26, 32), (3, 3, 32, 64)),  # Winograd
+             ((2, 16, 16, 64), (1, 1, 64, 128)), ((12, 16, 16, 64), (1, 1, 64, 128))]  # GEMM
+
+    def outputs():
+        out = []
+        for x_shape, w_shape in cases:
+            x, w, dy = keras_layer(x_shape, w_shape)
+            y = ops.conv2d(x, w, activation="relu", n_threads=2)
+            out += [y, *ops.conv2d_backward(dy[:, :y.shape[1], :y.shape[2]], x, w, n_threads=2),
+                    ops.max_pool2d(y, 2, n_threads=2), ops.relu_backward(y, y, n_threads=2)]
+        a = rng.standard_normal((24, 9216)).astype(np.float32)  # a Dense layer on 24 rows
+        b = rng.standard_normal((9216, 128)).astype(np.float32)
+        return out + [ops.matmul(a, b, n_threads=2)]
+
+    everything = outputs()
+    rng = np.random.default_rng(3)
+    try:
+        fastconv.set_parallel_threshold(1)
+        assert fastconv.get_parallel_threshold() == 1
+        small_on_one = outputs()
+    finally:
+        fastconv.set_parallel_threshold(0)
+    for k, (a, b) in enumerate(zip(everything, small_on_one)):
+        assert a.tobytes() == b.tobytes(), f"output {k} differs"
+    for bad, error in ((-1, ValueError), (float("nan"), ValueError), (2e6, ValueError),
+                       ("1", TypeError), (True, TypeError)):
+        with pytest.raises(error, match="scale must be"):
+            fastconv.set_parallel_threshold(bad)
+    assert fastconv.get_parallel_threshold() == 0
+    code = "import fastconv; print(fastconv.get_parallel_threshold())"
+    out = run_python(["-c", code], env=python_env(FASTCONV_PARALLEL_THRESHOLD="0.25"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0.25"
+    out = run_python(["-c", code], env=python_env(FASTCONV_PARALLEL_THRESHOLD="many"))
+    assert out.returncode != 0
+    assert "FASTCONV_PARALLEL_THRESHOLD must be a number, got 'many'" in out.stderr
+    out = run_python(["-c", code], env=python_env(FASTCONV_PARALLEL_THRESHOLD=""))
+    assert out.stdout.strip() == "1.0"
+
+
 # ---- threads and paths ------------------------------------------------------
 
 BIG_CASES = [
