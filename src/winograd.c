@@ -380,10 +380,12 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         fc_fp_state fp = fc_fp_enter();
         float *v = ws + fc_thread_id() * per_thread;
         /* Rows of V past the last patch are read by the micro-kernel: keep
-         * them finite; the padding input must be zero. */
-        memset(v, 0, (size_t)per_thread * sizeof(float));
+         * them finite; the padding input must be zero. (M and the row
+         * pointers are written before they are read.) */
+        memset(v, 0, (size_t)(XI * ld_v) * sizeof(float));
         float *m = v + XI * ld_v;
-        const float *zeros = m + XI * ld_m;
+        float *zeros = m + XI * ld_m;
+        memset(zeros, 0, (size_t)c * sizeof(float));
         const float **rows_a = (const float **)(v + ptrs_at);
         ptrdiff_t *offsets = (ptrdiff_t *)(rows_a + n_ptrs);
         float *crow[FC_MR_MAX];
