@@ -8,6 +8,8 @@ share is in each result's ``extra_info``.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import time
 
 import numpy as np
@@ -90,3 +92,25 @@ def test_mnist_cnn_train_step(benchmark, monkeypatch):
         kernel_share=round(share, 3),
         step_ms=round(1e3 * total / rounds, 2),
     )
+
+
+def test_profile_script_times_every_layer(capsys):
+    """benchmarks/profile_train_step.py's table gives each layer its backward
+    time, also where the model takes a ReLU layer's gradient from the max
+    pooling above it (those two layers' `backward` is not called then)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profile_train_step.py")
+    spec = importlib.util.spec_from_file_location("profile_train_step", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    threads = str(fastconv.get_num_threads())  # main() sets it: keep the suite's
+    assert script.main(["--model", "keras-cnn", "--steps", "2", "--batch-size", "32",
+                        "--threads", threads, "--cprofile", "3"]) == 0
+    rows = []  # (layer type, forward ms, backward ms), bottom to top
+    for line in capsys.readouterr().out.splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[3] == "/" and parts[5] == "ms":
+            rows.append((parts[1], float(parts[2]), float(parts[4])))
+    assert [kind for kind, _, _ in rows] == ["Conv2D", "Conv2D", "MaxPooling2D", "Dropout",
+                                             "Flatten", "Dense", "Dropout", "Dense"]
+    for i in (0, 1, 2, 5):  # the layers of tens of microseconds and more
+        assert rows[i][1] > 0 and rows[i][2] > 0, rows[i]
