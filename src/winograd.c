@@ -349,7 +349,8 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
      * place, up to a whole last sliver: run is a multiple of MR); M: the
      * tiles' products; then c zeros; then the row pointers and the offsets
      * they are made from. */
-    const ptrdiff_t ld_v = (pieces == 1 ? run : imgs * eh * ew) * c, ld_m = max_count * f;
+    const ptrdiff_t ld_v = fc_position_stride((pieces == 1 ? run : imgs * eh * ew) * c);
+    const ptrdiff_t ld_m = fc_position_stride(max_count * f);
     const ptrdiff_t n_ptrs = fc_round_up(max_count, MR) * pieces;
     const ptrdiff_t ptrs_at = fc_round_up(XI * ld_v + XI * ld_m + c, FC_ALIGN_FLOATS); /* aligned for pointers */
     const ptrdiff_t per_thread = fc_thread_stride(
@@ -569,7 +570,8 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)(s_floats * sizeof(float)));
     chunks = fc_max(chunks, 1);
     /* A sliver past the last channel reads up to MR - 1 floats beyond V. */
-    const ptrdiff_t ld_v = block * depth + MR, ld_z = f_pad * block;
+    const ptrdiff_t ld_v = fc_position_stride(block * depth + MR);
+    const ptrdiff_t ld_z = fc_position_stride(f_pad * block);
     const ptrdiff_t per_thread = fc_thread_stride(positions * (ld_v + ld_z) + fc_max(c, f));
     const int threads = (int)fc_min(n_threads, chunks);
 

@@ -329,7 +329,7 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     const ptrdiff_t n_blocks = fc_ceil_div(tiles, run);
     /* Per thread: V (the micro-kernel reads its rows in place, up to a whole
      * last sliver), M, c zeros (the padding's pixels), an edge tile. */
-    const ptrdiff_t ld_v = run * c, ld_m = run * f;
+    const ptrdiff_t ld_v = fc_position_stride(run * c), ld_m = fc_position_stride(run * f);
     const ptrdiff_t per_thread = fc_thread_stride(XI * (ld_v + ld_m) + c + 16 * f);
     const int threads = (int)fc_min(n_threads, n_blocks);
     /* U's panels, then the bias (zeros without one). */
