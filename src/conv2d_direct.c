@@ -268,6 +268,9 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
     n_threads = fc_threads_for(fc_conv_macs(d) * passes, FC_GRAIN_DIRECT, n_threads);
     const patch_geometry pg = patch_geometry_of(d);
     const spread_geometry sg = spread_geometry_of(d, nb);
+    /* The weight gradient reads dy in place when every block of filters is
+     * whole, or half (read one vector a pixel); else its rows zero-padded. */
+    const int whole_blocks = f % nb == 0 || f % nb == nb / 2;
     const ptrdiff_t fp = sg.fp, row_floats = sg.width * fp;
     /* Chunks of dy rows. With dw they are its partial sums, fixed by the shape
      * (about FC_WGRAD_CHUNK_ROWS pixels each); dx alone takes runs of rows,
@@ -316,7 +319,7 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
                      * zero-padded to whole blocks; else from dy itself. */
                     const float *dyrow = dy + r * d->wo * f;
                     ptrdiff_t lddy = f;
-                    if (dx || f % nb != 0) {
+                    if (dx || !whole_blocks) {
                         dyrow = spread_of(d, &sg, dy, img, oh, ring) + (d->kw - 1) * d->dw * fp;
                         lddy = d->sw * fp;
                     }
@@ -331,7 +334,8 @@ int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const
                     for (ptrdiff_t bi = 0; bi < blocks; ++bi)
                         ks->weight_row(patch, pg.step, pg.off, k, dyrow + bi * nb, lddy, d->wo,
                                        acc + bi * nb * k, acc + blocks * nb * k + bi * nb,
-                                       bi == 0 ? pf : NULL, f * (ptrdiff_t)sizeof(float));
+                                       bi == 0 ? pf : NULL, f * (ptrdiff_t)sizeof(float),
+                                       (int)fc_min(nb, f - bi * nb));
                 }
                 if (dx)
                     for (ptrdiff_t row = first_dx_row_after(d, r); row < first_dx_row_after(d, r + 1);

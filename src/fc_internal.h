@@ -396,12 +396,14 @@ typedef struct {
                         const float *wp, const float *bias, int relu, ptrdiff_t count,
                         float *y, ptrdiff_t ldy, int nb_valid);
     /* Accumulates acc[t*nb + j] += sum_{o<count} patch[off[t] + o*step] * dy[o*lddy + j]
-     * for t < k, j < nb, and db[j] += sum_o dy[o*lddy + j] when db is not NULL.
-     * With pf (else NULL), count pixels pf_step bytes apart from pf (the next
-     * dy row) are fetched into cache meanwhile, a pixel per dy pixel read. */
+     * for t < k, j < nb, and db[j] += sum_o dy[o*lddy + j] when db is not NULL;
+     * with nb_valid <= nb / 2, only for j < nb / 2, and dy's floats past
+     * those are not read. With pf (else NULL), count pixels pf_step bytes
+     * apart from pf (the next dy row) are fetched into cache meanwhile, a
+     * pixel per dy pixel read. */
     void (*weight_row)(const float *patch, ptrdiff_t step, const ptrdiff_t *off, ptrdiff_t k,
                        const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, float *db,
-                       const char *pf, ptrdiff_t pf_step);
+                       const char *pf, ptrdiff_t pf_step, int nb_valid);
     /* Overwrites dx[iw*c + ci] for iw < width, ci < c with the sum over taps
      * t < taps of the dot products of dy[t][iw*fp + j] and w[t][ci*fp + j]
      * over j < fp (fp a multiple of nb): dy[t] a zero-padded row of dy as tap

@@ -738,15 +738,19 @@ def test_direct_backward_input_with_an_infinite_weight(simd_path, stride, paddin
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("filters", [40, 48, 16, 8, 5])
 @pytest.mark.parametrize("stride,padding", [(1, "valid"), (1, "same"), (2, 1)])
-def test_direct_forward_every_row_width(simd_path, stride, padding):
+def test_direct_every_row_width(simd_path, stride, padding, filters):
     """The direct forward splits each output row into register tiles of up to
-    14 pixels: every width up to 31 takes a different split (and a width past
-    two tiles, a third); 40 filters leave a partial block, relu is fused."""
+    14 pixels of a block of two vectors of filters, or 28 pixels of a block
+    of one vector (16 filters on AVX-512, 8 on AVX2, 1 on the portable path):
+    every width up to 61 takes a different split. 40 and 5 filters leave a
+    partial block, 48 a half one (AVX-512), relu is fused. The weight
+    gradient takes a half block's taps in one vector too."""
     rng = np.random.default_rng(11)
-    w = rng.standard_normal((3, 3, 1, 40)).astype(np.float32)
-    b = rng.standard_normal(40).astype(np.float32)
-    for width in range(3, 34):
+    w = rng.standard_normal((3, 3, 1, filters)).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    for width in range(3, 62):
         x = rng.standard_normal((2, 5, width, 1)).astype(np.float32)
         for activation in (None, "relu"):
             y = ops.conv2d(x, w, b, stride=stride, padding=padding, activation=activation)
@@ -754,6 +758,12 @@ def test_direct_forward_every_row_width(simd_path, stride, padding):
             if activation == "relu":
                 want = np.maximum(want, 0.0)
             assert_close(y, want)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        _, dw, db = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding, input_grad=False)
+        _, want_dw, want_db = reference.conv2d_backward(f64(dy), f64(x), f64(w), stride=stride,
+                                                        padding=padding)
+        assert_close(dw, want_dw)
+        assert_close(db, want_db)
 
 
 def test_kernels_restore_the_callers_denormal_handling():
