@@ -50,8 +50,10 @@
 #define FC_AVX512_MC 144
 #define FC_AVX512_KC 128
 #define FC_AVX512_NC 4096
-/* AVX-512's set for products at most 32 columns wide: half the tile. */
+/* AVX-512's set for products at most 32 columns wide: half the tile; and
+ * its own narrow set, for at most 16: one vector. */
 #define FC_AVX512_NARROW_NR 32
+#define FC_AVX512_SINGLE_NR 16
 
 /* A GEMM on several threads packs all of B's depth at once when K x NC
  * floats are at most FC_GEMM_WHOLE_B_FLOATS (512 KiB, half an L2), or at most
@@ -201,13 +203,15 @@ typedef struct fc_kernel_set_ {
 /* The set chosen by fc_simd_select (or the best available). */
 const fc_kernel_set *fc_kernels(void);
 
-/* The set of fc_kernels() for a product n columns wide: its narrow set where
- * n fits that. Whatever packs B panels and whatever multiplies them use the
- * set this returns for the same n. */
+/* The set of fc_kernels() for a product n columns wide: the narrowest of
+ * its chain of narrow sets that n fits. Whatever packs B panels and whatever
+ * multiplies them use the set this returns for the same n. */
 static inline const fc_kernel_set *fc_kernels_for(ptrdiff_t n)
 {
     const fc_kernel_set *ks = fc_kernels();
-    return ks->narrow && n <= ks->narrow()->nr ? ks->narrow() : ks;
+    while (ks->narrow && n <= ks->narrow()->nr)
+        ks = ks->narrow();
+    return ks;
 }
 
 /* The nominal depth block of set ks on this CPU: ks->kc scaled with the
@@ -225,6 +229,7 @@ const fc_kernel_set *fc_kernels_avx2(void);
 #ifdef FC_HAVE_AVX512
 const fc_kernel_set *fc_kernels_avx512(void);
 const fc_kernel_set *fc_kernels_avx512_narrow(void);
+const fc_kernel_set *fc_kernels_avx512_single(void);
 #endif
 
 /* Applies the epilogue to an MR_MAX x NR_MAX accumulator tile held in memory

@@ -1,9 +1,10 @@
 /* The SIMD micro-kernel and peak probe, written once for any vector width.
  * Included by one file per kernel set (gemm_kernels_avx2.c,
- * gemm_kernels_avx512.c, gemm_kernels_avx512_narrow.c), which first includes
+ * gemm_kernels_avx512.c, gemm_kernels_avx512_narrow.c,
+ * gemm_kernels_avx512_single.c), which first includes
  * its ISA's vector vocabulary (simd_avx2.h, simd_avx512.h: VEC, VW, V_LOADU,
  * V_FMA, ...) and defines:
- *   MR, NR       the tile: MR must be 6, NR 2 or 4 vectors of VW floats
+ *   MR, NR       the tile: MR must be 6, NR 1, 2 or 4 vectors of VW floats
  *   KERNEL_NAME  the kernel set's name, SET_FN the function returning it,
  *   MC, KC, NC   its block sizes,
  *   NARROW_FN    optionally, the function returning its narrow set.
@@ -13,10 +14,12 @@
  * 12 or more, enough independent chains to fill two FMA pipes of latency
  * 4-5 (Haswell to Zen 4, Skylake-X). A tile of 2 vectors is 6 x 16 in AVX2's
  * 16 registers; AVX-512's 32 hold 6 x 64 (24 accumulators, 4 of B, 1 of A).
- * A panel with at most half the tile's columns valid takes only the first
- * half of the tile's vectors. */
+ * A tile of one vector has only 6 chains, which hold the pipes three
+ * quarters busy: it serves products of one vector's columns, where two
+ * would multiply as many zeros. A panel with at most half the tile's
+ * columns valid takes only the first half of the tile's vectors. */
 
-/* NV vectors across the tile: 2 or 4. */
+/* NV vectors across the tile: 1, 2 or 4. */
 #define NV (NR / VW)
 
 /* The accumulators are named variables, not an array: an array of vectors
@@ -28,7 +31,7 @@
     const int from_bias = !ep->accumulate && ep->bias && ep->mr == MR            \
                           && ep->nr == nv * VW;                                   \
     const VEC init0 = from_bias ? V_LOADU(ep->bias) : V_ZERO();                   \
-    const VEC init1 = from_bias ? V_LOADU(ep->bias + VW) : V_ZERO();              \
+    const VEC init1 = from_bias && nv > 1 ? V_LOADU(ep->bias + VW) : V_ZERO();    \
     const VEC init2 = from_bias && nv > 2 ? V_LOADU(ep->bias + 2 * VW) : V_ZERO(); \
     const VEC init3 = from_bias && nv > 2 ? V_LOADU(ep->bias + 3 * VW) : V_ZERO(); \
     VEC c00 = init0, c01 = init1, c02 = init2, c03 = init3;                       \
@@ -43,7 +46,8 @@
     do {                                                                          \
         const VEC ai = V_SET1(a##i[(p) * (cs)]);                                  \
         c##i##0 = V_FMA(ai, b0, c##i##0);                                         \
-        c##i##1 = V_FMA(ai, b1, c##i##1);                                         \
+        if (nv > 1)                                                               \
+            c##i##1 = V_FMA(ai, b1, c##i##1);                                     \
         if (nv > 2) {                                                             \
             c##i##2 = V_FMA(ai, b2, c##i##2);                                     \
             c##i##3 = V_FMA(ai, b3, c##i##3);                                     \
@@ -55,7 +59,7 @@
  * advances past the row it used. */
 #define TILE_STEP(p, cs)                                                          \
     do {                                                                          \
-        const VEC b0 = V_LOADU(b), b1 = V_LOADU(b + VW);                          \
+        const VEC b0 = V_LOADU(b), b1 = nv > 1 ? V_LOADU(b + VW) : b0;            \
         const VEC b2 = nv > 2 ? V_LOADU(b + 2 * VW) : b0;                         \
         const VEC b3 = nv > 2 ? V_LOADU(b + 3 * VW) : b1;                         \
         ROW_STEP(0, p, cs); ROW_STEP(1, p, cs); ROW_STEP(2, p, cs);               \
@@ -117,21 +121,24 @@ static inline __attribute__((always_inline)) void
 store_row(const int nv, float *c, VEC v0, VEC v1, VEC v2, VEC v3, const fc_tile_epilogue *ep)
 {
     v0 = epilogue(v0, c, 0, ep);
-    v1 = epilogue(v1, c, 1, ep);
+    if (nv > 1)
+        v1 = epilogue(v1, c, 1, ep);
     if (nv > 2) {
         v2 = epilogue(v2, c, 2, ep);
         v3 = epilogue(v3, c, 3, ep);
     }
     if (ep->stream && ((uintptr_t)c & 63) == 0) {
         V_STREAM(c, v0);
-        V_STREAM(c + VW, v1);
+        if (nv > 1)
+            V_STREAM(c + VW, v1);
         if (nv > 2) {
             V_STREAM(c + 2 * VW, v2);
             V_STREAM(c + 3 * VW, v3);
         }
     } else {
         V_STOREU(c, v0);
-        V_STOREU(c + VW, v1);
+        if (nv > 1)
+            V_STOREU(c + VW, v1);
         if (nv > 2) {
             V_STOREU(c + 2 * VW, v2);
             V_STOREU(c + 3 * VW, v3);
@@ -167,7 +174,8 @@ store_row_part(int n, float *c, VEC v0, VEC v1, VEC v2, VEC v3, const fc_tile_ep
 #define SPILL_ROW(i)                                                              \
     do {                                                                          \
         V_STOREU(tile + i * FC_NR_MAX, c##i##0);                                  \
-        V_STOREU(tile + i * FC_NR_MAX + VW, c##i##1);                             \
+        if (nv > 1)                                                               \
+            V_STOREU(tile + i * FC_NR_MAX + VW, c##i##1);                         \
         if (nv > 2) {                                                             \
             V_STOREU(tile + i * FC_NR_MAX + 2 * VW, c##i##2);                     \
             V_STOREU(tile + i * FC_NR_MAX + 3 * VW, c##i##3);                     \

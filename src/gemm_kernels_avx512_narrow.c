@@ -12,5 +12,6 @@
 #define NC FC_AVX512_NC
 #define KERNEL_NAME "avx512-narrow"
 #define SET_FN fc_kernels_avx512_narrow
+#define NARROW_FN fc_kernels_avx512_single
 
 #include "gemm_kernel_simd.h"

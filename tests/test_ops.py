@@ -322,20 +322,21 @@ def test_matmul_large_blocks(simd_path):
     assert_close(ops.matmul(a, b), f64(a) @ f64(b))
 
 
-@pytest.mark.parametrize("n", [16, 32, 33, 64, 96, 160])
+@pytest.mark.parametrize("n", [1, 8, 15, 16, 17, 32, 33, 64, 96, 160])
 def test_products_as_wide_as_each_register_tile(simd_path, n):
-    """Widths at and around the register tiles (AVX-512: a 6 x 32 set for
-    products up to 32 columns, else 6 x 64, whose last panel may fill only
-    half of it): plain, 1x1 (in place) and strided (taps read through row
-    pointers) products, on 1 and 2 threads."""
+    """Widths at and around the register tiles (AVX-512: a 6 x 16 set for
+    products up to 16 columns, 6 x 32 up to 32, else 6 x 64, whose last panel
+    may fill only half of it): plain, 1x1 (in place) and strided (taps read
+    through row pointers) products, on 1 and 2 threads, and a Winograd layer
+    whose backward-input pass is a product onto its 16 input channels."""
     rng = np.random.default_rng(n)
     a = rng.standard_normal((150, 70)).astype(np.float32)
     b = rng.standard_normal((70, n)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
     for threads in (1, 2):
         assert_close(ops.matmul(a, b, n_threads=threads), f64(a) @ f64(b))
-    x = rng.standard_normal((2, 9, 11, 24)).astype(np.float32)
-    for w_shape, stride in (((1, 1, 24, n), 1), ((3, 3, 24, n), 2)):
+    for w_shape, stride in (((1, 1, 24, n), 1), ((3, 3, 24, n), 2), ((3, 3, 16, n), 1)):
+        x = rng.standard_normal((2, 9, 11, w_shape[2])).astype(np.float32)
         w = rng.standard_normal(w_shape).astype(np.float32)
         y = ops.conv2d(x, w, bias, stride=stride, padding="same", activation="relu")
         want = reference.conv2d(f64(x), f64(w), f64(bias), stride=stride, padding="same")
