@@ -30,7 +30,8 @@ def default_num_threads():
 
 
 def _check_threads(value, str name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if type(value) is not int and (isinstance(value, bool)
+                                   or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
@@ -212,6 +213,8 @@ cdef tuple _ints(object values, Py_ssize_t count, str name):
     if not isinstance(values, tuple) or len(values) != count:
         raise ValueError(f"{name} must be a tuple of {count} ints, got {values!r}")
     for v in values:
+        if type(v) is int:  # the usual case, without the slow ABC check
+            continue
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise TypeError(f"{name} must hold ints, got {values!r}")
     return tuple(int(v) for v in values)
