@@ -244,38 +244,12 @@ static void weight_row(const float *patch, ptrdiff_t step, const ptrdiff_t *off,
                        const float *dy, ptrdiff_t lddy, ptrdiff_t count, float *acc, float *db,
                        const char *pf, ptrdiff_t pf_step, int nb_valid)
 {
-    if (nb_valid <= VW) {
-        const ptrdiff_t groups = (k + HALF_WTILE - 1) / HALF_WTILE;
-        for (ptrdiff_t gi = 0, t = 0; gi < groups; ++gi) {
-            const ptrdiff_t t1 = (gi + 1) * k / groups;
-            const char *p = gi == 0 ? pf : NULL;
-            float *sums = gi == 0 ? db : NULL;
-            const ptrdiff_t *ot = off + t;
-            float *at = acc + t * NB;
-            switch (t1 - t) {
-/* (Cases past HALF_WTILE never run; capped, they stay within the arrays.) */
-#define HALF_TAPS_CASE(G)                                                         \
-    case G:                                                                       \
-        weight_taps_half((G) < HALF_WTILE ? (G) : HALF_WTILE, patch, step, ot, dy, lddy, count, \
-                         at, sums, p, pf_step);                                   \
-        break;
-            HALF_TAPS_CASE(1) HALF_TAPS_CASE(2) HALF_TAPS_CASE(3) HALF_TAPS_CASE(4)
-            HALF_TAPS_CASE(5) HALF_TAPS_CASE(6) HALF_TAPS_CASE(7) HALF_TAPS_CASE(8)
-            HALF_TAPS_CASE(9) HALF_TAPS_CASE(10) HALF_TAPS_CASE(11) HALF_TAPS_CASE(12)
-            HALF_TAPS_CASE(13) HALF_TAPS_CASE(14) HALF_TAPS_CASE(15) HALF_TAPS_CASE(16)
-            HALF_TAPS_CASE(17)
-#undef HALF_TAPS_CASE
-            default:
-                weight_taps_half(HALF_WTILE, patch, step, ot, dy, lddy, count, at, sums, p,
-                                 pf_step);
-            }
-            t = t1;
-        }
-        return;
-    }
-    /* Groups of taps as equal as WTILE allows (25 taps: 9, 8, 8), the first
-     * also summing db and fetching the next row. */
-    const ptrdiff_t groups = (k + WTILE - 1) / WTILE;
+    /* Groups of taps as equal as the registers allow (25 taps: 9, 8, 8; a
+     * half block's 25: 13, 12), the first also summing db and fetching the
+     * next row. */
+    const int half = nb_valid <= VW;
+    const ptrdiff_t most = half ? HALF_WTILE : WTILE;
+    const ptrdiff_t groups = (k + most - 1) / most;
     for (ptrdiff_t gi = 0, t = 0; gi < groups; ++gi) {
         const ptrdiff_t t1 = (gi + 1) * k / groups;
         const char *p = gi == 0 ? pf : NULL;
@@ -283,16 +257,29 @@ static void weight_row(const float *patch, ptrdiff_t step, const ptrdiff_t *off,
         const ptrdiff_t *ot = off + t;
         float *at = acc + t * NB;
         switch (t1 - t) {
-/* (Cases past WTILE never run; capped, they stay within the arrays.) */
+/* (Cases past a variant's most taps never run for it; capped, they stay
+ * within the arrays.) */
 #define WEIGHT_TAPS_CASE(G)                                                       \
     case G:                                                                       \
-        weight_taps((G) < WTILE ? (G) : WTILE, patch, step, ot, dy, lddy, count, at, sums, p, \
-                    pf_step);                                                     \
+        if (half)                                                                 \
+            weight_taps_half((G) < HALF_WTILE ? (G) : HALF_WTILE, patch, step, ot, dy, lddy, \
+                             count, at, sums, p, pf_step);                        \
+        else                                                                      \
+            weight_taps((G) < WTILE ? (G) : WTILE, patch, step, ot, dy, lddy, count, at, sums, \
+                        p, pf_step);                                              \
         break;
         WEIGHT_TAPS_CASE(1) WEIGHT_TAPS_CASE(2) WEIGHT_TAPS_CASE(3) WEIGHT_TAPS_CASE(4)
         WEIGHT_TAPS_CASE(5) WEIGHT_TAPS_CASE(6) WEIGHT_TAPS_CASE(7) WEIGHT_TAPS_CASE(8)
+        WEIGHT_TAPS_CASE(9) WEIGHT_TAPS_CASE(10) WEIGHT_TAPS_CASE(11) WEIGHT_TAPS_CASE(12)
+        WEIGHT_TAPS_CASE(13) WEIGHT_TAPS_CASE(14) WEIGHT_TAPS_CASE(15) WEIGHT_TAPS_CASE(16)
+        WEIGHT_TAPS_CASE(17)
 #undef WEIGHT_TAPS_CASE
-        default: weight_taps(WTILE, patch, step, ot, dy, lddy, count, at, sums, p, pf_step); break;
+        default:
+            if (half)
+                weight_taps_half(HALF_WTILE, patch, step, ot, dy, lddy, count, at, sums, p,
+                                 pf_step);
+            else
+                weight_taps(WTILE, patch, step, ot, dy, lddy, count, at, sums, p, pf_step);
         }
         t = t1;
     }
