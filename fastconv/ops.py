@@ -150,12 +150,16 @@ def conv2d_backward(
     padding="valid",
     dilation=1,
     input_grad: bool = True,
+    relu: bool = False,
     n_threads: int | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of ``sum(conv2d(x, w, b) * dy)``.
 
     ``input_grad=False`` skips dx (returned as None): a network's first layer
-    never needs it.
+    never needs it. With ``relu=True``, x is a ReLU's output ``relu(z)`` and
+    dx is the gradient with respect to ``z`` instead, ``relu_backward(dx, x)``,
+    in the pass that writes dx where the method allows (3x3 and 5x5 layers of
+    16 or more channels).
 
     Returns
     -------
@@ -169,7 +173,7 @@ def conv2d_backward(
     w = _as_f32(w, "w")
     g, params = _conv_params(x.shape, w.shape, stride, padding, dilation)
     _check_dy(dy, g.y_shape)
-    return _kernels.conv2d_backward(dy, x, w, params, input_grad, n_threads)
+    return _kernels.conv2d_backward(dy, x, w, params, input_grad, n_threads, bool(relu))
 
 
 def _pool_forward(kind, x, pool_size, strides, padding, n_threads):

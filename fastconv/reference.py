@@ -164,6 +164,7 @@ def conv2d_backward(
     padding="valid",
     dilation=1,
     input_grad: bool = True,
+    relu: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of ``sum(conv2d(x, w, b, ...) * dy)`` with respect to x, w and b.
 
@@ -179,6 +180,9 @@ def conv2d_backward(
         As given to `conv2d`.
     input_grad : bool, default True
         False skips dx and returns None in its place.
+    relu : bool, default False
+        ``x`` is a ReLU's output ``relu(z)``: dx is the gradient with respect
+        to ``z`` instead, ``relu_backward(dx, x)``.
 
     Returns
     -------
@@ -207,7 +211,10 @@ def conv2d_backward(
             dw[ki, kj] = np.tensordot(xp[tap], dy, axes=([0, 1, 2], [0, 1, 2]))
             dxp[tap] += np.tensordot(dy, w[ki, kj], axes=([3], [1]))
     db = dy.sum(axis=(0, 1, 2))
-    return (_crop(dxp, g) if input_grad else None), dw, db
+    if not input_grad:
+        return None, dw, db
+    dx = _crop(dxp, g)
+    return (relu_backward(dx, x, out=dx) if relu else dx), dw, db
 
 
 def max_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> np.ndarray:

@@ -386,11 +386,13 @@ def conv2d_backward_weight(const float[:, :, :, ::1] x, const float[:, :, :, ::1
 
 def conv2d_backward(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] x,
                     const float[:, :, :, ::1] w, tuple params, bint input_grad=True,
-                    n_threads=None):
-    """(dx, dw, db) for conv2d_forward, dx None unless input_grad."""
+                    n_threads=None, bint relu=False):
+    """(dx, dw, db) for conv2d_forward, dx None unless input_grad. With relu,
+    x is a ReLU's output and dx is taken through that ReLU (0 where x <= 0)."""
     if not input_grad:
         return (None,) + conv2d_backward_weight(x, dy, _shape4(w), params, n_threads)
     cdef fc_conv2d_desc d = _conv_desc(_shape4(x), _shape4(w), params)
+    d.relu = relu
     _expect(_shape4(dy), (d.n, d.ho, d.wo, d.f), "dy")
     cdef int nt = _resolve_threads(n_threads)
     dx_out = _empty((d.n, d.h, d.w, d.c))

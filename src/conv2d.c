@@ -319,7 +319,7 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
         return fc_gemm_f32(&g, x, w, b, y, n_threads);
     }
     if (fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF))
-        return fc_conv2d_winograd_6x6_f32(d, x, w, 0, b, y, n_threads);
+        return fc_conv2d_winograd_6x6_f32(d, x, w, 0, b, NULL, y, n_threads);
     if (fc_winograd_applies(d))
         return fc_conv2d_winograd_f32(d, x, w, 0, b, y, n_threads);
     if (fc_direct_applies(d))
@@ -434,8 +434,10 @@ static int all_finite(const float *a, ptrdiff_t count)
     return 1;
 }
 
-int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
-                                 const float *w, float *dx, int n_threads)
+/* dx; with mask, *masked set where the pass itself zeroed dx where the
+ * mask is not positive (the 6x6 Winograd output transform does it). */
+static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const float *w,
+                               const float *mask, float *dx, int n_threads, int *masked)
 {
     const ptrdiff_t taps = d->kh * d->kw, c = d->c, f = d->f;
     if (d->n == 0 || c == 0 || d->h == 0 || d->w == 0)
@@ -460,10 +462,12 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
                                   d->kh - 1 - d->pt, d->kh - 1 - d->pb,
                                   d->kw - 1 - d->pl, d->kw - 1 - d->pr, d->h, d->w, 0};
         if (fc_winograd_applies(d) && fc_winograd_applies(&t)
-            && fc_min(fc_min(t.pt, t.pb), fc_min(t.pl, t.pr)) >= 0)
-            return fc_winograd_6x6_applies(&t, FC_WINOGRAD_6X6_MAX_CF)
-                       ? fc_conv2d_winograd_6x6_f32(&t, dy, w, 1, NULL, dx, n_threads)
-                       : fc_conv2d_winograd_f32(&t, dy, w, 1, NULL, dx, n_threads);
+            && fc_min(fc_min(t.pt, t.pb), fc_min(t.pl, t.pr)) >= 0) {
+            if (!fc_winograd_6x6_applies(&t, FC_WINOGRAD_6X6_MAX_CF))
+                return fc_conv2d_winograd_f32(&t, dy, w, 1, NULL, dx, n_threads);
+            *masked = mask != NULL;
+            return fc_conv2d_winograd_6x6_f32(&t, dy, w, 1, NULL, mask, dx, n_threads);
+        }
     }
     /* w transposed per tap to (f, c) rows: the GEMM's B for each phase. */
     float *wt = fc_aligned_alloc((size_t)(taps * f * c) * sizeof(float));
@@ -536,6 +540,26 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
     fc_aligned_free(scratch);
     fc_aligned_free(zeros);
     return status;
+}
+
+/* dx, and with mask (x, when it is a ReLU's output) the gradient of that
+ * ReLU's input: 0 where the mask is not positive, in the pass that writes
+ * dx where it can (the Keras example's second convolution's backward and
+ * its input's ReLU, batch 128: 9.24 -> 8.87 ms), else in one after it. */
+static int backward_input(const fc_conv2d_desc *d, const float *dy, const float *w,
+                          const float *mask, float *dx, int n_threads)
+{
+    int masked = 0;
+    const int status = backward_input_pass(d, dy, w, mask, dx, n_threads, &masked);
+    if (status != FC_OK || !mask || masked)
+        return status;
+    return fc_relu_backward_f32(d->n * d->h * d->w * d->c, dx, mask, dx, n_threads);
+}
+
+int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
+                                 const float *w, float *dx, int n_threads)
+{
+    return backward_input(d, dy, w, NULL, dx, n_threads);
 }
 
 /* Sum of dy's rows [r0, r1) into db (f values), in row order. */
@@ -699,10 +723,15 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
 int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
                            const float *w, float *dx, float *dw, float *db, int n_threads)
 {
+    const float *mask = d->relu ? x : NULL;
     /* The direct kernels take both gradients from one pass over dy (not with
-     * an infinite weight: see fc_conv2d_backward_input_f32). */
-    if (dx && fc_direct_applies(d) && all_finite(w, d->kh * d->kw * d->c * d->f))
-        return fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db, n_threads);
-    const int status = dx ? fc_conv2d_backward_input_f32(d, dy, w, dx, n_threads) : FC_OK;
+     * an infinite weight: see backward_input_pass). */
+    if (dx && fc_direct_applies(d) && all_finite(w, d->kh * d->kw * d->c * d->f)) {
+        const int status = fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db, n_threads);
+        if (status != FC_OK || !mask)
+            return status;
+        return fc_relu_backward_f32(d->n * d->h * d->w * d->c, dx, mask, dx, n_threads);
+    }
+    const int status = dx ? backward_input(d, dy, w, mask, dx, n_threads) : FC_OK;
     return status != FC_OK ? status : fc_conv2d_backward_weight_f32(d, x, dy, dw, db, n_threads);
 }

@@ -115,7 +115,10 @@ typedef struct {
     ptrdiff_t dh, dw;       /* dilations */
     ptrdiff_t pt, pb, pl, pr; /* zero padding: top, bottom, left, right */
     ptrdiff_t ho, wo;       /* output */
-    int relu;               /* forward only: apply ReLU after the bias */
+    int relu;               /* forward: apply ReLU after the bias; backward
+                             * (fc_conv2d_backward_f32): x is a ReLU's output,
+                             * and dx is taken through that ReLU too (zero
+                             * where x is not positive) */
 } fc_conv2d_desc;
 
 /* y (n, ho, wo, f) = conv(x, w) + b, then ReLU if d->relu. Overwrites y.
@@ -136,7 +139,8 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                   int n_threads);
 
 /* Both: the two calls above, or one pass over dy where that is faster.
- * dx may be NULL (not wanted), and db. */
+ * dx may be NULL (not wanted), and db. With d->relu, dx is
+ * fc_relu_backward_f32 of the input gradient with x as the ReLU's output. */
 int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x,
                            const float *dy, const float *w, float *dx,
                            float *dw, float *db, int n_threads);

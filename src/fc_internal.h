@@ -356,9 +356,11 @@ void fc_winograd_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff
  * channel-filter pairs, that winograd_6x6.c serves better: F(4x4, 3x3) or
  * F(2x2, 5x5). */
 int fc_winograd_6x6_applies(const fc_conv2d_desc *d, ptrdiff_t max_cf);
-/* As fc_conv2d_winograd_f32, on the 6x6 domain, for those layers. */
+/* As fc_conv2d_winograd_f32, on the 6x6 domain, for those layers; with mask
+ * (NULL, or an array of y's shape), y is 0 where the mask is not positive. */
 int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const float *w,
-                               int rotate, const float *b, float *y, int n_threads);
+                               int rotate, const float *b, const float *mask, float *y,
+                               int n_threads);
 /* winograd_6x6.c's transforms for the weight-gradient driver: V[xi][t][ch]
  * of tiles [t0, t0 + count) (positions ld floats apart); Z = A dy A^T of
  * those tiles as the GEMMs' B panels (kc tiles deep, nr wide), adding their

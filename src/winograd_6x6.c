@@ -238,11 +238,13 @@ FC_VECTOR_CLONES void fc_winograd_6x6_inputs(const fc_conv2d_desc *d, const floa
     } while (0)
 
 /* One whole tile's y = A^T m A + bias (ReLU), its M x M outputs ld_row floats
- * a row apart; M and relu are constants once inlined, so the filter loop has
- * no branches and vectorises. */
+ * a row apart; with mask (laid out as out), 0 where the mask is not
+ * positive (a ReLU's backward, as fc_relu_backward_f32). M, relu and MASKED
+ * are constants once inlined, so the filter loop has no branches and
+ * vectorises. */
 static inline __attribute__((always_inline)) void
-output_tile(const int M, const int relu, const float *in, ptrdiff_t ld_block, ptrdiff_t f,
-            const float *bias, float *out, ptrdiff_t ld_row)
+output_tile(const int M, const int relu, const int MASKED, const float *in, ptrdiff_t ld_block,
+            ptrdiff_t f, const float *bias, const float *mask, float *out, ptrdiff_t ld_row)
 {
     FC_OMP(omp simd)
     for (ptrdiff_t fo = 0; fo < f; ++fo) {
@@ -274,18 +276,22 @@ output_tile(const int M, const int relu, const float *in, ptrdiff_t ld_block, pt
                 float v = r[i][j] + bias[fo];
                 if (relu) /* a NaN stays NaN */
                     v = v < 0.0f ? 0.0f : v;
+                if (MASKED)
+                    v = mask[i * ld_row + j * f + fo] > 0.0f ? v : 0.0f;
                 out[i * ld_row + j * f + fo] = v;
             }
     }
 }
 
 /* y = A^T m A + bias (ReLU) for the block's tiles; m[xi][t][fo], bias f
- * floats. A tile cut by the image's far edge is written to `edge` (16 * f
- * floats) and its part inside the image copied. */
+ * floats; with mask (y's shape), 0 where it is not positive. A tile cut by
+ * the image's far edge is written to `edge` (16 * f floats) and its part
+ * inside the image copied (and masked). */
 FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const float *m,
                                                ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
                                                ptrdiff_t count, ptrdiff_t ld_block,
-                                               const float *bias, float *edge, float *y)
+                                               const float *bias, const float *mask, float *edge,
+                                               float *y)
 {
     const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w, ld_row = d->wo * f, mt = 7 - d->kh;
     for (ptrdiff_t t = 0; t < count; ++t) {
@@ -294,24 +300,38 @@ FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const fl
         const ptrdiff_t oh = mt * th, ow = mt * tw;
         const ptrdiff_t rows = fc_min(mt, d->ho - oh), cols = fc_min(mt, d->wo - ow);
         const float *in = m + t * f;
-        float *out = y + ((img * d->ho + oh) * d->wo + ow) * f;
+        const ptrdiff_t at = ((img * d->ho + oh) * d->wo + ow) * f;
+        float *out = y + at;
         const int whole = rows == mt && cols == mt;
         float *dst = whole ? out : edge;
         const ptrdiff_t ld = whole ? ld_row : mt * f;
-        switch ((mt == 4 ? 2 : 0) + (d->relu ? 1 : 0)) {
-        case 3: output_tile(4, 1, in, ld_block, f, bias, dst, ld); break;
-        case 2: output_tile(4, 0, in, ld_block, f, bias, dst, ld); break;
-        case 1: output_tile(2, 1, in, ld_block, f, bias, dst, ld); break;
-        default: output_tile(2, 0, in, ld_block, f, bias, dst, ld); break;
+        const float *mk = mask + (mask ? at : 0);
+        switch ((mt == 4 ? 4 : 0) + (d->relu ? 2 : 0) + (mask && whole ? 1 : 0)) {
+        case 7: output_tile(4, 1, 1, in, ld_block, f, bias, mk, dst, ld); break;
+        case 6: output_tile(4, 1, 0, in, ld_block, f, bias, mk, dst, ld); break;
+        case 5: output_tile(4, 0, 1, in, ld_block, f, bias, mk, dst, ld); break;
+        case 4: output_tile(4, 0, 0, in, ld_block, f, bias, mk, dst, ld); break;
+        case 3: output_tile(2, 1, 1, in, ld_block, f, bias, mk, dst, ld); break;
+        case 2: output_tile(2, 1, 0, in, ld_block, f, bias, mk, dst, ld); break;
+        case 1: output_tile(2, 0, 1, in, ld_block, f, bias, mk, dst, ld); break;
+        default: output_tile(2, 0, 0, in, ld_block, f, bias, mk, dst, ld); break;
         }
         if (!whole)
-            for (ptrdiff_t i = 0; i < rows; ++i)
-                memcpy(out + i * ld_row, edge + i * mt * f, (size_t)(cols * f) * sizeof(float));
+            for (ptrdiff_t i = 0; i < rows; ++i) {
+                float *o = out + i * ld_row;
+                const float *e = edge + i * mt * f, *mi = mk + i * ld_row;
+                if (mask)
+                    for (ptrdiff_t e_ = 0; e_ < cols * f; ++e_)
+                        o[e_] = mi[e_] > 0.0f ? e[e_] : 0.0f;
+                else
+                    memcpy(o, e, (size_t)(cols * f) * sizeof(float));
+            }
     }
 }
 
 int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const float *w,
-                               int rotate, const float *b, float *y, int n_threads)
+                               int rotate, const float *b, const float *mask, float *y,
+                               int n_threads)
 {
     const fc_kernel_set *ks = fc_kernels_for(d->f);
     const int MR = ks->mr, NR = ks->nr;
@@ -364,7 +384,7 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
             const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
             fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
             fc_winograd_products(XI, v, ld_v, c, up, f, count, mm, ld_m);
-            transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, edge, y);
+            transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, mask, edge, y);
         }
         fc_fp_leave(fp);
         fc_team_leave(&team);

@@ -250,6 +250,77 @@ def test_relu_under_max_pooling_trains_as_it_would_unfused(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_relu_under_a_convolution_trains_as_it_would_unfused(monkeypatch):
+    """A ReLU-activated layer under a Conv2D takes its gradient from the
+    convolution's backward (relu=True), also when the Conv2D's own gradient
+    came through max pooling's pass; the weights come out bit-identical to
+    running the ReLU's backward apart."""
+    def model(seed):
+        utils.set_random_seed(seed)
+        return Sequential([
+            layers.Input((12, 12, 16)),
+            layers.Conv2D(16, 3, activation="relu", padding="same"),
+            layers.Conv2D(16, 3, activation="relu", padding="same"),  # 6x6 Winograd dx
+            layers.Conv2D(16, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(2, activation="softmax"),
+        ])
+
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((40, 12, 12, 16)).astype(np.float32), rng.integers(0, 2, 40)
+    calls = []
+    kernels = backend.kernels()
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(kernels, name)
+
+        def conv2d_backward(self, *args, relu=False, **kwargs):
+            calls.append(relu)
+            return kernels.conv2d_backward(*args, relu=relu, **kwargs)
+
+    def trained():
+        m = model(9)
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m.fit(x, y, batch_size=20, epochs=2, verbose=0)
+        return m.get_weights()
+
+    monkeypatch.setattr(backend, "_current", Counting())
+    fused = trained()
+    assert calls.count(True) == 2 * calls.count(False)  # two of the three layers fused
+    monkeypatch.setattr(layers.Conv2D, "takes_relu_backward", False)
+    calls.clear()
+    apart = trained()
+    assert calls and not any(calls)
+    for a, b in zip(fused, apart):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gradients_through_a_relu_layer_under_a_convolution_in_float64():
+    """The convolution's input gradient taken through the ReLU below it,
+    against finite differences (the float64 reference kernels)."""
+    utils.set_random_seed(8)
+    kw = {"dtype": "float64"}
+    model = Sequential([
+        layers.Conv2D(3, 3, padding="same", activation="relu", input_shape=(6, 6, 2), **kw),
+        layers.Conv2D(3, 3, padding="same", **kw),
+        layers.Activation("relu", **kw),
+        layers.Conv2D(2, 3, **kw),
+        layers.Flatten(**kw),
+        layers.Dense(3, activation="softmax", **kw),
+    ])
+    model.compile(optimizers.SGD(1.0), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((4, 6, 6, 2)), rng.integers(0, 3, 4)
+    loss = losses.get("sparse_categorical_crossentropy")
+
+    def objective():
+        return loss(y, model._forward(x, training=True))
+
+    assert_sgd_step_is_minus_the_gradient(model, x, y, objective)
+
+
 @pytest.mark.parametrize("pooling", [layers.MaxPooling2D, layers.GlobalMaxPooling2D])
 def test_gradients_through_a_relu_layer_under_max_pooling_in_float64(pooling):
     """The fused ReLU-and-pooling backward against finite differences, with

@@ -183,6 +183,37 @@ def test_max_pool_backward_through_relu(case, ties):
     assert_close(fused, want)
 
 
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding", [
+    ((3, 13, 13, 32), (3, 3, 32, 64), 1, "same"),  # 6x6 Winograd: masked in its output pass
+    ((2, 11, 10, 16), (5, 5, 16, 24), 1, "valid"),  # 6x6 Winograd, 5x5, partial edge tiles
+    ((2, 8, 8, 128), (3, 3, 128, 256), 1, "same"),  # F(2x2, 3x3)
+    ((2, 10, 9, 3), (3, 3, 3, 8), 1, "same"),  # direct kernels
+    ((2, 12, 12, 24), (1, 1, 24, 40), 1, "valid"),  # pointwise GEMM
+    ((2, 15, 15, 24), (3, 3, 24, 40), 2, 1),  # strided: phase GEMMs
+    ((2, 9, 9, 5), (3, 3, 5, 6), 2, "same"),  # col2im
+])
+def test_conv_backward_through_relu(simd_path, x_shape, w_shape, stride, padding):
+    """relu=True is relu_backward(dx, x) (x a ReLU's output, with zeros, NaN
+    and an infinity) bitwise, on every backward-input path, and the weight
+    gradients are unchanged; the reference's within rounding."""
+    rng = np.random.default_rng(sum(x_shape))
+    x = np.maximum(rng.standard_normal(x_shape), 0.0).astype(np.float32)
+    x.flat[rng.integers(0, x.size, 4)] = [np.nan, np.inf, 0.0, -0.0]
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[:3]))).astype(np.float32)
+    args = dict(stride=stride, padding=padding)
+    dy = rng.standard_normal(ops.conv2d(x, w, **args).shape).astype(np.float32)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **args)
+    fused = ops.conv2d_backward(dy, x, w, relu=True, **args)
+    np.testing.assert_array_equal(fused[0], ops.relu_backward(dx, x))
+    np.testing.assert_array_equal(fused[1], dw)
+    np.testing.assert_array_equal(fused[2], db)
+    finite = np.where(np.isfinite(x), x, 0.0)  # the reference's float64 sums would spread NaN
+    want = reference.conv2d_backward(f64(dy), f64(finite), f64(w), relu=True, **args)[0]
+    got = ops.conv2d_backward(dy, finite.astype(np.float32), w, relu=True, **args)[0]
+    np.testing.assert_array_equal(got == 0, want == 0)
+    assert_close(got, want)
+
+
 @pytest.mark.parametrize("pool_size,strides,padding,hw", [
     ((2, 2), (3, 3), "valid", (8, 7)),  # gaps between windows, a leftover row and column
     ((2, 3), (2, 4), ((1, 0), (1, 2)), (7, 9)),  # padding clips the edge windows

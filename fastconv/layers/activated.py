@@ -51,20 +51,36 @@ class ActivatedLayer(Layer):
             self._z, self._y = z, self.activation(z)
         return self._y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    # Whether `backward_through_relu` and `backward_from_logits(dz,
+    # relu_input=True)` can take the gradient on through a ReLU whose output
+    # is this layer's input (Conv2D's can, in the pass that writes it).
+    takes_relu_backward = False
+
+    def _activation_backward(self, dy: np.ndarray) -> np.ndarray:
+        """``dL/dz`` from ``dL/dy``."""
         if self.fused_relu:
             # dy is ours to overwrite (see Layer.backward), which saves a
             # full-size temporary in every ReLU layer of every step.
             in_place = dy.dtype == self._y.dtype and dy.flags.c_contiguous and dy.flags.writeable
-            dz = backend.kernels().relu_backward(dy, self._y, out=dy if in_place else None)
-        else:
-            dz = self.activation.gradient(dy, self._z, self._y)
+            return backend.kernels().relu_backward(dy, self._y, out=dy if in_place else None)
+        return self.activation.gradient(dy, self._z, self._y)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self._backward_linear(self._activation_backward(dy))
+
+    def backward_from_logits(self, dz: np.ndarray, relu_input: bool = False) -> np.ndarray:
+        """Backward pass given ``dL/dz``, the gradient with respect to the
+        pre-activation, bypassing the activation's derivative. With
+        ``relu_input`` (where `takes_relu_backward`), this layer's input is a
+        ReLU's output and the result the gradient of that ReLU's input."""
+        if relu_input:
+            return self._backward_linear(dz, relu_input=True)
         return self._backward_linear(dz)
 
-    def backward_from_logits(self, dz: np.ndarray) -> np.ndarray:
-        """Backward pass given ``dL/dz``, the gradient with respect to the
-        pre-activation, bypassing the activation's derivative."""
-        return self._backward_linear(dz)
+    def backward_through_relu(self, dy: np.ndarray) -> np.ndarray:
+        """`backward`, taken on through the ReLU whose output this layer's
+        input is (where `takes_relu_backward`)."""
+        return self.backward_from_logits(self._activation_backward(dy), relu_input=True)
 
     def _backward_linear(self, dz: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -127,9 +127,15 @@ class Conv2D(ActivatedLayer):
         )
         return self._activate(z)
 
-    def _backward_linear(self, dz):
+    @property
+    def takes_relu_backward(self) -> bool:
+        return self.input_grad_needed
+
+    def _backward_linear(self, dz, relu_input=False):
+        # With relu_input, self._x is the ReLU's output that masks dx.
         dx, dw, db = backend.kernels().conv2d_backward(
-            dz, self._x, self.kernel.value, input_grad=self.input_grad_needed, **self._conv_args()
+            dz, self._x, self.kernel.value, input_grad=self.input_grad_needed,
+            relu=relu_input, **self._conv_args()
         )
         if self.trainable:
             self.kernel.grad = dw
