@@ -82,3 +82,5 @@ cdef extern from "fastconv.h" nogil:
     int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, float *m, float *v,
                            float *vhat, double lr_t, double beta_1, double beta_2,
                            double epsilon, int n_threads)
+    int fc_adadelta_update_f32(ptrdiff_t n, float *w, const float *g, float *acc, float *acc_u,
+                               double lr, double rho, double epsilon, int n_threads)

@@ -550,3 +550,23 @@ def adam_update(float[::1] w, const float[::1] g, float[::1] m, float[::1] v, vh
         status = fc_adam_update_f32(n, w_p, g_p, m_p, v_p, vhat_p, lr_t, beta_1, beta_2,
                                     epsilon, nt)
     _check(status)
+
+
+# ---- Adadelta ---------------------------------------------------------------
+
+def adadelta_update(float[::1] w, const float[::1] g, float[::1] acc, float[::1] acc_u,
+                    double lr, double rho, double epsilon, n_threads=None):
+    """One Adadelta step in place over 1-D float32 views of equal length."""
+    cdef ptrdiff_t n = w.shape[0]
+    _expect((g.shape[0],), (n,), "g")
+    _expect((acc.shape[0],), (n,), "acc")
+    _expect((acc_u.shape[0],), (n,), "acc_u")
+    cdef int nt = _resolve_threads(n_threads)
+    cdef float *w_p = _w1(w)
+    cdef const float *g_p = _p1(g)
+    cdef float *acc_p = _w1(acc)
+    cdef float *acc_u_p = _w1(acc_u)
+    cdef int status
+    with nogil:
+        status = fc_adadelta_update_f32(n, w_p, g_p, acc_p, acc_u_p, lr, rho, epsilon, nt)
+    _check(status)

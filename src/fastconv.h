@@ -202,6 +202,15 @@ int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, float *m, float *v
                        double lr_t, double beta_1, double beta_2, double epsilon,
                        int n_threads);
 
+/* ---- Adadelta ------------------------------------------------------------ */
+
+/* One Adadelta step of n weights, in place (see fastconv/optimizers/adadelta.py):
+ *   acc = rho*acc + (1-rho)*g*g;  u = g*sqrt(acc_u + epsilon) / sqrt(acc + epsilon);
+ *   acc_u = rho*acc_u + (1-rho)*u*u;  w -= lr*u
+ * in float32, each operation rounded separately, as the NumPy formula does. */
+int fc_adadelta_update_f32(ptrdiff_t n, float *w, const float *g, float *acc, float *acc_u,
+                           double lr, double rho, double epsilon, int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

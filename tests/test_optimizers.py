@@ -141,6 +141,35 @@ def test_adam_float32_is_bitwise_its_numpy_formula(amsgrad):
     np.testing.assert_array_equal(got, want)
 
 
+def numpy_adadelta_float32(w0, grads, lr, rho, eps):
+    """The NumPy formula of Adadelta._update, step by step, in float32."""
+    w = w0.copy()
+    acc, acc_u = np.zeros_like(w), np.zeros_like(w)
+    for g in grads:
+        acc *= rho
+        acc += (1 - rho) * np.square(g)
+        u = g * np.sqrt(acc_u + eps) / np.sqrt(acc + eps)
+        acc_u *= rho
+        acc_u += (1 - rho) * np.square(u)
+        w -= lr * u
+    return w
+
+
+def test_adadelta_float32_is_bitwise_its_numpy_formula():
+    """As Adam's: the C sweep rounds exactly as the NumPy formula, on enough
+    weights for several threads, through tiny, huge and non-finite gradients."""
+    rng = np.random.default_rng(22)
+    w0 = rng.standard_normal(300_007).astype(np.float32)
+    grads = [rng.standard_normal(w0.shape).astype(np.float32) * np.float32(scale)
+             for scale in (1.0, 1e-20, 1e3, 0.5)]
+    grads[1][:3] = [np.nan, np.inf, -np.inf]
+    got = run(optimizers.Adadelta(0.7, rho=0.9, epsilon=1e-5), w0, grads)
+    with np.errstate(invalid="ignore"):  # inf / inf where a gradient is infinite
+        want = numpy_adadelta_float32(w0, grads, 0.7, 0.9, 1e-5)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
 def test_keras_defaults():
     assert optimizers.SGD().learning_rate == 0.01
     adam = optimizers.Adam()

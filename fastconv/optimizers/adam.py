@@ -7,13 +7,9 @@ import math
 import numpy as np
 
 from fastconv import _kernels
-from fastconv.optimizers.base import Optimizer
+from fastconv.optimizers.base import Optimizer, in_place_float32
 
 __all__ = ["Adam"]
-
-
-def _float32_c(array: np.ndarray) -> bool:
-    return array.dtype == np.float32 and array.flags.c_contiguous and array.flags.writeable
 
 
 class Adam(Optimizer):
@@ -53,7 +49,7 @@ class Adam(Optimizer):
         m, v = slots["m"], slots["v"]
         lr_t = lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         arrays = (w, m, v, slots["vhat"]) if self.amsgrad else (w, m, v)
-        if g.dtype == np.float32 and all(_float32_c(a) for a in arrays):
+        if g.dtype == np.float32 and in_place_float32(*arrays):
             # One sweep in C, bitwise the NumPy formula below.
             _kernels.adam_update(
                 w.reshape(-1), np.ascontiguousarray(g, dtype=np.float32).reshape(-1),

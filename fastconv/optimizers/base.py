@@ -11,6 +11,13 @@ from fastconv.optimizers import schedules
 __all__ = ["Optimizer"]
 
 
+def in_place_float32(*arrays: np.ndarray) -> bool:
+    """Whether each array is float32, C-contiguous and writeable: an update
+    the C kernels can make in one sweep (adam.c, adadelta.c)."""
+    return all(a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable
+               for a in arrays)
+
+
 class Optimizer:
     """Base class of the optimizers, with Keras 2's shared arguments.
 
