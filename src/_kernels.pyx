@@ -570,3 +570,43 @@ def adadelta_update(float[::1] w, const float[::1] g, float[::1] acc, float[::1]
     with nogil:
         status = fc_adadelta_update_f32(n, w_p, g_p, acc_p, acc_u_p, lr, rho, epsilon, nt)
     _check(status)
+
+
+# ---- RMSprop and SGD --------------------------------------------------------
+
+def rmsprop_update(float[::1] w, const float[::1] g, float[::1] ms, double lr, double rho,
+                   double epsilon, n_threads=None):
+    """One RMSprop step (not centered, no momentum) in place over 1-D float32
+    views of equal length."""
+    cdef ptrdiff_t n = w.shape[0]
+    _expect((g.shape[0],), (n,), "g")
+    _expect((ms.shape[0],), (n,), "ms")
+    cdef int nt = _resolve_threads(n_threads)
+    cdef float *w_p = _w1(w)
+    cdef const float *g_p = _p1(g)
+    cdef float *ms_p = _w1(ms)
+    cdef int status
+    with nogil:
+        status = fc_rmsprop_update_f32(n, w_p, g_p, ms_p, lr, rho, epsilon, nt)
+    _check(status)
+
+
+def sgd_update(float[::1] w, const float[::1] g, velocity, double lr, double momentum,
+               bint nesterov, n_threads=None):
+    """One SGD step in place over 1-D float32 views of equal length (velocity:
+    the momentum slot, or None)."""
+    cdef ptrdiff_t n = w.shape[0]
+    _expect((g.shape[0],), (n,), "g")
+    cdef float[::1] v
+    cdef float *v_p = NULL
+    if velocity is not None:
+        v = velocity
+        _expect((v.shape[0],), (n,), "velocity")
+        v_p = _w1(v)
+    cdef int nt = _resolve_threads(n_threads)
+    cdef float *w_p = _w1(w)
+    cdef const float *g_p = _p1(g)
+    cdef int status
+    with nogil:
+        status = fc_sgd_update_f32(n, w_p, g_p, v_p, lr, momentum, nesterov, nt)
+    _check(status)

@@ -211,6 +211,18 @@ int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, float *m, float *v
 int fc_adadelta_update_f32(ptrdiff_t n, float *w, const float *g, float *acc, float *acc_u,
                            double lr, double rho, double epsilon, int n_threads);
 
+/* ---- RMSprop and SGD ----------------------------------------------------- */
+
+/* One RMSprop step (not centered, no momentum: fastconv/optimizers/rmsprop.py):
+ *   ms = rho*ms + (1-rho)*g*g;  w -= lr*g / (sqrt(ms) + epsilon)
+ * and one SGD step (sgd.py): w -= lr*g, or with velocity (not NULL)
+ *   v = momentum*v - lr*g;  w += v, or w += momentum*v - lr*g (nesterov)
+ * in float32, each operation rounded separately, as the NumPy formulas do. */
+int fc_rmsprop_update_f32(ptrdiff_t n, float *w, const float *g, float *ms, double lr,
+                          double rho, double epsilon, int n_threads);
+int fc_sgd_update_f32(ptrdiff_t n, float *w, const float *g, float *velocity, double lr,
+                      double momentum, int nesterov, int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -170,6 +170,56 @@ def test_adadelta_float32_is_bitwise_its_numpy_formula():
     np.testing.assert_array_equal(got, want)
 
 
+def numpy_sgd_float32(w0, grads, lr, momentum, nesterov):
+    """The NumPy formula of SGD._update, step by step, in float32."""
+    w, v = w0.copy(), np.zeros_like(w0)
+    for g in grads:
+        if not momentum:
+            w -= lr * g
+            continue
+        v *= momentum
+        v -= lr * g
+        if nesterov:
+            w += momentum * v - lr * g
+        else:
+            w += v
+    return w
+
+
+def numpy_rmsprop_float32(w0, grads, lr, rho, eps):
+    """The NumPy formula of RMSprop._update (not centered, no momentum)."""
+    w, ms = w0.copy(), np.zeros_like(w0)
+    for g in grads:
+        ms *= rho
+        ms += (1 - rho) * np.square(g)
+        denom = np.sqrt(ms)
+        denom += eps
+        w -= lr * g / denom
+    return w
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop"])
+def test_sgd_and_rmsprop_float32_are_bitwise_their_numpy_formulas(name):
+    """As Adam's: the C sweeps round exactly as the NumPy formulas."""
+    rng = np.random.default_rng(23)
+    w0 = rng.standard_normal(300_007).astype(np.float32)
+    grads = [rng.standard_normal(w0.shape).astype(np.float32) * np.float32(scale)
+             for scale in (1.0, 1e-20, 1e3, 0.5)]
+    grads[1][:3] = [np.nan, np.inf, -np.inf]
+    if name == "rmsprop":
+        opt, formula = optimizers.RMSprop(0.01, rho=0.8), lambda: numpy_rmsprop_float32(
+            w0, grads, 0.01, 0.8, 1e-7)
+    else:
+        momentum = 0.0 if name == "sgd" else 0.9
+        opt = optimizers.SGD(0.03, momentum=momentum, nesterov=name == "nesterov")
+        formula = lambda: numpy_sgd_float32(w0, grads, 0.03, momentum, name == "nesterov")  # noqa: E731
+    got = run(opt, w0, grads)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, inf / inf
+        want = formula()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
 def test_keras_defaults():
     assert optimizers.SGD().learning_rate == 0.01
     adam = optimizers.Adam()

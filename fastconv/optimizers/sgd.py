@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastconv.optimizers.base import Optimizer
+import numpy as np
+
+from fastconv import _kernels
+from fastconv.optimizers.base import Optimizer, in_place_float32
 
 __all__ = ["SGD"]
 
@@ -35,10 +38,18 @@ class SGD(Optimizer):
         self._slot_names = ("momentum",) if self.momentum else ()
 
     def _update(self, w, g, lr, slots, t):
-        if not self.momentum:
+        v = slots.get("momentum")
+        arrays = (w,) if v is None else (w, v)
+        if g.dtype == np.float32 and in_place_float32(*arrays):
+            # One sweep in C, bitwise the NumPy formula below.
+            _kernels.sgd_update(
+                w.reshape(-1), np.ascontiguousarray(g, dtype=np.float32).reshape(-1),
+                None if v is None else v.reshape(-1), lr, self.momentum, self.nesterov,
+            )
+            return
+        if v is None:
             w -= lr * g
             return
-        v = slots["momentum"]
         v *= self.momentum
         v -= lr * g
         if self.nesterov:
