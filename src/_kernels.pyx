@@ -574,10 +574,11 @@ def adadelta_update(float[::1] w, const float[::1] g, float[::1] acc, float[::1]
 
 # ---- RMSprop and SGD --------------------------------------------------------
 
-def rmsprop_update(float[::1] w, const float[::1] g, float[::1] ms, double lr, double rho,
-                   double epsilon, n_threads=None):
-    """One RMSprop step (not centered, no momentum) in place over 1-D float32
-    views of equal length."""
+def rmsprop_update(float[::1] w, const float[::1] g, float[::1] ms, double lr, double decay,
+                   double weight, double epsilon, n_threads=None):
+    """One RMSprop step (not centered, no momentum; decay = rho, weight =
+    1 - rho) or Adagrad step (both 1) in place over 1-D float32 views of
+    equal length."""
     cdef ptrdiff_t n = w.shape[0]
     _expect((g.shape[0],), (n,), "g")
     _expect((ms.shape[0],), (n,), "ms")
@@ -587,7 +588,7 @@ def rmsprop_update(float[::1] w, const float[::1] g, float[::1] ms, double lr, d
     cdef float *ms_p = _w1(ms)
     cdef int status
     with nogil:
-        status = fc_rmsprop_update_f32(n, w_p, g_p, ms_p, lr, rho, epsilon, nt)
+        status = fc_rmsprop_update_f32(n, w_p, g_p, ms_p, lr, decay, weight, epsilon, nt)
     _check(status)
 
 

@@ -213,13 +213,14 @@ int fc_adadelta_update_f32(ptrdiff_t n, float *w, const float *g, float *acc, fl
 
 /* ---- RMSprop and SGD ----------------------------------------------------- */
 
-/* One RMSprop step (not centered, no momentum: fastconv/optimizers/rmsprop.py):
- *   ms = rho*ms + (1-rho)*g*g;  w -= lr*g / (sqrt(ms) + epsilon)
+/* One RMSprop step (not centered, no momentum: fastconv/optimizers/rmsprop.py;
+ * decay = rho, weight = 1 - rho), or Adagrad's (adagrad.py; both 1):
+ *   ms = decay*ms + weight*g*g;  w -= lr*g / (sqrt(ms) + epsilon)
  * and one SGD step (sgd.py): w -= lr*g, or with velocity (not NULL)
  *   v = momentum*v - lr*g;  w += v, or w += momentum*v - lr*g (nesterov)
  * in float32, each operation rounded separately, as the NumPy formulas do. */
 int fc_rmsprop_update_f32(ptrdiff_t n, float *w, const float *g, float *ms, double lr,
-                          double rho, double epsilon, int n_threads);
+                          double decay, double weight, double epsilon, int n_threads);
 int fc_sgd_update_f32(ptrdiff_t n, float *w, const float *g, float *velocity, double lr,
                       double momentum, int nesterov, int n_threads);
 

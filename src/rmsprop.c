@@ -1,7 +1,7 @@
 /* RMSprop's update (Keras's default: not centered, no momentum) of one
  * float32 weight in a single threaded sweep, where NumPy's formula makes
  * seven passes and two temporaries (2.7 ms a step of the Keras example's
- * 1.2M weights).
+ * 1.2M weights); with decay and weight 1, Adagrad's (2.2 ms).
  *
  * It rounds exactly as that formula does in float32 (each product, sum,
  * square root and quotient rounded on its own: this file is compiled without
@@ -12,9 +12,10 @@
 #include "fc_internal.h"
 
 FC_VECTOR_CLONES int fc_rmsprop_update_f32(ptrdiff_t n, float *w, const float *g, float *ms,
-                                           double lr, double rho, double epsilon, int n_threads)
+                                           double lr, double decay, double weight, double epsilon,
+                                           int n_threads)
 {
-    const float r = (float)rho, c = (float)(1.0 - rho), eps = (float)epsilon, lr_f = (float)lr;
+    const float r = (float)decay, c = (float)weight, eps = (float)epsilon, lr_f = (float)lr;
     n_threads = fc_threads_for(7.0 * (double)n, FC_GRAIN_ELEMENTS, n_threads);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))

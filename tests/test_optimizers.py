@@ -198,8 +198,19 @@ def numpy_rmsprop_float32(w0, grads, lr, rho, eps):
     return w
 
 
-@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop"])
-def test_sgd_and_rmsprop_float32_are_bitwise_their_numpy_formulas(name):
+def numpy_adagrad_float32(w0, grads, lr, initial, eps):
+    """The NumPy formula of Adagrad._update."""
+    w, acc = w0.copy(), np.full_like(w0, initial)
+    for g in grads:
+        acc += np.square(g)
+        denom = np.sqrt(acc)
+        denom += eps
+        w -= lr * g / denom
+    return w
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop", "adagrad"])
+def test_sgd_rmsprop_adagrad_float32_are_bitwise_their_numpy_formulas(name):
     """As Adam's: the C sweeps round exactly as the NumPy formulas."""
     rng = np.random.default_rng(23)
     w0 = rng.standard_normal(300_007).astype(np.float32)
@@ -209,6 +220,9 @@ def test_sgd_and_rmsprop_float32_are_bitwise_their_numpy_formulas(name):
     if name == "rmsprop":
         opt, formula = optimizers.RMSprop(0.01, rho=0.8), lambda: numpy_rmsprop_float32(
             w0, grads, 0.01, 0.8, 1e-7)
+    elif name == "adagrad":
+        opt, formula = optimizers.Adagrad(0.02), lambda: numpy_adagrad_float32(
+            w0, grads, 0.02, 0.1, 1e-7)
     else:
         momentum = 0.0 if name == "sgd" else 0.9
         opt = optimizers.SGD(0.03, momentum=momentum, nesterov=name == "nesterov")

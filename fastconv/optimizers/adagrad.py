@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastconv.optimizers.base import Optimizer
+from fastconv import _kernels
+from fastconv.optimizers.base import Optimizer, in_place_float32
 
 __all__ = ["Adagrad"]
 
@@ -44,6 +45,13 @@ class Adagrad(Optimizer):
 
     def _update(self, w, g, lr, slots, t):
         acc = slots["accumulator"]
+        if g.dtype == np.float32 and in_place_float32(w, acc):
+            # RMSprop's sweep in C with no decay, bitwise the NumPy formula below.
+            _kernels.rmsprop_update(
+                w.reshape(-1), np.ascontiguousarray(g, dtype=np.float32).reshape(-1),
+                acc.reshape(-1), lr, 1.0, 1.0, self.epsilon,
+            )
+            return
         acc += np.square(g)
         denom = np.sqrt(acc)
         denom += self.epsilon

@@ -59,7 +59,7 @@ class RMSprop(Optimizer):
             # One sweep in C, bitwise the NumPy formula below.
             _kernels.rmsprop_update(
                 w.reshape(-1), np.ascontiguousarray(g, dtype=np.float32).reshape(-1),
-                ms.reshape(-1), lr, self.rho, self.epsilon,
+                ms.reshape(-1), lr, self.rho, 1 - self.rho, self.epsilon,
             )
             return
         ms *= self.rho
