@@ -132,10 +132,10 @@ def set_parallel_threshold(scale: float) -> None:
     measured on, more than a small call takes (one MNIST image through a
     convolution: about 20 us). ``scale`` multiplies every share: 1 is the
     default, 0 uses every thread for any call (as the tests do, to exercise
-    the parallel code on small inputs), 0.1 suits machines whose threads wake
-    in a few microseconds (bare metal, or ``OMP_WAIT_POLICY=active``). Results
-    do not depend on it. The environment variable FASTCONV_PARALLEL_THRESHOLD
-    does the same at import.
+    the parallel code on small inputs); smaller values suit machines whose
+    threads wake faster (bare metal, or ``OMP_WAIT_POLICY=active``), larger
+    ones busy machines. Results do not depend on it. The environment variable
+    FASTCONV_PARALLEL_THRESHOLD does the same at import.
     """
     _kernels.parallel_threshold_select(scale)
 

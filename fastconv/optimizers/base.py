@@ -13,7 +13,7 @@ __all__ = ["Optimizer"]
 
 def in_place_float32(*arrays: np.ndarray) -> bool:
     """Whether each array is float32, C-contiguous and writeable: an update
-    the C kernels can make in one sweep (adam.c, adadelta.c)."""
+    the C kernels can make in one sweep (adam.c, adadelta.c, rmsprop.c, sgd.c)."""
     return all(a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable
                for a in arrays)
 
