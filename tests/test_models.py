@@ -297,19 +297,12 @@ def test_relu_under_a_convolution_trains_as_it_would_unfused(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_gradients_through_a_relu_layer_under_a_convolution_in_float64():
-    """The convolution's input gradient taken through the ReLU below it,
-    against finite differences (the float64 reference kernels)."""
+def assert_classifier_gradients(*hidden):
+    """The float64 layers ``hidden`` (on 6x6x2 inputs) under a softmax over 3
+    classes: one SGD step against finite differences of the loss."""
     utils.set_random_seed(8)
     kw = {"dtype": "float64"}
-    model = Sequential([
-        layers.Conv2D(3, 3, padding="same", activation="relu", input_shape=(6, 6, 2), **kw),
-        layers.Conv2D(3, 3, padding="same", **kw),
-        layers.Activation("relu", **kw),
-        layers.Conv2D(2, 3, **kw),
-        layers.Flatten(**kw),
-        layers.Dense(3, activation="softmax", **kw),
-    ])
+    model = Sequential([*hidden, layers.Flatten(**kw), layers.Dense(3, activation="softmax", **kw)])
     model.compile(optimizers.SGD(1.0), "sparse_categorical_crossentropy")
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((4, 6, 6, 2)), rng.integers(0, 3, 4)
@@ -319,30 +312,30 @@ def test_gradients_through_a_relu_layer_under_a_convolution_in_float64():
         return loss(y, model._forward(x, training=True))
 
     assert_sgd_step_is_minus_the_gradient(model, x, y, objective)
+
+
+def test_gradients_through_a_relu_layer_under_a_convolution_in_float64():
+    """The convolution's input gradient taken through the ReLU below it (a
+    fused one, then an Activation layer), against finite differences."""
+    kw = {"dtype": "float64"}
+    assert_classifier_gradients(
+        layers.Conv2D(3, 3, padding="same", activation="relu", input_shape=(6, 6, 2), **kw),
+        layers.Conv2D(3, 3, padding="same", **kw),
+        layers.Activation("relu", **kw),
+        layers.Conv2D(2, 3, **kw),
+    )
 
 
 @pytest.mark.parametrize("pooling", [layers.MaxPooling2D, layers.GlobalMaxPooling2D])
 def test_gradients_through_a_relu_layer_under_max_pooling_in_float64(pooling):
     """The fused ReLU-and-pooling backward against finite differences, with
     the ReLU as its own Activation layer (Keras's CIFAR-10 example style)."""
-    utils.set_random_seed(8)
     kw = {"dtype": "float64"}
-    model = Sequential([
+    assert_classifier_gradients(
         layers.Conv2D(3, 3, padding="same", input_shape=(6, 6, 2), **kw),
         layers.Activation("relu", **kw),
         pooling(**kw),
-        layers.Flatten(**kw),
-        layers.Dense(3, activation="softmax", **kw),
-    ])
-    model.compile(optimizers.SGD(1.0), "sparse_categorical_crossentropy")
-    rng = np.random.default_rng(1)
-    x, y = rng.standard_normal((4, 6, 6, 2)), rng.integers(0, 3, 4)
-    loss = losses.get("sparse_categorical_crossentropy")
-
-    def objective():
-        return loss(y, model._forward(x, training=True))
-
-    assert_sgd_step_is_minus_the_gradient(model, x, y, objective)
+    )
 
 
 def test_frozen_layers_stay_bit_identical_and_recompiling_unfreezes():
