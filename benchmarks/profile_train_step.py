@@ -122,7 +122,9 @@ def main(argv=None) -> int:
     in_layers = 0.0
     print("per layer (median of steps), forward / backward:")
     for layer in model.layers:
-        f = 1e3 * float(np.median(forward[layer.name]))
+        # A layer whose work another layer's pass does (a Dropout above a
+        # pooling layer) has no calls of its own: 0.
+        f = 1e3 * float(np.median(forward[layer.name])) if forward[layer.name] else 0.0
         b = 1e3 * float(np.median(backward[layer.name])) if backward[layer.name] else 0.0
         in_layers += f + b
         print(f"  {layer.name:<18} {type(layer).__name__:<14} {f:7.2f} / {b:7.2f} ms")

@@ -176,52 +176,73 @@ def conv2d_backward(
     return _kernels.conv2d_backward(dy, x, w, params, input_grad, n_threads, bool(relu))
 
 
-def _pool_forward(kind, x, pool_size, strides, padding, n_threads):
+def _dropout_args(dropout):
+    """The kernels' (seed, threshold, scale) of ``dropout=(rate, seed)``, or None."""
+    if dropout is None:
+        return None
+    if not isinstance(dropout, tuple) or len(dropout) != 2:
+        raise TypeError(f"dropout must be None or a (rate, seed) pair, got {dropout!r}")
+    rate, seed = dropout
+    return (_random.dropout_seed(seed), _random.dropout_threshold(rate),
+            1.0 / (1.0 - float(rate)))
+
+
+def _pool_forward(kind, x, pool_size, strides, padding, n_threads, dropout=None):
     x = _as_f32(x, "x")
     _, params = _pool_params(x.shape, pool_size, strides, padding)
-    return _kernels.pool2d_forward(kind, x, params, n_threads)
+    return _kernels.pool2d_forward(kind, x, params, n_threads, _dropout_args(dropout))
 
 
-def _pool_backward(kind, dy, x, pool_size, strides, padding, n_threads, relu=False):
+def _pool_backward(kind, dy, x, pool_size, strides, padding, n_threads, relu=False, dropout=None):
     dy = _as_f32(dy, "dy")
     x = _as_f32(x, "x")
     g, params = _pool_params(x.shape, pool_size, strides, padding)
     _check_dy(dy, g.y_shape)
-    return _kernels.pool2d_backward(kind, x, dy, params, n_threads, relu)
+    return _kernels.pool2d_backward(kind, x, dy, params, n_threads, relu, _dropout_args(dropout))
 
 
-def max_pool2d(x, pool_size=2, *, strides=None, padding="valid", n_threads=None) -> np.ndarray:
+def max_pool2d(x, pool_size=2, *, strides=None, padding="valid", dropout=None,
+               n_threads=None) -> np.ndarray:
     """Max pooling of x ``(n, h, w, c)`` to ``(n, ho, wo, c)``.
 
     ``strides=None`` means ``pool_size``. Padding cells count as -inf; NaN
-    propagates.
+    propagates. With ``dropout=(rate, seed)``, the output goes through
+    ``dropout(y, rate, seed)`` in the same pass (the same bits).
     """
-    return _pool_forward("max", x, pool_size, strides, padding, n_threads)
+    return _pool_forward("max", x, pool_size, strides, padding, n_threads, dropout)
 
 
 def max_pool2d_backward(
-    dy, x, pool_size=2, *, strides=None, padding="valid", relu=False, n_threads=None
+    dy, x, pool_size=2, *, strides=None, padding="valid", relu=False, dropout=None,
+    n_threads=None
 ) -> np.ndarray:
     """Gradient of max pooling: each window's dy goes to its first maximum
     (row-major window order), or to its first NaN. Returns dx ``(n, h, w, c)``.
 
     With ``relu=True``, x is a ReLU's output ``relu(z)`` and the result is the
     gradient with respect to ``z``, ``relu_backward(dx, x)``, in the same pass:
-    a window whose maximum is not positive passes nothing.
+    a window whose maximum is not positive passes nothing. With
+    ``dropout=(rate, seed)``, dy is the gradient of the forward's dropout
+    output (as `max_pool2d`'s): ``dropout(dy, rate, seed)`` is taken in the
+    same pass.
     """
-    return _pool_backward("max", dy, x, pool_size, strides, padding, n_threads, bool(relu))
+    return _pool_backward("max", dy, x, pool_size, strides, padding, n_threads, bool(relu),
+                          dropout)
 
 
-def avg_pool2d(x, pool_size=2, *, strides=None, padding="valid", n_threads=None) -> np.ndarray:
-    """Average pooling; padded cells are left out of each window's count."""
-    return _pool_forward("avg", x, pool_size, strides, padding, n_threads)
+def avg_pool2d(x, pool_size=2, *, strides=None, padding="valid", dropout=None,
+               n_threads=None) -> np.ndarray:
+    """Average pooling; padded cells are left out of each window's count.
+    ``dropout`` as for `max_pool2d`."""
+    return _pool_forward("avg", x, pool_size, strides, padding, n_threads, dropout)
 
 
 def avg_pool2d_backward(
-    dy, x, pool_size=2, *, strides=None, padding="valid", n_threads=None
+    dy, x, pool_size=2, *, strides=None, padding="valid", dropout=None, n_threads=None
 ) -> np.ndarray:
-    """Gradient of average pooling. Returns dx ``(n, h, w, c)``."""
-    return _pool_backward("avg", dy, x, pool_size, strides, padding, n_threads)
+    """Gradient of average pooling. Returns dx ``(n, h, w, c)``. ``dropout``
+    as for `max_pool2d_backward`."""
+    return _pool_backward("avg", dy, x, pool_size, strides, padding, n_threads, False, dropout)
 
 
 def _stored(array: ArrayLike, name: str) -> tuple[np.ndarray, bool]:

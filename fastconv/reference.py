@@ -217,7 +217,16 @@ def conv2d_backward(
     return (relu_backward(dx, x, out=dx) if relu else dx), dw, db
 
 
-def max_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> np.ndarray:
+def _dropped(a: np.ndarray, rate_seed) -> np.ndarray:
+    """``dropout(a, rate, seed)`` for a pooling's ``dropout=(rate, seed)``."""
+    if not isinstance(rate_seed, tuple) or len(rate_seed) != 2:
+        raise TypeError(f"dropout must be None or a (rate, seed) pair, got {rate_seed!r}")
+    rate, seed = rate_seed
+    return dropout(a, rate, seed)
+
+
+def max_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid",
+               dropout=None) -> np.ndarray:
     """Maximum over each pooling window, channel by channel.
 
     Padding cells count as -inf, so they never win against a real cell. NaN
@@ -231,12 +240,18 @@ def max_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> n
         Defaults to ``pool_size`` (windows that tile without overlap).
     padding : "valid", "same", int, (ph, pw) or ((pt, pb), (pl, pr)), default "valid"
         Each side's padding must be smaller than the window.
+    dropout : (rate, seed), optional
+        The output goes through ``dropout(y, rate, seed)`` (a Dropout layer
+        right above the pooling).
 
     Returns
     -------
     y : ndarray of shape (n, ho, wo, c), float32 or float64
     """
     (x,) = _as_float_arrays((x, "x"))
+    if dropout is not None:
+        y = max_pool2d(x, pool_size, strides=strides, padding=padding)
+        return _dropped(y, dropout)
     g = pool2d_geometry(x.shape, pool_size, strides, padding)
     xp = _pad(x, g, -np.inf)
     y = np.full(g.y_shape, -np.inf, dtype=x.dtype)
@@ -248,7 +263,8 @@ def max_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> n
 
 
 def max_pool2d_backward(
-    dy: ArrayLike, x: ArrayLike, pool_size=2, *, strides=None, padding="valid", relu=False
+    dy: ArrayLike, x: ArrayLike, pool_size=2, *, strides=None, padding="valid", relu=False,
+    dropout=None
 ) -> np.ndarray:
     """Gradient of ``sum(max_pool2d(x, ...) * dy)`` with respect to x.
 
@@ -272,6 +288,9 @@ def max_pool2d_backward(
     relu : bool, default False
         ``x`` is a ReLU's output ``relu(z)``: return the gradient with respect
         to ``z`` instead, ``relu_backward(dx, x)``.
+    dropout : (rate, seed), optional
+        dy is the gradient of the forward's dropout output (as the forward's
+        ``dropout``): ``dropout(dy, rate, seed)`` is taken first.
 
     Returns
     -------
@@ -283,6 +302,9 @@ def max_pool2d_backward(
         If ``dy`` does not have the forward's output shape.
     """
     dy, x = _as_float_arrays((dy, "dy"), (x, "x"))
+    if dropout is not None:
+        return max_pool2d_backward(_dropped(dy, dropout), x, pool_size, strides=strides,
+                                   padding=padding, relu=relu)
     if relu:
         dx = max_pool2d_backward(dy, x, pool_size, strides=strides, padding=padding)
         return relu_backward(dx, x, out=dx)
@@ -322,7 +344,8 @@ def _avg_divisor(g: Pool2DGeometry, dtype) -> np.ndarray:
     return count[None, :, :, None]
 
 
-def avg_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> np.ndarray:
+def avg_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid",
+               dropout=None) -> np.ndarray:
     """Mean over the real cells of each pooling window, channel by channel.
 
     Padding cells are left out of both the sum and the divisor (TensorFlow's
@@ -337,12 +360,17 @@ def avg_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> n
         Defaults to ``pool_size``.
     padding : "valid", "same", int, (ph, pw) or ((pt, pb), (pl, pr)), default "valid"
         Each side's padding must be smaller than the window.
+    dropout : (rate, seed), optional
+        The output goes through ``dropout(y, rate, seed)`` (a Dropout layer
+        right above the pooling).
 
     Returns
     -------
     y : ndarray of shape (n, ho, wo, c), float32 or float64
     """
     (x,) = _as_float_arrays((x, "x"))
+    if dropout is not None:
+        return _dropped(avg_pool2d(x, pool_size, strides=strides, padding=padding), dropout)
     g = pool2d_geometry(x.shape, pool_size, strides, padding)
     xp = _pad(x, g, 0.0)
     total = np.zeros(g.y_shape, dtype=x.dtype)
@@ -353,7 +381,7 @@ def avg_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid") -> n
 
 
 def avg_pool2d_backward(
-    dy: ArrayLike, x: ArrayLike, pool_size=2, *, strides=None, padding="valid"
+    dy: ArrayLike, x: ArrayLike, pool_size=2, *, strides=None, padding="valid", dropout=None
 ) -> np.ndarray:
     """Gradient of ``sum(avg_pool2d(x, ...) * dy)`` with respect to x.
 
@@ -368,6 +396,9 @@ def avg_pool2d_backward(
         The forward's input; only its shape and dtype matter.
     pool_size, strides, padding
         As given to `avg_pool2d`.
+    dropout : (rate, seed), optional
+        dy is the gradient of the forward's dropout output (as the forward's
+        ``dropout``): ``dropout(dy, rate, seed)`` is taken first.
 
     Returns
     -------
@@ -378,6 +409,9 @@ def avg_pool2d_backward(
     ValueError
         If ``dy`` does not have the forward's output shape.
     """
+    if dropout is not None:
+        return avg_pool2d_backward(_dropped(dy, dropout), x, pool_size, strides=strides,
+                                   padding=padding)
     dy, x = _as_float_arrays((dy, "dy"), (x, "x"))
     g = pool2d_geometry(x.shape, pool_size, strides, padding)
     _check_dy(dy, g.y_shape)

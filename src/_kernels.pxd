@@ -65,6 +65,10 @@ cdef extern from "fastconv.h" nogil:
         ptrdiff_t pt, pb, pl, pr
         ptrdiff_t ho, wo
         int relu
+        int dropout
+        uint64_t dropout_seed
+        uint32_t dropout_threshold
+        float dropout_scale
 
     int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y,
                                   int n_threads)

@@ -438,12 +438,26 @@ cdef fc_pool2d_desc _pool_desc(tuple x_shape, tuple params) except *:
     d.kh, d.kw, d.sh, d.sw, d.pt, d.pb, d.pl, d.pr = kh, kw, sh, sw, pt, pb, pl, pr
     d.ho, d.wo = ho, wo
     d.relu = 0
+    d.dropout = 0
+    d.dropout_seed, d.dropout_threshold, d.dropout_scale = 0, 0, 1.0
     return d
 
 
-def pool2d_forward(str kind, const float[:, :, :, ::1] x, tuple params, n_threads=None):
-    """kind 'max' or 'avg'; params = (kh, kw, sh, sw, pt, pb, pl, pr)."""
+cdef void _set_dropout(fc_pool2d_desc *d, object dropout) except *:
+    """dropout: None, or (seed, threshold, scale) as fastconv.ops.dropout makes them."""
+    if dropout is None:
+        return
+    seed, threshold, scale = dropout
+    d.dropout = 1
+    d.dropout_seed, d.dropout_threshold, d.dropout_scale = seed, threshold, scale
+
+
+def pool2d_forward(str kind, const float[:, :, :, ::1] x, tuple params, n_threads=None,
+                   dropout=None):
+    """kind 'max' or 'avg'; params = (kh, kw, sh, sw, pt, pb, pl, pr). With
+    dropout = (seed, threshold, scale), the output goes through that dropout."""
     cdef fc_pool2d_desc d = _pool_desc(_shape4(x), params)
+    _set_dropout(&d, dropout)
     cdef bint is_max = kind == "max"
     if not is_max and kind != "avg":
         raise ValueError(f"kind must be 'max' or 'avg', got {kind!r}")
@@ -463,10 +477,12 @@ def pool2d_forward(str kind, const float[:, :, :, ::1] x, tuple params, n_thread
 
 
 def pool2d_backward(str kind, const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
-                    tuple params, n_threads=None, bint relu=False):
+                    tuple params, n_threads=None, bint relu=False, dropout=None):
     """dx of pool2d_forward; x is read only by max pooling. With relu (max
-    only), x is a ReLU's output and dx is taken through that ReLU too."""
+    only), x is a ReLU's output and dx is taken through that ReLU too; with
+    dropout (as pool2d_forward's), dy is that dropout's output gradient."""
     cdef fc_pool2d_desc d = _pool_desc(_shape4(x), params)
+    _set_dropout(&d, dropout)
     cdef bint is_max = kind == "max"
     if not is_max and kind != "avg":
         raise ValueError(f"kind must be 'max' or 'avg', got {kind!r}")

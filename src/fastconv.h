@@ -155,6 +155,14 @@ typedef struct {
     ptrdiff_t ho, wo;
     int relu; /* max pooling's backward only: x is a ReLU's output, and dx is
                * taken through that ReLU too (zero where x is not positive) */
+    /* With dropout: the output goes through fc_dropout_f32 with this seed,
+     * threshold and scale in the forward pass (y = dropout(pool(x))), and dy
+     * is that dropout's output gradient in the backward pass
+     * (dx = pool_backward(dropout(dy))), each in the pooling's own pass. */
+    int dropout;
+    uint64_t dropout_seed;
+    uint32_t dropout_threshold;
+    float dropout_scale;
 } fc_pool2d_desc;
 
 /* y (n, ho, wo, c): window maximum; padding counts as -inf; NaN propagates.

@@ -462,6 +462,27 @@ static inline float fc_sum_chunks(const float *partials, ptrdiff_t e, ptrdiff_t 
     return s;
 }
 
+/* A 32-bit integer hash with low bias ("lowbias32", C. Wellons): every
+ * output bit depends on every input bit. */
+static inline uint32_t fc_mix32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
+/* Dropout's mask: 1 where element `index` of a dropout with this seed is
+ * kept, else 0 (fc_dropout_f32; fastconv.reference.dropout's keep_mask). */
+static inline float fc_dropout_keep(uint64_t index, uint64_t seed, uint32_t threshold)
+{
+    const uint32_t h = fc_mix32(fc_mix32((uint32_t)index ^ (uint32_t)seed)
+                                ^ (uint32_t)(index >> 32) ^ (uint32_t)(seed >> 32));
+    return (h >> 8) >= threshold ? 1.0f : 0.0f;
+}
+
 /* Floats from one position's plane to the next in a Winograd workspace,
  * for planes of `floats` (V, M, Z: 16 or 36 planes, written a vector at a
  * time by the transforms and read by the micro-kernel): whole cache lines,

@@ -58,6 +58,29 @@ static inline pool_window window_of(const fc_pool2d_desc *d, ptrdiff_t oh, ptrdi
     return win;
 }
 
+/* out[e] = in[e] * keep * scale for the `count` output elements from index
+ * `at` on (d's dropout: fc_dropout_f32's operations, in its order, so the
+ * same bits). */
+static inline void dropout_span(const fc_pool2d_desc *d, const float *in, float *out,
+                                ptrdiff_t at, ptrdiff_t count)
+{
+    for (ptrdiff_t e = 0; e < count; ++e)
+        out[e] = in[e] * fc_dropout_keep((uint64_t)(at + e), d->dropout_seed,
+                                         d->dropout_threshold) * d->dropout_scale;
+}
+
+/* Output row oh of image img of dy (wo * c floats): dy's own, or with d's
+ * dropout, that dropout's input gradient, computed into scratch. */
+static inline const float *dy_row(const fc_pool2d_desc *d, const float *dy, ptrdiff_t img,
+                                  ptrdiff_t oh, float *scratch)
+{
+    const ptrdiff_t at = (img * d->ho + oh) * d->wo * d->c;
+    if (!d->dropout)
+        return dy + at;
+    dropout_span(d, dy + at, scratch, at, d->wo * d->c);
+    return scratch;
+}
+
 /* Output row `row` (counted over the batch) of a max (is_max) or average
  * pool: each output pixel starts from its window's first input pixel, then
  * takes in the others. */
@@ -94,6 +117,8 @@ forward_row(const int is_max, const fc_pool2d_desc *d, const float *x, float *y,
             for (ptrdiff_t ch = 0; ch < c; ++ch)
                 out[ch] *= scale;
         }
+        if (d->dropout)
+            dropout_span(d, out, out, (row * d->wo + ow) * c, c);
     }
 }
 
@@ -251,13 +276,13 @@ max_backward_disjoint(const fc_pool2d_desc *d, const float *xi, const float *dy_
 /* Unit b of max pooling's backward (row_bands: b is a band of rows). */
 static inline __attribute__((always_inline)) void
 max_backward_band(const fc_pool2d_desc *d, const float *x, const float *dy, float *dx,
-                  const pool_band *b, int row_bands)
+                  const pool_band *b, int row_bands, float *scratch)
 {
     const ptrdiff_t c = d->c;
     const float *xi = x + b->img * d->h * d->w * c;
     float *dxi = dx + b->img * d->h * d->w * c;
     if (row_bands && d->sw >= d->kw) {
-        max_backward_disjoint(d, xi, dy + (b->img * d->ho + b->oh0) * d->wo * c, dxi, b->oh0,
+        max_backward_disjoint(d, xi, dy_row(d, dy, b->img, b->oh0, scratch), dxi, b->oh0,
                               b->r0, b->r1);
         return;
     }
@@ -266,11 +291,12 @@ max_backward_band(const fc_pool2d_desc *d, const float *x, const float *dy, floa
      * gradient yet (all ones once taken). */
     float best[FC_POOL_CHANNEL_BLOCK];
     uint32_t taken[FC_POOL_CHANNEL_BLOCK], grad[FC_POOL_CHANNEL_BLOCK];
-    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh)
+    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh) {
+        const float *dyr = dy_row(d, dy, b->img, oh, scratch);
         for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
             const pool_window win = window_of(d, oh, ow);
             const ptrdiff_t i0 = win.i0, i1 = win.i1, j0 = win.j0, j1 = win.j1;
-            const float *g = dy + ((b->img * d->ho + oh) * d->wo + ow) * c;
+            const float *g = dyr + ow * c;
             for (ptrdiff_t c0 = 0; c0 < c; c0 += FC_POOL_CHANNEL_BLOCK) {
                 const ptrdiff_t cb = fc_min(FC_POOL_CHANNEL_BLOCK, c - c0);
                 const float *first = xi + (i0 * d->w + j0) * c + c0;
@@ -309,20 +335,23 @@ max_backward_band(const fc_pool2d_desc *d, const float *x, const float *dy, floa
                     }
             }
         }
+    }
 }
 
 /* Unit b of average pooling's backward. */
 static inline __attribute__((always_inline)) void
-avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const pool_band *b)
+avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const pool_band *b,
+                  float *scratch)
 {
     const ptrdiff_t c = d->c;
     zero_rows(d, b, dx);
     float *dxi = dx + b->img * d->h * d->w * c;
-    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh)
+    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh) {
+        const float *dyr = dy_row(d, dy, b->img, oh, scratch);
         for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
             const pool_window win = window_of(d, oh, ow);
             const ptrdiff_t i0 = win.i0, i1 = win.i1, j0 = win.j0, j1 = win.j1;
-            const float *g = dy + ((b->img * d->ho + oh) * d->wo + ow) * c;
+            const float *g = dyr + ow * c;
             const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
             for (ptrdiff_t ih = i0; ih < i1; ++ih)
                 for (ptrdiff_t iw = j0; iw < j1; ++iw) {
@@ -331,6 +360,7 @@ avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const poo
                         out[ch] += g[ch] * scale;
                 }
         }
+    }
 }
 
 /* The backward passes, units shared out statically (cloned, as pool_forward). */
@@ -343,19 +373,27 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
         return FC_OK;
     int row_bands;
     const ptrdiff_t units = band_count(d, &row_bands);
+    /* Per thread, with dropout: a row of dy through it. */
+    const ptrdiff_t per_thread = d->dropout ? fc_thread_stride(d->wo * d->c) : 0;
+    float *scratch = d->dropout ? fc_aligned_alloc((size_t)(n_threads * per_thread) * sizeof(float))
+                                : NULL;
+    if (d->dropout && !scratch)
+        return FC_ERR_NOMEM;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
+        float *mine = scratch ? scratch + fc_thread_id() * per_thread : NULL;
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t u = 0; u < units; ++u) {
             const pool_band b = band_of(d, row_bands, u);
             if (is_max)
-                max_backward_band(d, x, dy, dx, &b, row_bands);
+                max_backward_band(d, x, dy, dx, &b, row_bands, mine);
             else
-                avg_backward_band(d, dy, dx, &b);
+                avg_backward_band(d, dy, dx, &b, mine);
         }
         fc_team_leave(&team);
     }
+    fc_aligned_free(scratch);
     return FC_OK;
 }
 

@@ -235,9 +235,9 @@ def test_relu_under_max_pooling_trains_as_it_would_unfused(monkeypatch):
     calls = []
     through_relu = layers.MaxPooling2D.backward_through_relu
 
-    def counted(self, dy):
+    def counted(self, dy, **kwargs):
         calls.append(self.name)
-        return through_relu(self, dy)
+        return through_relu(self, dy, **kwargs)
 
     monkeypatch.setattr(layers.MaxPooling2D, "backward_through_relu", counted)
     fused = train(7)[0].get_weights()
@@ -248,6 +248,35 @@ def test_relu_under_max_pooling_trains_as_it_would_unfused(monkeypatch):
     assert not calls
     for a, b in zip(fused, apart):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_above_pooling_trains_as_it_would_unfused(monkeypatch):
+    """A Dropout layer right above a pooling layer runs in the pooling's
+    passes (its mask drawn as its own forward would draw it); the weights
+    and the loss history come out bit-identical to running it apart."""
+    from fastconv.layers.pooling import _Pooling2D
+
+    fused_calls = []
+    forward = _Pooling2D.forward
+
+    def counted(self, x, training=False, dropout=None):
+        fused_calls.append(dropout is not None)
+        return forward(self, x, training, dropout)
+
+    monkeypatch.setattr(_Pooling2D, "forward", counted)
+    for pooling in (layers.MaxPooling2D, layers.AveragePooling2D):
+        monkeypatch.setattr(layers, "MaxPooling2D", pooling)
+        fused_calls.clear()
+        fused, fused_history = train(7)
+        assert any(fused_calls)
+        monkeypatch.setattr(_Pooling2D, "takes_dropout", False)
+        fused_calls.clear()
+        apart, apart_history = train(7)
+        assert fused_calls and not any(fused_calls)
+        monkeypatch.setattr(_Pooling2D, "takes_dropout", True)
+        for a, b in zip(fused.get_weights(), apart.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert fused_history.history == apart_history.history
 
 
 def test_relu_under_a_convolution_trains_as_it_would_unfused(monkeypatch):

@@ -5,6 +5,8 @@ agree to about 1e-4 of the largest magnitude. Thread counts must not change
 results at all.
 """
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -181,6 +183,52 @@ def test_max_pool_backward_through_relu(case, ties):
     want = reference.max_pool2d_backward(f64(dy), f64(x), case["pool_size"], relu=True, **args)
     np.testing.assert_array_equal(fused == 0, want == 0)
     assert_close(fused, want)
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=pool_cases(), kind=st.sampled_from(["max", "avg"]), relu=st.booleans(),
+       rate=st.sampled_from([0.0, 0.25, 0.5, 0.9]))
+def test_pooling_with_the_dropout_above_it(case, kind, relu, rate):
+    """dropout=(rate, seed) is ops.dropout of the pooled output, and in the
+    backward pass the pooling's gradient of ops.dropout(dy), bitwise (with
+    relu for max pooling, NaN and infinite inputs, padding and overlapping
+    windows); the reference's within rounding."""
+    rng = np.random.default_rng(case["seed"])
+    shape = (case["n"], case["h"], case["w"], case["c"])
+    x = np.maximum(rng.standard_normal(shape), 0.0).astype(np.float32)
+    if x.size:
+        x.flat[rng.integers(0, x.size, 3)] = [np.nan, np.inf, 0.0]
+    args = dict(strides=case["strides"], padding=case["padding"])
+    relu = relu and kind == "max"
+    forward = getattr(ops, f"{kind}_pool2d")
+    backward = getattr(ops, f"{kind}_pool2d_backward")
+    mask = (rate, case["seed"] * 7919)
+    y = forward(x, case["pool_size"], **args)
+    got = forward(x, case["pool_size"], dropout=mask, **args)
+    np.testing.assert_array_equal(got, ops.dropout(y, *mask))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    extra = {"relu": True} if relu else {}
+    got = backward(dy, x, case["pool_size"], dropout=mask, **extra, **args)
+    np.testing.assert_array_equal(got, backward(ops.dropout(dy, *mask), x, case["pool_size"],
+                                                **extra, **args))
+    want = getattr(reference, f"{kind}_pool2d_backward")(
+        f64(dy), f64(np.nan_to_num(x, nan=0.0, posinf=9.0)), case["pool_size"], dropout=mask,
+        **extra, **args)
+    finite = backward(dy, np.nan_to_num(x, nan=0.0, posinf=9.0), case["pool_size"], dropout=mask,
+                      **extra, **args)
+    assert_close(finite, want)
+
+
+def test_pooling_dropout_argument_is_checked():
+    x = np.ones((1, 4, 4, 2), np.float32)
+    for bad, error, words in (((0.5,), TypeError, "dropout must be None or a (rate, seed)"),
+                              ([0.5, 1], TypeError, "dropout must be None or a (rate, seed)"),
+                              ((1.0, 1), ValueError, "rate must be a number in [0, 1)"),
+                              ((0.5, -1), ValueError, "seed must be an integer")):
+        for call in (lambda: ops.max_pool2d(x, dropout=bad),
+                     lambda: ops.avg_pool2d_backward(np.ones((1, 2, 2, 2)), x, dropout=bad)):
+            with pytest.raises(error, match=re.escape(words)):
+                call()
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding", [

@@ -76,6 +76,17 @@ class Dropout(Layer):
         self._dtype = y.dtype
         return y
 
+    def start_mask(self, dtype=np.float32) -> tuple[float, int]:
+        """Draw this training step's mask (as `forward` would) for a layer
+        below that applies it in its own pass; returns its (rate, seed)."""
+        self._mask_seed = int((self.rng or _random.generator()).integers(0, 2**63))
+        self._dtype = np.dtype(dtype)
+        return self.rate, self._mask_seed
+
+    def mask(self) -> tuple[float, int] | None:
+        """(rate, seed) of the mask of the last training forward, or None."""
+        return None if self._mask_seed is None else (self.rate, self._mask_seed)
+
     def backward(self, dy):
         if self._mask_seed is None:
             return dy

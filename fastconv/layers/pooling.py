@@ -60,24 +60,39 @@ class _Pooling2D(Layer):
     def _args(self, x):
         return {"pool_size": self.pool_size, "strides": self.strides, "padding": self.padding}
 
-    def forward(self, x, training=False):
+    # Whether a Dropout layer right above can run in this layer's passes: its
+    # mask applied as the output is written (forward(..., dropout=...)) and as
+    # the gradient is read (backward(..., dropout=...)), the same numbers.
+    takes_dropout = True
+
+    def _kernel_args(self, x, dropout):
+        args = self._args(x)
+        if dropout is not None:
+            args["dropout"] = dropout
+        return args
+
+    def forward(self, x, training=False, dropout=None):
+        """The pooled x; with dropout, the (rate, seed) of a Dropout layer
+        above (`Dropout.start_mask`), applied in the same pass."""
         self._x = x
-        return getattr(backend.kernels(), f"{self._kind}_pool2d")(x, **self._args(x))
+        return getattr(backend.kernels(), f"{self._kind}_pool2d")(x, **self._kernel_args(x, dropout))
 
     def _as_4d(self, dy):
         """The output gradient as ``(n, ho, wo, c)``."""
         return dy
 
-    def backward(self, dy):
+    def backward(self, dy, dropout=None):
+        """With dropout (as forward's), dy is the gradient of the Dropout
+        layer's output, taken through its mask in the same pass."""
         backward = getattr(backend.kernels(), f"{self._kind}_pool2d_backward")
-        return backward(self._as_4d(dy), self._x, **self._args(self._x))
+        return backward(self._as_4d(dy), self._x, **self._kernel_args(self._x, dropout))
 
     @property
     def takes_relu_backward(self) -> bool:
         """Whether `backward_through_relu` exists: max pooling's does."""
         return self._kind == "max"
 
-    def backward_through_relu(self, dy):
+    def backward_through_relu(self, dy, dropout=None):
         """The gradient with respect to the pre-activation of the ReLU whose
         output this layer pooled: ``relu_backward(backward(dy), x)`` in the
         pooling's own pass (a window whose maximum is not positive passes
@@ -86,7 +101,7 @@ class _Pooling2D(Layer):
         if not self.takes_relu_backward:
             raise TypeError(f"{type(self).__name__} has no backward through a ReLU")
         return backend.kernels().max_pool2d_backward(
-            self._as_4d(dy), self._x, relu=True, **self._args(self._x)
+            self._as_4d(dy), self._x, relu=True, **self._kernel_args(self._x, dropout)
         )
 
     def get_config(self):
@@ -118,6 +133,8 @@ class _GlobalPooling2D(_Pooling2D):
         Keep the output as ``(n, 1, 1, c)``.
     data_format : None or "channels_last"
     """
+
+    takes_dropout = False
 
     def __init__(self, data_format=None, keepdims: bool = False, **kwargs):
         super().__init__(data_format=data_format, **kwargs)

