@@ -425,6 +425,7 @@ def conv_cases(draw, backward=False):
             y_shape = tweak(y_shape, draw)
         case["dy"] = draw(bad_arrays(y_shape) if spoil == "dy_dtype" else arrays(y_shape))
         case["input_grad"] = draw(st.sampled_from([True, True, True, False]))
+        case["relu"] = draw(st.booleans())  # dx through the ReLU that produced x
     else:
         if spoil == "b_shape":
             b_shape = draw(st.sampled_from([[f + 1], [1, f], []]))
@@ -478,10 +479,12 @@ def test_fuzz_conv2d_backward(case):
         assert_matches(got[1], want[1], nan_allowed)
         assert_matches(got[2], want[2])
 
+    args["relu"] = case["relu"]
     check(
         lambda: ops.conv2d_backward(dy, x, w, input_grad=input_grad,
                                     n_threads=case["n_threads"], **args),
-        lambda: exact(reference.conv2d_backward, widen(dy), widen(x), widen(w), **args),
+        lambda: exact(reference.conv2d_backward, widen(dy), widen(x), widen(w),
+                      input_grad=input_grad, **args),
         ("dy", "x", "w", "stride", "padding", "dilation", "n_threads"),
         other_invalid=threads_invalid(case["n_threads"]),
         compare=compare,
@@ -495,7 +498,7 @@ def test_fuzz_conv2d_backward(case):
 def pool_cases(draw):
     """A valid pooling, forward or backward, then (less often) one thing spoilt."""
     spoils = ["x_dtype", "dy_dtype", "x_shape", "dy_shape", "empty_image", "pool_size",
-              "strides", "padding", "threads"]
+              "strides", "padding", "threads", "dropout"]
     spoil = draw(st.sampled_from(SPOIL_NONE + spoils))
     n = draw(st.sampled_from([0, 1, 1, 2]))
     c = draw(st.sampled_from([0, 1, 3, 8, 17, 300]))
@@ -527,8 +530,15 @@ def pool_cases(draw):
     elif spoil == "padding":
         padding = draw(st.one_of(bad_paddings(), st.integers(4, 6)))
     backward = spoil.startswith("dy") or draw(st.booleans())
+    # The mask of a Dropout layer above the pooling, or a spoilt one.
+    dropout = draw(st.one_of(st.none(), st.tuples(st.sampled_from([0.0, 0.3, 0.99]),
+                                                  st.integers(0, 2**64 - 1))))
+    if spoil == "dropout":
+        dropout = draw(st.sampled_from([(0.5,), [0.5, 1], (1.0, 1), (-0.1, 1), (0.5, -1),
+                                        (0.5, 2**64), ("a", 1), (0.5, 1.5), 0.5]))
     return dict(
         spoil=spoil, kind=draw(st.sampled_from(["max", "avg"])), backward=backward,
+        dropout=dropout,
         x=draw(bad_arrays(x_shape) if spoil == "x_dtype" else arrays(x_shape)),
         dy=draw(bad_arrays(y_shape) if spoil == "dy_dtype" else arrays(y_shape)),
         pool_size=pool_size, strides=strides, padding=padding,
@@ -541,8 +551,8 @@ def pool_cases(draw):
 def test_fuzz_pooling(case):
     x, dy = build(case["x"]), build(case["dy"])
     kind, pool_size = case["kind"], case["pool_size"]
-    args = dict(strides=case["strides"], padding=case["padding"])
-    names = ("x", "pool_size", "strides", "padding", "n_threads")
+    args = dict(strides=case["strides"], padding=case["padding"], dropout=case["dropout"])
+    names = ("x", "pool_size", "strides", "padding", "n_threads", "dropout", "rate", "seed")
     name = f"{kind}_pool2d"
     arrays_, widened = (x,), (widen(x),)
     if case["backward"]:
