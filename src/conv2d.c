@@ -542,6 +542,16 @@ static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const f
     return status;
 }
 
+/* After a pass that wrote dx (status), dx = 0 where the mask, if any, is not
+ * positive: fc_relu_backward_f32 in place. */
+static int masked_after(const fc_conv2d_desc *d, int status, const float *mask, float *dx,
+                        int n_threads)
+{
+    if (status != FC_OK || !mask)
+        return status;
+    return fc_relu_backward_f32(d->n * d->h * d->w * d->c, dx, mask, dx, n_threads);
+}
+
 /* dx, and with mask (x, when it is a ReLU's output) the gradient of that
  * ReLU's input: 0 where the mask is not positive, in the pass that writes
  * dx where it can (the Keras example's second convolution's backward and
@@ -551,9 +561,7 @@ static int backward_input(const fc_conv2d_desc *d, const float *dy, const float 
 {
     int masked = 0;
     const int status = backward_input_pass(d, dy, w, mask, dx, n_threads, &masked);
-    if (status != FC_OK || !mask || masked)
-        return status;
-    return fc_relu_backward_f32(d->n * d->h * d->w * d->c, dx, mask, dx, n_threads);
+    return masked ? status : masked_after(d, status, mask, dx, n_threads);
 }
 
 int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
@@ -728,9 +736,7 @@ int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float 
      * an infinite weight: see backward_input_pass). */
     if (dx && fc_direct_applies(d) && all_finite(w, d->kh * d->kw * d->c * d->f)) {
         const int status = fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db, n_threads);
-        if (status != FC_OK || !mask)
-            return status;
-        return fc_relu_backward_f32(d->n * d->h * d->w * d->c, dx, mask, dx, n_threads);
+        return masked_after(d, status, mask, dx, n_threads);
     }
     const int status = dx ? backward_input(d, dy, w, mask, dx, n_threads) : FC_OK;
     return status != FC_OK ? status : fc_conv2d_backward_weight_f32(d, x, dy, dw, db, n_threads);
