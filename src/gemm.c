@@ -286,7 +286,7 @@ static gemm_blocking blocking_of(const fc_gemm_plan *p, const fc_kernel_set *ks,
      * the other core's cache (a Dense layer on 32 rows, 32 x 9216 @ 9216 x
      * 128, on 2 threads: 771 -> 630 us; with 2 row blocks no gain). */
     const int by_columns = b.n_ic == 1 && fc_ceil_div(b.nc, NR) >= n_threads;
-    if (n_threads > 1 && b.n_ic < 16 * n_threads && !by_columns) {
+    if (n_threads > 1 && !by_columns) {
         /* Few row blocks: make their count a multiple of the threads (1024
          * rows: 8 blocks, not 7 x 144 + 16, which left one thread a fifth
          * idle). */
