@@ -88,7 +88,8 @@ cdef extern from "fastconv.h" nogil:
                            double epsilon, int n_threads)
     int fc_adadelta_update_f32(ptrdiff_t n, float *w, const float *g, float *acc, float *acc_u,
                                double lr, double rho, double epsilon, int n_threads)
-    int fc_rmsprop_update_f32(ptrdiff_t n, float *w, const float *g, float *ms, double lr,
-                              double decay, double weight, double epsilon, int n_threads)
+    int fc_rmsprop_update_f32(ptrdiff_t n, float *w, const float *g, float *ms, float *mg,
+                              float *mom, double lr, double decay, double weight,
+                              double momentum, double epsilon, int n_threads)
     int fc_sgd_update_f32(ptrdiff_t n, float *w, const float *g, float *velocity, double lr,
                           double momentum, int nesterov, int n_threads)

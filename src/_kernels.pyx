@@ -590,21 +590,33 @@ def adadelta_update(float[::1] w, const float[::1] g, float[::1] acc, float[::1]
 
 # ---- RMSprop and SGD --------------------------------------------------------
 
-def rmsprop_update(float[::1] w, const float[::1] g, float[::1] ms, double lr, double decay,
-                   double weight, double epsilon, n_threads=None):
-    """One RMSprop step (not centered, no momentum; decay = rho, weight =
-    1 - rho) or Adagrad step (both 1) in place over 1-D float32 views of
-    equal length."""
+def rmsprop_update(float[::1] w, const float[::1] g, float[::1] ms, mg, mom, double lr,
+                   double decay, double weight, double momentum, double epsilon, n_threads=None):
+    """One RMSprop step (decay = rho, weight = 1 - rho; mg: the centered
+    slot, mom: the momentum slot, each or None) or Adagrad step (both 1, both
+    None) in place over 1-D float32 views of equal length."""
     cdef ptrdiff_t n = w.shape[0]
     _expect((g.shape[0],), (n,), "g")
     _expect((ms.shape[0],), (n,), "ms")
+    cdef float[::1] mg_v, mom_v
+    cdef float *mg_p = NULL
+    cdef float *mom_p = NULL
+    if mg is not None:
+        mg_v = mg
+        _expect((mg_v.shape[0],), (n,), "mg")
+        mg_p = _w1(mg_v)
+    if mom is not None:
+        mom_v = mom
+        _expect((mom_v.shape[0],), (n,), "mom")
+        mom_p = _w1(mom_v)
     cdef int nt = _resolve_threads(n_threads)
     cdef float *w_p = _w1(w)
     cdef const float *g_p = _p1(g)
     cdef float *ms_p = _w1(ms)
     cdef int status
     with nogil:
-        status = fc_rmsprop_update_f32(n, w_p, g_p, ms_p, lr, decay, weight, epsilon, nt)
+        status = fc_rmsprop_update_f32(n, w_p, g_p, ms_p, mg_p, mom_p, lr, decay, weight,
+                                       momentum, epsilon, nt)
     _check(status)
 
 

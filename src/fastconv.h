@@ -221,14 +221,17 @@ int fc_adadelta_update_f32(ptrdiff_t n, float *w, const float *g, float *acc, fl
 
 /* ---- RMSprop and SGD ----------------------------------------------------- */
 
-/* One RMSprop step (not centered, no momentum: fastconv/optimizers/rmsprop.py;
- * decay = rho, weight = 1 - rho), or Adagrad's (adagrad.py; both 1):
- *   ms = decay*ms + weight*g*g;  w -= lr*g / (sqrt(ms) + epsilon)
+/* One RMSprop step (fastconv/optimizers/rmsprop.py; decay = rho, weight =
+ * 1 - rho), or Adagrad's (adagrad.py; both 1, mg and mom NULL):
+ *   ms = decay*ms + weight*g*g;  d = ms, or when centered (mg not NULL)
+ *   mg = decay*mg + weight*g;  d = ms - mg*mg;  then w -= lr*g / (sqrt(d) + epsilon),
+ *   or with momentum (mom not NULL) mom = momentum*mom + lr*g / sqrt(d + epsilon);  w -= mom
  * and one SGD step (sgd.py): w -= lr*g, or with velocity (not NULL)
  *   v = momentum*v - lr*g;  w += v, or w += momentum*v - lr*g (nesterov)
  * in float32, each operation rounded separately, as the NumPy formulas do. */
-int fc_rmsprop_update_f32(ptrdiff_t n, float *w, const float *g, float *ms, double lr,
-                          double decay, double weight, double epsilon, int n_threads);
+int fc_rmsprop_update_f32(ptrdiff_t n, float *w, const float *g, float *ms, float *mg,
+                          float *mom, double lr, double decay, double weight, double momentum,
+                          double epsilon, int n_threads);
 int fc_sgd_update_f32(ptrdiff_t n, float *w, const float *g, float *velocity, double lr,
                       double momentum, int nesterov, int n_threads);
 

@@ -171,15 +171,25 @@ def numpy_sgd_float32(w0, grads, lr, momentum, nesterov):
     return w
 
 
-def numpy_rmsprop_float32(w0, grads, lr, rho, eps):
-    """The NumPy formula of RMSprop._update (not centered, no momentum)."""
-    w, ms = w0.copy(), np.zeros_like(w0)
+def numpy_rmsprop_float32(w0, grads, lr, rho, eps, momentum=0.0, centered=False):
+    """The NumPy formula of RMSprop._update."""
+    w, ms, mg, mom = w0.copy(), np.zeros_like(w0), np.zeros_like(w0), np.zeros_like(w0)
     for g in grads:
         ms *= rho
         ms += (1 - rho) * np.square(g)
-        denom = np.sqrt(ms)
-        denom += eps
-        w -= lr * g / denom
+        d = ms
+        if centered:
+            mg *= rho
+            mg += (1 - rho) * g
+            d = ms - np.square(mg)
+        if momentum:
+            mom *= momentum
+            mom += lr * g / np.sqrt(d + eps)
+            w -= mom
+        else:
+            denom = np.sqrt(d)
+            denom += eps
+            w -= lr * g / denom
     return w
 
 
@@ -194,7 +204,9 @@ def numpy_adagrad_float32(w0, grads, lr, initial, eps):
     return w
 
 
-@pytest.mark.parametrize("name", ["adadelta", "sgd", "momentum", "nesterov", "rmsprop", "adagrad"])
+@pytest.mark.parametrize("name", ["adadelta", "sgd", "momentum", "nesterov", "rmsprop",
+                                  "rmsprop-centered", "rmsprop-momentum",
+                                  "rmsprop-centered-momentum", "adagrad"])
 def test_other_optimizers_float32_are_bitwise_their_numpy_formulas(name):
     """As Adam's: the C sweeps round exactly as the NumPy formulas (a
     product or sum regrouped in C fails this)."""
@@ -206,9 +218,11 @@ def test_other_optimizers_float32_are_bitwise_their_numpy_formulas(name):
     if name == "adadelta":
         opt, formula = optimizers.Adadelta(0.7, rho=0.9, epsilon=1e-5), lambda: (
             numpy_adadelta_float32(w0, grads, 0.7, 0.9, 1e-5))
-    elif name == "rmsprop":
-        opt, formula = optimizers.RMSprop(0.01, rho=0.8), lambda: numpy_rmsprop_float32(
-            w0, grads, 0.01, 0.8, 1e-7)
+    elif name.startswith("rmsprop"):
+        momentum, centered = (0.7 if "momentum" in name else 0.0), "centered" in name
+        opt = optimizers.RMSprop(0.01, rho=0.8, momentum=momentum, centered=centered)
+        formula = lambda: numpy_rmsprop_float32(  # noqa: E731
+            w0, grads, 0.01, 0.8, 1e-7, momentum, centered)
     elif name == "adagrad":
         opt, formula = optimizers.Adagrad(0.02), lambda: numpy_adagrad_float32(
             w0, grads, 0.02, 0.1, 1e-7)

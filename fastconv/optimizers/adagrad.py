@@ -49,7 +49,7 @@ class Adagrad(Optimizer):
             # RMSprop's sweep in C with no decay, bitwise the NumPy formula below.
             _kernels.rmsprop_update(
                 w.reshape(-1), np.ascontiguousarray(g, dtype=np.float32).reshape(-1),
-                acc.reshape(-1), lr, 1.0, 1.0, self.epsilon,
+                acc.reshape(-1), None, None, lr, 1.0, 1.0, 0.0, self.epsilon,
             )
             return
         acc += np.square(g)

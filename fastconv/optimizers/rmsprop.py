@@ -54,24 +54,26 @@ class RMSprop(Optimizer):
 
     def _update(self, w, g, lr, slots, t):
         ms = slots["rms"]
-        if (not self.centered and not self.momentum and g.dtype == np.float32
-                and in_place_float32(w, ms)):
+        mg = slots["mg"] if self.centered else None
+        mom = slots["momentum"] if self.momentum else None
+        if g.dtype == np.float32 and in_place_float32(
+                w, *(a for a in (ms, mg, mom) if a is not None)):
             # One sweep in C, bitwise the NumPy formula below.
             _kernels.rmsprop_update(
                 w.reshape(-1), np.ascontiguousarray(g, dtype=np.float32).reshape(-1),
-                ms.reshape(-1), lr, self.rho, 1 - self.rho, self.epsilon,
+                ms.reshape(-1), None if mg is None else mg.reshape(-1),
+                None if mom is None else mom.reshape(-1), lr, self.rho, 1 - self.rho,
+                self.momentum, self.epsilon,
             )
             return
         ms *= self.rho
         ms += (1 - self.rho) * np.square(g)
         d = ms
         if self.centered:
-            mg = slots["mg"]
             mg *= self.rho
             mg += (1 - self.rho) * g
             d = ms - np.square(mg)
         if self.momentum:
-            mom = slots["momentum"]
             mom *= self.momentum
             mom += lr * g / np.sqrt(d + self.epsilon)
             w -= mom
