@@ -339,3 +339,20 @@ def test_errors(make, message):
 def test_gradient_shape_is_checked():
     with pytest.raises(ValueError, match="shape"):
         optimizers.SGD().apply_gradients([(np.ones(3), Weight("w", np.ones(4)))])
+
+
+@pytest.mark.parametrize("kernel, args, name", [
+    ("rmsprop_update", lambda a, b: (a, a, a, b, None, 0.1, 0.9, 0.1, 0.0, 1e-7), "mg"),
+    ("rmsprop_update", lambda a, b: (a, a, a, None, b, 0.1, 0.9, 0.1, 0.9, 1e-7), "mom"),
+    ("rmsprop_update", lambda a, b: (a, b, a, None, None, 0.1, 0.9, 0.1, 0.0, 1e-7), "g"),
+    ("sgd_update", lambda a, b: (a, a, b, 0.1, 0.9, False), "velocity"),
+    ("adam_update", lambda a, b: (a, a, a, a, b, 0.1, 0.9, 0.999, 1e-7), "vhat"),
+])
+def test_update_kernels_name_a_slot_of_the_wrong_length(kernel, args, name):
+    """The C sweeps write every slot over the weight's length: a shorter one
+    is refused before the sweep, by name."""
+    from fastconv import _kernels
+    w, short = np.ones(10, np.float32), np.ones(9, np.float32)
+    with pytest.raises(ValueError, match=rf"^{name} must have shape \(10,\), got \(9,\)"):
+        getattr(_kernels, kernel)(*args(w, short))
+    np.testing.assert_array_equal(w, np.ones(10, np.float32))
