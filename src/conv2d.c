@@ -466,6 +466,10 @@ static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const f
             if (!fc_winograd_6x6_applies(&t, FC_WINOGRAD_6X6_MAX_CF))
                 return fc_conv2d_winograd_f32(&t, dy, w, 1, NULL, dx, n_threads);
             *masked = mask != NULL;
+            /* Fewer tiles over dy than over dx (an unpadded layer): the
+             * transposed F(4x4, 3x3) on dy's tiles. */
+            if (fc_winograd_6x6_transposed_applies(d))
+                return fc_conv2d_winograd_6x6_backward_input_f32(d, dy, w, mask, dx, n_threads);
             return fc_conv2d_winograd_6x6_f32(&t, dy, w, 1, NULL, mask, dx, n_threads);
         }
     }

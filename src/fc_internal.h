@@ -123,6 +123,9 @@
 #define FC_WINOGRAD_6X6_MAX_CF (1 << 14)
 #define FC_WINOGRAD_6X6_WGRAD_MAX_CF (1 << 15)
 #define FC_WINOGRAD_BLOCK_FLOATS (1 << 17)
+/* The transposed backward-input's blocks hold whole images: up to this many
+ * floats of an image's transformed tiles (2 MiB). */
+#define FC_WINOGRAD_TRANSPOSED_MAX_IMAGE_FLOATS (1 << 19)
 #define FC_WINOGRAD_WGRAD_BLOCK_FLOATS (1 << 18)
 #define FC_WINOGRAD_WGRAD_MAX_TILES 256
 
@@ -361,11 +364,29 @@ int fc_winograd_6x6_applies(const fc_conv2d_desc *d, ptrdiff_t max_cf);
 int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                int rotate, const float *b, const float *mask, float *y,
                                int n_threads);
+/* How fc_winograd_6x6_transform_weights reads w: a forward pass's kernel
+ * (r, r, c, f), or the kernel (r, r, f, c) of a layer whose backward-input
+ * pass this is, with channels and filters swapped (d->c is then w's filter
+ * count), and rotated by 180 degrees for a forward pass of dy. */
+enum { FC_WEIGHTS_FORWARD, FC_WEIGHTS_ROTATED, FC_WEIGHTS_TRANSPOSED };
+/* U = G g G^T of every channel-filter pair, packed as the micro-kernel's B
+ * panels (nr wide, d->c rows each), all panels of a position together. */
+void fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, const float *w, int view, int nr,
+                                       float *up, int n_threads);
+/* 1 when the backward-input pass of the 3x3 layer d is best computed from
+ * dy's tiles (winograd_6x6_transposed.c): fewer of them than of dx's, as in
+ * an unpadded layer, and an image's tiles fit one block. */
+int fc_winograd_6x6_transposed_applies(const fc_conv2d_desc *d);
+/* dx of the layer d by the transpose of F(4x4, 3x3); with mask (NULL, or an
+ * array of dx's shape), dx is 0 where the mask is not positive. */
+int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
+                                              const float *w, const float *mask, float *dx,
+                                              int n_threads);
 /* winograd_6x6.c's transforms for the weight-gradient driver: V[xi][t][ch]
  * of tiles [t0, t0 + count) (positions ld floats apart); Z = A dy A^T of
  * those tiles as the GEMMs' B panels (kc tiles deep, nr wide), adding their
- * dy to db; dw from S[xi] (c x f, ld_s floats apart) for the channel-filter
- * pairs [cf0, cf1). */
+ * dy to db (unless NULL); dw from S[xi] (c x f, ld_s floats apart) for
+ * the channel-filter pairs [cf0, cf1). */
 void fc_winograd_6x6_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
                             ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
                             const float *zeros, float *v);

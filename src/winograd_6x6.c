@@ -1,7 +1,7 @@
 /* Winograd convolution on a 6x6 transformed domain for square, stride-1,
  * undilated kernels of r = 3 or 5: F(4x4, 3x3) and F(2x2, 5x5). The forward
  * pass, and the backward-input pass (a forward pass of dy with the rotated
- * kernel).
+ * kernel; an unpadded 3x3 layer's goes by winograd_6x6_transposed.c).
  *
  * Each m x m block of outputs ("tile", m = 7 - r) comes from a 6x6 input patch
  * with 36 multiplications per (channel, filter) pair: 2.25 per output for
@@ -89,11 +89,11 @@ static void kernel_matrix(int r, double G[6][5])
     }
 }
 
-/* One panel of transform_weights for the kernel size R (a constant once
- * inlined, so that the loops over filters vectorise): channel ci, filters
+/* One panel of fc_winograd_6x6_transform_weights for the kernel size R (a
+ * constant once inlined, so that the loops over filters vectorise): channel ci, filters
  * [j0, j0 + valid), into out (positions ld_x floats apart, nr wide). */
 static inline __attribute__((always_inline)) void
-transform_panel(const int R, const double G[6][5], const float *w, int rotate, ptrdiff_t c,
+transform_panel(const int R, const double G[6][5], const float *w, int view, ptrdiff_t c,
                 ptrdiff_t f, ptrdiff_t ci, ptrdiff_t j0, ptrdiff_t valid, int nr, ptrdiff_t ld_x,
                 float *out)
 {
@@ -102,8 +102,10 @@ transform_panel(const int R, const double G[6][5], const float *w, int rotate, p
     for (int a = 0; a < R; ++a)
         for (int b = 0; b < R; ++b)
             for (ptrdiff_t j = 0; j < valid; ++j)
-                g[a][b][j] = rotate ? w[((R - 1 - a) * R + (R - 1 - b)) * c * f + (j0 + j) * c + ci]
-                                    : w[(a * R + b) * c * f + ci * f + j0 + j];
+                g[a][b][j] = view == FC_WEIGHTS_ROTATED
+                                 ? w[((R - 1 - a) * R + (R - 1 - b)) * c * f + (j0 + j) * c + ci]
+                             : view == FC_WEIGHTS_TRANSPOSED ? w[(a * R + b) * c * f + (j0 + j) * c + ci]
+                                                             : w[(a * R + b) * c * f + ci * f + j0 + j];
     for (int i = 0; i < 6; ++i)
         for (int b = 0; b < R; ++b) {
             FC_OMP(omp simd)
@@ -131,15 +133,16 @@ transform_panel(const int R, const double G[6][5], const float *w, int rotate, p
 }
 
 /* U[xi] = G g G^T for every channel ci and filter fo of the r x r kernel w
- * (r, r, c, f), or with rotate of the kernel a backward-input pass reads (w
- * of shape (r, r, f, c), rotated by 180 degrees, channels and filters
- * swapped), packed as the micro-kernel's B panels: for position xi and panel
- * jp of nr filters, row ci at up[((xi * n_panels + jp) * c + ci) * nr + j].
- * Computed in double, rounded once: products with G's entries over a panel's
- * filters at once (scalar divisions had taken 220 us of a 32 -> 64-channel
- * layer's forward on one image, two thirds of it). */
-FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const float *w,
-                                               int rotate, int nr, float *up, int n_threads)
+ * (r, r, c, f), or of the kernel a backward-input pass reads (view; w of
+ * shape (r, r, f, c), channels and filters swapped, and rotated by 180
+ * degrees for a forward pass of dy), packed as the micro-kernel's B panels:
+ * for position xi and panel jp of nr filters, row ci at
+ * up[((xi * n_panels + jp) * c + ci) * nr + j]. Computed in double, rounded
+ * once: products with G's entries over a panel's filters at once (scalar
+ * divisions had taken 220 us of a 32 -> 64-channel layer's forward on one
+ * image, two thirds of it). */
+FC_VECTOR_CLONES void fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, const float *w,
+                                                        int view, int nr, float *up, int n_threads)
 {
     const int r = (int)d->kh;
     const ptrdiff_t c = d->c, f = d->f, n_panels = fc_ceil_div(f, nr);
@@ -156,9 +159,9 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
                 const ptrdiff_t j0 = jp * nr, valid = fc_min(nr, f - j0);
                 float *out = up + (jp * c + ci) * nr;
                 if (r == 3)
-                    transform_panel(3, G, w, rotate, c, f, ci, j0, valid, nr, ld_x, out);
+                    transform_panel(3, G, w, view, c, f, ci, j0, valid, nr, ld_x, out);
                 else
-                    transform_panel(5, G, w, rotate, c, f, ci, j0, valid, nr, ld_x, out);
+                    transform_panel(5, G, w, view, c, f, ci, j0, valid, nr, ld_x, out);
             }
         fc_team_leave(&team);
     }
@@ -361,7 +364,8 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
         fc_aligned_free(ws);
         return FC_ERR_NOMEM;
     }
-    transform_weights(d, w, rotate, NR, up, n_threads);
+    fc_winograd_6x6_transform_weights(d, w, rotate ? FC_WEIGHTS_ROTATED : FC_WEIGHTS_FORWARD, NR,
+                                      up, n_threads);
     float *bias = up + u_floats;
     for (ptrdiff_t j = 0; j < f; ++j)
         bias[j] = b ? b[j] : 0.0f;
@@ -425,18 +429,21 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     } while (0)
 
 /* One tile's Z = A g A^T for filters [f0, f1), g[i*M + j] the M x M dy
- * pixels, written at out[xi * ld + fo]; db[fo] gains the tile's dy. */
+ * pixels, written at out[xi * ld + fo]; db[fo] gains the tile's dy (DB
+ * nonzero: a constant once inlined). */
 static inline __attribute__((always_inline)) void
-grad_tile(const int M, const float *const *g, ptrdiff_t f0, ptrdiff_t f1, ptrdiff_t ld, float *out,
-          float *db)
+grad_tile(const int M, const int DB, const float *const *g, ptrdiff_t f0, ptrdiff_t f1,
+          ptrdiff_t ld, float *out, float *db)
 {
     FC_OMP(omp simd)
     for (ptrdiff_t fo = f0; fo < f1; ++fo) {
         float s[6][4], sum = 0.0f;
-        _Pragma("GCC unroll 16")
-        for (int e = 0; e < M * M; ++e)
-            sum += g[e][fo];
-        db[fo] += sum;
+        if (DB) {
+            _Pragma("GCC unroll 16")
+            for (int e = 0; e < M * M; ++e)
+                sum += g[e][fo];
+            db[fo] += sum;
+        }
         _Pragma("GCC unroll 4")
         for (int j = 0; j < M; ++j) { /* A g: spread rows */
             if (M == 4)
@@ -481,10 +488,14 @@ FC_VECTOR_CLONES void fc_winograd_6x6_grads(const fc_conv2d_desc *d, const float
         for (ptrdiff_t f0 = 0; f0 < f; f0 += nr) {
             float *out = zp + f0 * kc + t * nr - f0;
             const ptrdiff_t f1 = fc_min(f0 + nr, f);
-            if (m == 4)
-                grad_tile(4, g, f0, f1, ld, out, db);
+            if (m == 4 && db)
+                grad_tile(4, 1, g, f0, f1, ld, out, db);
+            else if (m == 4)
+                grad_tile(4, 0, g, f0, f1, ld, out, db);
+            else if (db)
+                grad_tile(2, 1, g, f0, f1, ld, out, db);
             else
-                grad_tile(2, g, f0, f1, ld, out, db);
+                grad_tile(2, 0, g, f0, f1, ld, out, db);
         }
     }
 }

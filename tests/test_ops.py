@@ -234,6 +234,7 @@ def test_pooling_dropout_argument_is_checked():
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding", [
     ((3, 13, 13, 32), (3, 3, 32, 64), 1, "same"),  # 6x6 Winograd: masked in its output pass
     ((2, 11, 10, 16), (5, 5, 16, 24), 1, "valid"),  # 6x6 Winograd, 5x5, partial edge tiles
+    ((3, 13, 13, 40), (3, 3, 40, 24), 1, "valid"),  # dy's tiles, transposed: masked at last shares
     ((2, 8, 8, 128), (3, 3, 128, 256), 1, "same"),  # F(2x2, 3x3)
     ((2, 10, 9, 3), (3, 3, 3, 8), 1, "same"),  # direct kernels
     ((2, 12, 12, 24), (1, 1, 24, 40), 1, "valid"),  # pointwise GEMM
@@ -562,6 +563,12 @@ WINOGRAD_CASES = [
     ((1, 60, 60, 16), (5, 4, 16, 16), "same"),  # a large image: blocks of tile rows
     ((12, 9, 9, 16), (4, 5, 16, 24), "same"),  # small images: several per block
     ((3, 30, 30, 16), (5, 5, 16, 24), "same"),  # F(2x2, 5x5), several blocks of tiles
+    # Unpadded (or less padded) 3x3: backward-input from dy's tiles, its transposed
+    # F(4x4, 3x3) adding overlapping patches into dx.
+    ((20, 13, 13, 16), (3, 3, 16, 32), "valid"),  # 8 images a block, the last block short
+    ((3, 26, 26, 40), (3, 3, 40, 24), "valid"),  # an image a block; channels 16 + 16 + 8
+    ((2, 13, 9, 20), (3, 3, 20, 24), ((1, 0), (0, 1))),  # padding shifts the patches
+    ((2, 6, 5, 16), (3, 3, 16, 17), "valid"),  # one tile an image, cut by both edges
 ]
 
 

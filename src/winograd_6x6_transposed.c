@@ -1,0 +1,220 @@
+/* The backward-input pass of a 3x3, stride-1 layer by the transpose of its
+ * forward F(4x4, 3x3) (winograd_6x6.c), tiled over dy rather than dx.
+ *
+ * The forward maps a tile's 6x6 input patch D to its 4x4 outputs by
+ *     Y = A^T [ sum over channels of U .* (B^T D B) ] A,
+ * so its transpose maps a tile's 4x4 dy to the patch's share of dx:
+ *     dD = B [ sum over filters of U .* (A dY A^T) ] B^T,
+ * 36 products per tile and channel-filter pair as in the forward. Patches of
+ * neighbouring tiles overlap by two pixels, and their shares are added into
+ * dx. The usual backward-input (a forward pass of dy, padded, with the
+ * rotated kernel) tiles dx instead, and in an unpadded layer dx is larger than
+ * dy by the kernel's border: MNIST's 24 x 24 dy and 26 x 26 dx take 36 tiles
+ * here against 49, an 11 x 11 dy and 13 x 13 dx 9 against 16.
+ *
+ * Per position xi of the 6x6 domain the products over filters form one GEMM,
+ * M[xi] (tiles, c) = Z[xi] (tiles, f) x U[xi]^T (f, c), with Z = A dY A^T
+ * (winograd_6x6.c's weight-gradient transform) read in place. A block of
+ * tiles holds whole images, so no two threads write one dx pixel; within an
+ * image the tiles go in row-major order, the first share of each pixel
+ * stored and the later ones added (and with a mask, the last one masked), so
+ * each pixel is summed in a fixed order whatever the thread count. */
+#include <string.h>
+
+#include "fc_internal.h"
+
+#define XI 36 /* positions of the 6x6 transformed domain */
+#define TILE 4 /* dy pixels per tile side */
+#define PATCH_CHANNELS 16 /* channels of a patch transformed at a time */
+
+int fc_winograd_6x6_transposed_applies(const fc_conv2d_desc *d)
+{
+    if (d->kh != 3 || d->kw != 3 || !fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF))
+        return 0;
+    const ptrdiff_t dy_tiles = fc_ceil_div(d->ho, TILE) * fc_ceil_div(d->wo, TILE);
+    const ptrdiff_t dx_tiles = fc_ceil_div(d->h, TILE) * fc_ceil_div(d->w, TILE);
+    return dy_tiles < dx_tiles
+           && dy_tiles * XI * (d->c + d->f) <= FC_WINOGRAD_TRANSPOSED_MAX_IMAGE_FLOATS;
+}
+
+/* o0..o5 = B s for one column (or row) s0..s5 of a tile's products: the
+ * transpose of winograd_6x6.c's INPUT_POINTS (B^T d). */
+#define PATCH_POINTS(s0, s1, s2, s3, s4, s5, o0, o1, o2, o3, o4, o5)                   \
+    do {                                                                               \
+        const float a1_ = (s1) + (s2), d1_ = (s2) - (s1);                              \
+        const float a3_ = (s3) + (s4), d3_ = (s3) - (s4);                              \
+        o0 = 4.0f * (s0);                                                              \
+        o1 = 4.0f * d1_ - 2.0f * d3_ + 4.0f * (s5);                                    \
+        o2 = -5.0f * (s0) - 4.0f * a1_ - a3_;                                          \
+        o3 = 2.0f * d3_ - d1_ - 5.0f * (s5);                                           \
+        o4 = (s0) + a1_ + a3_;                                                         \
+        o5 = (s5);                                                                     \
+    } while (0)
+
+/* p[(i * 6 + j) * PATCH_CHANNELS + ch] = (B m B^T)[i][j] for the tile's
+ * products m[xi * ld + ch], ch < count (a constant once inlined). */
+static inline __attribute__((always_inline)) void
+patch_of(const float *m, ptrdiff_t ld, const ptrdiff_t count, float *p)
+{
+    FC_OMP(omp simd)
+    for (ptrdiff_t ch = 0; ch < count; ++ch) {
+        float s[6][6];
+        const float *mc = m + ch;
+        _Pragma("GCC unroll 6")
+        for (int j = 0; j < 6; ++j) /* B m: combine rows */
+            PATCH_POINTS(mc[j * ld], mc[(6 + j) * ld], mc[(12 + j) * ld], mc[(18 + j) * ld],
+                         mc[(24 + j) * ld], mc[(30 + j) * ld], s[0][j], s[1][j], s[2][j], s[3][j],
+                         s[4][j], s[5][j]);
+        float *o = p + ch;
+        _Pragma("GCC unroll 6")
+        for (int r = 0; r < 6; ++r) /* (B m) B^T: combine columns */
+            PATCH_POINTS(s[r][0], s[r][1], s[r][2], s[r][3], s[r][4], s[r][5],
+                         o[(r * 6) * PATCH_CHANNELS], o[(r * 6 + 1) * PATCH_CHANNELS],
+                         o[(r * 6 + 2) * PATCH_CHANNELS], o[(r * 6 + 3) * PATCH_CHANNELS],
+                         o[(r * 6 + 4) * PATCH_CHANNELS], o[(r * 6 + 5) * PATCH_CHANNELS]);
+    }
+}
+
+/* One pixel's share p (count channels) into dx at o: stored if it is the
+ * pixel's first, else added; with mask (the pixel's last share), 0 where
+ * the mask is not positive. */
+static inline __attribute__((always_inline)) void
+share(const float *p, const float *mask, const ptrdiff_t count, int first, float *o)
+{
+    if (first && mask) {
+        FC_OMP(omp simd)
+        for (ptrdiff_t ch = 0; ch < count; ++ch)
+            o[ch] = mask[ch] > 0.0f ? p[ch] : 0.0f;
+    } else if (first) {
+        FC_OMP(omp simd)
+        for (ptrdiff_t ch = 0; ch < count; ++ch)
+            o[ch] = p[ch];
+    } else if (mask) {
+        FC_OMP(omp simd)
+        for (ptrdiff_t ch = 0; ch < count; ++ch)
+            o[ch] = mask[ch] > 0.0f ? o[ch] + p[ch] : 0.0f;
+    } else {
+        FC_OMP(omp simd)
+        for (ptrdiff_t ch = 0; ch < count; ++ch)
+            o[ch] += p[ch];
+    }
+}
+
+/* Channels [c0, c0 + count) of one tile's shares (count a constant once
+ * inlined): its products m (positions ld apart), its patch's first pixel
+ * in dx at (ih0, iw0), image img. A patch pixel is a dx pixel's first share
+ * unless the tile above or to the left covers it too (its top two rows or
+ * left two columns, but in the image's first row or column of tiles), and
+ * its last unless the tile below or to the right does. */
+static inline __attribute__((always_inline)) void
+tile_shares(const fc_conv2d_desc *d, const float *m, ptrdiff_t ld, ptrdiff_t c0,
+            const ptrdiff_t count, ptrdiff_t img, ptrdiff_t ih0, ptrdiff_t iw0, int top, int left,
+            int bottom, int right, const float *mask, float *dx)
+{
+    float p[XI * PATCH_CHANNELS];
+    patch_of(m + c0, ld, count, p);
+    for (int i = 0; i < 6; ++i) {
+        const ptrdiff_t ih = ih0 + i;
+        if (ih < 0 || ih >= d->h)
+            continue;
+        const int first_i = i >= 6 - TILE || top, last_i = i < TILE || bottom;
+        for (int j = 0; j < 6; ++j) {
+            const ptrdiff_t iw = iw0 + j;
+            if (iw < 0 || iw >= d->w)
+                continue;
+            const ptrdiff_t at = ((img * d->h + ih) * d->w + iw) * d->c + c0;
+            const int last = last_i && (j < TILE || right);
+            share(p + (i * 6 + j) * PATCH_CHANNELS, mask && last ? mask + at : NULL, count,
+                  first_i && (j >= 6 - TILE || left), dx + at);
+        }
+    }
+}
+
+/* The shares of tiles [t0, t0 + count) (whole images) in dx: M[xi][t][ch]
+ * at m + xi * ld_block; a vector's worth of channels at a time (the last
+ * chunk may be narrower). */
+FC_VECTOR_CLONES static void add_patches(const fc_conv2d_desc *d, const float *m,
+                                         ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
+                                         ptrdiff_t count, ptrdiff_t ld_block, const float *mask,
+                                         float *dx)
+{
+    const ptrdiff_t c = d->c, per_img = tiles_h * tiles_w;
+    const ptrdiff_t whole = c / PATCH_CHANNELS * PATCH_CHANNELS;
+    for (ptrdiff_t t = 0; t < count; ++t) {
+        const ptrdiff_t tile = t0 + t, img = tile / per_img;
+        const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
+        const ptrdiff_t ih0 = TILE * th - d->pt, iw0 = TILE * tw - d->pl;
+        const int top = th == 0, left = tw == 0, bottom = th == tiles_h - 1, right = tw == tiles_w - 1;
+        const float *mt = m + t * c;
+        for (ptrdiff_t c0 = 0; c0 < whole; c0 += PATCH_CHANNELS)
+            tile_shares(d, mt, ld_block, c0, PATCH_CHANNELS, img, ih0, iw0, top, left, bottom,
+                        right, mask, dx);
+        if (whole < c)
+            tile_shares(d, mt, ld_block, whole, c - whole, img, ih0, iw0, top, left, bottom, right,
+                        mask, dx);
+    }
+}
+
+int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
+                                              const float *w, const float *mask, float *dx,
+                                              int n_threads)
+{
+    /* The GEMMs' depth is the layer's filters, their columns its channels. */
+    const ptrdiff_t c = d->c, f = d->f;
+    const fc_kernel_set *ks = fc_kernels_for(c);
+    const int MR = ks->mr, NR = ks->nr;
+    const ptrdiff_t tiles_h = fc_ceil_div(d->ho, TILE), tiles_w = fc_ceil_div(d->wo, TILE);
+    const ptrdiff_t per_img = tiles_h * tiles_w;
+    if (d->n == 0 || c == 0)
+        return FC_OK;
+    n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
+    const ptrdiff_t n_panels = fc_ceil_div(c, NR);
+    /* Whole images per block, their Z and M together about half an L2. */
+    const ptrdiff_t target = FC_WINOGRAD_BLOCK_FLOATS / (XI * (f + n_panels * NR));
+    const ptrdiff_t images = fc_max(1, fc_min(d->n, target / per_img));
+    const ptrdiff_t run = fc_round_up(images * per_img, MR);
+    const ptrdiff_t n_blocks = fc_ceil_div(d->n, images);
+    /* Per thread: Z (read in place up to a whole last sliver), M, f zeros
+     * (dy past its edge). */
+    const ptrdiff_t ld_z = fc_position_stride(run * f), ld_m = fc_position_stride(run * c);
+    const ptrdiff_t per_thread = fc_thread_stride(XI * (ld_z + ld_m) + f);
+    const int threads = (int)fc_min(n_threads, n_blocks);
+    const fc_conv2d_desc swapped = {d->n, d->ho, d->wo, f, d->kh, d->kw, c, 1, 1, 1, 1,
+                                    0, 0, 0, 0, d->h, d->w, 0};
+    float *up = fc_aligned_alloc((size_t)(XI * n_panels * NR * f) * sizeof(float));
+    float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
+    if (!up || !ws) {
+        fc_aligned_free(up);
+        fc_aligned_free(ws);
+        return FC_ERR_NOMEM;
+    }
+    fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR, up, n_threads);
+
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1))
+    {
+        fc_fp_state fp = fc_fp_enter();
+        float *z = ws + fc_thread_id() * per_thread;
+        float *mm = z + XI * ld_z;
+        float *zeros = mm + XI * ld_m;
+        /* Rows of Z past the last tile are read by the micro-kernel: keep
+         * them finite; the zeros must be zero. */
+        memset(z, 0, (size_t)(XI * ld_z) * sizeof(float));
+        memset(zeros, 0, (size_t)f * sizeof(float));
+        FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
+        for (ptrdiff_t blk = 0; blk < n_blocks; ++blk) {
+            const ptrdiff_t t0 = blk * images * per_img;
+            const ptrdiff_t count = fc_min(images, d->n - blk * images) * per_img;
+            /* One panel of all f filters: Z's rows are row-major, f apart. */
+            fc_winograd_6x6_grads(d, dy, tiles_h, tiles_w, t0, count, run, (int)f, ld_z, zeros, z,
+                                  NULL);
+            fc_winograd_products(XI, z, ld_z, f, up, c, count, mm, ld_m);
+            add_patches(d, mm, tiles_h, tiles_w, t0, count, ld_m, mask, dx);
+        }
+        fc_fp_leave(fp);
+        fc_team_leave(&team);
+    }
+    fc_aligned_free(up);
+    fc_aligned_free(ws);
+    return FC_OK;
+}
