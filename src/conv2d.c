@@ -434,12 +434,39 @@ static int all_finite(const float *a, ptrdiff_t count)
     return 1;
 }
 
+/* A stride-1 backward-input pass is a forward convolution of dy with the
+ * rotated, transposed kernel and the complementary padding. */
+static fc_conv2d_desc rotated_forward(const fc_conv2d_desc *d)
+{
+    const fc_conv2d_desc t = {d->n, d->ho, d->wo, d->f, d->kh, d->kw, d->c, 1, 1, 1, 1,
+                              d->kh - 1 - d->pt, d->kh - 1 - d->pb,
+                              d->kw - 1 - d->pl, d->kw - 1 - d->pr, d->h, d->w, 0};
+    return t;
+}
+
+enum { WINOGRAD_NONE, WINOGRAD_2X2, WINOGRAD_6X6, WINOGRAD_6X6_TRANSPOSED };
+
+/* The Winograd method for dx of the layer d, if any: that of the rotated
+ * forward pass, or, where dy has fewer tiles than dx (an unpadded layer),
+ * the transposed F(4x4, 3x3) on dy's tiles. */
+static int winograd_backward_input(const fc_conv2d_desc *d)
+{
+    const fc_conv2d_desc t = rotated_forward(d);
+    if (!fc_winograd_applies(d) || !fc_winograd_applies(&t)
+        || fc_min(fc_min(t.pt, t.pb), fc_min(t.pl, t.pr)) < 0)
+        return WINOGRAD_NONE;
+    if (!fc_winograd_6x6_applies(&t, FC_WINOGRAD_6X6_MAX_CF))
+        return WINOGRAD_2X2;
+    return fc_winograd_6x6_transposed_applies(d) ? WINOGRAD_6X6_TRANSPOSED : WINOGRAD_6X6;
+}
+
 /* dx; with mask, *masked set where the pass itself zeroed dx where the
- * mask is not positive (the 6x6 Winograd output transform does it). */
+ * mask is not positive (the 6x6 Winograd output transforms do it). */
 static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const float *w,
                                const float *mask, float *dx, int n_threads, int *masked)
 {
     const ptrdiff_t taps = d->kh * d->kw, c = d->c, f = d->f;
+    const fc_conv2d_desc rotated = rotated_forward(d);
     if (d->n == 0 || c == 0 || d->h == 0 || d->w == 0)
         return FC_OK;
     if (fc_direct_applies(d)) {
@@ -455,23 +482,17 @@ static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const f
     }
     if (c <= FC_COL2IM_MAX_CHANNELS)
         return backward_input_col2im(d, dy, w, dx, n_threads);
-    {
-        /* A stride-1 backward-input pass is a forward convolution of dy with
-         * the rotated, transposed kernel and the complementary padding. */
-        const fc_conv2d_desc t = {d->n, d->ho, d->wo, f, d->kh, d->kw, c, 1, 1, 1, 1,
-                                  d->kh - 1 - d->pt, d->kh - 1 - d->pb,
-                                  d->kw - 1 - d->pl, d->kw - 1 - d->pr, d->h, d->w, 0};
-        if (fc_winograd_applies(d) && fc_winograd_applies(&t)
-            && fc_min(fc_min(t.pt, t.pb), fc_min(t.pl, t.pr)) >= 0) {
-            if (!fc_winograd_6x6_applies(&t, FC_WINOGRAD_6X6_MAX_CF))
-                return fc_conv2d_winograd_f32(&t, dy, w, 1, NULL, dx, n_threads);
-            *masked = mask != NULL;
-            /* Fewer tiles over dy than over dx (an unpadded layer): the
-             * transposed F(4x4, 3x3) on dy's tiles. */
-            if (fc_winograd_6x6_transposed_applies(d))
-                return fc_conv2d_winograd_6x6_backward_input_f32(d, dy, w, mask, dx, n_threads);
-            return fc_conv2d_winograd_6x6_f32(&t, dy, w, 1, NULL, mask, dx, n_threads);
-        }
+    switch (winograd_backward_input(d)) {
+    case WINOGRAD_2X2:
+        return fc_conv2d_winograd_f32(&rotated, dy, w, 1, NULL, dx, n_threads);
+    case WINOGRAD_6X6:
+        *masked = mask != NULL;
+        return fc_conv2d_winograd_6x6_f32(&rotated, dy, w, 1, NULL, mask, dx, n_threads);
+    case WINOGRAD_6X6_TRANSPOSED:
+        *masked = mask != NULL;
+        return fc_conv2d_winograd_6x6_backward_input_f32(d, dy, w, mask, dx, n_threads);
+    default:
+        break;
     }
     /* w transposed per tap to (f, c) rows: the GEMM's B for each phase. */
     float *wt = fc_aligned_alloc((size_t)(taps * f * c) * sizeof(float));
@@ -630,6 +651,8 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                   : FC_OK;
     if (fc_direct_applies(d))
         return fc_conv2d_direct_backward_f32(d, x, dy, NULL, NULL, dw, db, n_threads);
+    if (winograd_backward_input(d) == WINOGRAD_6X6_TRANSPOSED && fc_winograd_6x6_fused_applies(d))
+        return fc_conv2d_winograd_6x6_backward_f32(d, x, dy, NULL, NULL, NULL, dw, db, n_threads);
     if (fc_winograd_applies(d))
         return fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, db, n_threads);
     n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_GEMM, n_threads);
@@ -742,6 +765,11 @@ int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float 
         const int status = fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db, n_threads);
         return masked_after(d, status, mask, dx, n_threads);
     }
+    /* An unpadded 3x3 layer's two Winograd passes share dy's transformed
+     * tiles. */
+    if (dx && winograd_backward_input(d) == WINOGRAD_6X6_TRANSPOSED
+        && fc_winograd_6x6_fused_applies(d))
+        return fc_conv2d_winograd_6x6_backward_f32(d, x, dy, w, mask, dx, dw, db, n_threads);
     const int status = dx ? backward_input(d, dy, w, mask, dx, n_threads) : FC_OK;
     return status != FC_OK ? status : fc_conv2d_backward_weight_f32(d, x, dy, dw, db, n_threads);
 }

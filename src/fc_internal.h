@@ -382,6 +382,18 @@ int fc_winograd_6x6_transposed_applies(const fc_conv2d_desc *d);
 int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
                                               const float *w, const float *mask, float *dx,
                                               int n_threads);
+/* 1 when the layer's backward-input runs the transposed F(4x4, 3x3) and its
+ * weight gradient F(3x3, 4x4) from the same tiles of dy, with filters
+ * filling one panel of the micro-kernel (16, 32 or 64 on AVX-512): then both
+ * gradients come from one pass (fc_conv2d_winograd_6x6_backward_f32). */
+int fc_winograd_6x6_fused_applies(const fc_conv2d_desc *d);
+/* dx (masked as above; or none, dx NULL), dw and db (unless NULL) of the
+ * layer d in one pass over the tiles of dy: each tile's A dY A^T serves both.
+ * The weight gradient alone of such a layer comes from here too, so that its
+ * sums are the same with or without dx. */
+int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
+                                        const float *w, const float *mask, float *dx, float *dw,
+                                        float *db, int n_threads);
 /* winograd_6x6.c's transforms for the weight-gradient driver: V[xi][t][ch]
  * of tiles [t0, t0 + count) (positions ld floats apart); Z = A dy A^T of
  * those tiles as the GEMMs' B panels (kc tiles deep, nr wide), adding their
@@ -395,6 +407,10 @@ void fc_winograd_6x6_grads(const fc_conv2d_desc *d, const float *dy, ptrdiff_t t
                            ptrdiff_t ld, const float *zeros, float *zp, float *db);
 void fc_winograd_6x6_weights(const fc_conv2d_desc *d, const float *s, ptrdiff_t ld_s, float *dw,
                              ptrdiff_t cf0, ptrdiff_t cf1);
+/* Adds the partial sums of chunks 1.. (count floats each, stride apart) into
+ * chunk 0's, in chunk order: an OpenMP loop over blocks of them, to be called
+ * by every thread of a parallel region (it ends with the loop's barrier). */
+void fc_winograd_add_chunks(float *partials, ptrdiff_t count, ptrdiff_t chunks, ptrdiff_t stride);
 /* dw by Winograd F(3x3, 2x2), and db (the column sums of dy) unless NULL;
  * overwrites both. */
 int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float *x,

@@ -545,6 +545,19 @@ piece_weights(const int rows, const int cols, const float *sp, ptrdiff_t ld_s, f
     }
 }
 
+void fc_winograd_add_chunks(float *partials, ptrdiff_t count, ptrdiff_t chunks, ptrdiff_t stride)
+{
+    FC_OMP(omp for schedule(static))
+    for (ptrdiff_t e0 = 0; e0 < count; e0 += FC_REDUCE_BLOCK) {
+        const ptrdiff_t e1 = fc_min(e0 + FC_REDUCE_BLOCK, count);
+        for (ptrdiff_t ci = 1; ci < chunks; ++ci) {
+            const float *src = partials + ci * stride;
+            for (ptrdiff_t e = e0; e < e1; ++e)
+                partials[e] += src[e];
+        }
+    }
+}
+
 int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                                            const float *dy, float *dw, float *db, int n_threads)
 {
@@ -633,16 +646,7 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
             }
         }
 
-        /* Add the chunks' partial sums into the first, in chunk order. */
-        FC_OMP(omp for schedule(static))
-        for (ptrdiff_t e0 = 0; e0 < s_floats; e0 += FC_REDUCE_BLOCK) {
-            const ptrdiff_t e1 = fc_min(e0 + FC_REDUCE_BLOCK, s_floats);
-            for (ptrdiff_t ci = 1; ci < chunks; ++ci) {
-                const float *src = partials + ci * s_stride;
-                for (ptrdiff_t e = e0; e < e1; ++e)
-                    partials[e] += src[e];
-            }
-        }
+        fc_winograd_add_chunks(partials, s_floats, chunks, s_stride);
 
         /* dw = G^T S G for each piece, vectorised over its channels x filters. */
         const ptrdiff_t cf_blocks = fc_ceil_div(c * f, FC_REDUCE_BLOCK);

@@ -18,7 +18,9 @@
  * tiles holds whole images, so no two threads write one dx pixel; within an
  * image the tiles go in row-major order, the first share of each pixel
  * stored and the later ones added (and with a mask, the last one masked), so
- * each pixel is summed in a fixed order whatever the thread count. */
+ * each pixel is summed in a fixed order whatever the thread count. Where the
+ * weight gradient is wanted too, one pass over dy's tiles computes both
+ * (below). */
 #include <string.h>
 
 #include "fc_internal.h"
@@ -29,7 +31,8 @@
 
 int fc_winograd_6x6_transposed_applies(const fc_conv2d_desc *d)
 {
-    if (d->kh != 3 || d->kw != 3 || !fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF))
+    if (d->kh != 3 || d->kw != 3 || d->n == 0 || d->ho == 0 || d->wo == 0
+        || !fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF))
         return 0;
     const ptrdiff_t dy_tiles = fc_ceil_div(d->ho, TILE) * fc_ceil_div(d->wo, TILE);
     const ptrdiff_t dx_tiles = fc_ceil_div(d->h, TILE) * fc_ceil_div(d->w, TILE);
@@ -215,6 +218,120 @@ int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const flo
         fc_team_leave(&team);
     }
     fc_aligned_free(up);
+    fc_aligned_free(ws);
+    return FC_OK;
+}
+
+/* ---- both gradients in one pass ---------------------------------------
+ *
+ * The weight gradient (winograd.c's driver with winograd_6x6.c's transforms)
+ * sums S[xi] = V[xi]^T Z[xi] over dy's tiles, Z = A dY A^T as above and V the
+ * forward's transform of the same tiles' input patches. When the filters fill
+ * one panel of its micro-kernel, Z packed as that panel is also Z row-major,
+ * the backward-input's A: one transform of dy serves both gradients. */
+
+int fc_winograd_6x6_fused_applies(const fc_conv2d_desc *d)
+{
+    return fc_winograd_6x6_transposed_applies(d)
+           && fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_WGRAD_MAX_CF)
+           && d->f == fc_kernels_for(d->f)->nr;
+}
+
+int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
+                                        const float *w, const float *mask, float *dx, float *dw,
+                                        float *db, int n_threads)
+{
+    const ptrdiff_t c = d->c, f = d->f;
+    const fc_kernel_set *ks_w = fc_kernels_for(f); /* S[xi] (c, f): f = its NR */
+    const fc_kernel_set *ks_x = fc_kernels_for(c); /* M[xi] (tiles, c) */
+    const int MR_W = ks_w->mr, MR_X = ks_x->mr, NR_X = ks_x->nr;
+    const ptrdiff_t tiles_h = fc_ceil_div(d->ho, TILE), tiles_w = fc_ceil_div(d->wo, TILE);
+    const ptrdiff_t per_img = tiles_h * tiles_w;
+    n_threads = fc_threads_for((dx ? 2.0 : 1.0) * fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
+    const ptrdiff_t n_panels = fc_ceil_div(c, NR_X);
+    /* Whole images per block: their V, Z and M together about L2; the
+     * weight gradient's chunks (fixed by the shape, added in order) of whole
+     * images too. */
+    const ptrdiff_t per_img_floats = per_img * XI * (c + f + n_panels * NR_X);
+    const ptrdiff_t images = fc_max(1, fc_min(d->n, FC_WINOGRAD_WGRAD_BLOCK_FLOATS / per_img_floats));
+    const ptrdiff_t run = fc_round_up(images * per_img, fc_max(MR_X, MR_W));
+    const ptrdiff_t s_floats = XI * c * f + f, s_stride = fc_thread_stride(s_floats);
+    /* As many chunks as can be (not fewer for few tiles, as the weight
+     * gradient alone takes): the backward-input's share of the work is
+     * spread by them too (the default model's second layer, 128 images in
+     * 3 chunks, left one of 2 threads a third idle). */
+    ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, d->n);
+    chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)(s_floats * sizeof(float)));
+    chunks = fc_max(chunks, 1);
+    /* Per thread: V (a sliver past the last channel reads up to MR - 1
+     * floats beyond it), Z, M, zeros for the patches and tiles past the
+     * edges. */
+    const ptrdiff_t ld_v = fc_position_stride(run * c + MR_W), ld_z = fc_position_stride(run * f);
+    const ptrdiff_t ld_m = fc_position_stride(run * c);
+    const ptrdiff_t per_thread = fc_thread_stride(XI * (ld_v + ld_z + ld_m) + fc_max(c, f));
+    const int threads = (int)fc_min(n_threads, chunks);
+    const fc_conv2d_desc swapped = {d->n, d->ho, d->wo, f, d->kh, d->kw, c, 1, 1, 1, 1,
+                                    0, 0, 0, 0, d->h, d->w, 0};
+    float *up = dx ? fc_aligned_alloc((size_t)(XI * n_panels * NR_X * f) * sizeof(float)) : NULL;
+    float *partials = fc_aligned_alloc((size_t)(chunks * s_stride) * sizeof(float));
+    float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
+    if ((dx && !up) || !partials || !ws) {
+        fc_aligned_free(up);
+        fc_aligned_free(partials);
+        fc_aligned_free(ws);
+        return FC_ERR_NOMEM;
+    }
+    if (dx)
+        fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR_X, up, n_threads);
+
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1))
+    {
+        fc_fp_state fp = fc_fp_enter();
+        float *v = ws + fc_thread_id() * per_thread;
+        float *z = v + XI * ld_v, *mm = z + XI * ld_z, *zeros = mm + XI * ld_m;
+        /* Filler the micro-kernels read but discard must be finite; the
+         * padding input must be zero. */
+        memset(v, 0, (size_t)per_thread * sizeof(float));
+        float *crow[FC_MR_MAX];
+        FC_OMP(omp for schedule(static))
+        for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
+            float *s = partials + ci * s_stride, *db_part = s + XI * c * f;
+            const ptrdiff_t img0 = ci * d->n / chunks, img1 = (ci + 1) * d->n / chunks;
+            memset(db_part, 0, (size_t)f * sizeof(float));
+            for (ptrdiff_t i0 = img0; i0 < img1; i0 += images) {
+                const ptrdiff_t t0 = i0 * per_img, count = fc_min(images, img1 - i0) * per_img;
+                fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
+                fc_winograd_6x6_grads(d, dy, tiles_h, tiles_w, t0, count, run, (int)f, ld_z, zeros,
+                                      z, db_part);
+                /* S[xi] (+)= V[xi]^T Z[xi]: V read transposed in place. */
+                fc_tile_epilogue ep = {0, (int)f, i0 > img0, NULL, 0, 0};
+                for (int xi = 0; xi < XI; ++xi)
+                    for (ptrdiff_t ir = 0; ir < c; ir += MR_W) {
+                        ep.mr = (int)fc_min(MR_W, c - ir);
+                        for (int i = 0; i < MR_W; ++i)
+                            crow[i] = s + xi * c * f + (ir + (i < ep.mr ? i : 0)) * f;
+                        ks_w->ukernel(count, v + xi * ld_v + ir, 1, c, z + xi * ld_z, crow, &ep);
+                    }
+                if (dx) {
+                    fc_winograd_products(XI, z, ld_z, f, up, c, count, mm, ld_m);
+                    add_patches(d, mm, tiles_h, tiles_w, t0, count, ld_m, mask, dx);
+                }
+            }
+        }
+        fc_winograd_add_chunks(partials, s_floats, chunks, s_stride);
+        const ptrdiff_t cf_blocks = fc_ceil_div(c * f, FC_REDUCE_BLOCK);
+        FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
+        for (ptrdiff_t cb = 0; cb < cf_blocks; ++cb)
+            fc_winograd_6x6_weights(d, partials, c * f, dw, cb * FC_REDUCE_BLOCK,
+                                    fc_min(c * f, (cb + 1) * FC_REDUCE_BLOCK));
+        fc_fp_leave(fp);
+        fc_team_leave(&team);
+    }
+    if (db)
+        memcpy(db, partials + XI * c * f, (size_t)f * sizeof(float));
+    fc_aligned_free(up);
+    fc_aligned_free(partials);
     fc_aligned_free(ws);
     return FC_OK;
 }

@@ -235,6 +235,7 @@ def test_pooling_dropout_argument_is_checked():
     ((3, 13, 13, 32), (3, 3, 32, 64), 1, "same"),  # 6x6 Winograd: masked in its output pass
     ((2, 11, 10, 16), (5, 5, 16, 24), 1, "valid"),  # 6x6 Winograd, 5x5, partial edge tiles
     ((3, 13, 13, 40), (3, 3, 40, 24), 1, "valid"),  # dy's tiles, transposed: masked at last shares
+    ((3, 13, 13, 16), (3, 3, 16, 32), 1, "valid"),  # ... in the pass that takes dw too
     ((2, 8, 8, 128), (3, 3, 128, 256), 1, "same"),  # F(2x2, 3x3)
     ((2, 10, 9, 3), (3, 3, 3, 8), 1, "same"),  # direct kernels
     ((2, 12, 12, 24), (1, 1, 24, 40), 1, "valid"),  # pointwise GEMM
@@ -491,11 +492,17 @@ def test_matmul_reads_transposed_views_in_place(simd_path, shape_a, shape_b):
     assert_close(ops.matmul(w.T.T.T, dy.T), f64(w).T @ f64(dy).T)  # both
 
 
-def test_conv2d_backward_can_skip_the_input_gradient():
+@pytest.mark.parametrize("x_shape,w_shape", [
+    ((2, 6, 6, 3), (3, 3, 3, 4)),  # direct kernels: both gradients from one pass
+    ((3, 14, 14, 16), (3, 3, 16, 32)),  # 6x6 Winograd: both from dy's transformed tiles
+])
+def test_conv2d_backward_can_skip_the_input_gradient(x_shape, w_shape):
+    """Without dx the weight and bias gradients are bitwise those computed
+    beside it (where one pass serves both, the same pass computes them)."""
     rng = np.random.default_rng(10)
-    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
-    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
-    dy = rng.standard_normal((2, 4, 4, 4)).astype(np.float32)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal(ops.conv2d(x, w).shape).astype(np.float32)
     dx, dw, db = ops.conv2d_backward(dy, x, w, input_grad=False)
     full = ops.conv2d_backward(dy, x, w)
     assert dx is None
@@ -569,6 +576,11 @@ WINOGRAD_CASES = [
     ((3, 26, 26, 40), (3, 3, 40, 24), "valid"),  # an image a block; channels 16 + 16 + 8
     ((2, 13, 9, 20), (3, 3, 20, 24), ((1, 0), (0, 1))),  # padding shifts the patches
     ((2, 6, 5, 16), (3, 3, 16, 17), "valid"),  # one tile an image, cut by both edges
+    # ... with 16, 32 or 64 filters (one panel of the micro-kernel on AVX-512): the weight
+    # gradient in the same pass, from the same transformed tiles of dy.
+    ((3, 14, 14, 24), (3, 3, 24, 64), "valid"),  # a chunk an image
+    ((17, 6, 6, 16), (3, 3, 16, 16), "valid"),  # 16 chunks of 1-2 images
+    ((2, 13, 9, 20), (3, 3, 20, 32), ((1, 0), (0, 1))),
 ]
 
 
