@@ -47,8 +47,8 @@ int fc_winograd_6x6_applies(const fc_conv2d_desc *d, ptrdiff_t max_cf)
     /* 36 products per m x m tile against 16 per 2x2 tile and 3x3 piece
      * (winograd.c): this method unless the image's edges waste more of its
      * larger tile (an output of 1 or 2 pixels), or c * f passes max_cf
-     * (FC_WINOGRAD_6X6_MAX_CF for the forward passes, where U's 36 c f floats
-     * must stay in cache while the blocks of tiles read it). */
+     * (FC_WINOGRAD_6X6_MAX_CF for the forward passes, where every block of
+     * tiles reads U's 36 c f floats). */
     const ptrdiff_t pieces = (r - 1) / 2 * ((r - 1) / 2);
     return d->c * d->f <= max_cf
            && fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m) * 36
@@ -345,10 +345,19 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
         return FC_OK;
     n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
     const ptrdiff_t n_panels = fc_ceil_div(f, NR);
+    const ptrdiff_t u_floats = XI * n_panels * NR * c;
     /* Tiles per block, a multiple of MR: their patches' V and their M
-     * together fill about half an L2. */
-    const ptrdiff_t target = fc_max(MR, FC_WINOGRAD_BLOCK_FLOATS / (XI * (c + n_panels * NR)));
-    const ptrdiff_t run = fc_min(target / MR * MR, fc_round_up(tiles, MR));
+     * together fill about half an L2, U staying in L2 beside them. A U too
+     * large for that is read again from L3 by every block: then blocks of
+     * FC_WINOGRAD_LARGE_BLOCK_FLOATS, V and M in L3 too, in a count that
+     * keeps every thread busy (S5's 128 x 256, 4.7 MB of U: 3.9 -> 2.9 ms). */
+    const int large = u_floats > FC_WINOGRAD_U_L2_FLOATS;
+    const ptrdiff_t per_tile = XI * (c + n_panels * NR);
+    const ptrdiff_t target = fc_max(MR, (large ? FC_WINOGRAD_LARGE_BLOCK_FLOATS
+                                               : FC_WINOGRAD_BLOCK_FLOATS) / per_tile);
+    ptrdiff_t run = fc_min(target / MR * MR, fc_round_up(tiles, MR));
+    if (large && n_threads > 1)
+        run = fc_round_up(fc_ceil_div(tiles, fc_round_up(fc_ceil_div(tiles, run), n_threads)), MR);
     const ptrdiff_t n_blocks = fc_ceil_div(tiles, run);
     /* Per thread: V (the micro-kernel reads its rows in place, up to a whole
      * last sliver), M, c zeros (the padding's pixels), an edge tile. */
@@ -356,7 +365,6 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     const ptrdiff_t per_thread = fc_thread_stride(XI * (ld_v + ld_m) + c + 16 * f);
     const int threads = (int)fc_min(n_threads, n_blocks);
     /* U's panels, then the bias (zeros without one). */
-    const ptrdiff_t u_floats = XI * n_panels * NR * c;
     float *up = fc_aligned_alloc((size_t)(u_floats + f) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
     if (!up || !ws) {

@@ -32,7 +32,7 @@
 int fc_winograd_6x6_transposed_applies(const fc_conv2d_desc *d)
 {
     if (d->kh != 3 || d->kw != 3 || d->n == 0 || d->ho == 0 || d->wo == 0
-        || !fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF))
+        || !fc_winograd_6x6_applies(d, FC_WINOGRAD_TRANSPOSED_MAX_CF))
         return 0;
     const ptrdiff_t dy_tiles = fc_ceil_div(d->ho, TILE) * fc_ceil_div(d->wo, TILE);
     const ptrdiff_t dx_tiles = fc_ceil_div(d->h, TILE) * fc_ceil_div(d->w, TILE);

@@ -559,8 +559,12 @@ WINOGRAD_CASES = [
     ((2, 5, 4, 300), (3, 3, 300, 17), "same"),
     ((40, 12, 12, 16), (3, 3, 16, 16), "same"),  # many weight-gradient chunks
     ((1, 5, 5, 16), (3, 3, 16, 16), 3),  # padding past 2: backward-input by GEMM
-    # too many weights for F(4x4, 3x3): F(2x2, 3x3), but F(3x3, 4x4) for the weight gradient
+    # U past L2: F(4x4, 3x3) in fewer, larger blocks of tiles; F(3x3, 4x4) for the weight
+    # gradient
     ((2, 6, 6, 128), (3, 3, 128, 160), "same"),
+    ((5, 9, 7, 128), (3, 3, 128, 272), "valid"),  # several large blocks, the last short
+    # too many weights for F(4x4, 3x3) (and its weight gradient): F(2x2, 3x3)
+    ((1, 4, 4, 264), (3, 3, 264, 256), "same"),
     # Larger kernels, cut into 3x3 pieces.
     ((2, 9, 9, 16), (5, 5, 16, 16), "valid"),
     ((3, 8, 7, 20), (5, 5, 20, 33), "same"),
@@ -607,6 +611,7 @@ def test_winograd_path_matches_reference(simd_path, x_shape, w_shape, padding):
     ((8, 26, 26, 32), (3, 3, 32, 64)),  # S2 (MNIST's second layer), a smaller batch
     ((4, 16, 16, 64), (3, 3, 64, 128)),  # S4
     ((8, 14, 14, 32), (5, 5, 32, 64)),  # S3
+    ((4, 8, 8, 128), (3, 3, 128, 256)),  # S5: U past L2, large blocks of tiles
 ])
 def test_winograd_6x6_rounding_stays_small(simd_path, x_shape, w_shape):
     """F(4x4, 3x3) and F(2x2, 5x5) and their weight-gradient transposes
