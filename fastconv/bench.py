@@ -985,9 +985,9 @@ def format_markdown(report: Report) -> str:
             "",
             "GFLOP/s and % peak count the direct method's FLOPs, 2*n*ho*wo*f*c*kh*kw per "
             "pass (twice that for the whole backward), whatever the algorithm: where a "
-            "kernel does fewer multiply-adds (Winograd: 4x fewer on most 3x3 stride-1 "
-            "layers, 2.25x on S5, 2.8x on 5x5 ones) the figure is an effective rate and can "
-            "exceed 100 % of peak.",
+            "kernel does fewer multiply-adds (Winograd: 4x fewer on 3x3 stride-1 layers "
+            "of up to 64K channel-filter pairs, 2.25x past them, 2.8x on 5x5 ones) the "
+            "figure is an effective rate and can exceed 100 % of peak.",
             "",
             "Shapes: "
             + "; ".join(
