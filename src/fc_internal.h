@@ -115,7 +115,7 @@
 #define FC_WINOGRAD_MIN_CHANNELS 16
 /* Channels times filters up to which 3x3 and 5x5 layers take the 6x6-domain
  * Winograd (winograd_6x6.c) for their forward and backward-input passes: its
- * U panels, 36 c f floats, then take at most 9 MiB. Past FC_WINOGRAD_U_L2_FLOATS
+ * U panels, 36 c f floats, then take at most 9 MiB. Past FC_WINOGRAD_L2_FLOATS
  * (2 MiB, this Xeon's L2) U no longer stays in L2 beside the blocks of tiles,
  * and every block reads it again: then blocks of FC_WINOGRAD_LARGE_BLOCK_FLOATS,
  * V and M in L3 too (S5's 128 x 256 took 45 % longer than F(2x2, 3x3) with
@@ -126,7 +126,7 @@
 #define FC_WINOGRAD_6X6_MAX_CF (1 << 16)
 #define FC_WINOGRAD_6X6_WGRAD_MAX_CF (1 << 15)
 #define FC_WINOGRAD_BLOCK_FLOATS (1 << 17)
-#define FC_WINOGRAD_U_L2_FLOATS (1 << 19)
+#define FC_WINOGRAD_L2_FLOATS (1 << 19) /* also the weight gradient's S: winograd.c */
 #define FC_WINOGRAD_LARGE_BLOCK_FLOATS (1 << 20)
 /* The transposed backward-input's blocks hold whole images: up to this many
  * floats of an image's transformed tiles (2 MiB), and its U stays in L2

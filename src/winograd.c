@@ -574,14 +574,25 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
     const ptrdiff_t f_pad = fc_round_up(f, NR);
     /* Tiles per block: V and the packed Z of a block fill about L2, and one
-     * block is one depth block of the micro-kernel. */
-    ptrdiff_t block = FC_WINOGRAD_WGRAD_BLOCK_FLOATS / (positions * (depth + f_pad));
+     * block is one depth block of the micro-kernel. Each block adds its
+     * products into its chunk's S (positions * depth * f floats): on the 6x6
+     * domain an S too large to stay in L2 is read and written again from L3
+     * by every block, and then blocks twice as deep pay (S5's 128 x 256, 4.7
+     * MB of S: 4.4 -> 3.1 ms; with S in L2 they lose: S2 11 %, S3 3 %; on
+     * F(3x3, 2x2), 256 x 256, 2 % too). */
+    const int s_in_l2 = !six || positions * depth * f <= FC_WINOGRAD_L2_FLOATS;
+    ptrdiff_t block = (s_in_l2 ? 1 : 2) * FC_WINOGRAD_WGRAD_BLOCK_FLOATS
+                      / (positions * (depth + f_pad));
     block = fc_max(8, fc_min(block, FC_WINOGRAD_WGRAD_MAX_TILES));
     /* Each chunk's partial: S, then db. */
     const ptrdiff_t s_floats = positions * depth * f + f, s_stride = fc_thread_stride(s_floats);
-    ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(tiles, 4 * block));
+    /* Chunks are the threads' shares: a multiple of 4 of them spreads evenly
+     * over 2 or 4 threads (S3, S4, S6's weight gradients 6-9 % faster than 3
+     * or 5 chunks on 2), of 2 where each costs a large S. */
+    ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS,
+                              fc_round_up(fc_ceil_div(tiles, 4 * block), s_in_l2 ? 4 : 2));
     chunks = fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)(s_floats * sizeof(float)));
-    chunks = fc_max(chunks, 1);
+    chunks = fc_max(1, fc_min(chunks, fc_ceil_div(tiles, 8)));
     /* A sliver past the last channel reads up to MR - 1 floats beyond V. */
     const ptrdiff_t ld_v = fc_position_stride(block * depth + MR);
     const ptrdiff_t ld_z = fc_position_stride(f_pad * block);

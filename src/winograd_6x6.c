@@ -351,7 +351,7 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
      * large for that is read again from L3 by every block: then blocks of
      * FC_WINOGRAD_LARGE_BLOCK_FLOATS, V and M in L3 too, in a count that
      * keeps every thread busy (S5's 128 x 256, 4.7 MB of U: 3.9 -> 2.9 ms). */
-    const int large = u_floats > FC_WINOGRAD_U_L2_FLOATS;
+    const int large = u_floats > FC_WINOGRAD_L2_FLOATS;
     const ptrdiff_t per_tile = XI * (c + n_panels * NR);
     const ptrdiff_t target = fc_max(MR, (large ? FC_WINOGRAD_LARGE_BLOCK_FLOATS
                                                : FC_WINOGRAD_BLOCK_FLOATS) / per_tile);
