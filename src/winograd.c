@@ -575,12 +575,12 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
     const ptrdiff_t f_pad = fc_round_up(f, NR);
     /* Tiles per block: V and the packed Z of a block fill about L2, and one
      * block is one depth block of the micro-kernel. Each block adds its
-     * products into its chunk's S (positions * depth * f floats): on the 6x6
-     * domain an S too large to stay in L2 is read and written again from L3
-     * by every block, and then blocks twice as deep pay (S5's 128 x 256, 4.7
-     * MB of S: 4.4 -> 3.1 ms; with S in L2 they lose: S2 11 %, S3 3 %; on
-     * F(3x3, 2x2), 256 x 256, 2 % too). */
-    const int s_in_l2 = !six || positions * depth * f <= FC_WINOGRAD_L2_FLOATS;
+     * products into its chunk's S (positions * depth * f floats): an S too
+     * large to stay in L2 is read and written again from L3 by every block,
+     * and then blocks twice as deep pay (S5's 128 x 256, 4.7 MB of S: 4.4 ->
+     * 3.1 ms; 256 x 256 on F(3x3, 2x2), 4 MB: 3 %; with S in L2 they lose:
+     * S2 11 %, S3 3 %). */
+    const int s_in_l2 = positions * depth * f <= FC_WINOGRAD_L2_FLOATS;
     ptrdiff_t block = (s_in_l2 ? 1 : 2) * FC_WINOGRAD_WGRAD_BLOCK_FLOATS
                       / (positions * (depth + f_pad));
     block = fc_max(8, fc_min(block, FC_WINOGRAD_WGRAD_MAX_TILES));
