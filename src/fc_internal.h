@@ -414,6 +414,14 @@ void fc_winograd_6x6_grads(const fc_conv2d_desc *d, const float *dy, ptrdiff_t t
                            ptrdiff_t ld, const float *zeros, float *zp, float *db);
 void fc_winograd_6x6_weights(const fc_conv2d_desc *d, const float *s, ptrdiff_t ld_s, float *dw,
                              ptrdiff_t cf0, ptrdiff_t cf1);
+/* S[xi] (depth x f, positions depth * f floats apart) = V[xi]^T Z[xi], or
+ * += with accumulate, for xi < positions, over count tiles: V (count x depth
+ * at v + xi * ld_v) read transposed in place, up to MR - 1 floats past a
+ * partial last sliver; Z as the micro-kernel's B panels (kc tiles deep, each
+ * NR of fc_kernels_for(f) wide, at zp + xi * ld_z). */
+void fc_winograd_weight_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff_t depth,
+                                 const float *zp, ptrdiff_t ld_z, ptrdiff_t kc, ptrdiff_t f,
+                                 ptrdiff_t count, int accumulate, float *s);
 /* Adds the partial sums of chunks 1.. (count floats each, stride apart) into
  * chunk 0's, in chunk order: an OpenMP loop over blocks of them, to be called
  * by every thread of a parallel region (it ends with the loop's barrier). */

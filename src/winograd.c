@@ -545,6 +545,28 @@ piece_weights(const int rows, const int cols, const float *sp, ptrdiff_t ld_s, f
     }
 }
 
+void fc_winograd_weight_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff_t depth,
+                                 const float *zp, ptrdiff_t ld_z, ptrdiff_t kc, ptrdiff_t f,
+                                 ptrdiff_t count, int accumulate, float *s)
+{
+    const fc_kernel_set *ks = fc_kernels_for(f);
+    const int MR = ks->mr, NR = ks->nr;
+    float *crow[FC_MR_MAX];
+    for (int xi = 0; xi < positions; ++xi) {
+        float *sx = s + xi * depth * f;
+        for (ptrdiff_t j = 0; j < f; j += NR) {
+            fc_tile_epilogue ep = {0, (int)fc_min(NR, f - j), accumulate, NULL, 0, 0};
+            const float *bp = zp + xi * ld_z + j * kc;
+            for (ptrdiff_t ir = 0; ir < depth; ir += MR) {
+                ep.mr = (int)fc_min(MR, depth - ir);
+                for (int i = 0; i < MR; ++i)
+                    crow[i] = sx + (ir + (i < ep.mr ? i : 0)) * f + j;
+                ks->ukernel(count, v + xi * ld_v + ir, 1, depth, bp, crow, &ep);
+            }
+        }
+    }
+}
+
 void fc_winograd_add_chunks(float *partials, ptrdiff_t count, ptrdiff_t chunks, ptrdiff_t stride)
 {
     FC_OMP(omp for schedule(static))
@@ -617,7 +639,6 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         memset(v, 0, (size_t)per_thread * sizeof(float));
         float *zp = v + positions * ld_v;
         const float *zeros = zp + positions * ld_z;
-        float *crow[FC_MR_MAX];
         FC_OMP(omp for schedule(static))
         for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
             float *s = partials + ci * s_stride, *db_part = s + positions * depth * f;
@@ -636,24 +657,8 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
                     transform_grads_packed(d, dy, tiles_h, tiles_w, t0, count, block, NR, ld_z,
                                            zeros, zp, db_part);
                 }
-                for (int xi = 0; xi < positions; ++xi) {
-                    float *sx = s + xi * depth * f;
-                    for (ptrdiff_t jp = 0; jp < f_pad / NR; ++jp) {
-                        fc_tile_epilogue ep;
-                        ep.nr = (int)fc_min(NR, f - jp * NR);
-                        ep.accumulate = t0 > first;
-                        ep.bias = NULL;
-                        ep.relu = 0;
-                        ep.stream = 0;
-                        const float *bp = zp + xi * ld_z + jp * NR * block;
-                        for (ptrdiff_t ir = 0; ir < depth; ir += MR) {
-                            ep.mr = (int)fc_min(MR, depth - ir);
-                            for (int i = 0; i < MR; ++i)
-                                crow[i] = sx + (ir + (i < ep.mr ? i : 0)) * f + jp * NR;
-                            ks->ukernel(count, v + xi * ld_v + ir, 1, depth, bp, crow, &ep);
-                        }
-                    }
-                }
+                fc_winograd_weight_products(positions, v, ld_v, depth, zp, ld_z, block, f, count,
+                                            t0 > first, s);
             }
         }
 

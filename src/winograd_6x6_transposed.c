@@ -293,7 +293,6 @@ int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x,
         /* Filler the micro-kernels read but discard must be finite; the
          * padding input must be zero. */
         memset(v, 0, (size_t)per_thread * sizeof(float));
-        float *crow[FC_MR_MAX];
         FC_OMP(omp for schedule(static))
         for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
             float *s = partials + ci * s_stride, *db_part = s + XI * c * f;
@@ -304,15 +303,7 @@ int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x,
                 fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
                 fc_winograd_6x6_grads(d, dy, tiles_h, tiles_w, t0, count, run, (int)f, ld_z, zeros,
                                       z, db_part);
-                /* S[xi] (+)= V[xi]^T Z[xi]: V read transposed in place. */
-                fc_tile_epilogue ep = {0, (int)f, i0 > img0, NULL, 0, 0};
-                for (int xi = 0; xi < XI; ++xi)
-                    for (ptrdiff_t ir = 0; ir < c; ir += MR_W) {
-                        ep.mr = (int)fc_min(MR_W, c - ir);
-                        for (int i = 0; i < MR_W; ++i)
-                            crow[i] = s + xi * c * f + (ir + (i < ep.mr ? i : 0)) * f;
-                        ks_w->ukernel(count, v + xi * ld_v + ir, 1, c, z + xi * ld_z, crow, &ep);
-                    }
+                fc_winograd_weight_products(XI, v, ld_v, c, z, ld_z, run, f, count, i0 > img0, s);
                 if (dx) {
                     fc_winograd_products(XI, z, ld_z, f, up, c, count, mm, ld_m);
                     add_patches(d, mm, tiles_h, tiles_w, t0, count, ld_m, mask, dx);
