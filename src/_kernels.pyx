@@ -249,6 +249,17 @@ cdef inline const float *_p1(const float[::1] a):
 cdef inline float *_w1(float[::1] a):
     return NULL if a.shape[0] == 0 else &a[0]
 
+cdef float[::1] _slot(object a, ptrdiff_t n, str name):
+    """An optimizer's optional slot: a 1-D float32 view of length n, or None."""
+    if a is None:
+        return None
+    cdef float[::1] view = a
+    _expect((view.shape[0],), (n,), name)
+    return view
+
+cdef inline float *_slot_ptr(float[::1] a):
+    return NULL if a is None else _w1(a)
+
 
 # ---- GEMM -------------------------------------------------------------------
 
@@ -550,12 +561,8 @@ def adam_update(float[::1] w, const float[::1] g, float[::1] m, float[::1] v, vh
     _expect((g.shape[0],), (n,), "g")
     _expect((m.shape[0],), (n,), "m")
     _expect((v.shape[0],), (n,), "v")
-    cdef float[::1] vh
-    cdef float *vhat_p = NULL
-    if vhat is not None:
-        vh = vhat
-        _expect((vh.shape[0],), (n,), "vhat")
-        vhat_p = _w1(vh)
+    cdef float[::1] vh = _slot(vhat, n, "vhat")
+    cdef float *vhat_p = _slot_ptr(vh)
     cdef int nt = _resolve_threads(n_threads)
     cdef float *w_p = _w1(w)
     cdef const float *g_p = _p1(g)
@@ -598,17 +605,10 @@ def rmsprop_update(float[::1] w, const float[::1] g, float[::1] ms, mg, mom, dou
     cdef ptrdiff_t n = w.shape[0]
     _expect((g.shape[0],), (n,), "g")
     _expect((ms.shape[0],), (n,), "ms")
-    cdef float[::1] mg_v, mom_v
-    cdef float *mg_p = NULL
-    cdef float *mom_p = NULL
-    if mg is not None:
-        mg_v = mg
-        _expect((mg_v.shape[0],), (n,), "mg")
-        mg_p = _w1(mg_v)
-    if mom is not None:
-        mom_v = mom
-        _expect((mom_v.shape[0],), (n,), "mom")
-        mom_p = _w1(mom_v)
+    cdef float[::1] mg_v = _slot(mg, n, "mg")
+    cdef float[::1] mom_v = _slot(mom, n, "mom")
+    cdef float *mg_p = _slot_ptr(mg_v)
+    cdef float *mom_p = _slot_ptr(mom_v)
     cdef int nt = _resolve_threads(n_threads)
     cdef float *w_p = _w1(w)
     cdef const float *g_p = _p1(g)
@@ -626,12 +626,8 @@ def sgd_update(float[::1] w, const float[::1] g, velocity, double lr, double mom
     the momentum slot, or None)."""
     cdef ptrdiff_t n = w.shape[0]
     _expect((g.shape[0],), (n,), "g")
-    cdef float[::1] v
-    cdef float *v_p = NULL
-    if velocity is not None:
-        v = velocity
-        _expect((v.shape[0],), (n,), "velocity")
-        v_p = _w1(v)
+    cdef float[::1] v = _slot(velocity, n, "velocity")
+    cdef float *v_p = _slot_ptr(v)
     cdef int nt = _resolve_threads(n_threads)
     cdef float *w_p = _w1(w)
     cdef const float *g_p = _p1(g)
