@@ -109,7 +109,7 @@ def set_winograd(mode: str) -> None:
     - ``'fast'`` (the default): also F(4x4, 3x3), F(2x2, 5x5) and their
       weight-gradient transposes, where they pay: up to 1.8x fewer
       multiply-adds than F(2x2, 3x3), with rounding errors 10-50x larger
-      (2e-6 to 1.6e-5 of a result's scale, the most in 5x5 weight gradients);
+      (2e-6 to 2e-5 of a result's scale);
     - ``'accurate'``: F(2x2, 3x3) only, whose rounding is the direct method's;
     - ``'off'``: no Winograd, the GEMM kernels only.
 
