@@ -460,6 +460,15 @@ static int winograd_backward_input(const fc_conv2d_desc *d)
     return fc_winograd_6x6_transposed_applies(d) ? WINOGRAD_6X6_TRANSPOSED : WINOGRAD_6X6;
 }
 
+/* Whether both gradients of d come from one pass over dy's Winograd tiles
+ * (winograd_6x6_transposed.c): its dx takes the transposed F(4x4, 3x3) and
+ * its filters fill one panel of the micro-kernel. The weight gradient alone
+ * takes that pass too, so that dw is the same with or without dx. */
+static int one_pass_winograd(const fc_conv2d_desc *d)
+{
+    return winograd_backward_input(d) == WINOGRAD_6X6_TRANSPOSED && fc_winograd_6x6_fused_applies(d);
+}
+
 /* dx; with mask, *masked set where the pass itself zeroed dx where the
  * mask is not positive (the 6x6 Winograd output transforms do it). */
 static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const float *w,
@@ -651,7 +660,7 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                   : FC_OK;
     if (fc_direct_applies(d))
         return fc_conv2d_direct_backward_f32(d, x, dy, NULL, NULL, dw, db, n_threads);
-    if (winograd_backward_input(d) == WINOGRAD_6X6_TRANSPOSED && fc_winograd_6x6_fused_applies(d))
+    if (one_pass_winograd(d))
         return fc_conv2d_winograd_6x6_backward_f32(d, x, dy, NULL, NULL, NULL, dw, db, n_threads);
     if (fc_winograd_applies(d))
         return fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, db, n_threads);
@@ -765,10 +774,7 @@ int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float 
         const int status = fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db, n_threads);
         return masked_after(d, status, mask, dx, n_threads);
     }
-    /* An unpadded 3x3 layer's two Winograd passes share dy's transformed
-     * tiles. */
-    if (dx && winograd_backward_input(d) == WINOGRAD_6X6_TRANSPOSED
-        && fc_winograd_6x6_fused_applies(d))
+    if (dx && one_pass_winograd(d))
         return fc_conv2d_winograd_6x6_backward_f32(d, x, dy, w, mask, dx, dw, db, n_threads);
     const int status = dx ? backward_input(d, dy, w, mask, dx, n_threads) : FC_OK;
     return status != FC_OK ? status : fc_conv2d_backward_weight_f32(d, x, dy, dw, db, n_threads);
