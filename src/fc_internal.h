@@ -60,6 +60,12 @@
  * FC_GEMM_WHOLE_B_MAX_FLOATS (64 MiB) with few row blocks: see fc_gemm_run. */
 #define FC_GEMM_WHOLE_B_FLOATS ((ptrdiff_t)1 << 17)
 #define FC_GEMM_WHOLE_B_MAX_FLOATS ((ptrdiff_t)1 << 24)
+/* A product of one row block, at most FC_GEMM_SPLIT_MAX_PANELS panels wide,
+ * is split along its depth into chunks of at least FC_GEMM_SPLIT_DEPTH, at
+ * most FC_GEMM_SPLIT_MAX_CHUNKS of them (gemm_run_split in gemm.c). */
+#define FC_GEMM_SPLIT_DEPTH 2048
+#define FC_GEMM_SPLIT_MAX_CHUNKS 8
+#define FC_GEMM_SPLIT_MAX_PANELS 4
 /* A plain GEMM's A whose rows are a multiple of 4 KiB apart is read in place
  * (despite the L1 aliasing) when B has at most this many panels: each sliver
  * is read that often, and copying it first cost more (the Keras example's

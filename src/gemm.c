@@ -11,7 +11,9 @@
  * fc_gemm_run), the IC loop moves outside PC, so each thread takes a row
  * block through every depth block without waiting for the others. Every C
  * tile is computed by exactly one thread, with the same depth order whatever
- * the thread count, so results are bitwise identical for any n_threads. */
+ * the thread count, so results are bitwise identical for any n_threads (a
+ * product split along its depth, gemm_run_split, sums chunks fixed by its
+ * shape, in order). */
 #include <string.h>
 
 #include "fc_internal.h"
@@ -187,9 +189,10 @@ FC_VECTOR_CLONES static void add_row_sums(const fc_gemm_plan *p, ptrdiff_t i0, p
 
 /* One row block [i0, i0+mc) of C (row pointers rowp) times panels
  * [jp_begin, jp_end) of one depth block [pc, pc+kc) of packed B (bp: the
- * block's first panel, panels nr*kc floats apart). */
+ * block's first panel, panels nr*kc floats apart), in a sum over the depth
+ * from p0 (0, or a depth chunk's start: see gemm_run_split). */
 static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdiff_t i0,
-                           ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t jc,
+                           ptrdiff_t mc, ptrdiff_t p0, ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t jc,
                            ptrdiff_t jp_begin, ptrdiff_t jp_end, const float *bp,
                            float *apack, float *const *rowp)
 {
@@ -208,8 +211,8 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
         const ptrdiff_t j = jc + jp * NR;
         fc_tile_epilogue ep;
         ep.nr = (int)fc_min(NR, p->n - j);
-        ep.accumulate = pc > 0;
-        ep.bias = (pc == 0 && p->bias) ? p->bias + j : NULL;
+        ep.accumulate = pc > p0;
+        ep.bias = (pc == p0 && p->bias) ? p->bias + j : NULL;
         ep.relu = p->relu && pc + kc >= p->k;
         ep.stream = p->stream && pc == 0 && kc >= p->k;
         const float *panel = bp + jp * NR * kc;
@@ -356,8 +359,103 @@ static void multiply_item(const fc_gemm_plan *p, const fc_kernel_set *ks, const 
     const ptrdiff_t mc = row_start(ic + 1, b->n_ic, p->m, ks->mr) - i0;
     fc_row_ptrs(&p->c, i0, mc, rowp);
     for (ptrdiff_t pc = ps; pc < pe; pc += b->kc)
-        multiply_block(p, ks, i0, mc, pc, fc_min(b->kc, p->k - pc), jc, g * n_panels / groups,
+        multiply_block(p, ks, i0, mc, 0, pc, fc_min(b->kc, p->k - pc), jc, g * n_panels / groups,
                        (g + 1) * n_panels / groups, bp + (pc - ps) * b->nc, apack, rowp);
+}
+
+/* Depth chunks of a product split along k (gemm_run_split), or 1: a product
+ * of one row block and a few panels whose depth is long (a Dense layer's
+ * forward, 128 x 9216 x 128). Split by columns, each thread would read all
+ * of A (4.7 MB) and pack its panels' whole depth (2.4 MB, past L2) to read
+ * it back; split by depth, each reads its chunks' part of A and of B once.
+ * The count depends on the shape only, so the sums do not depend on the
+ * thread count. */
+static ptrdiff_t depth_chunks(const fc_gemm_plan *p, const fc_kernel_set *ks)
+{
+    if (p->m > ks->mc || p->n > FC_GEMM_SPLIT_MAX_PANELS * ks->nr || p->rows_a
+        || p->a_row_sums || p->k < 2 * FC_GEMM_SPLIT_DEPTH)
+        return 1;
+    return fc_min(FC_GEMM_SPLIT_MAX_CHUNKS, p->k / FC_GEMM_SPLIT_DEPTH);
+}
+
+/* C = bias + sum over the depth chunks of A[:, chunk] B[chunk, :], ReLU:
+ * every chunk's product is summed into its own m x n block of partial sums
+ * (in depth blocks of up to a quarter over the nominal KC, all panels of B
+ * packed per block, so B's block stays in L2 for the row block's slivers),
+ * the chunks spread over the threads; the thread that finishes last adds the
+ * blocks to the bias in chunk order (no barrier: a sleeping thread's wake-up
+ * costs 40-60 us). */
+static int gemm_run_split(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdiff_t chunks,
+                          int n_threads)
+{
+    const int MR = ks->mr, NR = ks->nr;
+    const ptrdiff_t M = p->m, N = p->n, K = p->k, n_panels = fc_ceil_div(N, NR);
+    const ptrdiff_t kc_max = fc_gemm_kc(ks) + fc_gemm_kc(ks) / 4;
+    const ptrdiff_t ptr_floats = (ptrdiff_t)sizeof(float *) / (ptrdiff_t)sizeof(float);
+    const ptrdiff_t a_floats = fc_round_up(M, MR) * kc_max, b_floats = n_panels * NR * kc_max;
+    const ptrdiff_t ws_floats = fc_thread_stride(a_floats + b_floats + M * ptr_floats);
+    const ptrdiff_t part_floats = fc_thread_stride(M * N);
+    const int threads = (int)fc_min(chunks, fc_threads_for((double)M * N * K, FC_GRAIN_GEMM,
+                                                            n_threads));
+    float *ws_all = fc_aligned_alloc((size_t)(ws_floats * threads + part_floats * chunks)
+                                     * sizeof(float));
+    if (!ws_all)
+        return FC_ERR_NOMEM;
+    float *partial = ws_all + ws_floats * threads;
+    /* The chunks' products have no bias, ReLU or streaming stores: those
+     * belong to the sum. */
+    fc_gemm_plan q = *p;
+    q.bias = NULL;
+    q.relu = 0;
+    q.stream = 0;
+    atomic_int finished = 0;
+
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1))
+    {
+        fc_fp_state fp = fc_fp_enter();
+        const int t = fc_thread_id();
+        float *apack = ws_all + ws_floats * t, *bpack = apack + a_floats;
+        float **rowp = (float **)(bpack + b_floats);
+        /* A packed block's rows past the last are read by the micro-kernel:
+         * keep them finite. */
+        if (p->pack_a)
+            memset(apack, 0, (size_t)a_floats * sizeof(float));
+        for (ptrdiff_t s = t * chunks / threads; s < (t + 1) * chunks / threads; ++s) {
+            const ptrdiff_t p0 = s * K / chunks, p1 = (s + 1) * K / chunks;
+            const ptrdiff_t kc = fc_ceil_div(p1 - p0, fc_ceil_div(p1 - p0, kc_max));
+            for (ptrdiff_t i = 0; i < M; ++i)
+                rowp[i] = partial + s * part_floats + i * N;
+            for (ptrdiff_t pc = p0; pc < p1; pc += kc) {
+                const ptrdiff_t kb = fc_min(kc, p1 - pc);
+                for (ptrdiff_t jp = 0; jp < n_panels; ++jp)
+                    p->pack_b(p->b_ctx, pc, kb, jp * NR, fc_min(NR, N - jp * NR), NR,
+                              bpack + jp * NR * kb);
+                multiply_block(&q, ks, 0, M, p0, pc, kb, 0, 0, n_panels, bpack, apack, rowp);
+            }
+        }
+        if (atomic_fetch_add_explicit(&finished, 1, memory_order_acq_rel) == threads - 1) {
+            float **crow = rowp;
+            fc_row_ptrs(&p->c, 0, M, crow);
+            for (ptrdiff_t i = 0; i < M; ++i) {
+                float *c = crow[i];
+                for (ptrdiff_t j = 0; j < N; ++j)
+                    c[j] = p->bias ? p->bias[j] : 0.0f;
+                for (ptrdiff_t s = 0; s < chunks; ++s) {
+                    const float *part = partial + s * part_floats + i * N;
+                    for (ptrdiff_t j = 0; j < N; ++j)
+                        c[j] += part[j];
+                }
+                if (p->relu)
+                    for (ptrdiff_t j = 0; j < N; ++j) /* keeps NaN */
+                        c[j] = c[j] < 0.0f ? 0.0f : c[j];
+            }
+        }
+        fc_fp_leave(fp);
+        fc_team_leave(&team);
+    }
+    fc_aligned_free(ws_all);
+    return FC_OK;
 }
 
 int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
@@ -371,6 +469,9 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
         write_bias_only(p);
         return FC_OK;
     }
+    const ptrdiff_t chunks = depth_chunks(p, ks);
+    if (chunks > 1)
+        return gemm_run_split(p, ks, chunks, n_threads);
     const gemm_blocking b = blocking_of(p, ks, n_threads);
     const ptrdiff_t KC = b.kc, NC = b.nc;
     float *bpack = fc_aligned_alloc((size_t)((b.whole_b ? K : KC) * NC) * sizeof(float));
@@ -454,6 +555,7 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
         const fc_gemm_plan *p = &plans[i];
         b[i] = blocking_of(p, ks, threads);
         together = p->m > 0 && p->n > 0 && p->k > 0 && p->n <= b[i].nc
+                   && depth_chunks(p, ks) == 1
                    && p->k * b[i].nc <= FC_GEMM_WHOLE_B_MAX_FLOATS;
         b[i].n_threads = threads;
         n_panels[i] = fc_ceil_div(p->n, NR);

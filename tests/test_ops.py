@@ -447,9 +447,11 @@ def test_large_outputs_streamed_past_the_cache_are_exact(simd_path):
 
 
 def test_matmul_few_row_blocks_deep_k_same_for_any_thread_count(simd_path):
-    """A Dense layer's shape (few row blocks, K far past KC): B is packed whole
-    and the row blocks rebalanced for the thread count, and still every
-    thread count gives the same bits."""
+    """A Dense layer's shape (one row block, a few panels, K far past KC) is
+    split along K into chunks fixed by the shape, their partial sums added
+    to the bias in order: every thread count gives the same bits. Also with
+    A and B read transposed, a partial last sliver and panel, a narrow
+    tile, bias and ReLU (NaN kept), and K just under and over the split."""
     rng = np.random.default_rng(6)
     a = rng.standard_normal((128, 9216)).astype(np.float32)
     b = rng.standard_normal((9216, 130)).astype(np.float32)
@@ -457,6 +459,24 @@ def test_matmul_few_row_blocks_deep_k_same_for_any_thread_count(simd_path):
     assert_close(results[0], f64(a) @ f64(b))
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
+    for m, k, n in ((37, 5000, 10), (97, 4095, 70), (144, 4096, 256), (5, 20000, 33)):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        bias = rng.standard_normal(n).astype(np.float32)
+        a[m // 2, k // 3] = np.nan
+        want = np.maximum(f64(a) @ f64(b) + bias, 0.0)
+        got = [ops.dense(a, b, bias, activation="relu", n_threads=t) for t in (1, 2, 3)]
+        assert np.isnan(got[0][m // 2]).all() and not np.isnan(got[0][m // 2 - 1]).any()
+        assert_close(np.nan_to_num(got[0]), np.nan_to_num(want))
+        for other in got[1:]:
+            np.testing.assert_array_equal(other, got[0])
+        a_t = np.ascontiguousarray(a.T).T  # the same values, read transposed
+        b_t = np.ascontiguousarray(b.T).T
+        product = f64(a) @ f64(b)
+        for x, y in ((a_t, b), (a, b_t), (a_t, b_t)):
+            got = ops.matmul(x, y)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(product))
+            assert_close(np.nan_to_num(got), np.nan_to_num(product))
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
