@@ -479,6 +479,26 @@ def test_matmul_few_row_blocks_deep_k_same_for_any_thread_count(simd_path):
             assert_close(np.nan_to_num(got), np.nan_to_num(product))
 
 
+@pytest.mark.parametrize("x_shape,w_shape", [
+    ((1, 256, 256, 80), (1, 1, 80, 16)),  # x^T read in place
+    ((1, 258, 260, 5), (3, 3, 5, 8)),  # im2col^T packed
+])
+def test_weight_gradient_chunks_split_by_depth(x_shape, w_shape):
+    """A weight gradient over 64K pixels into few filters: each of its 16
+    chunks of pixels is a product of one row block at least 4096 deep,
+    itself split along the depth; the same bits on any thread count."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal(ops.conv2d(x, w).shape).astype(np.float32)
+    got = [ops.conv2d_backward(dy, x, w, n_threads=t) for t in (1, 2, 3)]
+    for g, r in zip(got[0], reference.conv2d_backward(f64(dy), f64(x), f64(w))):
+        assert_close(g, r)
+    for other in got[1:]:
+        for g, o in zip(got[0], other):
+            np.testing.assert_array_equal(o, g)
+
+
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
 def test_products_of_few_rows(simd_path, m):
     """Up to FC_SMALL_M rows take their own path (B read once, in place): A
