@@ -553,10 +553,12 @@ int fc_gemm_run_batch(const fc_gemm_plan *plans, int count, int n_threads)
     b_off[0] = 0;
     for (int i = 0; i < count && together; ++i) {
         const fc_gemm_plan *p = &plans[i];
+        /* An empty product first: blocking_of divides by its sizes. */
+        together = p->m > 0 && p->n > 0 && p->k > 0 && depth_chunks(p, ks) == 1;
+        if (!together)
+            break;
         b[i] = blocking_of(p, ks, threads);
-        together = p->m > 0 && p->n > 0 && p->k > 0 && p->n <= b[i].nc
-                   && depth_chunks(p, ks) == 1
-                   && p->k * b[i].nc <= FC_GEMM_WHOLE_B_MAX_FLOATS;
+        together = p->n <= b[i].nc && p->k * b[i].nc <= FC_GEMM_WHOLE_B_MAX_FLOATS;
         b[i].n_threads = threads;
         n_panels[i] = fc_ceil_div(p->n, NR);
         groups[i] = column_groups(b[i].n_ic, n_panels[i], threads);

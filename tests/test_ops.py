@@ -930,6 +930,31 @@ def test_simd_path_selection():
         fastconv.set_simd_path("sse9")
 
 
+@pytest.mark.parametrize("x_shape,w_shape", [
+    ((1, 8, 5, 9), (3, 3, 9, 0)),  # no filters
+    ((1, 8, 5, 0), (3, 3, 0, 4)),  # no channels
+    ((0, 8, 5, 9), (3, 3, 9, 4)),  # no images
+    ((2, 8, 8, 16), (3, 3, 16, 0)),  # no filters, a Winograd-sized layer
+])
+@pytest.mark.parametrize("stride", [1, 2, (1, 3)])
+def test_empty_layers_on_any_thread_count(simd_path, x_shape, w_shape, stride):
+    """Layers with nothing to sum or nothing to write, on 1-3 threads (the
+    tests' parallel threshold is 0, so even empty work is shared out): the
+    reference's zeros and empty arrays. A strided layer without filters had
+    divided by its empty depth in the backward-input's batched GEMMs."""
+    x = np.ones(x_shape, np.float32)
+    w = np.ones(w_shape, np.float32)
+    want_y = reference.conv2d(f64(x), f64(w), stride=stride)
+    dy = np.ones(want_y.shape, np.float32)
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(w), stride=stride)
+    for threads in (1, 2, 3):
+        assert_close(ops.conv2d(x, w, stride=stride, n_threads=threads), want_y)
+        for relu in (False, True):  # x > 0 everywhere: the ReLU passes every gradient
+            got = ops.conv2d_backward(dy, x, w, stride=stride, relu=relu, n_threads=threads)
+            for g, r in zip(got, want):
+                assert_close(g, r)
+
+
 def test_threads_setting():
     before = fastconv.get_num_threads()
     try:
