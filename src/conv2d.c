@@ -7,7 +7,6 @@
  * im2col is never built: the GEMM's pack step gathers each block of rows
  * straight from the activations, so scratch is a few cache-sized blocks per
  * thread whatever the input size. */
-#include <math.h>
 #include <string.h>
 
 #include "fc_internal.h"
@@ -318,10 +317,13 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
         fc_gemm_desc g = {m, d->f, d->c, d->c, d->f, d->f, d->relu, 0, 0};
         return fc_gemm_f32(&g, x, w, b, y, n_threads);
     }
-    if (fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF))
-        return fc_conv2d_winograd_6x6_f32(d, x, w, 0, b, NULL, y, n_threads);
-    if (fc_winograd_applies(d))
-        return fc_conv2d_winograd_f32(d, x, w, 0, b, y, n_threads);
+    if (fc_winograd_applies(d)) {
+        const int status = fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF)
+                               ? fc_conv2d_winograd_6x6_f32(d, x, w, 0, b, NULL, y, n_threads)
+                               : fc_conv2d_winograd_f32(d, x, w, 0, b, y, n_threads);
+        if (status != FC_NONFINITE_WEIGHTS) /* else the methods below */
+            return status;
+    }
     if (fc_direct_applies(d))
         return fc_conv2d_direct_forward_f32(d, x, w, b, y, n_threads);
     ptrdiff_t *off_a, *off_b;
@@ -426,12 +428,17 @@ done:
     return status;
 }
 
-static int all_finite(const float *a, ptrdiff_t count)
+/* 1 when no element is an infinity or NaN: a sweep without early exit,
+ * which vectorises. */
+FC_VECTOR_CLONES static int all_finite(const float *a, ptrdiff_t count)
 {
-    for (ptrdiff_t i = 0; i < count; ++i)
-        if (!isfinite(a[i]))
-            return 0;
-    return 1;
+    uint32_t bad = 0;
+    for (ptrdiff_t i = 0; i < count; ++i) {
+        uint32_t bits;
+        memcpy(&bits, a + i, sizeof bits);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u; /* the exponent all ones */
+    }
+    return !bad;
 }
 
 /* A stride-1 backward-input pass is a forward convolution of dy with the
@@ -469,40 +476,13 @@ static int one_pass_winograd(const fc_conv2d_desc *d)
     return winograd_backward_input(d) == WINOGRAD_6X6_TRANSPOSED && fc_winograd_6x6_fused_applies(d);
 }
 
-/* dx; with mask, *masked set where the pass itself zeroed dx where the
- * mask is not positive (the 6x6 Winograd output transforms do it). */
-static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const float *w,
-                               const float *mask, float *dx, int n_threads, int *masked)
+/* Backward-input by stride phases: for each phase of dx (pixels of one
+ * residue modulo the stride), a GEMM of the dy pixels that reach it, read
+ * in place through row pointers, by the taps that connect them. */
+static int backward_input_phases(const fc_conv2d_desc *d, const float *dy, const float *w,
+                                 float *dx, int n_threads)
 {
     const ptrdiff_t taps = d->kh * d->kw, c = d->c, f = d->f;
-    const fc_conv2d_desc rotated = rotated_forward(d);
-    if (d->n == 0 || c == 0 || d->h == 0 || d->w == 0)
-        return FC_OK;
-    if (fc_direct_applies(d)) {
-        /* The direct kernel multiplies the padding's zeros by the weights: with
-         * an infinite weight that makes NaN where no dy pixel reaches. */
-        if (all_finite(w, taps * c * f))
-            return fc_conv2d_direct_backward_f32(d, NULL, dy, w, dx, NULL, NULL, n_threads);
-        return backward_input_col2im(d, dy, w, dx, n_threads);
-    }
-    if (is_pointwise(d)) { /* dx = dy w^T, dy read in place */
-        fc_gemm_desc g = {d->n * d->h * d->w, c, f, f, f, c, 0, 0, 1};
-        return fc_gemm_f32(&g, dy, w, NULL, dx, n_threads);
-    }
-    if (c <= FC_COL2IM_MAX_CHANNELS)
-        return backward_input_col2im(d, dy, w, dx, n_threads);
-    switch (winograd_backward_input(d)) {
-    case WINOGRAD_2X2:
-        return fc_conv2d_winograd_f32(&rotated, dy, w, 1, NULL, dx, n_threads);
-    case WINOGRAD_6X6:
-        *masked = mask != NULL;
-        return fc_conv2d_winograd_6x6_f32(&rotated, dy, w, 1, NULL, mask, dx, n_threads);
-    case WINOGRAD_6X6_TRANSPOSED:
-        *masked = mask != NULL;
-        return fc_conv2d_winograd_6x6_backward_input_f32(d, dy, w, mask, dx, n_threads);
-    default:
-        break;
-    }
     /* w transposed per tap to (f, c) rows: the GEMM's B for each phase. */
     float *wt = fc_aligned_alloc((size_t)(taps * f * c) * sizeof(float));
     ptrdiff_t *scratch = fc_aligned_alloc((size_t)(3 * taps * FC_GEMM_MAX_BATCH) * sizeof(ptrdiff_t));
@@ -518,6 +498,12 @@ static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const f
         for (ptrdiff_t ci = 0; ci < c; ++ci)
             for (ptrdiff_t fi = 0; fi < f; ++fi)
                 wt[(t * f + fi) * c + ci] = w[(t * c + ci) * f + fi];
+    if (!all_finite(wt, taps * f * c)) { /* the GEMMs would multiply dy's zeros by it */
+        fc_aligned_free(wt);
+        fc_aligned_free(scratch);
+        fc_aligned_free(zeros);
+        return backward_input_col2im(d, dy, w, dx, n_threads);
+    }
     /* The phases' GEMMs run together (one team, one barrier), up to
      * FC_GEMM_MAX_BATCH at a time; each has its own tap offsets. */
     im2col_view views[FC_GEMM_MAX_BATCH];
@@ -574,6 +560,51 @@ static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const f
     fc_aligned_free(scratch);
     fc_aligned_free(zeros);
     return status;
+}
+
+/* dx; with mask, *masked set where the pass itself zeroed dx where the
+ * mask is not positive (the 6x6 Winograd output transforms do it). */
+static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const float *w,
+                               const float *mask, float *dx, int n_threads, int *masked)
+{
+    const ptrdiff_t taps = d->kh * d->kw, c = d->c, f = d->f;
+    const fc_conv2d_desc rotated = rotated_forward(d);
+    if (d->n == 0 || c == 0 || d->h == 0 || d->w == 0)
+        return FC_OK;
+    /* The other methods multiply zeros by the weights (dy's padding, the gaps
+     * of its stride, Winograd's transformed tiles): with an infinite or NaN
+     * weight that makes NaN in dx pixels no dy pixel reaches through it.
+     * col2im's sums hold only the taps that reach, as the reference's. The
+     * Winograd passes find such weights in their weight transform, the phase
+     * GEMMs in their copy of w; the direct kernel reads no copy. */
+    if (fc_direct_applies(d)) {
+        if (all_finite(w, taps * c * f))
+            return fc_conv2d_direct_backward_f32(d, NULL, dy, w, dx, NULL, NULL, n_threads);
+        return backward_input_col2im(d, dy, w, dx, n_threads);
+    }
+    if (is_pointwise(d)) { /* dx = dy w^T, dy read in place (no zeros in it) */
+        fc_gemm_desc g = {d->n * d->h * d->w, c, f, f, f, c, 0, 0, 1};
+        return fc_gemm_f32(&g, dy, w, NULL, dx, n_threads);
+    }
+    if (c <= FC_COL2IM_MAX_CHANNELS)
+        return backward_input_col2im(d, dy, w, dx, n_threads);
+    int status = FC_OK;
+    switch (winograd_backward_input(d)) {
+    case WINOGRAD_2X2:
+        status = fc_conv2d_winograd_f32(&rotated, dy, w, 1, NULL, dx, n_threads);
+        break;
+    case WINOGRAD_6X6:
+        status = fc_conv2d_winograd_6x6_f32(&rotated, dy, w, 1, NULL, mask, dx, n_threads);
+        *masked = mask != NULL && status == FC_OK;
+        break;
+    case WINOGRAD_6X6_TRANSPOSED:
+        status = fc_conv2d_winograd_6x6_backward_input_f32(d, dy, w, mask, dx, n_threads);
+        *masked = mask != NULL && status == FC_OK;
+        break;
+    default:
+        return backward_input_phases(d, dy, w, dx, n_threads);
+    }
+    return status == FC_NONFINITE_WEIGHTS ? backward_input_col2im(d, dy, w, dx, n_threads) : status;
 }
 
 /* After a pass that wrote dx (status), dx = 0 where the mask, if any, is not
@@ -768,14 +799,19 @@ int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float 
                            const float *w, float *dx, float *dw, float *db, int n_threads)
 {
     const float *mask = d->relu ? x : NULL;
-    /* The direct kernels take both gradients from one pass over dy (not with
-     * an infinite weight: see backward_input_pass). */
+    /* Both gradients from one pass over dy where the method allows, but for
+     * an infinite or NaN weight, whose dx takes col2im (see
+     * backward_input_pass). */
     if (dx && fc_direct_applies(d) && all_finite(w, d->kh * d->kw * d->c * d->f)) {
         const int status = fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db, n_threads);
         return masked_after(d, status, mask, dx, n_threads);
     }
-    if (dx && one_pass_winograd(d))
-        return fc_conv2d_winograd_6x6_backward_f32(d, x, dy, w, mask, dx, dw, db, n_threads);
+    if (dx && one_pass_winograd(d)) {
+        const int status = fc_conv2d_winograd_6x6_backward_f32(d, x, dy, w, mask, dx, dw, db,
+                                                               n_threads);
+        if (status != FC_NONFINITE_WEIGHTS)
+            return status;
+    }
     const int status = dx ? backward_input(d, dy, w, mask, dx, n_threads) : FC_OK;
     return status != FC_OK ? status : fc_conv2d_backward_weight_f32(d, x, dy, dw, db, n_threads);
 }

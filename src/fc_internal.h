@@ -356,6 +356,12 @@ void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
 /* 1 when d is a stride-1, undilated convolution with a kernel of at least
  * 3x3 (cut into 3x3 pieces) and enough channels to be worth the transform. */
 int fc_winograd_applies(const fc_conv2d_desc *d);
+/* What a Winograd pass returns, having written nothing, when a weight is
+ * infinite or NaN: the transform spreads each weight over all of its
+ * transformed kernel, so the pass would make NaN over whole output tiles
+ * where the direct sums give infinities, or finite values past the reach
+ * of the weight. The caller takes another method. */
+#define FC_NONFINITE_WEIGHTS 1
 /* y = conv(x, w) + b (ReLU) by Winograd F(2x2, 3x3); overwrites y. With
  * rotate, w is read as the rotated, transposed kernel of a backward-input
  * pass: d->c is then w's filter count and d->f its channel count. */
@@ -383,8 +389,10 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
  * count), and rotated by 180 degrees for a forward pass of dy. */
 enum { FC_WEIGHTS_FORWARD, FC_WEIGHTS_ROTATED, FC_WEIGHTS_TRANSPOSED };
 /* U = G g G^T of every channel-filter pair, packed as the micro-kernel's B
- * panels (nr wide, d->c rows each), all panels of a position together. */
-void fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, const float *w, int view, int nr,
+ * panels (nr wide, d->c rows each), all panels of a position together.
+ * Returns 0 when a weight is infinite or NaN (U is then of no use: see
+ * FC_NONFINITE_WEIGHTS), else 1. */
+int fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, const float *w, int view, int nr,
                                        float *up, int n_threads);
 /* 1 when the backward-input pass of the 3x3 layer d is best computed from
  * dy's tiles (winograd_6x6_transposed.c): fewer of them than of dx's, as in

@@ -99,18 +99,21 @@ static const float *forward_view(const fc_conv2d_desc *d, const float *w, int ro
 /* U[xi] = G g G^T for every piece p, channel ci and filter fo of the forward
  * view g, packed as the micro-kernel's B panels over the depth k = p*c + ci:
  * for position xi and panel jp of nr filters, row k at
- * up[((xi * n_panels + jp) * depth + k) * nr + j]. Vectorised over filters. */
-FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const float *g, int nr,
-                                               float *up, int n_threads)
+ * up[((xi * n_panels + jp) * depth + k) * nr + j]. Vectorised over filters.
+ * Returns 0 when a weight is infinite or NaN (see FC_NONFINITE_WEIGHTS). */
+FC_VECTOR_CLONES static int transform_weights(const fc_conv2d_desc *d, const float *g, int nr,
+                                              float *up, int n_threads)
 {
     const ptrdiff_t c = d->c, f = d->f, pw = spans_w(d);
     const ptrdiff_t depth = spans_h(d) * pw * c, n_panels = fc_ceil_div(f, nr);
     const ptrdiff_t col = c * f, row = 3 * pw * col; /* floats between kernel columns, rows */
     const ptrdiff_t ld_x = n_panels * depth * nr;      /* between positions xi */
     n_threads = fc_threads_for((double)(XI * depth * f), FC_GRAIN_ELEMENTS, n_threads);
+    atomic_int nonfinite = 0;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
+        int bad = 0;
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t k = 0; k < depth; ++k) {
             const ptrdiff_t piece = k / c, ci = k - piece * c;
@@ -119,12 +122,13 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
                 const ptrdiff_t j0 = jp * nr, valid = fc_min(nr, f - j0);
                 const float *g0 = g + a0 * row + b0 * col + ci * f + j0;
                 float *out = up + (jp * depth + k) * nr;
-                FC_OMP(omp simd)
+                FC_OMP(omp simd reduction(|:bad))
                 for (ptrdiff_t j = 0; j < valid; ++j) {
                     float t[4][3];
                     for (int kj = 0; kj < 3; ++kj) {
                         const float r0 = g0[kj * col + j], r1 = g0[row + kj * col + j];
                         const float r2 = g0[2 * row + kj * col + j];
+                        bad |= (r0 - r0) + (r1 - r1) + (r2 - r2) != 0.0f; /* NaN: not finite */
                         t[0][kj] = r0;
                         t[1][kj] = 0.5f * (r0 + r1 + r2);
                         t[2][kj] = 0.5f * (r0 - r1 + r2);
@@ -142,8 +146,11 @@ FC_VECTOR_CLONES static void transform_weights(const fc_conv2d_desc *d, const fl
                         out[x * ld_x + j] = 0.0f;
             }
         }
+        if (bad)
+            atomic_store_explicit(&nonfinite, 1, memory_order_relaxed);
         fc_team_leave(&team);
     }
+    return !atomic_load_explicit(&nonfinite, memory_order_relaxed);
 }
 
 /* out[xi * ld + ch] = (B^T d B)[xi] of the 4x4 patch whose pixels are
@@ -368,7 +375,11 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
         return FC_ERR_NOMEM;
     }
     const float *view = forward_view(d, w, rotate, up + XI * n_panels * NR * depth + f, n_threads);
-    transform_weights(d, view, NR, up, n_threads);
+    if (!transform_weights(d, view, NR, up, n_threads)) {
+        fc_aligned_free(up);
+        fc_aligned_free(ws);
+        return FC_NONFINITE_WEIGHTS;
+    }
     float *bias = up + XI * n_panels * NR * depth;
     for (ptrdiff_t j = 0; j < f; ++j)
         bias[j] = b ? b[j] : 0.0f;

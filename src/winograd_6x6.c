@@ -91,21 +91,25 @@ static void kernel_matrix(int r, double G[6][5])
 
 /* One panel of fc_winograd_6x6_transform_weights for the kernel size R (a
  * constant once inlined, so that the loops over filters vectorise): channel ci, filters
- * [j0, j0 + valid), into out (positions ld_x floats apart, nr wide). */
-static inline __attribute__((always_inline)) void
+ * [j0, j0 + valid), into out (positions ld_x floats apart, nr wide). Returns
+ * nonzero when one of the panel's weights is infinite or NaN. */
+static inline __attribute__((always_inline)) int
 transform_panel(const int R, const double G[6][5], const float *w, int view, ptrdiff_t c,
                 ptrdiff_t f, ptrdiff_t ci, ptrdiff_t j0, ptrdiff_t valid, int nr, ptrdiff_t ld_x,
                 float *out)
 {
     /* The panel's kernels, then G g (kernel rows combined). */
     double g[5][5][FC_NR_MAX], t[6][5][FC_NR_MAX];
+    int bad = 0;
     for (int a = 0; a < R; ++a)
         for (int b = 0; b < R; ++b)
-            for (ptrdiff_t j = 0; j < valid; ++j)
+            for (ptrdiff_t j = 0; j < valid; ++j) {
                 g[a][b][j] = view == FC_WEIGHTS_ROTATED
                                  ? w[((R - 1 - a) * R + (R - 1 - b)) * c * f + (j0 + j) * c + ci]
                              : view == FC_WEIGHTS_TRANSPOSED ? w[(a * R + b) * c * f + (j0 + j) * c + ci]
                                                              : w[(a * R + b) * c * f + ci * f + j0 + j];
+                bad |= g[a][b][j] - g[a][b][j] != 0.0; /* NaN for an infinity or a NaN */
+            }
     for (int i = 0; i < 6; ++i)
         for (int b = 0; b < R; ++b) {
             FC_OMP(omp simd)
@@ -130,6 +134,7 @@ transform_panel(const int R, const double G[6][5], const float *w, int view, ptr
             for (ptrdiff_t j = valid; j < nr; ++j)
                 o[j] = 0.0f;
         }
+    return bad;
 }
 
 /* U[xi] = G g G^T for every channel ci and filter fo of the r x r kernel w
@@ -141,8 +146,8 @@ transform_panel(const int R, const double G[6][5], const float *w, int view, ptr
  * once: products with G's entries over a panel's filters at once (scalar
  * divisions had taken 220 us of a 32 -> 64-channel layer's forward on one
  * image, two thirds of it). */
-FC_VECTOR_CLONES void fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, const float *w,
-                                                        int view, int nr, float *up, int n_threads)
+FC_VECTOR_CLONES int fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, const float *w,
+                                                       int view, int nr, float *up, int n_threads)
 {
     const int r = (int)d->kh;
     const ptrdiff_t c = d->c, f = d->f, n_panels = fc_ceil_div(f, nr);
@@ -150,21 +155,26 @@ FC_VECTOR_CLONES void fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d,
     double G[6][5];
     kernel_matrix(r, G);
     n_threads = fc_threads_for((double)(XI * c * f), FC_GRAIN_ELEMENTS, n_threads);
+    atomic_int nonfinite = 0;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
+        int bad = 0;
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t ci = 0; ci < c; ++ci)
             for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
                 const ptrdiff_t j0 = jp * nr, valid = fc_min(nr, f - j0);
                 float *out = up + (jp * c + ci) * nr;
                 if (r == 3)
-                    transform_panel(3, G, w, view, c, f, ci, j0, valid, nr, ld_x, out);
+                    bad |= transform_panel(3, G, w, view, c, f, ci, j0, valid, nr, ld_x, out);
                 else
-                    transform_panel(5, G, w, view, c, f, ci, j0, valid, nr, ld_x, out);
+                    bad |= transform_panel(5, G, w, view, c, f, ci, j0, valid, nr, ld_x, out);
             }
+        if (bad)
+            atomic_store_explicit(&nonfinite, 1, memory_order_relaxed);
         fc_team_leave(&team);
     }
+    return !atomic_load_explicit(&nonfinite, memory_order_relaxed);
 }
 
 /* s0..s5 = B^T d for one column (or row) d0..d5 of a patch. */
@@ -372,8 +382,12 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
         fc_aligned_free(ws);
         return FC_ERR_NOMEM;
     }
-    fc_winograd_6x6_transform_weights(d, w, rotate ? FC_WEIGHTS_ROTATED : FC_WEIGHTS_FORWARD, NR,
-                                      up, n_threads);
+    if (!fc_winograd_6x6_transform_weights(d, w, rotate ? FC_WEIGHTS_ROTATED : FC_WEIGHTS_FORWARD,
+                                           NR, up, n_threads)) {
+        fc_aligned_free(up);
+        fc_aligned_free(ws);
+        return FC_NONFINITE_WEIGHTS;
+    }
     float *bias = up + u_floats;
     for (ptrdiff_t j = 0; j < f; ++j)
         bias[j] = b ? b[j] : 0.0f;

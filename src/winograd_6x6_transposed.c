@@ -191,7 +191,11 @@ int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const flo
         fc_aligned_free(ws);
         return FC_ERR_NOMEM;
     }
-    fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR, up, n_threads);
+    if (!fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR, up, n_threads)) {
+        fc_aligned_free(up);
+        fc_aligned_free(ws);
+        return FC_NONFINITE_WEIGHTS;
+    }
 
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(threads) if (threads > 1))
@@ -281,8 +285,13 @@ int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x,
         fc_aligned_free(ws);
         return FC_ERR_NOMEM;
     }
-    if (dx)
-        fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR_X, up, n_threads);
+    if (dx && !fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR_X, up,
+                                                 n_threads)) {
+        fc_aligned_free(up);
+        fc_aligned_free(partials);
+        fc_aligned_free(ws);
+        return FC_NONFINITE_WEIGHTS;
+    }
 
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(threads) if (threads > 1))
