@@ -369,16 +369,16 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     const ptrdiff_t view_floats = 9 * pieces * c * f;
     float *up = fc_aligned_alloc((size_t)(XI * n_panels * NR * depth + f + view_floats) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
-    if (!up || !ws) {
-        fc_aligned_free(up);
-        fc_aligned_free(ws);
-        return FC_ERR_NOMEM;
+    int status = up && ws ? FC_OK : FC_ERR_NOMEM;
+    if (status == FC_OK) {
+        const float *view = forward_view(d, w, rotate, up + XI * n_panels * NR * depth + f, n_threads);
+        if (!transform_weights(d, view, NR, up, n_threads))
+            status = FC_NONFINITE_WEIGHTS;
     }
-    const float *view = forward_view(d, w, rotate, up + XI * n_panels * NR * depth + f, n_threads);
-    if (!transform_weights(d, view, NR, up, n_threads)) {
+    if (status != FC_OK) {
         fc_aligned_free(up);
         fc_aligned_free(ws);
-        return FC_NONFINITE_WEIGHTS;
+        return status;
     }
     float *bias = up + XI * n_panels * NR * depth;
     for (ptrdiff_t j = 0; j < f; ++j)

@@ -377,16 +377,15 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     /* U's panels, then the bias (zeros without one). */
     float *up = fc_aligned_alloc((size_t)(u_floats + f) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
-    if (!up || !ws) {
+    int status = up && ws ? FC_OK : FC_ERR_NOMEM;
+    if (status == FC_OK
+        && !fc_winograd_6x6_transform_weights(d, w, rotate ? FC_WEIGHTS_ROTATED : FC_WEIGHTS_FORWARD,
+                                              NR, up, n_threads))
+        status = FC_NONFINITE_WEIGHTS;
+    if (status != FC_OK) {
         fc_aligned_free(up);
         fc_aligned_free(ws);
-        return FC_ERR_NOMEM;
-    }
-    if (!fc_winograd_6x6_transform_weights(d, w, rotate ? FC_WEIGHTS_ROTATED : FC_WEIGHTS_FORWARD,
-                                           NR, up, n_threads)) {
-        fc_aligned_free(up);
-        fc_aligned_free(ws);
-        return FC_NONFINITE_WEIGHTS;
+        return status;
     }
     float *bias = up + u_floats;
     for (ptrdiff_t j = 0; j < f; ++j)

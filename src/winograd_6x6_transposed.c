@@ -186,15 +186,14 @@ int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const flo
                                     0, 0, 0, 0, d->h, d->w, 0};
     float *up = fc_aligned_alloc((size_t)(XI * n_panels * NR * f) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
-    if (!up || !ws) {
+    int status = up && ws ? FC_OK : FC_ERR_NOMEM;
+    if (status == FC_OK
+        && !fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR, up, n_threads))
+        status = FC_NONFINITE_WEIGHTS;
+    if (status != FC_OK) {
         fc_aligned_free(up);
         fc_aligned_free(ws);
-        return FC_ERR_NOMEM;
-    }
-    if (!fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR, up, n_threads)) {
-        fc_aligned_free(up);
-        fc_aligned_free(ws);
-        return FC_NONFINITE_WEIGHTS;
+        return status;
     }
 
     fc_team team = FC_TEAM_INIT;
@@ -279,18 +278,15 @@ int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x,
     float *up = dx ? fc_aligned_alloc((size_t)(XI * n_panels * NR_X * f) * sizeof(float)) : NULL;
     float *partials = fc_aligned_alloc((size_t)(chunks * s_stride) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
-    if ((dx && !up) || !partials || !ws) {
+    int status = (up || !dx) && partials && ws ? FC_OK : FC_ERR_NOMEM;
+    if (status == FC_OK && dx
+        && !fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR_X, up, n_threads))
+        status = FC_NONFINITE_WEIGHTS;
+    if (status != FC_OK) {
         fc_aligned_free(up);
         fc_aligned_free(partials);
         fc_aligned_free(ws);
-        return FC_ERR_NOMEM;
-    }
-    if (dx && !fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR_X, up,
-                                                 n_threads)) {
-        fc_aligned_free(up);
-        fc_aligned_free(partials);
-        fc_aligned_free(ws);
-        return FC_NONFINITE_WEIGHTS;
+        return status;
     }
 
     fc_team team = FC_TEAM_INIT;
