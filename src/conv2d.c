@@ -321,7 +321,7 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
         const int status = fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF)
                                ? fc_conv2d_winograd_6x6_f32(d, x, w, 0, b, NULL, y, n_threads)
                                : fc_conv2d_winograd_f32(d, x, w, 0, b, y, n_threads);
-        if (status != FC_NONFINITE_WEIGHTS) /* else the methods below */
+        if (status != FC_NONFINITE) /* else the methods below */
             return status;
     }
     if (fc_direct_applies(d))
@@ -428,19 +428,6 @@ done:
     return status;
 }
 
-/* 1 when no element is an infinity or NaN: a sweep without early exit,
- * which vectorises. */
-FC_VECTOR_CLONES static int all_finite(const float *a, ptrdiff_t count)
-{
-    uint32_t bad = 0;
-    for (ptrdiff_t i = 0; i < count; ++i) {
-        uint32_t bits;
-        memcpy(&bits, a + i, sizeof bits);
-        bad |= (bits & 0x7f800000u) == 0x7f800000u; /* the exponent all ones */
-    }
-    return !bad;
-}
-
 /* A stride-1 backward-input pass is a forward convolution of dy with the
  * rotated, transposed kernel and the complementary padding. */
 static fc_conv2d_desc rotated_forward(const fc_conv2d_desc *d)
@@ -498,7 +485,7 @@ static int backward_input_phases(const fc_conv2d_desc *d, const float *dy, const
         for (ptrdiff_t ci = 0; ci < c; ++ci)
             for (ptrdiff_t fi = 0; fi < f; ++fi)
                 wt[(t * f + fi) * c + ci] = w[(t * c + ci) * f + fi];
-    if (!all_finite(wt, taps * f * c)) { /* the GEMMs would multiply dy's zeros by it */
+    if (!fc_all_finite(wt, taps * f * c)) { /* the GEMMs would multiply dy's zeros by it */
         fc_aligned_free(wt);
         fc_aligned_free(scratch);
         fc_aligned_free(zeros);
@@ -575,10 +562,11 @@ static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const f
      * of its stride, Winograd's transformed tiles): with an infinite or NaN
      * weight that makes NaN in dx pixels no dy pixel reaches through it.
      * col2im's sums hold only the taps that reach, as the reference's. The
-     * Winograd passes find such weights in their weight transform, the phase
-     * GEMMs in their copy of w; the direct kernel reads no copy. */
+     * Winograd passes find such weights in their weight transform (and an
+     * infinity in dy in what they write: FC_NONFINITE), the phase GEMMs in
+     * their copy of w; the direct kernel reads no copy. */
     if (fc_direct_applies(d)) {
-        if (all_finite(w, taps * c * f))
+        if (fc_all_finite(w, taps * c * f))
             return fc_conv2d_direct_backward_f32(d, NULL, dy, w, dx, NULL, NULL, n_threads);
         return backward_input_col2im(d, dy, w, dx, n_threads);
     }
@@ -604,7 +592,7 @@ static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const f
     default:
         return backward_input_phases(d, dy, w, dx, n_threads);
     }
-    return status == FC_NONFINITE_WEIGHTS ? backward_input_col2im(d, dy, w, dx, n_threads) : status;
+    return status == FC_NONFINITE ? backward_input_col2im(d, dy, w, dx, n_threads) : status;
 }
 
 /* After a pass that wrote dx (status), dx = 0 where the mask, if any, is not
@@ -691,10 +679,13 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                   : FC_OK;
     if (fc_direct_applies(d))
         return fc_conv2d_direct_backward_f32(d, x, dy, NULL, NULL, dw, db, n_threads);
-    if (one_pass_winograd(d))
-        return fc_conv2d_winograd_6x6_backward_f32(d, x, dy, NULL, NULL, NULL, dw, db, n_threads);
-    if (fc_winograd_applies(d))
-        return fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, db, n_threads);
+    if (fc_winograd_applies(d)) {
+        const int status = one_pass_winograd(d)
+            ? fc_conv2d_winograd_6x6_backward_f32(d, x, dy, NULL, NULL, NULL, dw, db, n_threads)
+            : fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, db, n_threads);
+        if (status != FC_NONFINITE) /* else the GEMM below */
+            return status;
+    }
     n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_GEMM, n_threads);
     ptrdiff_t *off_a, *off_b;
     if (forward_taps(d, &off_a, &off_b) != FC_OK)
@@ -800,16 +791,16 @@ int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float 
 {
     const float *mask = d->relu ? x : NULL;
     /* Both gradients from one pass over dy where the method allows, but for
-     * an infinite or NaN weight, whose dx takes col2im (see
-     * backward_input_pass). */
-    if (dx && fc_direct_applies(d) && all_finite(w, d->kh * d->kw * d->c * d->f)) {
+     * an infinite or NaN weight (or, in the Winograd pass, value), whose dx
+     * takes col2im (see backward_input_pass) and dw the GEMM. */
+    if (dx && fc_direct_applies(d) && fc_all_finite(w, d->kh * d->kw * d->c * d->f)) {
         const int status = fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db, n_threads);
         return masked_after(d, status, mask, dx, n_threads);
     }
     if (dx && one_pass_winograd(d)) {
         const int status = fc_conv2d_winograd_6x6_backward_f32(d, x, dy, w, mask, dx, dw, db,
                                                                n_threads);
-        if (status != FC_NONFINITE_WEIGHTS)
+        if (status != FC_NONFINITE)
             return status;
     }
     const int status = dx ? backward_input(d, dy, w, mask, dx, n_threads) : FC_OK;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "fastconv.h"
 
@@ -356,12 +357,27 @@ void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
 /* 1 when d is a stride-1, undilated convolution with a kernel of at least
  * 3x3 (cut into 3x3 pieces) and enough channels to be worth the transform. */
 int fc_winograd_applies(const fc_conv2d_desc *d);
-/* What a Winograd pass returns, having written nothing, when a weight is
- * infinite or NaN: the transform spreads each weight over all of its
- * transformed kernel, so the pass would make NaN over whole output tiles
- * where the direct sums give infinities, or finite values past the reach
- * of the weight. The caller takes another method. */
-#define FC_NONFINITE_WEIGHTS 1
+/* What every Winograd pass below returns (instead of FC_OK) when it meets
+ * an infinity or NaN: in a weight (found by the weight transform, before
+ * anything is written) or in its results (found as they are written, or in
+ * dw). The transforms spread each value over whole tiles, so an infinity
+ * makes NaN over whole output tiles where the direct sums give infinities,
+ * or finite values past its reach. The caller takes another method, which
+ * writes the whole output. */
+#define FC_NONFINITE 1
+
+/* 1 when none of count floats is an infinity or NaN (no early exit, so the
+ * loop vectorises). */
+static inline int fc_all_finite(const float *a, ptrdiff_t count)
+{
+    uint32_t bad = 0;
+    for (ptrdiff_t i = 0; i < count; ++i) {
+        uint32_t bits;
+        memcpy(&bits, a + i, sizeof bits);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u; /* the exponent all ones */
+    }
+    return !bad;
+}
 /* y = conv(x, w) + b (ReLU) by Winograd F(2x2, 3x3); overwrites y. With
  * rotate, w is read as the rotated, transposed kernel of a backward-input
  * pass: d->c is then w's filter count and d->f its channel count. */
@@ -391,7 +407,7 @@ enum { FC_WEIGHTS_FORWARD, FC_WEIGHTS_ROTATED, FC_WEIGHTS_TRANSPOSED };
 /* U = G g G^T of every channel-filter pair, packed as the micro-kernel's B
  * panels (nr wide, d->c rows each), all panels of a position together.
  * Returns 0 when a weight is infinite or NaN (U is then of no use: see
- * FC_NONFINITE_WEIGHTS), else 1. */
+ * FC_NONFINITE), else 1. */
 int fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, const float *w, int view, int nr,
                                        float *up, int n_threads);
 /* 1 when the backward-input pass of the 3x3 layer d is best computed from

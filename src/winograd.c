@@ -100,7 +100,7 @@ static const float *forward_view(const fc_conv2d_desc *d, const float *w, int ro
  * view g, packed as the micro-kernel's B panels over the depth k = p*c + ci:
  * for position xi and panel jp of nr filters, row k at
  * up[((xi * n_panels + jp) * depth + k) * nr + j]. Vectorised over filters.
- * Returns 0 when a weight is infinite or NaN (see FC_NONFINITE_WEIGHTS). */
+ * Returns 0 when a weight is infinite or NaN (see FC_NONFINITE). */
 FC_VECTOR_CLONES static int transform_weights(const fc_conv2d_desc *d, const float *g, int nr,
                                               float *up, int n_threads)
 {
@@ -231,12 +231,14 @@ FC_VECTOR_CLONES static void transform_patches(const fc_conv2d_desc *d, const fl
 
 /* One tile's y = A^T m A + bias (ReLU), rows x cols of its 2x2 outputs
  * (fewer at the image's far edges). rows, cols and relu are constants once
- * inlined, so the filter loop has no branches and vectorises. */
-static inline __attribute__((always_inline)) void
+ * inlined, so the filter loop has no branches and vectorises. Returns
+ * nonzero when an output is an infinity or NaN (see FC_NONFINITE). */
+static inline __attribute__((always_inline)) int
 output_tile(const int rows, const int cols, const int relu, const float *in, ptrdiff_t ld_block,
             ptrdiff_t f, const float *bias, float *out, ptrdiff_t ld_row)
 {
-    FC_OMP(omp simd)
+    int bad = 0;
+    FC_OMP(omp simd reduction(|:bad))
     for (ptrdiff_t fo = 0; fo < f; ++fo) {
         float s[2][4], r[2][2];
         for (int j = 0; j < 4; ++j) { /* A^T m: combine rows */
@@ -254,17 +256,22 @@ output_tile(const int rows, const int cols, const int relu, const float *in, ptr
             }
         }
         for (int i = 0; i < rows; ++i)
-            for (int j = 0; j < cols; ++j)
+            for (int j = 0; j < cols; ++j) {
                 out[i * ld_row + j * f + fo] = r[i][j];
+                bad |= r[i][j] - r[i][j] != 0.0f; /* NaN: not finite */
+            }
     }
+    return bad;
 }
 
-/* y = A^T m A + bias (ReLU) for the block's tiles; m[xi][t][fo], bias f floats. */
-FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const float *m, ptrdiff_t tiles_h,
+/* y = A^T m A + bias (ReLU) for the block's tiles; m[xi][t][fo], bias f
+ * floats. Returns nonzero when an output is an infinity or NaN. */
+FC_VECTOR_CLONES static int transform_outputs(const fc_conv2d_desc *d, const float *m, ptrdiff_t tiles_h,
                                                ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count,
                                                ptrdiff_t ld_block, const float *bias, float *y)
 {
     const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w;
+    int bad = 0;
     for (ptrdiff_t t = 0; t < count; ++t) {
         const ptrdiff_t tile = t0 + t, img = tile / per_img;
         const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
@@ -276,19 +283,20 @@ FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const fl
         const int shape = (rows == 2 ? 2 : 0) + (cols == 2 ? 1 : 0);
         if (d->relu)
             switch (shape) {
-            case 3: output_tile(2, 2, 1, in, ld_block, f, bias, out, ld_row); break;
-            case 2: output_tile(2, 1, 1, in, ld_block, f, bias, out, ld_row); break;
-            case 1: output_tile(1, 2, 1, in, ld_block, f, bias, out, ld_row); break;
-            default: output_tile(1, 1, 1, in, ld_block, f, bias, out, ld_row); break;
+            case 3: bad |= output_tile(2, 2, 1, in, ld_block, f, bias, out, ld_row); break;
+            case 2: bad |= output_tile(2, 1, 1, in, ld_block, f, bias, out, ld_row); break;
+            case 1: bad |= output_tile(1, 2, 1, in, ld_block, f, bias, out, ld_row); break;
+            default: bad |= output_tile(1, 1, 1, in, ld_block, f, bias, out, ld_row); break;
             }
         else
             switch (shape) {
-            case 3: output_tile(2, 2, 0, in, ld_block, f, bias, out, ld_row); break;
-            case 2: output_tile(2, 1, 0, in, ld_block, f, bias, out, ld_row); break;
-            case 1: output_tile(1, 2, 0, in, ld_block, f, bias, out, ld_row); break;
-            default: output_tile(1, 1, 0, in, ld_block, f, bias, out, ld_row); break;
+            case 3: bad |= output_tile(2, 2, 0, in, ld_block, f, bias, out, ld_row); break;
+            case 2: bad |= output_tile(2, 1, 0, in, ld_block, f, bias, out, ld_row); break;
+            case 1: bad |= output_tile(1, 2, 0, in, ld_block, f, bias, out, ld_row); break;
+            default: bad |= output_tile(1, 1, 0, in, ld_block, f, bias, out, ld_row); break;
             }
     }
+    return bad;
 }
 
 void fc_winograd_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff_t c,
@@ -373,7 +381,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     if (status == FC_OK) {
         const float *view = forward_view(d, w, rotate, up + XI * n_panels * NR * depth + f, n_threads);
         if (!transform_weights(d, view, NR, up, n_threads))
-            status = FC_NONFINITE_WEIGHTS;
+            status = FC_NONFINITE;
     }
     if (status != FC_OK) {
         fc_aligned_free(up);
@@ -386,10 +394,12 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     /* Several pieces: whole pieces per call of the indirect micro-kernel. */
     const ptrdiff_t per_call = fc_max(1, FC_INDIRECT_PANEL_BYTES / (NR * (ptrdiff_t)sizeof(float)) / c);
 
+    atomic_int nonfinite = 0;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(threads) if (threads > 1))
     {
         fc_fp_state fp = fc_fp_enter();
+        int bad = 0;
         float *v = ws + fc_thread_id() * per_thread;
         /* Rows of V past the last patch are read by the micro-kernel: keep
          * them finite; the padding input must be zero. (M and the row
@@ -458,14 +468,16 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
                     }
                 }
             }
-            transform_outputs(d, m, tiles_h, tiles_w, t0, count, ld_m, bias, y);
+            bad |= transform_outputs(d, m, tiles_h, tiles_w, t0, count, ld_m, bias, y);
         }
+        if (bad)
+            atomic_store_explicit(&nonfinite, 1, memory_order_relaxed);
         fc_fp_leave(fp);
         fc_team_leave(&team);
     }
     fc_aligned_free(up);
     fc_aligned_free(ws);
-    return FC_OK;
+    return atomic_load_explicit(&nonfinite, memory_order_relaxed) ? FC_NONFINITE : FC_OK;
 }
 
 /* ---- weight gradient: F(3x3, 2x2), the transpose of the forward method ----
@@ -703,5 +715,5 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
         memcpy(db, partials + positions * depth * f, (size_t)f * sizeof(float));
     fc_aligned_free(partials);
     fc_aligned_free(ws);
-    return FC_OK;
+    return fc_all_finite(dw, d->kh * d->kw * c * f) ? FC_OK : FC_NONFINITE;
 }

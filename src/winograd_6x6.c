@@ -254,12 +254,14 @@ FC_VECTOR_CLONES void fc_winograd_6x6_inputs(const fc_conv2d_desc *d, const floa
  * a row apart; with mask (laid out as out), 0 where the mask is not
  * positive (a ReLU's backward, as fc_relu_backward_f32). M, relu and MASKED
  * are constants once inlined, so the filter loop has no branches and
- * vectorises. */
-static inline __attribute__((always_inline)) void
+ * vectorises. Returns nonzero when an output is an infinity or NaN (see
+ * FC_NONFINITE). */
+static inline __attribute__((always_inline)) int
 output_tile(const int M, const int relu, const int MASKED, const float *in, ptrdiff_t ld_block,
             ptrdiff_t f, const float *bias, const float *mask, float *out, ptrdiff_t ld_row)
 {
-    FC_OMP(omp simd)
+    int bad = 0;
+    FC_OMP(omp simd reduction(|:bad))
     for (ptrdiff_t fo = 0; fo < f; ++fo) {
         float s[4][6], r[4][4];
         const float *m = in + fo;
@@ -292,21 +294,25 @@ output_tile(const int M, const int relu, const int MASKED, const float *in, ptrd
                 if (MASKED)
                     v = mask[i * ld_row + j * f + fo] > 0.0f ? v : 0.0f;
                 out[i * ld_row + j * f + fo] = v;
+                bad |= v - v != 0.0f; /* NaN: not finite */
             }
     }
+    return bad;
 }
 
 /* y = A^T m A + bias (ReLU) for the block's tiles; m[xi][t][fo], bias f
  * floats; with mask (y's shape), 0 where it is not positive. A tile cut by
  * the image's far edge is written to `edge` (16 * f floats) and its part
- * inside the image copied (and masked). */
-FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const float *m,
+ * inside the image copied (and masked). Returns nonzero when an output
+ * (of a cut tile: in or out of the image) is an infinity or NaN. */
+FC_VECTOR_CLONES static int transform_outputs(const fc_conv2d_desc *d, const float *m,
                                                ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
                                                ptrdiff_t count, ptrdiff_t ld_block,
                                                const float *bias, const float *mask, float *edge,
                                                float *y)
 {
     const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w, ld_row = d->wo * f, mt = 7 - d->kh;
+    int bad = 0;
     for (ptrdiff_t t = 0; t < count; ++t) {
         const ptrdiff_t tile = t0 + t, img = tile / per_img;
         const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
@@ -320,14 +326,14 @@ FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const fl
         const ptrdiff_t ld = whole ? ld_row : mt * f;
         const float *mk = mask + (mask ? at : 0);
         switch ((mt == 4 ? 4 : 0) + (d->relu ? 2 : 0) + (mask && whole ? 1 : 0)) {
-        case 7: output_tile(4, 1, 1, in, ld_block, f, bias, mk, dst, ld); break;
-        case 6: output_tile(4, 1, 0, in, ld_block, f, bias, mk, dst, ld); break;
-        case 5: output_tile(4, 0, 1, in, ld_block, f, bias, mk, dst, ld); break;
-        case 4: output_tile(4, 0, 0, in, ld_block, f, bias, mk, dst, ld); break;
-        case 3: output_tile(2, 1, 1, in, ld_block, f, bias, mk, dst, ld); break;
-        case 2: output_tile(2, 1, 0, in, ld_block, f, bias, mk, dst, ld); break;
-        case 1: output_tile(2, 0, 1, in, ld_block, f, bias, mk, dst, ld); break;
-        default: output_tile(2, 0, 0, in, ld_block, f, bias, mk, dst, ld); break;
+        case 7: bad |= output_tile(4, 1, 1, in, ld_block, f, bias, mk, dst, ld); break;
+        case 6: bad |= output_tile(4, 1, 0, in, ld_block, f, bias, mk, dst, ld); break;
+        case 5: bad |= output_tile(4, 0, 1, in, ld_block, f, bias, mk, dst, ld); break;
+        case 4: bad |= output_tile(4, 0, 0, in, ld_block, f, bias, mk, dst, ld); break;
+        case 3: bad |= output_tile(2, 1, 1, in, ld_block, f, bias, mk, dst, ld); break;
+        case 2: bad |= output_tile(2, 1, 0, in, ld_block, f, bias, mk, dst, ld); break;
+        case 1: bad |= output_tile(2, 0, 1, in, ld_block, f, bias, mk, dst, ld); break;
+        default: bad |= output_tile(2, 0, 0, in, ld_block, f, bias, mk, dst, ld); break;
         }
         if (!whole)
             for (ptrdiff_t i = 0; i < rows; ++i) {
@@ -340,6 +346,7 @@ FC_VECTOR_CLONES static void transform_outputs(const fc_conv2d_desc *d, const fl
                     memcpy(o, e, (size_t)(cols * f) * sizeof(float));
             }
     }
+    return bad;
 }
 
 int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const float *w,
@@ -381,7 +388,7 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     if (status == FC_OK
         && !fc_winograd_6x6_transform_weights(d, w, rotate ? FC_WEIGHTS_ROTATED : FC_WEIGHTS_FORWARD,
                                               NR, up, n_threads))
-        status = FC_NONFINITE_WEIGHTS;
+        status = FC_NONFINITE;
     if (status != FC_OK) {
         fc_aligned_free(up);
         fc_aligned_free(ws);
@@ -391,10 +398,12 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     for (ptrdiff_t j = 0; j < f; ++j)
         bias[j] = b ? b[j] : 0.0f;
 
+    atomic_int nonfinite = 0;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(threads) if (threads > 1))
     {
         fc_fp_state fp = fc_fp_enter();
+        int bad = 0;
         float *v = ws + fc_thread_id() * per_thread;
         float *mm = v + XI * ld_v;
         float *zeros = mm + XI * ld_m;
@@ -409,14 +418,16 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
             const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
             fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
             fc_winograd_products(XI, v, ld_v, c, up, f, count, mm, ld_m);
-            transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, mask, edge, y);
+            bad |= transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, mask, edge, y);
         }
+        if (bad)
+            atomic_store_explicit(&nonfinite, 1, memory_order_relaxed);
         fc_fp_leave(fp);
         fc_team_leave(&team);
     }
     fc_aligned_free(up);
     fc_aligned_free(ws);
-    return FC_OK;
+    return atomic_load_explicit(&nonfinite, memory_order_relaxed) ? FC_NONFINITE : FC_OK;
 }
 
 /* ---- weight gradient: F(3x3, 4x4) and F(5x5, 2x2), the transposes --------

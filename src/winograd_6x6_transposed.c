@@ -78,6 +78,23 @@ patch_of(const float *m, ptrdiff_t ld, const ptrdiff_t count, float *p)
     }
 }
 
+/* Nonzero when the products behind patch p (count channels) hold an
+ * infinity or NaN (see FC_NONFINITE). Its pixels (2, 2), (2, 3), (3, 2) and
+ * (3, 3) take every one of the 36 products with a nonzero factor, so such a
+ * product reaches one of them as an infinity or a NaN. */
+static inline __attribute__((always_inline)) int
+patch_nonfinite(const float *p, const ptrdiff_t count)
+{
+    int bad = 0;
+    FC_OMP(omp simd reduction(|:bad))
+    for (ptrdiff_t ch = 0; ch < count; ++ch) {
+        const float q = p[14 * PATCH_CHANNELS + ch] + p[15 * PATCH_CHANNELS + ch]
+                        + p[20 * PATCH_CHANNELS + ch] + p[21 * PATCH_CHANNELS + ch];
+        bad |= q - q != 0.0f; /* NaN: not finite */
+    }
+    return bad;
+}
+
 /* One pixel's share p (count channels) into dx at o: stored if it is the
  * pixel's first, else added; with mask (the pixel's last share), 0 where
  * the mask is not positive. */
@@ -109,13 +126,14 @@ share(const float *p, const float *mask, const ptrdiff_t count, int first, float
  * unless the tile above or to the left covers it too (its top two rows or
  * left two columns, but in the image's first row or column of tiles), and
  * its last unless the tile below or to the right does. */
-static inline __attribute__((always_inline)) void
-tile_shares(const fc_conv2d_desc *d, const float *m, ptrdiff_t ld, ptrdiff_t c0,
+static inline __attribute__((always_inline)) int
+tile_shares(const int CHECK, const fc_conv2d_desc *d, const float *m, ptrdiff_t ld, ptrdiff_t c0,
             const ptrdiff_t count, ptrdiff_t img, ptrdiff_t ih0, ptrdiff_t iw0, int top, int left,
             int bottom, int right, const float *mask, float *dx)
 {
     float p[XI * PATCH_CHANNELS];
     patch_of(m + c0, ld, count, p);
+    const int bad = CHECK && patch_nonfinite(p, count);
     for (int i = 0; i < 6; ++i) {
         const ptrdiff_t ih = ih0 + i;
         if (ih < 0 || ih >= d->h)
@@ -131,18 +149,21 @@ tile_shares(const fc_conv2d_desc *d, const float *m, ptrdiff_t ld, ptrdiff_t c0,
                   first_i && (j >= 6 - TILE || left), dx + at);
         }
     }
+    return bad;
 }
 
 /* The shares of tiles [t0, t0 + count) (whole images) in dx: M[xi][t][ch]
  * at m + xi * ld_block; a vector's worth of channels at a time (the last
- * chunk may be narrower). */
-FC_VECTOR_CLONES static void add_patches(const fc_conv2d_desc *d, const float *m,
-                                         ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
-                                         ptrdiff_t count, ptrdiff_t ld_block, const float *mask,
-                                         float *dx)
+ * chunk may be narrower). With CHECK (a constant once inlined), returns
+ * nonzero when a patch holds an infinity or NaN, else 0. */
+static inline __attribute__((always_inline)) int
+patches(const int CHECK, const fc_conv2d_desc *d, const float *m, ptrdiff_t tiles_h,
+        ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld_block, const float *mask,
+        float *dx)
 {
     const ptrdiff_t c = d->c, per_img = tiles_h * tiles_w;
     const ptrdiff_t whole = c / PATCH_CHANNELS * PATCH_CHANNELS;
+    int bad = 0;
     for (ptrdiff_t t = 0; t < count; ++t) {
         const ptrdiff_t tile = t0 + t, img = tile / per_img;
         const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
@@ -150,12 +171,33 @@ FC_VECTOR_CLONES static void add_patches(const fc_conv2d_desc *d, const float *m
         const int top = th == 0, left = tw == 0, bottom = th == tiles_h - 1, right = tw == tiles_w - 1;
         const float *mt = m + t * c;
         for (ptrdiff_t c0 = 0; c0 < whole; c0 += PATCH_CHANNELS)
-            tile_shares(d, mt, ld_block, c0, PATCH_CHANNELS, img, ih0, iw0, top, left, bottom,
-                        right, mask, dx);
+            bad |= tile_shares(CHECK, d, mt, ld_block, c0, PATCH_CHANNELS, img, ih0, iw0, top,
+                               left, bottom, right, mask, dx);
         if (whole < c)
-            tile_shares(d, mt, ld_block, whole, c - whole, img, ih0, iw0, top, left, bottom, right,
-                        mask, dx);
+            bad |= tile_shares(CHECK, d, mt, ld_block, whole, c - whole, img, ih0, iw0, top, left,
+                               bottom, right, mask, dx);
     }
+    return bad;
+}
+
+/* patches() with the check: for the backward-input pass alone, whose dx is
+ * the only result that an infinity in dy reaches. */
+FC_VECTOR_CLONES static int add_patches_checked(const fc_conv2d_desc *d, const float *m,
+                                                ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
+                                                ptrdiff_t count, ptrdiff_t ld_block,
+                                                const float *mask, float *dx)
+{
+    return patches(1, d, m, tiles_h, tiles_w, t0, count, ld_block, mask, dx);
+}
+
+/* patches() without: in the one pass that also takes dw, any infinity or
+ * NaN in dy's or x's transformed tiles reaches dw, which is checked once. */
+FC_VECTOR_CLONES static void add_patches(const fc_conv2d_desc *d, const float *m,
+                                         ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
+                                         ptrdiff_t count, ptrdiff_t ld_block, const float *mask,
+                                         float *dx)
+{
+    patches(0, d, m, tiles_h, tiles_w, t0, count, ld_block, mask, dx);
 }
 
 int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
@@ -189,17 +231,19 @@ int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const flo
     int status = up && ws ? FC_OK : FC_ERR_NOMEM;
     if (status == FC_OK
         && !fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR, up, n_threads))
-        status = FC_NONFINITE_WEIGHTS;
+        status = FC_NONFINITE;
     if (status != FC_OK) {
         fc_aligned_free(up);
         fc_aligned_free(ws);
         return status;
     }
 
+    atomic_int nonfinite = 0;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(threads) if (threads > 1))
     {
         fc_fp_state fp = fc_fp_enter();
+        int bad = 0;
         float *z = ws + fc_thread_id() * per_thread;
         float *mm = z + XI * ld_z;
         float *zeros = mm + XI * ld_m;
@@ -215,14 +259,16 @@ int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const flo
             fc_winograd_6x6_grads(d, dy, tiles_h, tiles_w, t0, count, run, (int)f, ld_z, zeros, z,
                                   NULL);
             fc_winograd_products(XI, z, ld_z, f, up, c, count, mm, ld_m);
-            add_patches(d, mm, tiles_h, tiles_w, t0, count, ld_m, mask, dx);
+            bad |= add_patches_checked(d, mm, tiles_h, tiles_w, t0, count, ld_m, mask, dx);
         }
+        if (bad)
+            atomic_store_explicit(&nonfinite, 1, memory_order_relaxed);
         fc_fp_leave(fp);
         fc_team_leave(&team);
     }
     fc_aligned_free(up);
     fc_aligned_free(ws);
-    return FC_OK;
+    return atomic_load_explicit(&nonfinite, memory_order_relaxed) ? FC_NONFINITE : FC_OK;
 }
 
 /* ---- both gradients in one pass ---------------------------------------
@@ -281,7 +327,7 @@ int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x,
     int status = (up || !dx) && partials && ws ? FC_OK : FC_ERR_NOMEM;
     if (status == FC_OK && dx
         && !fc_winograd_6x6_transform_weights(&swapped, w, FC_WEIGHTS_TRANSPOSED, NR_X, up, n_threads))
-        status = FC_NONFINITE_WEIGHTS;
+        status = FC_NONFINITE;
     if (status != FC_OK) {
         fc_aligned_free(up);
         fc_aligned_free(partials);
@@ -329,5 +375,8 @@ int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x,
     fc_aligned_free(up);
     fc_aligned_free(partials);
     fc_aligned_free(ws);
-    return FC_OK;
+    /* An infinity or NaN in x's or dy's transformed tiles reaches every
+     * channel-filter pair of its position's S, so dw tells: then dx is not
+     * to be trusted either (dy's infinity spreads over whole patches). */
+    return fc_all_finite(dw, d->kh * d->kw * c * f) ? FC_OK : FC_NONFINITE;
 }

@@ -60,16 +60,6 @@ def fuzz_settings(max_examples: int) -> settings:
     )
 
 
-# ---- known bugs ---------------------------------------------------------------
-# Each is shown by a strict xfail test below; when it is fixed that test
-# fails (XPASS), and the flag and its allowance in the fuzz go with it.
-
-# The Winograd path turns one infinity in x or dy into NaN over the whole
-# transformed tile, where the direct sum gives +-inf (or a finite value) for
-# neighbours. (Infinite or NaN weights take the other methods.)
-KNOWN_BUG_WINOGRAD_NONFINITE = True
-
-
 # ---- arrays ---------------------------------------------------------------------
 
 REAL_DTYPES = ("float32",) * 8 + ("float64", "float16", "int8", "int64", "uint8", "bool")
@@ -161,19 +151,6 @@ def shape_of(value) -> tuple:
         return np.shape(value)
     except ValueError:  # ragged nesting
         return ()
-
-
-def has_nonfinite(*values) -> bool:
-    for value in values:
-        if isinstance(value, list):  # the "list" layout: nested lists of floats
-            try:
-                value = np.asarray(value, dtype=np.float64)
-            except (ValueError, TypeError):
-                continue
-        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-            if not np.isfinite(value).all():
-                return True
-    return False
 
 
 def tweak(shape, draw, axes=None):
@@ -314,19 +291,17 @@ def names_an_argument(message: str, names) -> bool:
     return any(re.search(rf"(?<![A-Za-z_]){re.escape(n)}(?![A-Za-z_])", message) for n in names)
 
 
-def assert_matches(got, expected, nan_allowed=False):
+def assert_matches(got, expected):
     """got (float32) equals expected (float64): NaN and infinities in the same
-    places, finite values within 1e-4 of the largest magnitude. nan_allowed
-    excuses NaN in got where expected is not NaN (a known bug)."""
+    places, finite values within 1e-4 of the largest magnitude."""
     assert isinstance(got, np.ndarray) and got.dtype == np.float32, type(got)
     expected = np.asarray(expected, dtype=np.float64)
     assert got.shape == expected.shape, (got.shape, expected.shape)
     g = got.astype(np.float64)
     g_nan, e_nan = np.isnan(g), np.isnan(expected)
     assert (g_nan | ~e_nan).all(), "NaN lost"
-    if not nan_allowed:
-        spurious = np.argwhere(g_nan & ~e_nan)[:5]
-        assert not spurious.size, f"NaN where the reference has none, at {spurious.tolist()}"
+    spurious = np.argwhere(g_nan & ~e_nan)[:5]
+    assert not spurious.size, f"NaN where the reference has none, at {spurious.tolist()}"
     keep = ~g_nan & ~e_nan
     g, e = g[keep], expected[keep]
     assert (np.isinf(g) == np.isinf(e)).all(), "infinity in one and not the other"
@@ -360,17 +335,6 @@ def check(call_ops, call_reference, names, *, other_invalid=False, compare=None)
         compare(got, expected)
     else:
         assert_matches(got, expected)
-
-
-def winograd_may_apply(stride, dilation, w) -> bool:
-    """A superset of the shapes the Winograd path may take: stride and
-    dilation 1, kernel at least 3x3 (src/winograd.c adds channel limits)."""
-    kernel_hw = shape_of(w)[:2]
-    try:
-        return (_geometry.as_pair(stride, "s") == (1, 1) and _geometry.as_pair(dilation, "d")
-                == (1, 1) and len(kernel_hw) == 2 and min(kernel_hw) >= 3)
-    except (ValueError, TypeError):
-        return False
 
 
 # ---- conv2d -------------------------------------------------------------------------
@@ -450,14 +414,11 @@ def test_fuzz_conv2d(case):
         y = exact(reference.conv2d, widen(x), widen(w), widen(b), **args)
         return np.maximum(y, 0.0) if activation == "relu" else y
 
-    nan_allowed = (KNOWN_BUG_WINOGRAD_NONFINITE and has_nonfinite(x)
-                   and winograd_may_apply(case["stride"], case["dilation"], w))
     check(
         lambda: ops.conv2d(x, w, b, activation=activation, n_threads=case["n_threads"], **args),
         call_reference,
         ("x", "w", "b", "stride", "padding", "dilation", "activation", "n_threads"),
         other_invalid=threads_invalid(case["n_threads"]) or activation_invalid(activation),
-        compare=lambda got, want: assert_matches(got, want, nan_allowed),
     )
 
 
@@ -466,18 +427,16 @@ def test_fuzz_conv2d(case):
 def test_fuzz_conv2d_backward(case):
     dy, x, w = build(case["dy"]), build(case["x"]), build(case["w"])
     args = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
-    nan_allowed = (KNOWN_BUG_WINOGRAD_NONFINITE and has_nonfinite(dy, x)
-                   and winograd_may_apply(case["stride"], case["dilation"], w))
 
     input_grad = case["input_grad"]
 
     def compare(got, want):
         assert isinstance(got, tuple) and len(got) == 3
         if input_grad:
-            assert_matches(got[0], want[0], nan_allowed)
+            assert_matches(got[0], want[0])
         else:
             assert got[0] is None
-        assert_matches(got[1], want[1], nan_allowed)
+        assert_matches(got[1], want[1])
         assert_matches(got[2], want[2])
 
     args["relu"] = case["relu"]
@@ -720,16 +679,41 @@ def test_bias_gradient_without_input_channels():
     np.testing.assert_array_equal(ops.conv2d_backward(dy, x, w)[2], np.full(4, 18.0))
 
 
-@pytest.mark.xfail(KNOWN_BUG_WINOGRAD_NONFINITE, strict=True,
-                   reason="src/winograd.c: an infinity becomes NaN over its transformed tile")
-def test_winograd_keeps_infinities():
+@pytest.mark.parametrize("w_shape,mode", [
+    ((3, 3, 16, 16), "fast"),  # F(4x4, 3x3)
+    ((3, 3, 16, 16), "accurate"),  # F(2x2, 3x3)
+    ((5, 5, 16, 16), "fast"),  # F(2x2, 5x5)
+    ((3, 3, 16, 32), "fast"),  # both gradients from one pass
+])
+def test_winograd_keeps_infinities(w_shape, mode):
+    """An infinity in x or dy: the Winograd transforms would spread it over
+    whole tiles (NaN where the direct sums give infinities, or finite values
+    past its reach); the pass sees the infinity or NaN it writes and another
+    method takes the layer, so every result is the reference's."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, 8, 8, 16)).astype(np.float32)
-    w = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    x = rng.standard_normal((2, 9, 9, 16)).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
     x[0, 4, 4, 3] = np.inf
-    with np.errstate(all="ignore"):
-        want = exact(reference.conv2d, widen(x), widen(w), padding="same")
-    assert_matches(ops.conv2d(x, w, padding="same"), want)
+    x[1, 2, 6, 5] = -np.inf
+    before = fastconv.get_winograd()
+    try:
+        fastconv.set_winograd(mode)
+        for padding in ("same", "valid"):
+            want_y = exact(reference.conv2d, widen(x), widen(w), padding=padding)
+            assert_matches(ops.conv2d(x, w, padding=padding), want_y)
+            dy = rng.standard_normal(want_y.shape).astype(np.float32)
+            dy[0, 1, 1, 2] = np.inf
+            want = exact(reference.conv2d_backward, widen(dy), widen(x), widen(w),
+                         padding=padding)
+            for got, expected in zip(ops.conv2d_backward(dy, x, w, padding=padding), want):
+                assert_matches(got, expected)
+            x_finite = np.nan_to_num(x, posinf=0.0, neginf=0.0)  # dy's infinity alone
+            want = exact(reference.conv2d_backward, widen(dy), widen(x_finite), widen(w),
+                         padding=padding)
+            for got, expected in zip(ops.conv2d_backward(dy, x_finite, w, padding=padding), want):
+                assert_matches(got, expected)
+    finally:
+        fastconv.set_winograd(before)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding", [
@@ -781,16 +765,15 @@ def test_nan_and_inf_propagate_through_convolution(c, stride, padding):
     x, w = nonfinite((2, 7, 6, c), 1), np.random.default_rng(2).standard_normal((3, 3, c, 16))
     w = w.astype(np.float32)
     args = dict(stride=stride, padding=padding)
-    nan_allowed = KNOWN_BUG_WINOGRAD_NONFINITE and stride == 1
     with np.errstate(all="ignore"):
         y_want = exact(reference.conv2d, widen(x), widen(w), **args)
     y = ops.conv2d(x, w, **args)
-    assert_matches(y, y_want, nan_allowed)
+    assert_matches(y, y_want)
     dy = nonfinite(y.shape, 3)
     with np.errstate(all="ignore"):
         want = exact(reference.conv2d_backward, widen(dy), widen(x), widen(w), **args)
     for got, expected in zip(ops.conv2d_backward(dy, x, w, **args), want):
-        assert_matches(got, expected, nan_allowed)
+        assert_matches(got, expected)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
@@ -917,10 +900,10 @@ def fuzz_private_layer(case):
         return
     if isinstance(got, tuple):
         dw, db = got
-        assert_matches(dw, want[0], nan_allowed=KNOWN_BUG_WINOGRAD_NONFINITE)
+        assert_matches(dw, want[0])
         assert_matches(db, want[1])
     else:
-        assert_matches(got, want, nan_allowed=KNOWN_BUG_WINOGRAD_NONFINITE)
+        assert_matches(got, want)
 
 
 def test_fuzz_private_layer():
