@@ -109,11 +109,10 @@ FC_VECTOR_CLONES static int transform_weights(const fc_conv2d_desc *d, const flo
     const ptrdiff_t col = c * f, row = 3 * pw * col; /* floats between kernel columns, rows */
     const ptrdiff_t ld_x = n_panels * depth * nr;      /* between positions xi */
     n_threads = fc_threads_for((double)(XI * depth * f), FC_GRAIN_ELEMENTS, n_threads);
-    atomic_int nonfinite = 0;
+    int bad = 0; /* any thread's finding, or-ed at the region's end */
     fc_team team = FC_TEAM_INIT;
-    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1) reduction(|:bad))
     {
-        int bad = 0;
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t k = 0; k < depth; ++k) {
             const ptrdiff_t piece = k / c, ci = k - piece * c;
@@ -146,11 +145,9 @@ FC_VECTOR_CLONES static int transform_weights(const fc_conv2d_desc *d, const flo
                         out[x * ld_x + j] = 0.0f;
             }
         }
-        if (bad)
-            atomic_store_explicit(&nonfinite, 1, memory_order_relaxed);
         fc_team_leave(&team);
     }
-    return !atomic_load_explicit(&nonfinite, memory_order_relaxed);
+    return !bad;
 }
 
 /* out[xi * ld + ch] = (B^T d B)[xi] of the 4x4 patch whose pixels are
@@ -394,12 +391,11 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     /* Several pieces: whole pieces per call of the indirect micro-kernel. */
     const ptrdiff_t per_call = fc_max(1, FC_INDIRECT_PANEL_BYTES / (NR * (ptrdiff_t)sizeof(float)) / c);
 
-    atomic_int nonfinite = 0;
+    int bad = 0; /* any thread's finding, or-ed at the region's end */
     fc_team team = FC_TEAM_INIT;
-    FC_OMP(omp parallel num_threads(threads) if (threads > 1))
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1) reduction(|:bad))
     {
         fc_fp_state fp = fc_fp_enter();
-        int bad = 0;
         float *v = ws + fc_thread_id() * per_thread;
         /* Rows of V past the last patch are read by the micro-kernel: keep
          * them finite; the padding input must be zero. (M and the row
@@ -470,14 +466,12 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
             }
             bad |= transform_outputs(d, m, tiles_h, tiles_w, t0, count, ld_m, bias, y);
         }
-        if (bad)
-            atomic_store_explicit(&nonfinite, 1, memory_order_relaxed);
         fc_fp_leave(fp);
         fc_team_leave(&team);
     }
     fc_aligned_free(up);
     fc_aligned_free(ws);
-    return atomic_load_explicit(&nonfinite, memory_order_relaxed) ? FC_NONFINITE : FC_OK;
+    return bad ? FC_NONFINITE : FC_OK;
 }
 
 /* ---- weight gradient: F(3x3, 2x2), the transpose of the forward method ----

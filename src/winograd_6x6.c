@@ -155,11 +155,10 @@ FC_VECTOR_CLONES int fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, 
     double G[6][5];
     kernel_matrix(r, G);
     n_threads = fc_threads_for((double)(XI * c * f), FC_GRAIN_ELEMENTS, n_threads);
-    atomic_int nonfinite = 0;
+    int bad = 0; /* any thread's finding, or-ed at the region's end */
     fc_team team = FC_TEAM_INIT;
-    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1) reduction(|:bad))
     {
-        int bad = 0;
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t ci = 0; ci < c; ++ci)
             for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
@@ -170,11 +169,9 @@ FC_VECTOR_CLONES int fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, 
                 else
                     bad |= transform_panel(5, G, w, view, c, f, ci, j0, valid, nr, ld_x, out);
             }
-        if (bad)
-            atomic_store_explicit(&nonfinite, 1, memory_order_relaxed);
         fc_team_leave(&team);
     }
-    return !atomic_load_explicit(&nonfinite, memory_order_relaxed);
+    return !bad;
 }
 
 /* s0..s5 = B^T d for one column (or row) d0..d5 of a patch. */
@@ -398,12 +395,11 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
     for (ptrdiff_t j = 0; j < f; ++j)
         bias[j] = b ? b[j] : 0.0f;
 
-    atomic_int nonfinite = 0;
+    int bad = 0; /* any thread's finding, or-ed at the region's end */
     fc_team team = FC_TEAM_INIT;
-    FC_OMP(omp parallel num_threads(threads) if (threads > 1))
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1) reduction(|:bad))
     {
         fc_fp_state fp = fc_fp_enter();
-        int bad = 0;
         float *v = ws + fc_thread_id() * per_thread;
         float *mm = v + XI * ld_v;
         float *zeros = mm + XI * ld_m;
@@ -420,14 +416,12 @@ int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const fl
             fc_winograd_products(XI, v, ld_v, c, up, f, count, mm, ld_m);
             bad |= transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, mask, edge, y);
         }
-        if (bad)
-            atomic_store_explicit(&nonfinite, 1, memory_order_relaxed);
         fc_fp_leave(fp);
         fc_team_leave(&team);
     }
     fc_aligned_free(up);
     fc_aligned_free(ws);
-    return atomic_load_explicit(&nonfinite, memory_order_relaxed) ? FC_NONFINITE : FC_OK;
+    return bad ? FC_NONFINITE : FC_OK;
 }
 
 /* ---- weight gradient: F(3x3, 4x4) and F(5x5, 2x2), the transposes --------

@@ -238,12 +238,11 @@ int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const flo
         return status;
     }
 
-    atomic_int nonfinite = 0;
+    int bad = 0; /* any thread's finding, or-ed at the region's end */
     fc_team team = FC_TEAM_INIT;
-    FC_OMP(omp parallel num_threads(threads) if (threads > 1))
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1) reduction(|:bad))
     {
         fc_fp_state fp = fc_fp_enter();
-        int bad = 0;
         float *z = ws + fc_thread_id() * per_thread;
         float *mm = z + XI * ld_z;
         float *zeros = mm + XI * ld_m;
@@ -261,14 +260,12 @@ int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const flo
             fc_winograd_products(XI, z, ld_z, f, up, c, count, mm, ld_m);
             bad |= add_patches_checked(d, mm, tiles_h, tiles_w, t0, count, ld_m, mask, dx);
         }
-        if (bad)
-            atomic_store_explicit(&nonfinite, 1, memory_order_relaxed);
         fc_fp_leave(fp);
         fc_team_leave(&team);
     }
     fc_aligned_free(up);
     fc_aligned_free(ws);
-    return atomic_load_explicit(&nonfinite, memory_order_relaxed) ? FC_NONFINITE : FC_OK;
+    return bad ? FC_NONFINITE : FC_OK;
 }
 
 /* ---- both gradients in one pass ---------------------------------------
