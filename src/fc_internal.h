@@ -326,12 +326,34 @@ typedef struct {
      * and rows_a(a_ctx, ...) gives each row's pointer for each tap. */
     fc_rows_a_fn rows_a;
     ptrdiff_t a_tap_depth;
+    /* C += A B (no bias), and a_row_sums added to: one product's depth
+     * walked in several calls (fc_gemm_run_serial). */
+    int accumulate;
 } fc_gemm_plan;
 
 /* Runs C = A B (+ bias) (ReLU) with the current kernel set. Each C tile is
  * computed by one thread in a fixed order, so results do not depend on
  * n_threads. */
 int fc_gemm_run(const fc_gemm_plan *plan, int n_threads);
+
+/* A product on the calling thread alone, in the caller's memory, for a
+ * driver that interleaves products block by block (a pointwise layer's
+ * backward: each block of dy, read once from memory, serves both gradients).
+ * B is packed by fc_gemm_pack_b (fc_gemm_packed_b_floats floats) and may
+ * serve several products of the same n and k; the workspace
+ * (fc_gemm_serial_ws_floats floats, which serve any plan of the same m and n
+ * and at most that k) is zeroed before its first use. Each C tile sums the
+ * depth blocks in the order fc_gemm_run does. The plan reads A in place or
+ * packs it (no rows_a), and its n is at most fc_gemm_serial_max_n(). */
+ptrdiff_t fc_gemm_packed_b_floats(const fc_gemm_plan *plan);
+ptrdiff_t fc_gemm_serial_ws_floats(const fc_gemm_plan *plan);
+void fc_gemm_pack_b(const fc_gemm_plan *plan, float *b_packed);
+void fc_gemm_run_serial(const fc_gemm_plan *plan, const float *b_packed, float *ws);
+/* The widest product fc_gemm_run_serial takes. */
+ptrdiff_t fc_gemm_serial_max_n(void);
+/* The deepest depth block of a product n columns wide: a product of a
+ * multiple of it in depth is cut into blocks of exactly that. */
+ptrdiff_t fc_gemm_max_kc(ptrdiff_t n);
 
 /* Runs count independent GEMMs (writing disjoint parts of C), as fc_gemm_run
  * would one after another, but on one team with one barrier when each is one
@@ -348,6 +370,17 @@ typedef struct {
     ptrdiff_t ld, rows_per_tap;
     const ptrdiff_t *tap_off;
 } fc_tapped_matrix;
+
+/* A row-major matrix: element (i, p) at a[i * lda + p]. */
+typedef struct {
+    const float *a;
+    ptrdiff_t lda;
+} fc_plain_matrix;
+
+/* pack_b of the transpose of a row-major n x k matrix (ctx an
+ * fc_plain_matrix): element (p, j) of op(B) is a[j * lda + p]. */
+void fc_pack_b_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0,
+                          ptrdiff_t nr_valid, int nr, float *dst);
 
 void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
                       ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst);

@@ -54,16 +54,11 @@ void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
     }
 }
 
-/* A plain row-major matrix, copied in row-major blocks. */
-typedef struct {
-    const float *a;
-    ptrdiff_t lda;
-} plain_matrix;
-
+/* A plain row-major matrix (fc_plain_matrix), copied in row-major blocks. */
 static void pack_a_plain(const void *ctx, ptrdiff_t i0, ptrdiff_t mc,
                          ptrdiff_t p0, ptrdiff_t kc, int mr, float *dst)
 {
-    const plain_matrix *m = ctx;
+    const fc_plain_matrix *m = ctx;
     (void)mr;
     for (ptrdiff_t i = 0; i < mc; ++i)
         memcpy(dst + i * kc, m->a + (i0 + i) * m->lda + p0, (size_t)kc * sizeof(float));
@@ -116,10 +111,10 @@ transpose8(const float *in, ptrdiff_t ld_in, float *out, ptrdiff_t ld_out)
  * op(B) is b[j * ld + p]. Blocks of 8 x 8 are transposed in registers (the
  * Keras example's Dense backward-input packs 4.7 MB a step this way), the
  * edges element by element. */
-FC_VECTOR_CLONES static void pack_b_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
-                              ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst)
+FC_VECTOR_CLONES void fc_pack_b_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
+                                           ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst)
 {
-    const plain_matrix *m = ctx;
+    const fc_plain_matrix *m = ctx;
     const float *src = m->a + j0 * m->lda + p0;
     const ptrdiff_t j8 = nr_valid / 8 * 8, p8 = kc / 8 * 8;
     for (ptrdiff_t p = 0; p < p8; p += 8)
@@ -183,7 +178,7 @@ FC_VECTOR_CLONES static void add_row_sums(const fc_gemm_plan *p, ptrdiff_t i0, p
         default: sum_depth(a, p->a_cs, kc, 1, part); break;
         }
         for (int i = 0; i < lanes; ++i, ++r0)
-            sums[r0] = pc == 0 ? part[i] : sums[r0] + part[i];
+            sums[r0] = pc == 0 && !p->accumulate ? part[i] : sums[r0] + part[i];
     }
 }
 
@@ -211,8 +206,8 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
         const ptrdiff_t j = jc + jp * NR;
         fc_tile_epilogue ep;
         ep.nr = (int)fc_min(NR, p->n - j);
-        ep.accumulate = pc > p0;
-        ep.bias = (pc == p0 && p->bias) ? p->bias + j : NULL;
+        ep.accumulate = pc > p0 || p->accumulate;
+        ep.bias = (!ep.accumulate && p->bias) ? p->bias + j : NULL;
         ep.relu = p->relu && pc + kc >= p->k;
         ep.stream = p->stream && pc == 0 && kc >= p->k;
         const float *panel = bp + jp * NR * kc;
@@ -259,16 +254,21 @@ typedef struct {
     ptrdiff_t ws_bytes;   /* per thread: that, then MC row pointers into C */
 } gemm_blocking;
 
+/* Depth blocks are of equal size, up to a quarter larger than the nominal
+ * KC, so that no block is a short remainder (K = 288 is one block of 288,
+ * not 256 + 32): each block costs a full pass of C loads and stores. */
+static ptrdiff_t depth_block_max(const fc_kernel_set *ks)
+{
+    const ptrdiff_t kc = fc_gemm_kc(ks);
+    return kc + kc / 4;
+}
+
 static gemm_blocking blocking_of(const fc_gemm_plan *p, const fc_kernel_set *ks, int n_threads)
 {
     const int MR = ks->mr, NR = ks->nr;
     const ptrdiff_t M = p->m, N = p->n, K = p->k;
     gemm_blocking b;
-    /* Depth blocks of equal size, up to a quarter larger than the nominal KC,
-     * so that no block is a short remainder (K = 288 is one block of 288,
-     * not 256 + 32): each block costs a full pass of C loads and stores. */
-    const ptrdiff_t kc = fc_gemm_kc(ks);
-    b.kc = fc_ceil_div(K, fc_ceil_div(K, kc + kc / 4));
+    b.kc = fc_ceil_div(K, fc_ceil_div(K, depth_block_max(ks)));
     if (p->rows_a) {
         /* Whole taps per block. A read in place costs nothing to pack, so a
          * block may be deeper, B's panel read from L2: each block costs the
@@ -373,7 +373,7 @@ static void multiply_item(const fc_gemm_plan *p, const fc_kernel_set *ks, const 
 static ptrdiff_t depth_chunks(const fc_gemm_plan *p, const fc_kernel_set *ks)
 {
     if (p->m > ks->mc || p->n > FC_GEMM_SPLIT_MAX_PANELS * ks->nr || p->rows_a
-        || p->a_row_sums || p->k < 2 * FC_GEMM_SPLIT_DEPTH)
+        || p->a_row_sums || p->accumulate || p->k < 2 * FC_GEMM_SPLIT_DEPTH)
         return 1;
     return fc_min(FC_GEMM_SPLIT_MAX_CHUNKS, p->k / FC_GEMM_SPLIT_DEPTH);
 }
@@ -390,7 +390,7 @@ static int gemm_run_split(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdif
 {
     const int MR = ks->mr, NR = ks->nr;
     const ptrdiff_t M = p->m, N = p->n, K = p->k, n_panels = fc_ceil_div(N, NR);
-    const ptrdiff_t kc_max = fc_gemm_kc(ks) + fc_gemm_kc(ks) / 4;
+    const ptrdiff_t kc_max = depth_block_max(ks);
     const ptrdiff_t ptr_floats = (ptrdiff_t)sizeof(float *) / (ptrdiff_t)sizeof(float);
     const ptrdiff_t a_floats = fc_round_up(M, MR) * kc_max, b_floats = n_panels * NR * kc_max;
     const ptrdiff_t ws_floats = fc_thread_stride(a_floats + b_floats + M * ptr_floats);
@@ -458,6 +458,63 @@ static int gemm_run_split(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdif
     return FC_OK;
 }
 
+ptrdiff_t fc_gemm_serial_max_n(void)
+{
+    return fc_kernels()->nc;
+}
+
+ptrdiff_t fc_gemm_packed_b_floats(const fc_gemm_plan *p)
+{
+    const fc_kernel_set *ks = fc_kernels_for(p->n);
+    return p->k * fc_round_up(p->n, ks->nr);
+}
+
+ptrdiff_t fc_gemm_max_kc(ptrdiff_t n)
+{
+    return depth_block_max(fc_kernels_for(n));
+}
+
+ptrdiff_t fc_gemm_serial_ws_floats(const fc_gemm_plan *p)
+{
+    const fc_kernel_set *ks = fc_kernels_for(p->n);
+    const gemm_blocking b = blocking_of(p, ks, 1);
+    /* A shallower product may take deeper blocks (240 rows: one block of
+     * 240; 510: three of 170): A's block is sized for the deepest. */
+    const ptrdiff_t kc_max = fc_min(p->k, fc_gemm_max_kc(p->n));
+    const ptrdiff_t ptr_floats = (ptrdiff_t)sizeof(float *) / (ptrdiff_t)sizeof(float);
+    return fc_round_up(b.mc, ks->mr) * kc_max + b.mc * ptr_floats;
+}
+
+/* B packed whole, as one of fc_gemm_run's whole-B stages: depth block pc's
+ * panels from b_packed + pc * nc (n rounded up to whole panels), nr * kc
+ * floats apart. */
+void fc_gemm_pack_b(const fc_gemm_plan *p, float *b_packed)
+{
+    const fc_kernel_set *ks = fc_kernels_for(p->n);
+    const gemm_blocking b = blocking_of(p, ks, 1);
+    const ptrdiff_t n_pc = fc_ceil_div(p->k, b.kc), n_panels = fc_ceil_div(p->n, ks->nr);
+    for (ptrdiff_t item = 0; item < n_pc * n_panels; ++item)
+        pack_b_item(p, &b, ks->nr, item, n_pc, 0, 0, p->n, b_packed);
+}
+
+void fc_gemm_run_serial(const fc_gemm_plan *p, const float *b_packed, float *ws)
+{
+    const fc_kernel_set *ks = fc_kernels_for(p->n);
+    if (p->m <= 0 || p->n <= 0)
+        return;
+    if (p->k <= 0) {
+        if (!p->accumulate)
+            write_bias_only(p);
+        return;
+    }
+    const gemm_blocking b = blocking_of(p, ks, 1);
+    const ptrdiff_t kc_max = fc_min(p->k, fc_gemm_max_kc(p->n));
+    float **rowp = (float **)(ws + fc_round_up(b.mc, ks->mr) * kc_max);
+    for (ptrdiff_t item = 0; item < b.n_ic; ++item)
+        multiply_item(p, ks, &b, item, 1, 0, fc_ceil_div(p->n, ks->nr), 0, p->k, b_packed, ws,
+                      rowp);
+}
+
 int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
 {
     const fc_kernel_set *ks = fc_kernels_for(p->n);
@@ -466,7 +523,8 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     if (M <= 0 || N <= 0)
         return FC_OK;
     if (K <= 0) {
-        write_bias_only(p);
+        if (!p->accumulate)
+            write_bias_only(p);
         return FC_OK;
     }
     const ptrdiff_t chunks = depth_chunks(p, ks);
@@ -679,7 +737,7 @@ int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
     if (d->m <= FC_SMALL_M && d->k > 0 && !d->trans_b)
         return gemm_small_m(d, a, b, bias, c, n_threads);
     const ptrdiff_t tap0 = 0;
-    plain_matrix am = {a, d->lda};
+    fc_plain_matrix am = {a, d->lda};
     fc_tapped_matrix bm = {b, d->ldb, d->k > 0 ? d->k : 1, &tap0};
     fc_gemm_plan plan = {0};
     plan.m = d->m;
@@ -701,9 +759,9 @@ int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
     /* A large C written in one pass bypasses the cache: it would not fit, and
      * each line it evicts would first be read. */
     plan.stream = (double)d->m * d->n >= (double)FC_STREAM_MIN_FLOATS;
-    plain_matrix bt = {b, d->ldb};
+    fc_plain_matrix bt = {b, d->ldb};
     if (d->trans_b) {
-        plan.pack_b = pack_b_transposed;
+        plan.pack_b = fc_pack_b_transposed;
         plan.b_ctx = &bt;
     }
     if (d->trans_a) { /* the micro-kernel reads columns of A in place */
