@@ -91,6 +91,10 @@
 #define FC_WGRAD_MAX_CHUNKS 16
 /* Bytes the weight-gradient partial sums may take before chunks are merged. */
 #define FC_WGRAD_PARTIAL_BYTES ((ptrdiff_t)16 << 20)
+/* A pointwise layer's backward takes dy in blocks of at most this many
+ * bytes, each read from memory once for both gradients and kept in L2
+ * between their products (see pointwise_backward in conv2d.c). */
+#define FC_POINTWISE_BLOCK_BYTES ((ptrdiff_t)512 << 10)
 /* Elements per work item when adding partial sums. */
 #define FC_REDUCE_BLOCK 4096
 

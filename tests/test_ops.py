@@ -480,23 +480,55 @@ def test_matmul_few_row_blocks_deep_k_same_for_any_thread_count(simd_path):
 
 
 @pytest.mark.parametrize("x_shape,w_shape", [
-    ((1, 256, 256, 80), (1, 1, 80, 16)),  # x^T read in place
+    ((1, 256, 256, 80), (1, 1, 80, 16)),  # pointwise: chunks of one block of dy each
     ((1, 258, 260, 5), (3, 3, 5, 8)),  # im2col^T packed
 ])
 def test_weight_gradient_chunks_split_by_depth(x_shape, w_shape):
     """A weight gradient over 64K pixels into few filters: each of its 16
     chunks of pixels is a product of one row block at least 4096 deep,
-    itself split along the depth; the same bits on any thread count."""
+    itself split along the depth (but for the pointwise layer, whose chunks
+    are walked in blocks of dy); the same bits on any thread count."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     dy = rng.standard_normal(ops.conv2d(x, w).shape).astype(np.float32)
+    backward_on_1_2_3_threads(dy, x, w)
+
+
+def backward_on_1_2_3_threads(dy, x, w):
+    """conv2d_backward on 1, 2 and 3 threads: the reference's values and the
+    same bits on each. Returns the gradients."""
     got = [ops.conv2d_backward(dy, x, w, n_threads=t) for t in (1, 2, 3)]
     for g, r in zip(got[0], reference.conv2d_backward(f64(dy), f64(x), f64(w))):
         assert_close(g, r)
     for other in got[1:]:
         for g, o in zip(got[0], other):
             np.testing.assert_array_equal(o, g)
+    return got[0]
+
+
+@pytest.mark.parametrize("x_shape,w_shape", [
+    ((4, 40, 25, 48), (1, 1, 48, 256)),  # dy^T x: chunks of 1000 pixels in blocks of 480
+    ((4, 40, 25, 300), (1, 1, 300, 200)),  # more channels than filters: x^T dy
+    ((2, 20, 25, 40), (1, 1, 40, 600)),  # wide dy rows: blocks of whole slivers (216)
+])
+def test_pointwise_backward_in_blocks_of_dy(simd_path, x_shape, w_shape):
+    """A pointwise layer's gradients come from one pass over dy, chunk by
+    chunk in blocks that stay in L2: the reference's values (and through a
+    ReLU, relu_backward's), the weight gradient alone the same bits as with
+    dx, and the same bits on any thread count."""
+    rng = np.random.default_rng(sum(w_shape))
+    x = np.maximum(rng.standard_normal(x_shape), 0.0).astype(np.float32)  # a ReLU's output
+    w = (rng.standard_normal(w_shape) / np.sqrt(w_shape[2])).astype(np.float32)
+    dy = rng.standard_normal(x_shape[:3] + w_shape[3:]).astype(np.float32)
+    dx, dw, db = backward_on_1_2_3_threads(dy, x, w)
+    alone = ops.conv2d_backward(dy, x, w, input_grad=False, n_threads=2)
+    assert alone[0] is None
+    np.testing.assert_array_equal(alone[1], dw)
+    np.testing.assert_array_equal(alone[2], db)
+    fused = ops.conv2d_backward(dy, x, w, relu=True, n_threads=2)
+    np.testing.assert_array_equal(fused[0], ops.relu_backward(dx, x))
+    np.testing.assert_array_equal(fused[1], dw)
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
