@@ -283,16 +283,6 @@ static int is_pointwise(const fc_conv2d_desc *d)
            && d->pl == 0 && d->pr == 0;
 }
 
-/* A pointwise layer whose gradients pointwise_backward takes: not empty, too
- * many channels for the direct kernels (with up to 32, their weight gradient
- * took 19-78 % less time than the blocks' products: 16 x 56 x 56 x 32 -> 64
- * and 3 -> 64), and its products at most as wide as fc_gemm_run_serial takes. */
-static int pointwise_in_blocks(const fc_conv2d_desc *d)
-{
-    return is_pointwise(d) && !fc_direct_applies(d) && d->n * d->h * d->w > 0 && d->c > 0
-           && d->f > 0 && d->c <= fc_gemm_serial_max_n() && d->f <= fc_gemm_serial_max_n();
-}
-
 /* Tap offsets of the forward pass: tap (ki, kj) reads input row
  * oh*sh + ki*dh - pt. */
 static int forward_taps(const fc_conv2d_desc *d, ptrdiff_t **off_a, ptrdiff_t **off_b)
@@ -724,15 +714,32 @@ static void add_partials(const float *partials, ptrdiff_t chunks, ptrdiff_t stri
 }
 
 /* Chunks of a pointwise layer's backward (pointwise_backward): the weight
- * gradient's, in a multiple of 4, as each chunk's input gradient is one
- * thread's work too (7 chunks on 2 threads left one idle an eighth of the
- * time; 32 x 14 x 14 x 256 -> 256: 6.60 -> 5.86 ms), and at most one per
- * pixel, so that none is empty. */
+ * gradient's, rounded up to a multiple of 4 as each chunk's input gradient
+ * is one thread's work too (7 chunks on 2 threads left one idle an eighth of
+ * the time; 32 x 14 x 14 x 256 -> 256: 6.60 -> 5.86 ms), and as many as the
+ * partial sums' bytes allow, in a multiple of 4: 0 when that is under 4. */
 static ptrdiff_t pointwise_chunks(ptrdiff_t m, ptrdiff_t c, ptrdiff_t f)
 {
     const ptrdiff_t most = fc_min(FC_WGRAD_MAX_CHUNKS,
                                   FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)((c + 1) * f * sizeof(float)));
-    return fc_max(1, fc_min(fc_min(m, most), fc_round_up(wgrad_chunks(m, c, f), 4)));
+    return fc_min(most / 4 * 4, fc_round_up(wgrad_chunks(m, c, f), 4));
+}
+
+/* A pointwise layer whose gradients pointwise_backward takes: too many
+ * channels for the direct kernels (with up to 32, their weight gradient took
+ * 19-78 % less time than the blocks' products: 16 x 56 x 56 x 32 -> 64 and
+ * 3 -> 64), chunks that come in a multiple of 4 with a pixel or more each
+ * (not for a dw of over about a million weights, whose partial sums allow
+ * fewer: there the former GEMMs share out each chunk among the threads), and
+ * products at most as wide as fc_gemm_run_serial takes. */
+static int pointwise_in_blocks(const fc_conv2d_desc *d)
+{
+    const ptrdiff_t m = d->n * d->h * d->w, c = d->c, f = d->f;
+    if (!is_pointwise(d) || fc_direct_applies(d) || m <= 0 || c <= 0 || f <= 0
+        || c > fc_gemm_serial_max_n() || f > fc_gemm_serial_max_n())
+        return 0;
+    const ptrdiff_t chunks = pointwise_chunks(m, c, f);
+    return chunks > 0 && chunks <= m;
 }
 
 /* Both gradients of a pointwise layer (1x1, stride 1, unpadded: x is its

@@ -511,12 +511,13 @@ def backward_on_1_2_3_threads(dy, x, w):
     ((4, 40, 25, 48), (1, 1, 48, 256)),  # dy^T x: chunks of 1000 pixels in blocks of 480
     ((4, 40, 25, 300), (1, 1, 300, 200)),  # more channels than filters: x^T dy
     ((2, 20, 25, 40), (1, 1, 40, 600)),  # wide dy rows: blocks of whole slivers (216)
+    ((1, 6, 7, 1040), (1, 1, 1040, 1040)),  # dw too large for 4 partial sums: the GEMMs
 ])
 def test_pointwise_backward_in_blocks_of_dy(simd_path, x_shape, w_shape):
     """A pointwise layer's gradients come from one pass over dy, chunk by
-    chunk in blocks that stay in L2: the reference's values (and through a
-    ReLU, relu_backward's), the weight gradient alone the same bits as with
-    dx, and the same bits on any thread count."""
+    chunk in blocks that stay in L2 (but for the largest dw): the reference's
+    values (and through a ReLU, relu_backward's), the weight gradient alone
+    the same bits as with dx, and the same bits on any thread count."""
     rng = np.random.default_rng(sum(w_shape))
     x = np.maximum(rng.standard_normal(x_shape), 0.0).astype(np.float32)  # a ReLU's output
     w = (rng.standard_normal(w_shape) / np.sqrt(w_shape[2])).astype(np.float32)
