@@ -661,12 +661,22 @@ static int column_sums(const float *dy, ptrdiff_t m, ptrdiff_t f, float *db, int
     return FC_OK;
 }
 
-/* Chunks of a weight gradient's batch reduction over m pixels (dw k x f):
- * fixed by the shape, so the sums do not depend on the thread count. */
+/* Chunks of a weight gradient's batch reduction over m pixels (dw k x f),
+ * fixed by the shape so that the sums do not depend on the thread count:
+ * about FC_WGRAD_CHUNK_ROWS pixels each, their count rounded up to a
+ * multiple of 4 as they are the threads' shares (7 chunks on 2 threads left
+ * one idle an eighth of the time: a stride-2 3x3 layer, 32 x 28 x 28 x 64 ->
+ * 128, 4.20 -> 3.70 ms; LeNet-5's second, 13 -> 16 chunks, 1.32 -> 1.25),
+ * at most as many as FC_WGRAD_PARTIAL_BYTES of partial sums allow, then in a
+ * multiple of 4 too. Fewer than 4 (a dw of over about a million weights, or
+ * under 4 pixels): as many as allowed, up to one per FC_WGRAD_CHUNK_ROWS. */
 static ptrdiff_t wgrad_chunks(ptrdiff_t m, ptrdiff_t k, ptrdiff_t f)
 {
-    const ptrdiff_t chunks = fc_min(FC_WGRAD_MAX_CHUNKS, fc_ceil_div(m, FC_WGRAD_CHUNK_ROWS));
-    return fc_max(1, fc_min(chunks, FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)((k + 1) * f * sizeof(float))));
+    const ptrdiff_t most = fc_min(FC_WGRAD_MAX_CHUNKS,
+                                  FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)((k + 1) * f * sizeof(float)));
+    const ptrdiff_t per_rows = fc_ceil_div(m, FC_WGRAD_CHUNK_ROWS);
+    const ptrdiff_t fours = fc_min(most / 4 * 4, fc_round_up(per_rows, 4));
+    return fours >= 4 && fours <= m ? fours : fc_max(1, fc_min(per_rows, most));
 }
 
 /* dw (k x f) and db (f, or NULL) from chunks' partial sums, each dw^T (f x
@@ -713,33 +723,19 @@ static void add_partials(const float *partials, ptrdiff_t chunks, ptrdiff_t stri
             db[j] = fc_sum_chunks(partials, k * f + j, chunks, stride);
 }
 
-/* Chunks of a pointwise layer's backward (pointwise_backward): the weight
- * gradient's, rounded up to a multiple of 4 as each chunk's input gradient
- * is one thread's work too (7 chunks on 2 threads left one idle an eighth of
- * the time; 32 x 14 x 14 x 256 -> 256: 6.60 -> 5.86 ms), and as many as the
- * partial sums' bytes allow, in a multiple of 4: 0 when that is under 4. */
-static ptrdiff_t pointwise_chunks(ptrdiff_t m, ptrdiff_t c, ptrdiff_t f)
-{
-    const ptrdiff_t most = fc_min(FC_WGRAD_MAX_CHUNKS,
-                                  FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)((c + 1) * f * sizeof(float)));
-    return fc_min(most / 4 * 4, fc_round_up(wgrad_chunks(m, c, f), 4));
-}
-
 /* A pointwise layer whose gradients pointwise_backward takes: too many
  * channels for the direct kernels (with up to 32, their weight gradient took
  * 19-78 % less time than the blocks' products: 16 x 56 x 56 x 32 -> 64 and
- * 3 -> 64), chunks that come in a multiple of 4 with a pixel or more each
- * (not for a dw of over about a million weights, whose partial sums allow
- * fewer: there the former GEMMs share out each chunk among the threads), and
- * products at most as wide as fc_gemm_run_serial takes. */
+ * 3 -> 64), chunks in a multiple of 4, since each is one thread's share of
+ * dx too (not for a dw of over about a million weights: there the GEMMs
+ * share out each chunk among the threads), and products at most as wide as
+ * fc_gemm_run_serial takes. */
 static int pointwise_in_blocks(const fc_conv2d_desc *d)
 {
     const ptrdiff_t m = d->n * d->h * d->w, c = d->c, f = d->f;
-    if (!is_pointwise(d) || fc_direct_applies(d) || m <= 0 || c <= 0 || f <= 0
-        || c > fc_gemm_serial_max_n() || f > fc_gemm_serial_max_n())
-        return 0;
-    const ptrdiff_t chunks = pointwise_chunks(m, c, f);
-    return chunks > 0 && chunks <= m;
+    return is_pointwise(d) && !fc_direct_applies(d) && m > 0 && c > 0 && f > 0
+           && c <= fc_gemm_serial_max_n() && f <= fc_gemm_serial_max_n()
+           && wgrad_chunks(m, c, f) % 4 == 0;
 }
 
 /* Both gradients of a pointwise layer (1x1, stride 1, unpadded: x is its
@@ -759,7 +755,7 @@ static int pointwise_backward(const fc_conv2d_desc *d, const float *x, const flo
 {
     const ptrdiff_t m = d->n * d->h * d->w, c = d->c, f = d->f;
     const int transposed = c <= f;
-    const ptrdiff_t chunks = pointwise_chunks(m, c, f);
+    const ptrdiff_t chunks = wgrad_chunks(m, c, f);
     const ptrdiff_t stride = fc_thread_stride((c + 1) * f);
     /* Blocks of whole depth blocks of the weight gradient's product where
      * they fit (480 rows of S7's 1 KiB, two blocks of 240), else of whole
