@@ -122,7 +122,7 @@ MODELS: dict[str, Recipe] = {
                    "the default: conv16-pool-conv32-pool-dense128, 99% in 5 epochs"),
     "keras-cnn": Recipe(keras_cnn, "adadelta", 1.0, 12, 128, 1.0,
                         "the Keras example mnist_cnn.py (Adadelta, 12 epochs, 99.25%)"),
-    "lenet5": Recipe(lenet5, "adam", 1e-3, 10, 128, 1.0,
+    "lenet5": Recipe(lenet5, "adam", 1e-3, 10, 128, 0.1,
                      "LeNet-5 with ReLU and average pooling"),
 }
 DEFAULT_MODEL = "fast"
