@@ -624,7 +624,8 @@ int fc_conv2d_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
 }
 
 /* Adds dy's rows [r0, r1) (f values each) to db, in row order. */
-FC_VECTOR_CLONES static void add_rows(const float *dy, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t f, float *db)
+FC_VECTOR_CLONES static void add_rows(const float *dy, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t f,
+                                      float *db)
 {
     for (ptrdiff_t r = r0; r < r1; ++r)
         for (ptrdiff_t j = 0; j < f; ++j)
@@ -672,8 +673,8 @@ static int column_sums(const float *dy, ptrdiff_t m, ptrdiff_t f, float *db, int
  * under 4 pixels): as many as allowed, up to one per FC_WGRAD_CHUNK_ROWS. */
 static ptrdiff_t wgrad_chunks(ptrdiff_t m, ptrdiff_t k, ptrdiff_t f)
 {
-    const ptrdiff_t most = fc_min(FC_WGRAD_MAX_CHUNKS,
-                                  FC_WGRAD_PARTIAL_BYTES / (ptrdiff_t)((k + 1) * f * sizeof(float)));
+    const ptrdiff_t part_bytes = (k + 1) * f * (ptrdiff_t)sizeof(float);
+    const ptrdiff_t most = fc_min(FC_WGRAD_MAX_CHUNKS, FC_WGRAD_PARTIAL_BYTES / part_bytes);
     const ptrdiff_t per_rows = fc_ceil_div(m, FC_WGRAD_CHUNK_ROWS);
     const ptrdiff_t fours = fc_min(most / 4 * 4, fc_round_up(per_rows, 4));
     return fours >= 4 && fours <= m ? fours : fc_max(1, fc_min(per_rows, most));
@@ -813,13 +814,13 @@ static int pointwise_backward(const fc_conv2d_desc *d, const float *x, const flo
                     if (mask) /* the ReLU's gradient while the block is in cache */
                         fc_relu_backward_f32(rows * c, dx + s0 * c, mask + s0 * c, dx + s0 * c, 1);
                 }
-                const fc_tapped_matrix bm = transposed ? (fc_tapped_matrix){x + s0 * c, c, rows, &tap0}
-                                                       : (fc_tapped_matrix){dy + s0 * f, f, rows, &tap0};
+                const fc_tapped_matrix xm = {x + s0 * c, c, rows, &tap0};
+                const fc_tapped_matrix dym = {dy + s0 * f, f, rows, &tap0};
                 fc_gemm_plan g = dw_plan;
                 g.k = rows;
                 g.a_base = transposed ? dy + s0 * f : x + s0 * c;
                 g.a_row_sums = transposed ? sums : NULL;
-                g.b_ctx = &bm;
+                g.b_ctx = transposed ? &xm : &dym;
                 g.c = dense_rows(out, g.n);
                 g.accumulate = s0 > r0;
                 fc_gemm_pack_b(&g, bpack);
