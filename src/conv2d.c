@@ -758,9 +758,9 @@ static int pointwise_backward(const fc_conv2d_desc *d, const float *x, const flo
     const int transposed = c <= f;
     const ptrdiff_t chunks = wgrad_chunks(m, c, f);
     const ptrdiff_t stride = fc_thread_stride((c + 1) * f);
-    /* Blocks of whole depth blocks of the weight gradient's product where
-     * they fit (480 rows of S7's 1 KiB, two blocks of 240), else of whole
-     * slivers of the input gradient's. */
+    /* Blocks of at most whole depth blocks of the weight gradient's product
+     * where they fit (480 rows of S7's 1 KiB, two blocks of 240), else of
+     * whole slivers of the input gradient's. */
     const ptrdiff_t fit = FC_POINTWISE_BLOCK_BYTES / (f * (ptrdiff_t)sizeof(float));
     const ptrdiff_t kc = fc_gemm_max_kc(transposed ? c : f), mr = fc_kernels_for(c)->mr;
     const ptrdiff_t block = fit >= kc ? fit / kc * kc : fc_max(mr, fit / mr * mr);
@@ -803,8 +803,14 @@ static int pointwise_backward(const fc_conv2d_desc *d, const float *x, const flo
         for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
             const ptrdiff_t r0 = ci * m / chunks, r1 = (ci + 1) * m / chunks;
             float *out = partials + ci * stride, *sums = out + c * f;
-            for (ptrdiff_t s0 = r0; s0 < r1; s0 += block) {
-                const ptrdiff_t rows = fc_min(block, r1 - s0);
+            /* The chunk in blocks of equal size (whole slivers), not a short
+             * last one: S7's chunks of 1568 rows in 4 of up to 396, not 3 of
+             * 480 and one of 128 (its weight gradient alone on AVX2 2.6 %
+             * faster, on AVX-512 the same). */
+            const ptrdiff_t n_blocks = fc_ceil_div(r1 - r0, block);
+            const ptrdiff_t step = fc_min(block, fc_round_up(fc_ceil_div(r1 - r0, n_blocks), mr));
+            for (ptrdiff_t s0 = r0; s0 < r1; s0 += step) {
+                const ptrdiff_t rows = fc_min(step, r1 - s0);
                 if (dx) {
                     fc_gemm_plan g = dx_plan;
                     g.m = rows;

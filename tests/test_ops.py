@@ -508,9 +508,9 @@ def backward_on_1_2_3_threads(dy, x, w):
 
 
 @pytest.mark.parametrize("x_shape,w_shape", [
-    ((4, 40, 25, 48), (1, 1, 48, 256)),  # dy^T x: chunks of 1000 pixels in blocks of 480
+    ((4, 40, 25, 48), (1, 1, 48, 256)),  # dy^T x: chunks of 1000 pixels in 3 blocks
     ((4, 40, 25, 300), (1, 1, 300, 200)),  # more channels than filters: x^T dy
-    ((2, 20, 25, 40), (1, 1, 40, 600)),  # wide dy rows: blocks of whole slivers (216)
+    ((2, 20, 25, 40), (1, 1, 40, 600)),  # wide dy rows: 2 blocks of whole slivers a chunk
     ((1, 6, 7, 1040), (1, 1, 1040, 1040)),  # dw too large for 4 partial sums: the GEMMs
 ])
 def test_pointwise_backward_in_blocks_of_dy(simd_path, x_shape, w_shape):
