@@ -474,15 +474,21 @@ ptrdiff_t fc_gemm_max_kc(ptrdiff_t n)
     return depth_block_max(fc_kernels_for(n));
 }
 
+/* The serial workspace's packed A block, the row pointers after it. A
+ * shallower product may take deeper blocks (240 rows: one block of 240; 510:
+ * three of 170), so the block is sized for the deepest up to p's depth. */
+static ptrdiff_t serial_a_floats(const fc_gemm_plan *p, const fc_kernel_set *ks,
+                                 const gemm_blocking *b)
+{
+    return fc_round_up(b->mc, ks->mr) * fc_min(p->k, depth_block_max(ks));
+}
+
 ptrdiff_t fc_gemm_serial_ws_floats(const fc_gemm_plan *p)
 {
     const fc_kernel_set *ks = fc_kernels_for(p->n);
     const gemm_blocking b = blocking_of(p, ks, 1);
-    /* A shallower product may take deeper blocks (240 rows: one block of
-     * 240; 510: three of 170): A's block is sized for the deepest. */
-    const ptrdiff_t kc_max = fc_min(p->k, fc_gemm_max_kc(p->n));
     const ptrdiff_t ptr_floats = (ptrdiff_t)sizeof(float *) / (ptrdiff_t)sizeof(float);
-    return fc_round_up(b.mc, ks->mr) * kc_max + b.mc * ptr_floats;
+    return serial_a_floats(p, ks, &b) + b.mc * ptr_floats;
 }
 
 /* B packed whole, as one of fc_gemm_run's whole-B stages: depth block pc's
@@ -508,8 +514,7 @@ void fc_gemm_run_serial(const fc_gemm_plan *p, const float *b_packed, float *ws)
         return;
     }
     const gemm_blocking b = blocking_of(p, ks, 1);
-    const ptrdiff_t kc_max = fc_min(p->k, fc_gemm_max_kc(p->n));
-    float **rowp = (float **)(ws + fc_round_up(b.mc, ks->mr) * kc_max);
+    float **rowp = (float **)(ws + serial_a_floats(p, ks, &b));
     for (ptrdiff_t item = 0; item < b.n_ic; ++item)
         multiply_item(p, ks, &b, item, 1, 0, fc_ceil_div(p->n, ks->nr), 0, p->k, b_packed, ws,
                       rowp);
