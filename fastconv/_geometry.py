@@ -232,6 +232,23 @@ class Pool2DGeometry:
         return (self.n, self.ho, self.wo, self.c)
 
 
+# Max pooling's argmax (`max_pool2d(..., return_argmax=True)`), one byte per
+# output: the number of the window cell its gradient goes to, plus
+# POOL_ARGMAX_POSITIVE where the window's maximum is positive. The C kernels
+# use the same (FC_POOL_POSITIVE, FC_POOL_ARGMAX_MAX_CELLS in fastconv.h).
+POOL_ARGMAX_POSITIVE = 128
+POOL_ARGMAX_MAX_CELLS = 128
+
+
+def check_argmax_window(g: Pool2DGeometry, name: str) -> None:
+    """Refuse windows too large for a one-byte argmax, naming the argument."""
+    if g.kh * g.kw > POOL_ARGMAX_MAX_CELLS:
+        raise ValueError(
+            f"{name} needs pooling windows of at most {POOL_ARGMAX_MAX_CELLS} cells, "
+            f"got pool_size {g.kh}x{g.kw}"
+        )
+
+
 def pool2d_geometry(x_shape, pool_size=2, strides=None, padding="valid") -> Pool2DGeometry:
     """Validate pooling arguments; ``strides=None`` means ``pool_size``.
 

@@ -18,13 +18,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastconv import _kernels, _random
-from fastconv._geometry import conv2d_geometry, pool2d_geometry
+from fastconv._geometry import check_argmax_window, conv2d_geometry, pool2d_geometry
 
 __all__ = [
     "conv2d",
     "conv2d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool2d_backward_argmax",
     "avg_pool2d",
     "avg_pool2d_backward",
     "matmul",
@@ -202,14 +203,26 @@ def _pool_backward(kind, dy, x, pool_size, strides, padding, n_threads, relu=Fal
 
 
 def max_pool2d(x, pool_size=2, *, strides=None, padding="valid", dropout=None,
-               n_threads=None) -> np.ndarray:
+               return_argmax=False, n_threads=None):
     """Max pooling of x ``(n, h, w, c)`` to ``(n, ho, wo, c)``.
 
     ``strides=None`` means ``pool_size``. Padding cells count as -inf; NaN
     propagates. With ``dropout=(rate, seed)``, the output goes through
     ``dropout(y, rate, seed)`` in the same pass (the same bits).
+
+    With ``return_argmax=True`` (windows of at most 128 cells), returns
+    ``(y, argmax)``: argmax (uint8, y's shape) is the cell each window's
+    gradient goes to, numbered row-major in the window, plus 128 where the
+    maximum is positive, as `fastconv.reference.max_pool2d` describes it.
+    `max_pool2d_backward_argmax` then reads one byte per output instead of
+    the whole input.
     """
-    return _pool_forward("max", x, pool_size, strides, padding, n_threads, dropout)
+    x = _as_f32(x, "x")
+    g, params = _pool_params(x.shape, pool_size, strides, padding)
+    if return_argmax:
+        check_argmax_window(g, "return_argmax")
+    return _kernels.pool2d_forward("max", x, params, n_threads, _dropout_args(dropout),
+                                   bool(return_argmax))
 
 
 def max_pool2d_backward(
@@ -228,6 +241,29 @@ def max_pool2d_backward(
     """
     return _pool_backward("max", dy, x, pool_size, strides, padding, n_threads, bool(relu),
                           dropout)
+
+
+def max_pool2d_backward_argmax(
+    dy, argmax, x_shape, pool_size=2, *, strides=None, padding="valid", relu=False,
+    dropout=None, n_threads=None
+) -> np.ndarray:
+    """`max_pool2d_backward` from the argmax of ``max_pool2d(x, ...,
+    return_argmax=True)`` and x's shape ``(n, h, w, c)``, instead of x: the
+    same dx, bit for bit. ``relu`` and ``dropout`` as there."""
+    dy = _as_f32(dy, "dy")
+    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.uint8:
+        raise TypeError(
+            f"argmax must be max_pool2d's uint8 array, got {getattr(argmax, 'dtype', type(argmax))}"
+        )
+    g, params = _pool_params(x_shape, pool_size, strides, padding)
+    check_argmax_window(g, "argmax")
+    _check_dy(dy, g.y_shape)
+    if argmax.shape != g.y_shape:
+        raise ValueError(f"argmax must have shape {g.y_shape}, got {argmax.shape}")
+    return _kernels.max_pool2d_backward_argmax(
+        np.ascontiguousarray(argmax), dy, g.x_shape, params, n_threads, bool(relu),
+        _dropout_args(dropout)
+    )
 
 
 def avg_pool2d(x, pool_size=2, *, strides=None, padding="valid", dropout=None,

@@ -27,13 +27,21 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastconv import _random
-from fastconv._geometry import Conv2DGeometry, Pool2DGeometry, conv2d_geometry, pool2d_geometry
+from fastconv._geometry import (
+    POOL_ARGMAX_POSITIVE,
+    Conv2DGeometry,
+    Pool2DGeometry,
+    check_argmax_window,
+    conv2d_geometry,
+    pool2d_geometry,
+)
 
 __all__ = [
     "conv2d",
     "conv2d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool2d_backward_argmax",
     "avg_pool2d",
     "avg_pool2d_backward",
     "matmul",
@@ -226,7 +234,7 @@ def _dropped(a: np.ndarray, rate_seed) -> np.ndarray:
 
 
 def max_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid",
-               dropout=None) -> np.ndarray:
+               dropout=None, return_argmax: bool = False):
     """Maximum over each pooling window, channel by channel.
 
     Padding cells count as -inf, so they never win against a real cell. NaN
@@ -243,23 +251,61 @@ def max_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid",
     dropout : (rate, seed), optional
         The output goes through ``dropout(y, rate, seed)`` (a Dropout layer
         right above the pooling).
+    return_argmax : bool, default False
+        Also return where each maximum is, for `max_pool2d_backward_argmax`.
 
     Returns
     -------
     y : ndarray of shape (n, ho, wo, c), float32 or float64
+    argmax : ndarray of shape (n, ho, wo, c), uint8, with ``return_argmax``
+        The cell `max_pool2d_backward` sends each window's gradient to,
+        numbered row-major in the ``kh x kw`` window (padding included),
+        plus 128 where the maximum is positive (a ReLU
+        below passes the gradient). For windows of at most 128 cells.
     """
     (x,) = _as_float_arrays((x, "x"))
-    if dropout is not None:
-        y = max_pool2d(x, pool_size, strides=strides, padding=padding)
-        return _dropped(y, dropout)
     g = pool2d_geometry(x.shape, pool_size, strides, padding)
+    if return_argmax:
+        check_argmax_window(g, "return_argmax")
     xp = _pad(x, g, -np.inf)
     y = np.full(g.y_shape, -np.inf, dtype=x.dtype)
     for ki in range(g.kh):
         for kj in range(g.kw):
             # np.maximum (unlike np.fmax) returns NaN when either side is NaN.
             np.maximum(y, xp[_tap(g, ki, kj)], out=y)
-    return y
+    if return_argmax:
+        argmax = _chosen_cells(xp, y, g).astype(np.uint8)
+        argmax[y > 0] |= POOL_ARGMAX_POSITIVE
+    if dropout is not None:
+        y = _dropped(y, dropout)
+    return (y, argmax) if return_argmax else y
+
+
+def _chosen_cells(xp: np.ndarray, y: np.ndarray, g: Pool2DGeometry) -> np.ndarray:
+    """For each window of the padded input xp, whose maxima are y, the number
+    (ki * kw + kj) of the first real cell, in row-major window order, that
+    equals the maximum, or the first NaN."""
+    y_nan = np.isnan(y)
+    real = _real_cells(g)
+    # Padding is excluded so that a window whose real cells are all -inf
+    # still routes its gradient to a real cell.
+    chosen = np.full(g.y_shape, -1, dtype=np.int64)
+    for t in range(g.kh * g.kw):
+        tap = _tap(g, t // g.kw, t % g.kw)
+        window = xp[tap]
+        hits = (window == y) | (np.isnan(window) & y_nan)
+        hits &= real[tap[1:]][None, :, :, None]
+        chosen[hits & (chosen < 0)] = t
+    return chosen
+
+
+def _scatter_to_cells(dy: np.ndarray, chosen: np.ndarray, g: Pool2DGeometry) -> np.ndarray:
+    """dx: each window's dy added to its chosen cell (numbered as in
+    `_chosen_cells`), zero elsewhere."""
+    dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dtype=dy.dtype)
+    for t in range(g.kh * g.kw):
+        dxp[_tap(g, t // g.kw, t % g.kw)] += np.where(chosen == t, dy, 0.0)
+    return _crop(dxp, g)
 
 
 def max_pool2d_backward(
@@ -310,28 +356,49 @@ def max_pool2d_backward(
         return relu_backward(dx, x, out=dx)
     g = pool2d_geometry(x.shape, pool_size, strides, padding)
     _check_dy(dy, g.y_shape)
-
     y = max_pool2d(x, (g.kh, g.kw), strides=(g.sh, g.sw), padding=((g.pt, g.pb), (g.pl, g.pr)))
-    y_nan = np.isnan(y)
-    xp = _pad(x, g, -np.inf)
-    real = _real_cells(g)
+    return _scatter_to_cells(dy, _chosen_cells(_pad(x, g, -np.inf), y, g), g)
 
-    # First pass: in window order, record which tap first meets the maximum.
-    # Padding is excluded so that a window whose real cells are all -inf
-    # still routes its gradient to a real cell.
-    chosen_tap = np.full(g.y_shape, -1, dtype=np.int64)
-    for t in range(g.kh * g.kw):
-        tap = _tap(g, t // g.kw, t % g.kw)
-        window = xp[tap]
-        hits = (window == y) | (np.isnan(window) & y_nan)
-        hits &= real[tap[1:]][None, :, :, None]
-        chosen_tap[hits & (chosen_tap < 0)] = t
 
-    # Second pass: scatter each window's gradient to its chosen cell.
-    dxp = np.zeros_like(xp)
-    for t in range(g.kh * g.kw):
-        dxp[_tap(g, t // g.kw, t % g.kw)] += np.where(chosen_tap == t, dy, 0.0)
-    return _crop(dxp, g)
+def max_pool2d_backward_argmax(
+    dy: ArrayLike, argmax: ArrayLike, x_shape, pool_size=2, *, strides=None, padding="valid",
+    relu=False, dropout=None
+) -> np.ndarray:
+    """`max_pool2d_backward` from the argmax `max_pool2d` returned, instead of x.
+
+    Parameters
+    ----------
+    dy : array_like of shape (n, ho, wo, c)
+    argmax : array_like of uint8, shape (n, ho, wo, c)
+        ``max_pool2d(x, ..., return_argmax=True)[1]``.
+    x_shape : (n, h, w, c)
+        The forward input's shape.
+    pool_size, strides, padding, relu, dropout
+        As for `max_pool2d_backward`; ``relu`` reads the argmax's positive bit.
+
+    Returns
+    -------
+    dx : ndarray of shape x_shape, dy's float type
+
+    Raises
+    ------
+    ValueError
+        If ``dy`` or ``argmax`` does not have the forward's output shape.
+    """
+    (dy,) = _as_float_arrays((dy, "dy"))
+    argmax = np.asarray(argmax)
+    if argmax.dtype != np.uint8:
+        raise TypeError(f"argmax must be uint8 (max_pool2d's), got {argmax.dtype}")
+    if dropout is not None:
+        dy = _dropped(dy, dropout)
+    g = pool2d_geometry(x_shape, pool_size, strides, padding)
+    check_argmax_window(g, "argmax")
+    _check_dy(dy, g.y_shape)
+    if argmax.shape != g.y_shape:
+        raise ValueError(f"argmax must have shape {g.y_shape}, got {argmax.shape}")
+    if relu:
+        dy = np.where(argmax & POOL_ARGMAX_POSITIVE, dy, 0.0).astype(dy.dtype, copy=False)
+    return _scatter_to_cells(dy, argmax & ~np.uint8(POOL_ARGMAX_POSITIVE), g)
 
 
 def _avg_divisor(g: Pool2DGeometry, dtype) -> np.ndarray:

@@ -1,6 +1,6 @@
 # C declarations of fastconv.h for the Cython boundary.
 from libc.stddef cimport ptrdiff_t
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
 cdef extern from "fastconv.h" nogil:
     enum:
@@ -74,6 +74,11 @@ cdef extern from "fastconv.h" nogil:
                                   int n_threads)
     int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x, const float *dy,
                                    float *dx, int n_threads)
+    int fc_max_pool2d_forward_argmax_f32(const fc_pool2d_desc *d, const float *x, float *y,
+                                         uint8_t *argmax, int n_threads)
+    int fc_max_pool2d_backward_argmax_f32(const fc_pool2d_desc *d, const uint8_t *argmax,
+                                          const float *dy, float *dx, int n_threads)
+    int FC_POOL_ARGMAX_MAX_CELLS
     int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y,
                                   int n_threads)
     int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx,

@@ -189,6 +189,14 @@ cdef object _empty(tuple shape):
     return np.frombuffer(_OutputBlock(n), dtype=np.float32, count=n).reshape(shape)
 
 
+cdef object _empty_bytes(tuple shape):
+    """_empty's uint8 twin, from the same pool."""
+    cdef Py_ssize_t n = 1
+    for dim in shape:
+        n *= dim
+    return np.frombuffer(_OutputBlock((n + 3) // 4), dtype=np.uint8, count=n).reshape(shape)
+
+
 cdef inline void _expect(tuple got, tuple expected, str name) except *:
     if got != expected:
         raise ValueError(f"{name} must have shape {expected}, got {got}")
@@ -463,26 +471,73 @@ cdef void _set_dropout(fc_pool2d_desc *d, object dropout) except *:
     d.dropout_seed, d.dropout_threshold, d.dropout_scale = seed, threshold, scale
 
 
+cdef void _check_argmax_window(const fc_pool2d_desc *d) except *:
+    if d.kh * d.kw > FC_POOL_ARGMAX_MAX_CELLS:
+        raise ValueError(
+            f"argmax needs windows of at most {FC_POOL_ARGMAX_MAX_CELLS} cells, "
+            f"got {d.kh}x{d.kw}"
+        )
+
+
 def pool2d_forward(str kind, const float[:, :, :, ::1] x, tuple params, n_threads=None,
-                   dropout=None):
+                   dropout=None, bint with_argmax=False):
     """kind 'max' or 'avg'; params = (kh, kw, sh, sw, pt, pb, pl, pr). With
-    dropout = (seed, threshold, scale), the output goes through that dropout."""
+    dropout = (seed, threshold, scale), the output goes through that dropout.
+    with_argmax (max only): returns (y, argmax), argmax uint8 (n, ho, wo, c)
+    as fastconv.h describes it."""
     cdef fc_pool2d_desc d = _pool_desc(_shape4(x), params)
     _set_dropout(&d, dropout)
     cdef bint is_max = kind == "max"
     if not is_max and kind != "avg":
         raise ValueError(f"kind must be 'max' or 'avg', got {kind!r}")
+    if with_argmax and not is_max:
+        raise ValueError("with_argmax is for max pooling only")
+    if with_argmax:
+        _check_argmax_window(&d)
     cdef int nt = _resolve_threads(n_threads)
     out = _empty((d.n, d.ho, d.wo, d.c))
     cdef float[:, :, :, ::1] y = out
     cdef const float *x_p = _p4(x)
     cdef float *y_p = _w4(y)
+    cdef uint8_t[:, :, :, ::1] a
+    cdef uint8_t *a_p = NULL
+    if with_argmax:
+        argmax = _empty_bytes((d.n, d.ho, d.wo, d.c))
+        a = argmax
+        a_p = NULL if a.size == 0 else &a[0, 0, 0, 0]
     cdef int status
     with nogil:
-        if is_max:
+        if with_argmax:
+            status = fc_max_pool2d_forward_argmax_f32(&d, x_p, y_p, a_p, nt)
+        elif is_max:
             status = fc_max_pool2d_forward_f32(&d, x_p, y_p, nt)
         else:
             status = fc_avg_pool2d_forward_f32(&d, x_p, y_p, nt)
+    _check(status)
+    return (out, argmax) if with_argmax else out
+
+
+def max_pool2d_backward_argmax(const uint8_t[:, :, :, ::1] argmax, const float[:, :, :, ::1] dy,
+                               tuple x_shape, tuple params, n_threads=None, bint relu=False,
+                               dropout=None):
+    """pool2d_backward for max pooling from pool2d_forward's argmax instead of
+    x (x_shape = (n, h, w, c)): the same dx."""
+    cdef fc_pool2d_desc d = _pool_desc(x_shape, params)
+    _check_argmax_window(&d)
+    _set_dropout(&d, dropout)
+    d.relu = relu
+    _expect((argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]),
+            (d.n, d.ho, d.wo, d.c), "argmax")
+    _expect(_shape4(dy), (d.n, d.ho, d.wo, d.c), "dy")
+    cdef int nt = _resolve_threads(n_threads)
+    out = _empty((d.n, d.h, d.w, d.c))
+    cdef float[:, :, :, ::1] dx = out
+    cdef const uint8_t *a_p = NULL if argmax.size == 0 else &argmax[0, 0, 0, 0]
+    cdef const float *dy_p = _p4(dy)
+    cdef float *dx_p = _w4(dx)
+    cdef int status
+    with nogil:
+        status = fc_max_pool2d_backward_argmax_f32(&d, a_p, dy_p, dx_p, nt)
     _check(status)
     return out
 

@@ -165,8 +165,8 @@ typedef struct {
     float dropout_scale;
 } fc_pool2d_desc;
 
-/* y (n, ho, wo, c): window maximum; padding counts as -inf; NaN propagates.
- * Overwrites y. */
+/* y (n, ho, wo, c): window maximum; padding counts as -inf; NaN propagates
+ * (the window's first NaN). Overwrites y. */
 int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x,
                               float *y, int n_threads);
 /* dx (n, h, w, c): each window's dy goes to its first maximum in row-major
@@ -174,6 +174,22 @@ int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x,
  * Overwrites dx. */
 int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x,
                                const float *dy, float *dx, int n_threads);
+/* Max pooling's argmax: one byte per output element, the cell of the window
+ * its gradient goes to (the cell the backward from x picks), numbered
+ * row-major in the kh x kw window, padding included (i * kw + j), plus
+ * FC_POOL_POSITIVE when the window's maximum is positive (a ReLU below passes
+ * its gradient). For windows of at most FC_POOL_ARGMAX_MAX_CELLS cells
+ * (FC_ERR_UNSUPPORTED beyond). Keeping it, the backward reads a byte per
+ * output instead of the whole input. */
+#define FC_POOL_POSITIVE 0x80u
+#define FC_POOL_ARGMAX_MAX_CELLS 128
+/* fc_max_pool2d_forward_f32, also writing argmax (n, ho, wo, c). */
+int fc_max_pool2d_forward_argmax_f32(const fc_pool2d_desc *d, const float *x,
+                                     float *y, uint8_t *argmax, int n_threads);
+/* fc_max_pool2d_backward_f32 from the forward's switches instead of x: the
+ * same bits. */
+int fc_max_pool2d_backward_argmax_f32(const fc_pool2d_desc *d, const uint8_t *argmax,
+                                      const float *dy, float *dx, int n_threads);
 /* y: mean over the window's real cells (padding is left out of the count).
  * Overwrites y. */
 int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x,

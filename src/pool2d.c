@@ -10,6 +10,12 @@
  * Averages multiply by the reciprocal of the count (within an ulp of
  * dividing, and much cheaper).
  *
+ * Max pooling's forward can also write where each maximum is (its argmax,
+ * one byte per output: fastconv.h), and its backward read that instead of
+ * the whole input: a training step's backward then reads a sixteenth of the
+ * bytes of x (2x2 windows). Both backward passes send each gradient to the
+ * same cell, with the same bits.
+ *
  * Backward passes scatter into dx. When windows do not overlap vertically
  * (sh >= kh), each output row owns a band of dx rows, so rows run in
  * parallel; otherwise each image is one unit of work. Either way every dx
@@ -31,6 +37,14 @@ typedef uint32_t fc_u32_alias __attribute__((may_alias));
 /* Channels whose window maxima stay in registers together in the max-pool
  * backward for disjoint windows: one AVX-512 vector (two AVX2 ones). */
 #define FC_POOL_LANES 16
+
+/* Channels whose maxima and cells stay in registers together in the max-pool
+ * forward with argmax: four AVX-512 vectors, as many loads in flight. */
+#define FC_POOL_WIDE_LANES 64
+
+/* The most output pixels the max-pool forward with argmax takes together:
+ * four of 16 channels (or two of 32), 64 maxima in registers. */
+#define FC_POOL_ARGMAX_PIXELS 4
 
 /* Channels processed together by the max-pool backward argmax. */
 #define FC_POOL_CHANNEL_BLOCK 256
@@ -81,11 +95,135 @@ static inline const float *dy_row(const fc_pool2d_desc *d, const float *dy, ptrd
     return scratch;
 }
 
-/* Output row `row` (counted over the batch) of a max (is_max) or average
- * pool: each output pixel starts from its window's first input pixel, then
- * takes in the others. */
+/* The number (fastconv.h's argmax) of cell (ih, iw) in the window whose
+ * top-left, padding included, is (top, left): row-major in kh x kw. */
+static inline uint32_t cell_number(const fc_pool2d_desc *d, ptrdiff_t top, ptrdiff_t left,
+                                   ptrdiff_t ih, ptrdiff_t iw)
+{
+    return (uint32_t)((ih - top) * d->kw + (iw - left));
+}
+
+/* Sixteen channels' words as one vector (GCC's vector extensions), for the
+ * backward from the argmax: left to vectorise its loop over bytes and words
+ * itself, the compiler split it into 128-bit pieces spilled through the
+ * stack (a third slower than reading x at 16 channels). */
+typedef uint32_t u32x16 __attribute__((vector_size(64), aligned(4)));
+
+/* Sixteen bytes widened to words, element by element: one vpmovzxbd on
+ * AVX-512, where __builtin_convertvector took each byte through a general
+ * register (GCC 12). */
+static inline __attribute__((always_inline)) void widen_bytes(const uint8_t *a, u32x16 *words)
+{
+    *words = (u32x16){a[0], a[1], a[2],  a[3],  a[4],  a[5],  a[6],  a[7],
+                      a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]};
+}
+
+/* Max pooling of channels [0, L) of P output pixels side by side in a row
+ * (L and P constants once inlined, so the maxima and their cells stay in
+ * registers; P > 1 only for whole windows and L == c, a few narrow pixels
+ * together), written to y, and with_argmax to argmax, from element `at` on.
+ * Each window's maximum: the first NaN if it holds one (it stays), else the
+ * largest cell; then d's dropout. As argmax (fastconv.h), the cell the
+ * backward from x picks: that first NaN, or else the first cell that
+ * reached the maximum (later equal cells never replace it, -0 and +0
+ * included). The window of pixel p is the first's moved p strides right. */
 static inline __attribute__((always_inline)) void
-forward_row(const int is_max, const fc_pool2d_desc *d, const float *x, float *y, ptrdiff_t row)
+window_max(const int L, const int P, const int with_argmax, const fc_pool2d_desc *d,
+                  const float *xi, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1,
+                  ptrdiff_t top, ptrdiff_t left, ptrdiff_t at, float *y, uint8_t *argmax)
+{
+    const ptrdiff_t c = d->c, step = d->sw * c;
+    float best[FC_POOL_ARGMAX_PIXELS][FC_POOL_WIDE_LANES];
+    uint32_t cell[FC_POOL_ARGMAX_PIXELS][FC_POOL_WIDE_LANES];
+    const float *first = xi + (i0 * d->w + j0) * c;
+    const uint32_t first_number = cell_number(d, top, left, i0, j0);
+    for (int p = 0; p < P; ++p) {
+        FC_OMP(omp simd)
+        for (int l = 0; l < L; ++l) {
+            best[p][l] = first[p * step + l];
+            cell[p][l] = first_number;
+        }
+    }
+    for (ptrdiff_t ih = i0; ih < i1; ++ih)
+        for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
+            const uint32_t number = cell_number(d, top, left, ih, iw);
+            const float *v = xi + (ih * d->w + iw) * c;
+            for (int p = 0; p < P; ++p) {
+                FC_OMP(omp simd)
+                for (int l = 0; l < L; ++l) {
+                    const float x = v[p * step + l];
+                    const int take = (x > best[p][l]) | ((x != x) & (best[p][l] == best[p][l]));
+                    if (with_argmax)
+                        cell[p][l] = take ? number : cell[p][l];
+                    best[p][l] = take ? x : best[p][l];
+                }
+            }
+        }
+    for (int p = 0; p < P; ++p) {
+        const ptrdiff_t out = at + p * c;
+        if (with_argmax) {
+            FC_OMP(omp simd)
+            for (int l = 0; l < L; ++l)
+                cell[p][l] |= best[p][l] > 0.0f ? FC_POOL_POSITIVE : 0u;
+            FC_OMP(omp simd)
+            for (int l = 0; l < L; ++l)
+                argmax[out + l] = (uint8_t)cell[p][l];
+        }
+        if (d->dropout) { /* from the registers: no second pass over y */
+            dropout_span(d, best[p], y + out, out, L);
+        } else {
+            FC_OMP(omp simd)
+            for (int l = 0; l < L; ++l)
+                y[out + l] = best[p][l];
+        }
+    }
+}
+
+/* Output row `row` (counted over the batch) of a max pool, and its argmax
+ * (with_argmax, a constant once inlined). */
+static inline __attribute__((always_inline)) void
+max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const float *x, float *y,
+                uint8_t *argmax, ptrdiff_t row)
+{
+    const ptrdiff_t c = d->c, img = row / d->ho, oh = row - img * d->ho;
+    ptrdiff_t i0, i1;
+    window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+    const float *xi = x + img * d->h * d->w * c;
+    for (ptrdiff_t ow = 0; ow < d->wo;) {
+        ptrdiff_t j0, j1;
+        window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+        const ptrdiff_t top = oh * d->sh - d->pt, left = ow * d->sw - d->pl;
+        const ptrdiff_t at = (row * d->wo + ow) * c;
+        /* Narrow pixels whose windows are whole (no padding in them): several
+         * at once, whose work would otherwise be mostly each pixel's loop
+         * overhead. */
+        const ptrdiff_t pixels = c == 16 ? 4 : c == 32 ? 2 : 1;
+        if (pixels > 1 && left >= 0 && left + (pixels - 1) * d->sw + d->kw <= d->w
+            && ow + pixels <= d->wo) {
+            if (c == 16)
+                window_max(16, 4, with_argmax, d, xi, i0, i1, j0, j1, top, left, at, y, argmax);
+            else
+                window_max(32, 2, with_argmax, d, xi, i0, i1, j0, j1, top, left, at, y, argmax);
+            ow += pixels;
+            continue;
+        }
+        ptrdiff_t ch = 0;
+        for (; ch + FC_POOL_WIDE_LANES <= c; ch += FC_POOL_WIDE_LANES)
+            window_max(FC_POOL_WIDE_LANES, 1, with_argmax, d, xi + ch, i0, i1, j0, j1, top, left,
+                              at + ch, y, argmax);
+        for (; ch + FC_POOL_LANES <= c; ch += FC_POOL_LANES)
+            window_max(FC_POOL_LANES, 1, with_argmax, d, xi + ch, i0, i1, j0, j1, top, left, at + ch,
+                              y, argmax);
+        for (; ch < c; ++ch)
+            window_max(1, 1, with_argmax, d, xi + ch, i0, i1, j0, j1, top, left, at + ch, y, argmax);
+        ++ow;
+    }
+}
+
+/* Output row `row` (counted over the batch) of an average pool: each
+ * output pixel sums its window's cells, then scales. */
+static inline __attribute__((always_inline)) void
+avg_forward_row(const fc_pool2d_desc *d, const float *x, float *y, ptrdiff_t row)
 {
     const ptrdiff_t c = d->c, img = row / d->ho, oh = row - img * d->ho;
     ptrdiff_t i0, i1;
@@ -101,22 +239,12 @@ forward_row(const int is_max, const fc_pool2d_desc *d, const float *x, float *y,
         for (ptrdiff_t ih = i0; ih < i1; ++ih)
             for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
                 const float *v = xi + (ih * d->w + iw) * c;
-                if (is_max) {
-                    FC_OMP(omp simd)
-                    for (ptrdiff_t ch = 0; ch < c; ++ch) { /* a NaN, once in, stays */
-                        const float xv = v[ch];
-                        out[ch] = ((xv > out[ch]) | (xv != xv)) ? xv : out[ch];
-                    }
-                } else {
-                    for (ptrdiff_t ch = 0; ch < c; ++ch)
-                        out[ch] += v[ch];
-                }
+                for (ptrdiff_t ch = 0; ch < c; ++ch)
+                    out[ch] += v[ch];
             }
-        if (!is_max) {
-            const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
-            for (ptrdiff_t ch = 0; ch < c; ++ch)
-                out[ch] *= scale;
-        }
+        const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
+        for (ptrdiff_t ch = 0; ch < c; ++ch)
+            out[ch] *= scale;
         if (d->dropout)
             dropout_span(d, out, out, (row * d->wo + ow) * c, c);
     }
@@ -125,7 +253,7 @@ forward_row(const int is_max, const fc_pool2d_desc *d, const float *x, float *y,
 /* The forward pass, output rows shared out statically. (Cloned itself: the
  * OpenMP region is outlined from the function it is written in.) */
 static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, const float *x,
-                                         float *y, int n_threads)
+                                         float *y, uint8_t *argmax, int n_threads)
 {
     const double work = (double)d->n * d->ho * d->wo * d->c * d->kh * d->kw;
     n_threads = fc_threads_for(work, FC_GRAIN_ELEMENTS, n_threads);
@@ -137,7 +265,12 @@ static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, co
     {
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t row = 0; row < rows; ++row)
-            forward_row(is_max, d, x, y, row);
+            if (argmax)
+                max_forward_row(1, d, x, y, argmax, row);
+            else if (is_max)
+                max_forward_row(0, d, x, y, NULL, row);
+            else
+                avg_forward_row(d, x, y, row);
         fc_team_leave(&team);
     }
     return FC_OK;
@@ -145,12 +278,20 @@ static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, co
 
 int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
 {
-    return pool_forward(1, d, x, y, n_threads);
+    return pool_forward(1, d, x, y, NULL, n_threads);
+}
+
+int fc_max_pool2d_forward_argmax_f32(const fc_pool2d_desc *d, const float *x, float *y,
+                                     uint8_t *argmax, int n_threads)
+{
+    if (d->kh * d->kw > FC_POOL_ARGMAX_MAX_CELLS)
+        return FC_ERR_UNSUPPORTED;
+    return pool_forward(1, d, x, y, argmax, n_threads);
 }
 
 int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
 {
-    return pool_forward(0, d, x, y, n_threads);
+    return pool_forward(0, d, x, y, NULL, n_threads);
 }
 
 /* One unit of backward work: zero dx rows [r0, r1) of image img, then
@@ -210,8 +351,9 @@ window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t
         for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
             const float *v = xi + (ih * d->w + iw) * c + ch;
             FC_OMP(omp simd)
-            for (int l = 0; l < L; ++l) /* a NaN, once in, stays */
-                best[l] = ((v[l] > best[l]) | (v[l] != v[l])) ? v[l] : best[l];
+            for (int l = 0; l < L; ++l) /* the first NaN stays */
+                best[l] = ((v[l] > best[l]) | ((v[l] != v[l]) & (best[l] == best[l]))) ? v[l]
+                                                                                     : best[l];
         }
     memcpy(bits, best, sizeof bits);
     const fc_u32_alias *gb = (const fc_u32_alias *)(g + ch);
@@ -234,6 +376,49 @@ window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t
         }
 }
 
+/* window_gradient from the forward's argmax (a, the window's c of them)
+ * rather than from x, for channels [ch, ch + 16 V): the same cells, the
+ * same bits. */
+static inline __attribute__((always_inline)) void
+window_gradient_argmax(const int V, const fc_pool2d_desc *d, const uint8_t *a, ptrdiff_t i0,
+                       ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t top, ptrdiff_t left,
+                       ptrdiff_t ch, const float *g, float *dxi)
+{
+    const ptrdiff_t c = d->c;
+    u32x16 grad[4], cell[4];
+    for (int v = 0; v < V; ++v) {
+        u32x16 code;
+        widen_bytes(a + ch + 16 * v, &code);
+        /* Through a ReLU below, a maximum that is not positive passes nothing. */
+        const u32x16 pass = d->relu ? -(code >> 7) : ~(u32x16){0};
+        grad[v] = *(const u32x16 *)(g + ch + 16 * v) & pass;
+        cell[v] = code & ~FC_POOL_POSITIVE;
+    }
+    for (ptrdiff_t ih = i0; ih < i1; ++ih)
+        for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+            const uint32_t number = cell_number(d, top, left, ih, iw);
+            float *o = dxi + (ih * d->w + iw) * c + ch;
+            for (int v = 0; v < V; ++v)
+                *(u32x16 *)(o + 16 * v) = grad[v] & (u32x16)(cell[v] == number);
+        }
+}
+
+/* The same for one channel, past the last whole vector. */
+static inline void window_gradient_argmax_1(const fc_pool2d_desc *d, const uint8_t *a,
+                                            ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1,
+                                            ptrdiff_t top, ptrdiff_t left, ptrdiff_t ch,
+                                            const float *g, float *dxi)
+{
+    const uint32_t code = a[ch];
+    const int pass = !d->relu || (code & FC_POOL_POSITIVE);
+    for (ptrdiff_t ih = i0; ih < i1; ++ih)
+        for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+            const int hit = pass && (code & ~FC_POOL_POSITIVE) == cell_number(d, top, left, ih, iw);
+            memcpy(dxi + (ih * d->w + iw) * d->c + ch, hit ? g + ch : &(const float){0.0f},
+                   sizeof(float));
+        }
+}
+
 /* dx columns [j0, j1) of rows [i0, i1) of one image set to zero. */
 static void zero_columns(const fc_pool2d_desc *d, float *dxi, ptrdiff_t i0, ptrdiff_t i1,
                          ptrdiff_t j0, ptrdiff_t j1)
@@ -249,8 +434,8 @@ static void zero_columns(const fc_pool2d_desc *d, float *dxi, ptrdiff_t i0, ptrd
  * zeroing pass before and no read of dx; cells outside every window get
  * zero. */
 static inline __attribute__((always_inline)) void
-max_backward_disjoint(const fc_pool2d_desc *d, const float *xi, const float *dy_row, float *dxi,
-                      ptrdiff_t oh, ptrdiff_t r0, ptrdiff_t r1)
+max_backward_disjoint(const fc_pool2d_desc *d, const float *xi, const uint8_t *argmax_row,
+                      const float *dy_row, float *dxi, ptrdiff_t oh, ptrdiff_t r0, ptrdiff_t r1)
 {
     const ptrdiff_t c = d->c;
     ptrdiff_t i0, i1;
@@ -265,28 +450,78 @@ max_backward_disjoint(const fc_pool2d_desc *d, const float *xi, const float *dy_
         covered = fc_max(covered, j1);
         const float *g = dy_row + ow * c;
         ptrdiff_t ch = 0;
-        for (; ch + FC_POOL_LANES <= c; ch += FC_POOL_LANES)
-            window_gradient(FC_POOL_LANES, d, xi, i0, i1, j0, j1, ch, g, dxi);
-        for (; ch < c; ++ch)
-            window_gradient(1, d, xi, i0, i1, j0, j1, ch, g, dxi);
+        if (argmax_row) {
+            const uint8_t *a = argmax_row + ow * c;
+            const ptrdiff_t top = oh * d->sh - d->pt, left = ow * d->sw - d->pl;
+            for (; ch + 64 <= c; ch += 64) /* four vectors, four stores in flight */
+                window_gradient_argmax(4, d, a, i0, i1, j0, j1, top, left, ch, g, dxi);
+            for (; ch + 16 <= c; ch += 16)
+                window_gradient_argmax(1, d, a, i0, i1, j0, j1, top, left, ch, g, dxi);
+            for (; ch < c; ++ch)
+                window_gradient_argmax_1(d, a, i0, i1, j0, j1, top, left, ch, g, dxi);
+        } else {
+            for (; ch + FC_POOL_LANES <= c; ch += FC_POOL_LANES)
+                window_gradient(FC_POOL_LANES, d, xi, i0, i1, j0, j1, ch, g, dxi);
+            for (; ch < c; ++ch)
+                window_gradient(1, d, xi, i0, i1, j0, j1, ch, g, dxi);
+        }
     }
     zero_columns(d, dxi, i0, i1, covered, d->w);
 }
 
-/* Unit b of max pooling's backward (row_bands: b is a band of rows). */
+/* The windows of unit b from the forward's argmax, where windows may
+ * overlap: each window adds its gradient (or zero) to every cell, in the
+ * order and with the bits of max_backward_band's search of x. */
 static inline __attribute__((always_inline)) void
-max_backward_band(const fc_pool2d_desc *d, const float *x, const float *dy, float *dx,
-                  const pool_band *b, int row_bands, float *scratch)
+max_backward_overlapping_argmax(const fc_pool2d_desc *d, const uint8_t *argmax, const float *dy,
+                                float *dxi, const pool_band *b, float *scratch)
 {
     const ptrdiff_t c = d->c;
-    const float *xi = x + b->img * d->h * d->w * c;
+    for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh) {
+        const float *dyr = dy_row(d, dy, b->img, oh, scratch);
+        for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+            const pool_window win = window_of(d, oh, ow);
+            const ptrdiff_t top = oh * d->sh - d->pt, left = ow * d->sw - d->pl;
+            const uint8_t *a = argmax + ((b->img * d->ho + oh) * d->wo + ow) * c;
+            const fc_u32_alias *gb = (const fc_u32_alias *)(dyr + ow * c);
+            for (ptrdiff_t ih = win.i0; ih < win.i1; ++ih)
+                for (ptrdiff_t iw = win.j0; iw < win.j1; ++iw) {
+                    const uint32_t number = cell_number(d, top, left, ih, iw);
+                    float *o = dxi + (ih * d->w + iw) * c;
+                    for (ptrdiff_t ch = 0; ch < c; ++ch) {
+                        const uint32_t pass = d->relu ? -(uint32_t)(a[ch] >> 7) : ~(uint32_t)0;
+                        const uint32_t hit = -(uint32_t)((a[ch] & ~FC_POOL_POSITIVE) == number);
+                        const uint32_t add_bits = gb[ch] & pass & hit;
+                        float add;
+                        memcpy(&add, &add_bits, sizeof add);
+                        o[ch] += add;
+                    }
+                }
+        }
+    }
+}
+
+/* Unit b of max pooling's backward (row_bands: b is a band of rows); from
+ * the forward's argmax where it is not NULL, else from x. */
+static inline __attribute__((always_inline)) void
+max_backward_band(const fc_pool2d_desc *d, const float *x, const uint8_t *argmax,
+                  const float *dy, float *dx, const pool_band *b, int row_bands, float *scratch)
+{
+    const ptrdiff_t c = d->c;
+    const float *xi = argmax ? NULL : x + b->img * d->h * d->w * c;
     float *dxi = dx + b->img * d->h * d->w * c;
     if (row_bands && d->sw >= d->kw) {
-        max_backward_disjoint(d, xi, dy_row(d, dy, b->img, b->oh0, scratch), dxi, b->oh0,
-                              b->r0, b->r1);
+        const uint8_t *argmax_row =
+            argmax ? argmax + (b->img * d->ho + b->oh0) * d->wo * c : NULL;
+        max_backward_disjoint(d, xi, argmax_row, dy_row(d, dy, b->img, b->oh0, scratch), dxi,
+                              b->oh0, b->r0, b->r1);
         return;
     }
     zero_rows(d, b, dx);
+    if (argmax) {
+        max_backward_overlapping_argmax(d, argmax, dy, dxi, b, scratch);
+        return;
+    }
     /* Per channel: the window maximum, and whether a cell has taken the
      * gradient yet (all ones once taken). */
     float best[FC_POOL_CHANNEL_BLOCK];
@@ -307,9 +542,11 @@ max_backward_band(const fc_pool2d_desc *d, const float *x, const float *dy, floa
                 for (ptrdiff_t ih = i0; ih < i1; ++ih)
                     for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; ++iw) {
                         const float *v = xi + (ih * d->w + iw) * c + c0;
-                        for (ptrdiff_t ch = 0; ch < cb; ++ch) { /* a NaN, once in, stays */
+                        for (ptrdiff_t ch = 0; ch < cb; ++ch) { /* the first NaN stays */
                             const float xv = v[ch];
-                            best[ch] = ((xv > best[ch]) | (xv != xv)) ? xv : best[ch];
+                            best[ch] = ((xv > best[ch]) | ((xv != xv) & (best[ch] == best[ch])))
+                                           ? xv
+                                           : best[ch];
                         }
                     }
                 const fc_u32_alias *gb = (const fc_u32_alias *)(g + c0);
@@ -365,7 +602,8 @@ avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const poo
 
 /* The backward passes, units shared out statically (cloned, as pool_forward). */
 static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, const float *x,
-                                          const float *dy, float *dx, int n_threads)
+                                          const uint8_t *argmax, const float *dy, float *dx,
+                                          int n_threads)
 {
     const double work = (double)d->n * d->ho * d->wo * d->c * d->kh * d->kw;
     n_threads = fc_threads_for(work, FC_GRAIN_ELEMENTS, n_threads);
@@ -387,7 +625,7 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
         for (ptrdiff_t u = 0; u < units; ++u) {
             const pool_band b = band_of(d, row_bands, u);
             if (is_max)
-                max_backward_band(d, x, dy, dx, &b, row_bands, mine);
+                max_backward_band(d, x, argmax, dy, dx, &b, row_bands, mine);
             else
                 avg_backward_band(d, dy, dx, &b, mine);
         }
@@ -400,10 +638,18 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
 int fc_max_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x, const float *dy,
                                float *dx, int n_threads)
 {
-    return pool_backward(1, d, x, dy, dx, n_threads);
+    return pool_backward(1, d, x, NULL, dy, dx, n_threads);
+}
+
+int fc_max_pool2d_backward_argmax_f32(const fc_pool2d_desc *d, const uint8_t *argmax,
+                                      const float *dy, float *dx, int n_threads)
+{
+    if (d->kh * d->kw > FC_POOL_ARGMAX_MAX_CELLS)
+        return FC_ERR_UNSUPPORTED;
+    return pool_backward(1, d, NULL, argmax, dy, dx, n_threads);
 }
 
 int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx, int n_threads)
 {
-    return pool_backward(0, d, NULL, dy, dx, n_threads);
+    return pool_backward(0, d, NULL, NULL, dy, dx, n_threads);
 }

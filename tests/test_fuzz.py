@@ -777,7 +777,7 @@ def test_nan_and_inf_propagate_through_convolution(c, stride, padding):
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
-@pytest.mark.parametrize("c", [1, 8, 300])
+@pytest.mark.parametrize("c", [1, 8, 16, 32, 300])
 def test_nan_and_inf_propagate_through_pooling(kind, c):
     x = nonfinite((2, 7, 7, c), 4)
     args = dict(strides=2, padding="same")

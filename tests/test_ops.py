@@ -139,7 +139,7 @@ def pool_cases(draw):
     ))
     n = draw(st.sampled_from([0, 1, 2]))
     h, w = draw(st.integers(kh, kh + 6)), draw(st.integers(kw, kw + 6))
-    c = draw(st.sampled_from([1, 3, 8, 17, 300]))
+    c = draw(st.sampled_from([1, 3, 8, 16, 17, 32, 300]))
     seed = draw(st.integers(0, 2**31 - 1))
     return dict(n=n, h=h, w=w, c=c, pool_size=(kh, kw), strides=strides, padding=padding, seed=seed)
 
@@ -384,6 +384,110 @@ def test_max_pool_nan_and_inf_propagate():
     assert y[0, 1, 1, 1] == np.inf
     dx = ops.max_pool2d_backward(np.ones_like(y), x, 2)
     assert dx[0, 0, 1, 0] == 1.0 and dx[0, 0, 0, 0] == 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=pool_cases(), ties=st.booleans(), relu=st.booleans(),
+       rate=st.sampled_from([None, 0.0, 0.5]))
+def test_max_pool_backward_from_the_argmax_is_the_backward_from_x(case, ties, relu, rate):
+    """max_pool2d(..., return_argmax=True) gives the same y bits as without,
+    the reference's argmax, and a backward from it that is the backward from x
+    bit for bit: ties (zeros of both signs), NaN, infinities, padding,
+    overlapping windows, relu, the dropout above; 300, 17 and 1 channels run
+    the four-vector, one-vector and one-channel loops, 16 and 32 the forward's
+    several pixels at once."""
+    rng = np.random.default_rng(case["seed"])
+    shape = (case["n"], case["h"], case["w"], case["c"])
+    x = (rng.integers(-1, 2, shape) if ties else rng.standard_normal(shape)).astype(np.float32)
+    x[rng.random(shape) < 0.2] = -0.0
+    if relu:
+        x = np.maximum(x, np.float32(0))
+    if x.size:
+        x.flat[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -np.inf]
+    args = dict(strides=case["strides"], padding=case["padding"])
+    if rate is not None:
+        args["dropout"] = (rate, case["seed"] * 31)
+    y, argmax = ops.max_pool2d(x, case["pool_size"], return_argmax=True, **args)
+    np.testing.assert_array_equal(y.view(np.uint32),
+                                  ops.max_pool2d(x, case["pool_size"], **args).view(np.uint32))
+    assert argmax.dtype == np.uint8 and argmax.shape == y.shape
+    want_y, want_argmax = reference.max_pool2d(x, case["pool_size"], return_argmax=True, **args)
+    np.testing.assert_array_equal(argmax, want_argmax)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    from_x = ops.max_pool2d_backward(dy, x, case["pool_size"], relu=relu, **args)
+    from_argmax = ops.max_pool2d_backward_argmax(dy, argmax, x.shape, case["pool_size"],
+                                                 relu=relu, **args)
+    np.testing.assert_array_equal(from_argmax.view(np.uint32), from_x.view(np.uint32))
+    finite = np.nan_to_num(x, nan=0.0, posinf=9.0, neginf=-9.0)
+    _, finite_argmax = reference.max_pool2d(f64(finite), case["pool_size"], return_argmax=True,
+                                            **args)
+    want = reference.max_pool2d_backward(f64(dy), f64(finite), case["pool_size"], relu=relu, **args)
+    np.testing.assert_array_equal(
+        reference.max_pool2d_backward_argmax(f64(dy), finite_argmax, x.shape, case["pool_size"],
+                                             relu=relu, **args), want)
+    finite_argmax_bwd = ops.max_pool2d_backward_argmax(
+        dy, ops.max_pool2d(finite, case["pool_size"], return_argmax=True, **args)[1], x.shape,
+        case["pool_size"], relu=relu, **args)
+    assert_close(finite_argmax_bwd, want)
+
+
+def test_max_pool_argmax_numbers_the_window_and_marks_positive_maxima():
+    """The cell number counts the whole window, padding included (i * kw + j),
+    plus 128 for a positive maximum; NaN: the first NaN, whose bits y keeps."""
+    x = np.array([[1, 3], [3, 0]], np.float32).reshape(1, 2, 2, 1)
+    y, argmax = ops.max_pool2d(x, 2, return_argmax=True)
+    assert y.item() == 3 and argmax.item() == 128 + 1
+    y, argmax = ops.max_pool2d(-x, 2, return_argmax=True)
+    assert y.item() == 0 and argmax.item() == 3  # -0.0 at the last cell, not positive
+    # "same" 3x3 windows, stride 3, over 2x2: the window starts one cell up and left.
+    y, argmax = ops.max_pool2d(x, 3, strides=3, padding=((1, 1), (1, 1)), return_argmax=True)
+    assert argmax.item() == 128 + 1 * 3 + 2
+    nans = np.array([1.0, 0.0, 0.0, 0.0], np.float32).reshape(1, 2, 2, 1)
+    bits = nans.view(np.uint32)
+    bits.flat[1], bits.flat[2] = 0x7FC00001, 0xFFC00002  # two NaNs, other payloads
+    y, argmax = ops.max_pool2d(nans, 2, return_argmax=True)
+    assert y.view(np.uint32).item() == 0x7FC00001 and argmax.item() == 1
+    dx = ops.max_pool2d_backward(np.ones_like(y), nans, 2)
+    np.testing.assert_array_equal(dx.reshape(-1), [0, 1, 0, 0])
+
+
+@pytest.mark.parametrize("pool_size,strides", [(2, 2), (3, 1), (3, 2)])
+def test_max_pool_backward_from_any_bytes_stays_in_its_windows(pool_size, strides):
+    """An argmax that max_pool2d did not write (any byte) only picks cells by
+    comparing numbers, never indexes with them: each dx cell is a sum of its
+    windows' dy or zero, nothing is written outside x's shape, nothing
+    crashes."""
+    rng = np.random.default_rng(pool_size * 10 + strides)
+    x_shape = (2, 9, 8, 21)
+    g_y = ops.max_pool2d(np.zeros(x_shape, np.float32), pool_size, strides=strides)
+    argmax = rng.integers(0, 256, g_y.shape).astype(np.uint8)
+    dy = np.ones(g_y.shape, np.float32)
+    dx = ops.max_pool2d_backward_argmax(dy, argmax, x_shape, pool_size, strides=strides)
+    assert dx.shape == x_shape and np.all((dx >= 0) & (dx == np.round(dx)))
+    cells = (argmax & 127).astype(int)
+    assert dx.sum() == np.count_nonzero(cells < pool_size * pool_size)
+
+
+def test_max_pool_argmax_arguments_are_checked():
+    x = np.ones((1, 12, 12, 2), np.float32)
+    with pytest.raises(ValueError, match="return_argmax needs pooling windows of at most 128 "
+                                         "cells, got pool_size 12x12"):
+        ops.max_pool2d(x, 12, return_argmax=True)
+    y, argmax = ops.max_pool2d(x, 2, return_argmax=True)
+    dy = np.ones_like(y)
+    with pytest.raises(TypeError, match="argmax must be max_pool2d's uint8 array, got int64"):
+        ops.max_pool2d_backward_argmax(dy, argmax.astype(np.int64), x.shape)
+    with pytest.raises(ValueError, match=re.escape("argmax must have shape (1, 6, 6, 2), got (1, 6, 6, 1)")):
+        ops.max_pool2d_backward_argmax(dy, argmax[..., :1], x.shape)
+    with pytest.raises(ValueError, match="dy must have the forward output.s shape"):
+        ops.max_pool2d_backward_argmax(dy[:, :5], argmax, x.shape)
+    with pytest.raises(ValueError, match="argmax needs pooling windows of at most 128 cells"):
+        ops.max_pool2d_backward_argmax(dy, argmax, (1, 24, 24, 2), 12, strides=2)
+    with pytest.raises(ValueError, match="x must"):
+        ops.max_pool2d_backward_argmax(dy, argmax, (12, 12, 2))
+    np.testing.assert_array_equal(
+        ops.max_pool2d_backward_argmax(dy, argmax[:, ::1], list(x.shape)),
+        ops.max_pool2d_backward(dy, x))
 
 
 @settings(max_examples=40, deadline=None)

@@ -216,6 +216,9 @@ def test_max_pool2d_backward_matches_finite_differences(pool, strides, padding):
 
     dx = R.max_pool2d_backward(r, x, pool, **kwargs)
     np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=RTOL, atol=ATOL)
+    _, argmax = R.max_pool2d(x, pool, return_argmax=True, **kwargs)
+    np.testing.assert_array_equal(R.max_pool2d_backward_argmax(r, argmax, x.shape, pool, **kwargs),
+                                  dx)
 
 
 def test_max_pool2d_matches_direct_loops():
