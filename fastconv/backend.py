@@ -42,6 +42,7 @@ _REFERENCE = SimpleNamespace(
     conv2d_backward=reference.conv2d_backward,
     max_pool2d=reference.max_pool2d,
     max_pool2d_backward=reference.max_pool2d_backward,
+    max_pool2d_backward_argmax=reference.max_pool2d_backward_argmax,
     avg_pool2d=reference.avg_pool2d,
     avg_pool2d_backward=reference.avg_pool2d_backward,
     matmul=reference.matmul,

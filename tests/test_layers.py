@@ -62,6 +62,30 @@ def test_pooling_gradients(layer):
     check_layer(layer, f64(2, 5, 4, 3))
 
 
+@pytest.mark.parametrize("layer,x_shape,keeps_argmax", [
+    (layers.MaxPooling2D(), (3, 9, 8, 70), True),
+    (layers.MaxPooling2D(pool_size=3, strides=1, padding="same"), (2, 6, 7, 17), True),
+    (layers.GlobalMaxPooling2D(), (2, 8, 8, 5), True),  # 64 cells
+    (layers.GlobalMaxPooling2D(), (2, 12, 12, 5), False),  # 144 cells: past a byte's numbers
+])
+def test_max_pooling_keeps_the_argmax_in_training(layer, x_shape, keeps_argmax):
+    """A training forward keeps where each maximum is (a byte per output), not
+    x, where the window allows it; inference keeps x. The gradients are the
+    backward from x's, bit for bit, through the ReLU below too."""
+    x = np.maximum(RNG.standard_normal(x_shape), 0).astype(np.float32)
+    y = layer.forward(x, training=False)
+    assert layer._x is x and layer._argmax is None
+    assert (layer.forward(x, training=True) == y).all()
+    assert (layer._argmax is not None) == keeps_argmax
+    assert (layer._x is None) == keeps_argmax
+    dy = RNG.standard_normal(y.shape).astype(np.float32)
+    args = layer._args(x.shape)
+    dy4 = dy.reshape(layer._as_4d(dy).shape)
+    np.testing.assert_array_equal(layer.backward(dy), ops.max_pool2d_backward(dy4, x, **args))
+    np.testing.assert_array_equal(layer.backward_through_relu(dy),
+                                  ops.max_pool2d_backward(dy4, x, relu=True, **args))
+
+
 @pytest.mark.parametrize(
     "layer",
     [

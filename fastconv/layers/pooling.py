@@ -9,7 +9,7 @@ kernels' NaN and tie rules rather than re-implementing them in NumPy.
 from __future__ import annotations
 
 from fastconv import backend
-from fastconv._geometry import as_pair, pool2d_geometry
+from fastconv._geometry import POOL_ARGMAX_MAX_CELLS, as_pair, pool2d_geometry
 from fastconv.layers.base import Layer
 from fastconv.layers.conv import check_data_format, check_padding
 
@@ -46,7 +46,12 @@ class _Pooling2D(Layer):
         self.pool_size = as_pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else as_pair(strides, "strides")
         self.padding = check_padding(padding)
+        # What the backward pass reads: the input, or after a training
+        # forward of max pooling, where each maximum is (one byte an output
+        # instead of the input's four bytes a cell) and the input's shape.
         self._x = None
+        self._argmax = None
+        self._x_shape = None
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 4:
@@ -57,7 +62,7 @@ class _Pooling2D(Layer):
         g = pool2d_geometry((1, h, w, c), self.pool_size, self.strides, self.padding)
         return (n, g.ho, g.wo, c)
 
-    def _args(self, x):
+    def _args(self, x_shape):
         return {"pool_size": self.pool_size, "strides": self.strides, "padding": self.padding}
 
     # Whether a Dropout layer right above can run in this layer's passes: its
@@ -65,17 +70,29 @@ class _Pooling2D(Layer):
     # the gradient is read (backward(..., dropout=...)), the same numbers.
     takes_dropout = True
 
-    def _kernel_args(self, x, dropout):
-        args = self._args(x)
+    def _kernel_args(self, x_shape, dropout):
+        args = self._args(x_shape)
         if dropout is not None:
             args["dropout"] = dropout
         return args
 
+    def _keeps_argmax(self, x_shape) -> bool:
+        """Whether a training forward keeps the argmax rather than x."""
+        kh, kw = as_pair(self._args(x_shape)["pool_size"], "pool_size")
+        return self._kind == "max" and kh * kw <= POOL_ARGMAX_MAX_CELLS
+
     def forward(self, x, training=False, dropout=None):
         """The pooled x; with dropout, the (rate, seed) of a Dropout layer
         above (`Dropout.start_mask`), applied in the same pass."""
-        self._x = x
-        return getattr(backend.kernels(), f"{self._kind}_pool2d")(x, **self._kernel_args(x, dropout))
+        kernels = backend.kernels()
+        args = self._kernel_args(x.shape, dropout)
+        self._x_shape = x.shape
+        if training and self._keeps_argmax(x.shape):
+            self._x = None
+            y, self._argmax = kernels.max_pool2d(x, return_argmax=True, **args)
+            return y
+        self._x, self._argmax = x, None
+        return getattr(kernels, f"{self._kind}_pool2d")(x, **args)
 
     def _as_4d(self, dy):
         """The output gradient as ``(n, ho, wo, c)``."""
@@ -84,8 +101,19 @@ class _Pooling2D(Layer):
     def backward(self, dy, dropout=None):
         """With dropout (as forward's), dy is the gradient of the Dropout
         layer's output, taken through its mask in the same pass."""
-        backward = getattr(backend.kernels(), f"{self._kind}_pool2d_backward")
-        return backward(self._as_4d(dy), self._x, **self._kernel_args(self._x, dropout))
+        return self._backward(dy, dropout, relu=False)
+
+    def _backward(self, dy, dropout, relu):
+        kernels = backend.kernels()
+        args = self._kernel_args(self._x_shape, dropout)
+        if relu:
+            args["relu"] = True
+        if self._argmax is not None:
+            return kernels.max_pool2d_backward_argmax(
+                self._as_4d(dy), self._argmax, self._x_shape, **args
+            )
+        backward = getattr(kernels, f"{self._kind}_pool2d_backward")
+        return backward(self._as_4d(dy), self._x, **args)
 
     @property
     def takes_relu_backward(self) -> bool:
@@ -100,9 +128,7 @@ class _Pooling2D(Layer):
         ReLU backward pass it then skips."""
         if not self.takes_relu_backward:
             raise TypeError(f"{type(self).__name__} has no backward through a ReLU")
-        return backend.kernels().max_pool2d_backward(
-            self._as_4d(dy), self._x, relu=True, **self._kernel_args(self._x, dropout)
-        )
+        return self._backward(dy, dropout, relu=True)
 
     def get_config(self):
         config = super().get_config()
@@ -146,8 +172,8 @@ class _GlobalPooling2D(_Pooling2D):
         n, c = input_shape[0], input_shape[3]
         return (n, 1, 1, c) if self.keepdims else (n, c)
 
-    def _args(self, x):
-        return {"pool_size": x.shape[1:3], "strides": (1, 1), "padding": "valid"}
+    def _args(self, x_shape):
+        return {"pool_size": x_shape[1:3], "strides": (1, 1), "padding": "valid"}
 
     def forward(self, x, training=False):
         y = super().forward(x, training)
