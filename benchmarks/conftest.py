@@ -131,6 +131,8 @@ def _pool_case(shape: PoolShape) -> dict:
         backward = getattr(reference, f"{kind}_pool2d_backward")
         expected[f"{kind}-forward"] = (forward(x, size, strides=strides),)
         expected[f"{kind}-backward"] = (backward(dy, x, size, strides=strides),)
+    expected["max-forward-argmax"] = expected["max-forward"]
+    expected["max-backward-argmax"] = expected["max-backward"]
     return {"inputs": inputs, "expected": expected}
 
 

@@ -170,7 +170,11 @@ class PoolShape:
 
 
 POOL_SHAPES = (PoolShape("P1", 64, 26, 26, 64), PoolShape("P2", 64, 32, 32, 64))
-POOL_OPS = ("max-forward", "max-backward", "avg-forward", "avg-backward")
+# "-argmax": max pooling as training runs it, the forward also writing where
+# each maximum is and the backward reading that instead of x (PyTorch's
+# forward then returns its indices, as its training forward does).
+POOL_OPS = ("max-forward", "max-backward", "avg-forward", "avg-backward", "max-forward-argmax",
+            "max-backward-argmax")
 
 
 @dataclass(frozen=True)
@@ -208,19 +212,22 @@ def pass_flops(shape: ConvShape, pass_: str) -> int:
 def pool_bytes(shape: PoolShape, op: str) -> int:
     """Bytes an ideal kernel moves: every array read or written once.
 
-    forward reads x and writes y; max-backward reads x and dy and writes dx;
-    avg-backward reads dy and writes dx.
+    forward reads x and writes y (and a byte per output of argmax);
+    max-backward reads x (or the argmax) and dy and writes dx; avg-backward
+    reads dy and writes dx.
     """
     g = shape.geometry
-    x = g.n * g.h * g.w * g.c
-    y = g.n * g.ho * g.wo * g.c
-    floats = {
+    x = 4 * g.n * g.h * g.w * g.c
+    y = 4 * g.n * g.ho * g.wo * g.c
+    argmax = y // 4
+    return {
         "max-forward": x + y,
         "avg-forward": x + y,
         "max-backward": x + y + x,
         "avg-backward": y + x,
+        "max-forward-argmax": x + y + argmax,
+        "max-backward-argmax": argmax + y + x,
     }[op]
-    return 4 * floats
 
 
 # ---- inputs and candidates ---------------------------------------------------
@@ -356,27 +363,46 @@ def pool_candidates(
     """fastconv, the reference and torch for one pooling op ("max-forward", ...)."""
     if op not in POOL_OPS:
         raise ValueError(f"op must be one of {POOL_OPS}, got {op!r}")
-    kind, direction = op.split("-")
+    kind, direction, *argmax = op.split("-")
     x, dy = inputs["x"], inputs["dy"]
     g = shape.geometry
     size, strides, nt = shape.pool, shape.stride, n_threads
     if direction == "forward":
         fc, ref = getattr(ops, f"{kind}_pool2d"), getattr(reference, f"{kind}_pool2d")
+        fastconv = Candidate(lambda: fc(x, size, strides=strides, n_threads=nt), _one)
+        if argmax:
+            fastconv = Candidate(
+                lambda: fc(x, size, strides=strides, return_argmax=True, n_threads=nt),
+                lambda r: r[:1],
+            )
         cands = {
-            "fastconv": Candidate(lambda: fc(x, size, strides=strides, n_threads=nt), _one),
+            "fastconv": fastconv,
             "reference": Candidate(lambda: ref(x, size, strides=strides), _one),
         }
     else:
         fc = getattr(ops, f"{kind}_pool2d_backward")
         ref = getattr(reference, f"{kind}_pool2d_backward")
+        fastconv = Candidate(lambda: fc(dy, x, size, strides=strides, n_threads=nt), _one)
+        if argmax:
+            kept = ops.max_pool2d(x, size, strides=strides, return_argmax=True)[1]
+            fastconv = Candidate(
+                lambda: ops.max_pool2d_backward_argmax(dy, kept, x.shape, size, strides=strides,
+                                                       n_threads=nt),
+                _one,
+            )
         cands = {
-            "fastconv": Candidate(lambda: fc(dy, x, size, strides=strides, n_threads=nt), _one),
+            "fastconv": fastconv,
             "reference": Candidate(lambda: ref(dy, x, size, strides=strides), _one),
         }
     for layout in _torch_layouts(torch_layouts):
         t = bb.TorchPool2D(kind, x, dy, g, layout)
-        run = t.forward if direction == "forward" else t.backward
-        cands[f"torch-{layout}"] = Candidate(run, lambda r, t=t: (t.to_numpy(r),))
+        if direction == "backward":
+            cands[f"torch-{layout}"] = Candidate(t.backward, lambda r, t=t: (t.to_numpy(r),))
+        elif argmax:
+            cands[f"torch-{layout}"] = Candidate(t.forward_with_indices,
+                                                 lambda r, t=t: (t.to_numpy(r[0]),))
+        else:
+            cands[f"torch-{layout}"] = Candidate(t.forward, lambda r, t=t: (t.to_numpy(r),))
     return cands
 
 
@@ -1034,7 +1060,10 @@ def format_markdown(report: Report) -> str:
             "Shapes: "
             + "; ".join(f"{s.id} {s.describe()}" for s in POOL_SHAPES)
             + ". Bytes: forward reads x and writes y; max-backward reads x and dy, writes "
-            "dx; avg-backward reads dy, writes dx. The triad streams three 128 MiB arrays "
+            "dx; avg-backward reads dy, writes dx; \"-argmax\": max pooling as training runs "
+            "it, the forward also writing a byte per output (where each maximum is; "
+            "PyTorch's forward returns its indices) and the backward reading that instead "
+            "of x. The triad streams three 128 MiB arrays "
             "from memory, while these arrays (tens of MB, warm from the call before) may "
             "partly stay in the last-level cache: above 100 % is possible.",
             "",

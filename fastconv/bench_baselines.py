@@ -251,6 +251,12 @@ class TorchPool2D:
                 self.x, self.kernel, self.stride, self.padding, count_include_pad=False
             )
 
+    def forward_with_indices(self):
+        """Max pooling's forward as training runs it: (y, indices)."""
+        with self._inference():
+            return self._F.max_pool2d(self.x, self.kernel, self.stride, self.padding,
+                                      return_indices=True)
+
     def backward(self):
         if self.kind == "max":
             return self._aten.max_pool2d_with_indices_backward(
