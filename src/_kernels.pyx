@@ -532,7 +532,9 @@ def max_pool2d_backward_argmax(const uint8_t[:, :, :, ::1] argmax, const float[:
     cdef int nt = _resolve_threads(n_threads)
     out = _empty((d.n, d.h, d.w, d.c))
     cdef float[:, :, :, ::1] dx = out
-    cdef const uint8_t *a_p = NULL if argmax.size == 0 else &argmax[0, 0, 0, 0]
+    cdef const uint8_t *a_p = NULL
+    if argmax.size:
+        a_p = &argmax[0, 0, 0, 0]
     cdef const float *dy_p = _p4(dy)
     cdef float *dx_p = _w4(dx)
     cdef int status

@@ -42,9 +42,9 @@ typedef uint32_t fc_u32_alias __attribute__((may_alias));
  * forward with argmax: four AVX-512 vectors, as many loads in flight. */
 #define FC_POOL_WIDE_LANES 64
 
-/* The most output pixels the max-pool forward with argmax takes together:
- * four of 16 channels (or two of 32), 64 maxima in registers. */
-#define FC_POOL_ARGMAX_PIXELS 4
+/* The most output pixels the max-pool forward takes together: eight of 8
+ * channels (four of 16, two of 32), 64 maxima in registers. */
+#define FC_POOL_ARGMAX_PIXELS 8
 
 /* Channels processed together by the max-pool backward argmax. */
 #define FC_POOL_CHANNEL_BLOCK 256
@@ -120,8 +120,8 @@ static inline __attribute__((always_inline)) void widen_bytes(const uint8_t *a, 
 
 /* Max pooling of channels [0, L) of P output pixels side by side in a row
  * (L and P constants once inlined, so the maxima and their cells stay in
- * registers; P > 1 only for whole windows and L == c, a few narrow pixels
- * together), written to y, and with_argmax to argmax, from element `at` on.
+ * registers, but for a last L < 16; P > 1 only for whole windows and
+ * L == c, a few narrow pixels together), written to y, and with_argmax to argmax, from element `at` on.
  * Each window's maximum: the first NaN if it holds one (it stays), else the
  * largest cell; then d's dropout. As argmax (fastconv.h), the cell the
  * backward from x picks: that first NaN, or else the first cell that
@@ -189,33 +189,49 @@ max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const float *x, 
     ptrdiff_t i0, i1;
     window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
     const float *xi = x + img * d->h * d->w * c;
+    /* Pixels of 8, 16 or 32 channels: 8, 4 or 2 of them at once where their
+     * windows are whole (no padding in them), or the pixel's work would be
+     * mostly its loop overhead. */
+    const ptrdiff_t pixels = c == 8 ? 8 : c == 16 ? 4 : c == 32 ? 2 : 1;
     for (ptrdiff_t ow = 0; ow < d->wo;) {
         ptrdiff_t j0, j1;
         window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
         const ptrdiff_t top = oh * d->sh - d->pt, left = ow * d->sw - d->pl;
         const ptrdiff_t at = (row * d->wo + ow) * c;
-        /* Narrow pixels whose windows are whole (no padding in them): several
-         * at once, whose work would otherwise be mostly each pixel's loop
-         * overhead. */
-        const ptrdiff_t pixels = c == 16 ? 4 : c == 32 ? 2 : 1;
+#define FC_WINDOW_MAX(L, P, ch)                                                                  \
+    window_max(L, P, with_argmax, d, xi + (ch), i0, i1, j0, j1, top, left, at + (ch), y, argmax)
         if (pixels > 1 && left >= 0 && left + (pixels - 1) * d->sw + d->kw <= d->w
             && ow + pixels <= d->wo) {
-            if (c == 16)
-                window_max(16, 4, with_argmax, d, xi, i0, i1, j0, j1, top, left, at, y, argmax);
+            if (c == 8)
+                FC_WINDOW_MAX(8, 8, 0);
+            else if (c == 16)
+                FC_WINDOW_MAX(16, 4, 0);
             else
-                window_max(32, 2, with_argmax, d, xi, i0, i1, j0, j1, top, left, at, y, argmax);
+                FC_WINDOW_MAX(32, 2, 0);
             ow += pixels;
             continue;
         }
+        /* Blocks of 64 channels, then of 32, 16 and 8 as they fit
+         * (constants, in registers), then the last c % 8 (a loop with a
+         * mask or a remainder). */
         ptrdiff_t ch = 0;
         for (; ch + FC_POOL_WIDE_LANES <= c; ch += FC_POOL_WIDE_LANES)
-            window_max(FC_POOL_WIDE_LANES, 1, with_argmax, d, xi + ch, i0, i1, j0, j1, top, left,
-                              at + ch, y, argmax);
-        for (; ch + FC_POOL_LANES <= c; ch += FC_POOL_LANES)
-            window_max(FC_POOL_LANES, 1, with_argmax, d, xi + ch, i0, i1, j0, j1, top, left, at + ch,
-                              y, argmax);
-        for (; ch < c; ++ch)
-            window_max(1, 1, with_argmax, d, xi + ch, i0, i1, j0, j1, top, left, at + ch, y, argmax);
+            FC_WINDOW_MAX(FC_POOL_WIDE_LANES, 1, ch);
+        if (ch + 32 <= c) {
+            FC_WINDOW_MAX(32, 1, ch);
+            ch += 32;
+        }
+        if (ch + 16 <= c) {
+            FC_WINDOW_MAX(16, 1, ch);
+            ch += 16;
+        }
+        if (ch + 8 <= c) {
+            FC_WINDOW_MAX(8, 1, ch);
+            ch += 8;
+        }
+        if (ch < c)
+            FC_WINDOW_MAX((int)(c - ch), 1, ch);
+#undef FC_WINDOW_MAX
         ++ow;
     }
 }
@@ -333,7 +349,8 @@ static void zero_rows(const fc_pool2d_desc *d, const pool_band *b, float *dx)
 }
 
 /* Gradient of one window [i0, i1) x [j0, j1) for channels [ch, ch + L) (L a
- * constant once inlined, so best and taken live in registers): the first cell
+ * constant once inlined, so best and taken live in registers, but for the
+ * last c % 16 channels): the first cell
  * holding the window's maximum (by bits, so also the first NaN) gets dy, the
  * others zero. Overwrites those dx cells. */
 static inline __attribute__((always_inline)) void
@@ -355,7 +372,7 @@ window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t
                 best[l] = ((v[l] > best[l]) | ((v[l] != v[l]) & (best[l] == best[l]))) ? v[l]
                                                                                      : best[l];
         }
-    memcpy(bits, best, sizeof bits);
+    memcpy(bits, best, (size_t)L * sizeof *bits);
     const fc_u32_alias *gb = (const fc_u32_alias *)(g + ch);
     FC_OMP(omp simd)
     for (int l = 0; l < L; ++l) {
@@ -403,19 +420,26 @@ window_gradient_argmax(const int V, const fc_pool2d_desc *d, const uint8_t *a, p
         }
 }
 
-/* The same for one channel, past the last whole vector. */
-static inline void window_gradient_argmax_1(const fc_pool2d_desc *d, const uint8_t *a,
-                                            ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1,
-                                            ptrdiff_t top, ptrdiff_t left, ptrdiff_t ch,
-                                            const float *g, float *dxi)
+/* The same for L < 16 channels (8, or the last c % 8, not a constant: a
+ * loop the compiler vectorises with a mask or a remainder). */
+static inline __attribute__((always_inline)) void
+window_gradient_argmax_rest(ptrdiff_t L, const fc_pool2d_desc *d, const uint8_t *a, ptrdiff_t i0,
+                            ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t top,
+                            ptrdiff_t left, ptrdiff_t ch, const float *g, float *dxi)
 {
-    const uint32_t code = a[ch];
-    const int pass = !d->relu || (code & FC_POOL_POSITIVE);
+    const uint32_t keep_all = d->relu ? 0u : ~(uint32_t)0;
+    const fc_u32_alias *gb = (const fc_u32_alias *)(g + ch);
+    a += ch;
     for (ptrdiff_t ih = i0; ih < i1; ++ih)
         for (ptrdiff_t iw = j0; iw < j1; ++iw) {
-            const int hit = pass && (code & ~FC_POOL_POSITIVE) == cell_number(d, top, left, ih, iw);
-            memcpy(dxi + (ih * d->w + iw) * d->c + ch, hit ? g + ch : &(const float){0.0f},
-                   sizeof(float));
+            const uint32_t number = cell_number(d, top, left, ih, iw);
+            fc_u32_alias *o = (fc_u32_alias *)(dxi + (ih * d->w + iw) * d->c + ch);
+            FC_OMP(omp simd)
+            for (ptrdiff_t l = 0; l < L; ++l) {
+                const uint32_t code = a[l];
+                const uint32_t pass = keep_all | -(code >> 7);
+                o[l] = gb[l] & pass & -(uint32_t)((code & ~FC_POOL_POSITIVE) == number);
+            }
         }
 }
 
@@ -453,17 +477,30 @@ max_backward_disjoint(const fc_pool2d_desc *d, const float *xi, const uint8_t *a
         if (argmax_row) {
             const uint8_t *a = argmax_row + ow * c;
             const ptrdiff_t top = oh * d->sh - d->pt, left = ow * d->sw - d->pl;
-            for (; ch + 64 <= c; ch += 64) /* four vectors, four stores in flight */
+            /* Blocks of four vectors (four stores in flight), then of two and
+             * one as they fit, then 8 channels and the last c % 8 (constants
+             * but for those last). */
+            for (; ch + 64 <= c; ch += 64)
                 window_gradient_argmax(4, d, a, i0, i1, j0, j1, top, left, ch, g, dxi);
-            for (; ch + 16 <= c; ch += 16)
+            if (ch + 32 <= c) {
+                window_gradient_argmax(2, d, a, i0, i1, j0, j1, top, left, ch, g, dxi);
+                ch += 32;
+            }
+            if (ch + 16 <= c) {
                 window_gradient_argmax(1, d, a, i0, i1, j0, j1, top, left, ch, g, dxi);
-            for (; ch < c; ++ch)
-                window_gradient_argmax_1(d, a, i0, i1, j0, j1, top, left, ch, g, dxi);
+                ch += 16;
+            }
+            if (ch + 8 <= c) {
+                window_gradient_argmax_rest(8, d, a, i0, i1, j0, j1, top, left, ch, g, dxi);
+                ch += 8;
+            }
+            if (ch < c)
+                window_gradient_argmax_rest(c - ch, d, a, i0, i1, j0, j1, top, left, ch, g, dxi);
         } else {
             for (; ch + FC_POOL_LANES <= c; ch += FC_POOL_LANES)
                 window_gradient(FC_POOL_LANES, d, xi, i0, i1, j0, j1, ch, g, dxi);
-            for (; ch < c; ++ch)
-                window_gradient(1, d, xi, i0, i1, j0, j1, ch, g, dxi);
+            if (ch < c) /* the last c % 16 channels, their count not a constant */
+                window_gradient((int)(c - ch), d, xi, i0, i1, j0, j1, ch, g, dxi);
         }
     }
     zero_columns(d, dxi, i0, i1, covered, d->w);
