@@ -517,6 +517,44 @@ def pool2d_forward(str kind, const float[:, :, :, ::1] x, tuple params, n_thread
     return (out, argmax) if with_argmax else out
 
 
+def conv2d_max_pool2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, b,
+                              tuple conv_params, bint relu, tuple pool_params, n_threads=None,
+                              dropout=None, bint with_argmax=False):
+    """pool2d_forward('max', conv2d_forward(x, w, b, conv_params, relu),
+    pool_params, n_threads, dropout, with_argmax), bit for bit, in one pass
+    where the kernels allow it."""
+    cdef fc_conv2d_desc d = _conv_desc(_shape4(x), _shape4(w), conv_params)
+    d.relu = relu
+    cdef fc_pool2d_desc p = _pool_desc((d.n, d.ho, d.wo, d.f), pool_params)
+    _set_dropout(&p, dropout)
+    if with_argmax:
+        _check_argmax_window(&p)
+    cdef const float[::1] bv
+    cdef const float *b_p = NULL
+    if b is not None:
+        bv = b
+        _expect((bv.shape[0],), (d.f,), "b")
+        b_p = _p1(bv)
+    cdef int nt = _resolve_threads(n_threads)
+    out = _empty((p.n, p.ho, p.wo, p.c))
+    cdef float[:, :, :, ::1] y = out
+    cdef const float *x_p = _p4(x)
+    cdef const float *w_p = _p4(w)
+    cdef float *y_p = _w4(y)
+    cdef uint8_t[:, :, :, ::1] a
+    cdef uint8_t *a_p = NULL
+    if with_argmax:
+        argmax = _empty_bytes((p.n, p.ho, p.wo, p.c))
+        a = argmax
+        if a.size:
+            a_p = &a[0, 0, 0, 0]
+    cdef int status
+    with nogil:
+        status = fc_conv2d_max_pool2d_forward_f32(&d, &p, x_p, w_p, b_p, y_p, a_p, nt)
+    _check(status)
+    return (out, argmax) if with_argmax else out
+
+
 def max_pool2d_backward_argmax(const uint8_t[:, :, :, ::1] argmax, const float[:, :, :, ::1] dy,
                                tuple x_shape, tuple params, n_threads=None, bint relu=False,
                                dropout=None):

@@ -306,6 +306,29 @@ static fc_row_map dense_rows(float *base, ptrdiff_t cols)
     return map;
 }
 
+int fc_conv2d_max_pool2d_forward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
+                                     const float *x, const float *w, const float *b, float *y,
+                                     uint8_t *argmax, int n_threads)
+{
+    if (argmax && p->kh * p->kw > FC_POOL_ARGMAX_MAX_CELLS)
+        return FC_ERR_UNSUPPORTED;
+    if (p->n * p->ho * p->wo * p->c == 0)
+        return FC_OK;
+    /* Fused where fc_conv2d_forward_f32 runs the direct kernels (so the same
+     * bits) and pooled rows take disjoint convolution rows. */
+    if (!is_pointwise(d) && !fc_winograd_applies(d) && fc_direct_applies(d) && p->sh >= p->kh)
+        return fc_conv2d_direct_max_pool2d_forward_f32(d, p, x, w, b, y, argmax, n_threads);
+    float *z = fc_aligned_alloc((size_t)(d->n * d->ho * d->wo * d->f) * sizeof(float));
+    if (!z)
+        return FC_ERR_NOMEM;
+    int status = fc_conv2d_forward_f32(d, x, w, b, z, n_threads);
+    if (status == FC_OK)
+        status = argmax ? fc_max_pool2d_forward_argmax_f32(p, z, y, argmax, n_threads)
+                        : fc_max_pool2d_forward_f32(p, z, y, n_threads);
+    fc_aligned_free(z);
+    return status;
+}
+
 int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
                           const float *w, const float *b, float *y,
                           int n_threads)

@@ -156,6 +156,65 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
     return FC_OK;
 }
 
+int fc_conv2d_direct_max_pool2d_forward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
+                                            const float *x, const float *w, const float *b,
+                                            float *y, uint8_t *argmax, int n_threads)
+{
+    const fc_direct_kernel_set *ks = fc_direct_kernels();
+    const ptrdiff_t k = d->kh * d->kw * d->c, f = d->f, nb = ks->nb;
+    const ptrdiff_t blocks = fc_ceil_div(f, nb), rows = p->n * p->ho;
+    const patch_geometry g = patch_geometry_of(d);
+    const int wanted = fc_threads_for(fc_conv_macs(d), FC_GRAIN_DIRECT, n_threads);
+    n_threads = (int)fc_max(1, fc_min(wanted, rows));
+    float *wp = fc_aligned_alloc((size_t)(blocks * nb * (k + 1)) * sizeof(float));
+    /* Per thread: a patch, then the convolution rows under one pooled row. */
+    const ptrdiff_t band_floats = p->kh * d->wo * f;
+    const ptrdiff_t per_thread = fc_thread_stride(fc_round_up(g.floats, FC_ALIGN_FLOATS) + band_floats);
+    float *scratch = fc_aligned_alloc((size_t)(n_threads * per_thread) * sizeof(float));
+    if (!wp || !scratch) {
+        fc_aligned_free(wp);
+        fc_aligned_free(scratch);
+        return FC_ERR_NOMEM;
+    }
+    pack_weights(w, k, f, (int)nb, wp);
+    float *bias = wp + blocks * nb * k;
+    for (ptrdiff_t j = 0; j < blocks * nb; ++j)
+        bias[j] = b && j < f ? b[j] : 0.0f;
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
+    {
+        const fc_fp_state fp = fc_fp_enter();
+        float *patch_scratch = scratch + fc_thread_id() * per_thread;
+        float *band = patch_scratch + fc_round_up(g.floats, FC_ALIGN_FLOATS);
+        FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
+        for (ptrdiff_t row = 0; row < rows; ++row) {
+            const ptrdiff_t img = row / p->ho, ph = row % p->ho;
+            /* The pooled row's window rows [r0, r1) of the convolution's output. */
+            const ptrdiff_t start = ph * p->sh - p->pt;
+            const ptrdiff_t r0 = fc_max(start, 0), r1 = fc_min(start + p->kh, d->ho);
+            for (ptrdiff_t oh = r0; oh < r1; ++oh) {
+                const float *patch = patch_of(d, &g, x, img, oh, patch_scratch);
+                float *zrow = band + (oh - r0) * d->wo * f;
+                for (ptrdiff_t bi = 0; bi < blocks; ++bi)
+                    ks->forward_row(patch, g.step, g.off, k, wp + bi * nb * k, bias + bi * nb,
+                                    d->relu, d->wo, zrow + bi * nb, f,
+                                    (int)fc_min(nb, f - bi * nb));
+            }
+            /* The band as an image of r1 - r0 rows whose one pooled row has
+             * the same window, cut where this one's is. */
+            fc_pool2d_desc in_band = *p;
+            in_band.h = r1 - r0;
+            in_band.pt = r0 - start;
+            fc_max_pool2d_row(&in_band, band, 0, row, y, argmax);
+        }
+        fc_fp_leave(fp);
+        fc_team_leave(&team);
+    }
+    fc_aligned_free(wp);
+    fc_aligned_free(scratch);
+    return FC_OK;
+}
+
 /* dy rows as the backward-input kernel reads them: row oh of image img laid
  * out so that dx column iw meets it through kernel column kj at pixel
  * iw + pl + (kw-1-kj)*dw. Pixel u holds dy pixel (u - (kw-1)*dw) / sw where

@@ -198,6 +198,18 @@ int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x,
 int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy,
                                float *dx, int n_threads);
 
+/* ---- convolution then max pooling ---------------------------------------- */
+
+/* y = fc_max_pool2d_forward_f32(p, fc_conv2d_forward_f32(d, x, w, b)), and
+ * with argmax (not NULL) that pooling's argmax, bit for bit; p pools the
+ * convolution's output (p->n, h, w, c are d's n, ho, wo, f). Layers the
+ * direct kernels take (few input channels), with pooling windows that do not
+ * overlap vertically, never write the convolution's output to memory; the
+ * others go through it. */
+int fc_conv2d_max_pool2d_forward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
+                                     const float *x, const float *w, const float *b, float *y,
+                                     uint8_t *argmax, int n_threads);
+
 /* ---- ReLU backward ------------------------------------------------------- */
 
 /* dz[i] = dy[i] where the ReLU's output y[i] > 0, else 0 (a NaN y passes no

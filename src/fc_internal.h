@@ -558,6 +558,22 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
 int fc_conv2d_direct_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
                                   const float *w, float *dx, float *dw, float *db, int n_threads);
 
+/* The direct forward pass with max pooling after it (fc_conv2d_max_pool2d_
+ * forward_f32's contract, p the pooling of y), for windows that do not
+ * overlap vertically (p->sh >= p->kh): each thread computes the convolution
+ * rows under one pooled row into its scratch and pools them there, so the
+ * convolution's output is never written to memory. */
+int fc_conv2d_direct_max_pool2d_forward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
+                                            const float *x, const float *w, const float *b,
+                                            float *y, uint8_t *argmax, int n_threads);
+
+/* Max pooling's output row oh of the image whose input starts at xi (d's h
+ * rows of it), written as row `row` of y (and argmax, unless NULL) counted
+ * over the batch: pool2d.c's row, for a caller that has the rows in its own
+ * scratch (d then describes only those rows). */
+void fc_max_pool2d_row(const fc_pool2d_desc *d, const float *xi, ptrdiff_t oh, ptrdiff_t row,
+                       float *y, uint8_t *argmax);
+
 /* ---- helpers ------------------------------------------------------------ */
 
 /* Scratch aligned to FC_ALIGN bytes; freed blocks are cached for reuse by

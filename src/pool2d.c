@@ -118,6 +118,18 @@ static inline __attribute__((always_inline)) void widen_bytes(const uint8_t *a, 
                       a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]};
 }
 
+/* mask ? a : b for a mask of all ones or all zeros, as bit operations. */
+static inline float select_bits(uint32_t mask, float a, float b)
+{
+    uint32_t ab, bb;
+    memcpy(&ab, &a, sizeof ab);
+    memcpy(&bb, &b, sizeof bb);
+    const uint32_t r = (ab & mask) | (bb & ~mask);
+    float out;
+    memcpy(&out, &r, sizeof out);
+    return out;
+}
+
 /* Max pooling of channels [0, L) of P output pixels side by side in a row
  * (L and P constants once inlined, so the maxima and their cells stay in
  * registers, but for a last L < 16; P > 1 only for whole windows and
@@ -153,9 +165,13 @@ window_max(const int L, const int P, const int with_argmax, const fc_pool2d_desc
                 for (int l = 0; l < L; ++l) {
                     const float x = v[p * step + l];
                     const int take = (x > best[p][l]) | ((x != x) & (best[p][l] == best[p][l]));
+                    /* Masks, not `take ? x : best`, which GCC compiled to
+                     * branches (on whether any lane takes; in scalar code, on
+                     * each): mispredicted at random on ReLU outputs. */
+                    const uint32_t mask = -(uint32_t)take;
                     if (with_argmax)
-                        cell[p][l] = take ? number : cell[p][l];
-                    best[p][l] = take ? x : best[p][l];
+                        cell[p][l] = (cell[p][l] & ~mask) | (number & mask);
+                    best[p][l] = select_bits(mask, x, best[p][l]);
                 }
             }
         }
@@ -179,16 +195,16 @@ window_max(const int L, const int P, const int with_argmax, const fc_pool2d_desc
     }
 }
 
-/* Output row `row` (counted over the batch) of a max pool, and its argmax
- * (with_argmax, a constant once inlined). */
+/* Output row oh of a max pool of the image at xi, and its argmax
+ * (with_argmax, a constant once inlined), written as row `row` of y and
+ * argmax counted over the batch (whose number also keys d's dropout). */
 static inline __attribute__((always_inline)) void
-max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const float *x, float *y,
-                uint8_t *argmax, ptrdiff_t row)
+max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const float *xi, ptrdiff_t oh,
+                ptrdiff_t row, float *y, uint8_t *argmax)
 {
-    const ptrdiff_t c = d->c, img = row / d->ho, oh = row - img * d->ho;
+    const ptrdiff_t c = d->c;
     ptrdiff_t i0, i1;
     window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
-    const float *xi = x + img * d->h * d->w * c;
     /* Pixels of 8, 16 or 32 channels: 8, 4 or 2 of them at once where their
      * windows are whole (no padding in them), or the pixel's work would be
      * mostly its loop overhead. */
@@ -280,16 +296,28 @@ static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, co
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
         FC_OMP(omp for schedule(static) nowait)
-        for (ptrdiff_t row = 0; row < rows; ++row)
+        for (ptrdiff_t row = 0; row < rows; ++row) {
+            const ptrdiff_t img = row / d->ho, oh = row - img * d->ho;
+            const float *xi = x + img * d->h * d->w * d->c;
             if (argmax)
-                max_forward_row(1, d, x, y, argmax, row);
+                max_forward_row(1, d, xi, oh, row, y, argmax);
             else if (is_max)
-                max_forward_row(0, d, x, y, NULL, row);
+                max_forward_row(0, d, xi, oh, row, y, NULL);
             else
                 avg_forward_row(d, x, y, row);
+        }
         fc_team_leave(&team);
     }
     return FC_OK;
+}
+
+FC_VECTOR_CLONES void fc_max_pool2d_row(const fc_pool2d_desc *d, const float *xi, ptrdiff_t oh,
+                                        ptrdiff_t row, float *y, uint8_t *argmax)
+{
+    if (argmax)
+        max_forward_row(1, d, xi, oh, row, y, argmax);
+    else
+        max_forward_row(0, d, xi, oh, row, y, NULL);
 }
 
 int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
@@ -369,8 +397,9 @@ window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t
             const float *v = xi + (ih * d->w + iw) * c + ch;
             FC_OMP(omp simd)
             for (int l = 0; l < L; ++l) /* the first NaN stays */
-                best[l] = ((v[l] > best[l]) | ((v[l] != v[l]) & (best[l] == best[l]))) ? v[l]
-                                                                                     : best[l];
+                best[l] = select_bits(-(uint32_t)((v[l] > best[l])
+                                                  | ((v[l] != v[l]) & (best[l] == best[l]))),
+                                      v[l], best[l]);
         }
     memcpy(bits, best, (size_t)L * sizeof *bits);
     const fc_u32_alias *gb = (const fc_u32_alias *)(g + ch);

@@ -451,6 +451,66 @@ def test_max_pool_argmax_numbers_the_window_and_marks_positive_maxima():
     np.testing.assert_array_equal(dx.reshape(-1), [0, 1, 0, 0])
 
 
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 2), h=st.integers(3, 14), w=st.integers(3, 14),
+       c=st.sampled_from([1, 3, 8]), f=st.sampled_from([1, 6, 8, 16, 17, 32, 40]),
+       k=st.integers(1, 3), stride=st.integers(1, 2), dilation=st.integers(1, 2),
+       padding=st.sampled_from(["valid", "same"]), relu=st.booleans(), bias=st.booleans(),
+       pool=st.sampled_from([(2, None, "valid"), (2, 2, "same"), (3, 2, "same"), (3, 3, "valid"),
+                             (2, 1, "valid"), ((1, 3), (1, 2), "same")]),
+       rate=st.sampled_from([None, 0.5]), seed=st.integers(0, 2**31 - 1))
+def test_conv2d_max_pool2d_is_the_two_ops(simd_path, n, h, w, c, f, k, stride, dilation,
+                                          padding, relu, bias, pool, rate, seed):
+    """conv2d then max_pool2d in one call: the same y and argmax, bit for
+    bit, fused (few input channels, windows apart vertically) or not (the
+    last two pools overlap rows; 8 input channels times 9 taps leave the
+    direct kernels), with NaN and infinities, on every SIMD path and thread
+    count."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    if x.size:
+        x.flat[rng.integers(0, x.size, 2)] = [np.nan, np.inf]
+    wt = rng.standard_normal((k, k, c, f)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32) if bias else None
+    conv = dict(stride=stride, padding=padding, dilation=dilation,
+                activation="relu" if relu else None)
+    pool_size, pool_strides, pool_padding = pool
+    try:
+        z = ops.conv2d(x, wt, b, **conv)
+        want, want_argmax = ops.max_pool2d(z, pool_size, strides=pool_strides, padding=pool_padding,
+                                           return_argmax=True,
+                                           dropout=None if rate is None else (rate, seed))
+    except ValueError:  # the kernel or the pooling window larger than its input
+        return
+    for threads in (1, 2, 3):
+        got, argmax = ops.conv2d_max_pool2d(
+            x, wt, b, **conv, pool_size=pool_size, pool_strides=pool_strides,
+            pool_padding=pool_padding, dropout=None if rate is None else (rate, seed),
+            return_argmax=True, n_threads=threads)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(argmax, want_argmax)
+    plain = ops.conv2d_max_pool2d(x, wt, b, **conv, pool_size=pool_size,
+                                  pool_strides=pool_strides, pool_padding=pool_padding,
+                                  dropout=None if rate is None else (rate, seed))
+    np.testing.assert_array_equal(plain.view(np.uint32), want.view(np.uint32))
+
+
+def test_conv2d_max_pool2d_arguments_are_checked():
+    x = np.ones((2, 8, 8, 1), np.float32)
+    w = np.ones((3, 3, 1, 4), np.float32)
+    with pytest.raises(ValueError, match=re.escape("b must have shape (4,), got (3,)")):
+        ops.conv2d_max_pool2d(x, w, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ops.conv2d_max_pool2d(x, w, activation="tanh")
+    with pytest.raises(ValueError, match="pool_size 7x7 is larger than the padded input 6x6"):
+        ops.conv2d_max_pool2d(x, w, pool_size=7)
+    with pytest.raises(ValueError, match="return_argmax needs pooling windows of at most 128"):
+        ops.conv2d_max_pool2d(np.ones((1, 20, 20, 1), np.float32), w, pool_size=12,
+                              return_argmax=True)
+    with pytest.raises(ValueError, match="w has 2 input channels"):
+        ops.conv2d_max_pool2d(x, np.ones((3, 3, 2, 4), np.float32))
+
+
 @pytest.mark.parametrize("pool_size,strides", [(2, 2), (3, 1), (3, 2)])
 def test_max_pool_backward_from_any_bytes_stays_in_its_windows(pool_size, strides):
     """An argmax that max_pool2d did not write (any byte) only picks cells by
