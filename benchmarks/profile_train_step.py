@@ -62,6 +62,8 @@ def _wrap_layers(model, forward, backward):
             return call
 
         layer.forward = timed(layer.forward, forward[layer.name])
+        if hasattr(layer, "forward_pooled"):  # its forward and the max pooling's above it
+            layer.forward_pooled = timed(layer.forward_pooled, forward[layer.name])
         # A step calls one of these per layer: the model's backward loop
         # takes a ReLU layer's gradient from the max pooling above it
         # (`backward_through_relu`, then `backward_from_logits` below).
@@ -134,7 +136,7 @@ def main(argv=None) -> int:
     if args.cprofile:
         for layer in model.layers:  # drop the layer timers
             del layer.forward
-            for method in _BACKWARD_METHODS:
+            for method in ("forward_pooled", *_BACKWARD_METHODS):
                 if method in vars(layer):
                     delattr(layer, method)
         profile = cProfile.Profile()

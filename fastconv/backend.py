@@ -27,6 +27,15 @@ def _reference_conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, ac
     return np.maximum(y, 0, out=y) if activation == "relu" else y
 
 
+def _reference_conv2d_max_pool2d(x, w, b=None, *, stride=1, padding="valid", dilation=1,
+                                 activation=None, pool_size=2, pool_strides=None,
+                                 pool_padding="valid", dropout=None, return_argmax=False):
+    z = _reference_conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation,
+                          activation=activation)
+    return reference.max_pool2d(z, pool_size, strides=pool_strides, padding=pool_padding,
+                                dropout=dropout, return_argmax=return_argmax)
+
+
 def _reference_dense(x, w, b=None, *, activation=None):
     y = reference.matmul(x, w)
     if b is not None:
@@ -34,12 +43,14 @@ def _reference_dense(x, w, b=None, *, activation=None):
     return np.maximum(y, 0, out=y) if activation == "relu" else y
 
 
-# The reference ops lack the fused activation and `dense`; these two adapters
+# The reference ops lack the fused activation, `dense` and the convolution
+# followed by max pooling; these adapters
 # give them the exact signatures of `fastconv.ops`, so layers cannot tell the
 # two kernel sets apart.
 _REFERENCE = SimpleNamespace(
     conv2d=_reference_conv2d,
     conv2d_backward=reference.conv2d_backward,
+    conv2d_max_pool2d=_reference_conv2d_max_pool2d,
     max_pool2d=reference.max_pool2d,
     max_pool2d_backward=reference.max_pool2d_backward,
     max_pool2d_backward_argmax=reference.max_pool2d_backward_argmax,

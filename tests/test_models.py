@@ -264,6 +264,8 @@ def test_dropout_above_pooling_trains_as_it_would_unfused(monkeypatch):
         return forward(self, x, training, dropout)
 
     monkeypatch.setattr(_Pooling2D, "forward", counted)
+    # The pooling's own pass: not the convolution's below (the next test).
+    monkeypatch.setattr(layers.Conv2D, "pools_in_one_pass", lambda *args: False)
     for pooling in (layers.MaxPooling2D, layers.AveragePooling2D):
         monkeypatch.setattr(layers, "MaxPooling2D", pooling)
         fused_calls.clear()
@@ -277,6 +279,59 @@ def test_dropout_above_pooling_trains_as_it_would_unfused(monkeypatch):
         for a, b in zip(fused.get_weights(), apart.get_weights()):
             np.testing.assert_array_equal(a, b)
         assert fused_history.history == apart_history.history
+
+
+@pytest.mark.parametrize("conv_kwargs", [
+    {},  # 1 -> 4 channels: the direct kernels, fused in one pass
+    {"activation": None},  # no ReLU: the pooling's backward is the plain one
+    {"filters": 24, "padding": "valid", "input_channels": 8},  # Winograd: through its output
+])
+def test_max_pooling_runs_in_the_convolutions_pass(monkeypatch, conv_kwargs):
+    """Conv2D, MaxPooling2D and the Dropout above them run in one kernel call
+    (Conv2D.forward_pooled); the weights, the loss history and the
+    predictions come out bit-identical to running them apart."""
+    kwargs = dict(conv_kwargs)
+    channels = kwargs.pop("input_channels", 1)
+    filters = kwargs.pop("filters", 4)
+
+    def model(seed):
+        utils.set_random_seed(seed)
+        return Sequential([
+            layers.Input((8, 8, channels)),
+            layers.Conv2D(filters, 3, **{"activation": "relu", "padding": "same", **kwargs}),
+            layers.MaxPooling2D(),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(2, activation="softmax"),
+        ])
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (48, 8, 8, channels)).astype(np.float32)
+    y = rng.integers(0, 2, 48)
+    calls = []
+    forward_pooled = layers.Conv2D.forward_pooled
+
+    def counted(self, x, pool, training=False, dropout=None):
+        calls.append((training, dropout is not None))
+        return forward_pooled(self, x, pool, training, dropout)
+
+    monkeypatch.setattr(layers.Conv2D, "forward_pooled", counted)
+    results = []
+    for fuse in (True, False):
+        if not fuse:
+            monkeypatch.setattr(layers.Conv2D, "pools_in_one_pass", lambda *args: False)
+        calls.clear()
+        m = model(3)
+        m.compile("adam", "sparse_categorical_crossentropy")
+        history = m.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        results.append((m.get_weights(), history.history, m.predict(x, verbose=0)))
+        assert ((True, True) in calls and (False, False) in calls) == fuse
+        assert bool(calls) == fuse
+    (w_fused, h_fused, p_fused), (w_apart, h_apart, p_apart) = results
+    for a, b in zip(w_fused, w_apart):
+        np.testing.assert_array_equal(a, b)
+    assert h_fused == h_apart
+    np.testing.assert_array_equal(p_fused, p_apart)
 
 
 def test_relu_under_a_convolution_trains_as_it_would_unfused(monkeypatch):

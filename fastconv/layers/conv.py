@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastconv import backend, initializers, regularizers
+from fastconv import activations, backend, initializers, regularizers
 from fastconv._geometry import as_pair, conv2d_geometry
 from fastconv.layers.activated import ActivatedLayer
 
@@ -126,6 +126,52 @@ class Conv2D(ActivatedLayer):
             **self._conv_args(),
         )
         return self._activate(z)
+
+    def pools_in_one_pass(self, pool, x_shape, training: bool) -> bool:
+        """Whether `forward_pooled` can run this layer and ``pool``, the max
+        pooling above it, in one kernel call: a ReLU or no activation (the
+        kernel's), and in training a pooling that keeps its argmax and takes
+        the gradient through the ReLU itself (the backward pass then needs
+        no output of this layer)."""
+        if not getattr(pool, "pools_after_conv", False):
+            return False
+        if self.fused_relu:
+            if training and not pool.takes_relu_backward:
+                return False
+        elif self.activation is not activations.linear:
+            return False
+        return not training or pool.keeps_argmax(self.output_shape_for(x_shape))
+
+    def output_shape_for(self, x_shape) -> tuple:
+        """The output shape for an input of shape ``x_shape`` (batch included)."""
+        return (x_shape[0], *self.compute_output_shape(tuple(x_shape))[1:])
+
+    def forward_pooled(self, x, pool, training=False, dropout=None):
+        """``pool.forward(self.forward(x, training), training, dropout)`` in one
+        kernel call, the same numbers, where `pools_in_one_pass`: the
+        convolution's output is not kept (nor, for the layers the direct
+        kernels take, ever written to memory), so this layer's backward starts
+        from ``pool.backward_through_relu`` (or, with no activation, from
+        ``pool.backward``)."""
+        self._x = x
+        self._z = self._y = None
+        z_shape = self.output_shape_for(x.shape)
+        args = pool.pooling_args(z_shape, dropout)
+        keep = training and pool.keeps_argmax(z_shape)
+        out = backend.kernels().conv2d_max_pool2d(
+            x,
+            self.kernel.value,
+            None if self.bias is None else self.bias.value,
+            activation="relu" if self.fused_relu else None,
+            **self._conv_args(),
+            pool_size=args["pool_size"],
+            pool_strides=args["strides"],
+            pool_padding=args["padding"],
+            dropout=args.get("dropout"),
+            return_argmax=keep,
+        )
+        y, argmax = out if keep else (out, None)
+        return pool.pooled(y, z_shape, argmax)
 
     @property
     def takes_relu_backward(self) -> bool:

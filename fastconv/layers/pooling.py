@@ -76,23 +76,39 @@ class _Pooling2D(Layer):
             args["dropout"] = dropout
         return args
 
-    def _keeps_argmax(self, x_shape) -> bool:
+    def keeps_argmax(self, x_shape) -> bool:
         """Whether a training forward keeps the argmax rather than x."""
         kh, kw = as_pair(self._args(x_shape)["pool_size"], "pool_size")
         return self._kind == "max" and kh * kw <= POOL_ARGMAX_MAX_CELLS
+
+    @property
+    def pools_after_conv(self) -> bool:
+        """Whether a Conv2D below can run this layer in its own kernel call
+        (`Conv2D.forward_pooled`): max pooling can."""
+        return self._kind == "max"
+
+    def pooling_args(self, x_shape, dropout=None) -> dict:
+        """This layer's kernel arguments for an input of ``x_shape``."""
+        return self._kernel_args(x_shape, dropout)
 
     def forward(self, x, training=False, dropout=None):
         """The pooled x; with dropout, the (rate, seed) of a Dropout layer
         above (`Dropout.start_mask`), applied in the same pass."""
         kernels = backend.kernels()
         args = self._kernel_args(x.shape, dropout)
-        self._x_shape = x.shape
-        if training and self._keeps_argmax(x.shape):
-            self._x = None
-            y, self._argmax = kernels.max_pool2d(x, return_argmax=True, **args)
-            return y
-        self._x, self._argmax = x, None
-        return getattr(kernels, f"{self._kind}_pool2d")(x, **args)
+        if training and self.keeps_argmax(x.shape):
+            y, argmax = kernels.max_pool2d(x, return_argmax=True, **args)
+            return self.pooled(y, x.shape, argmax)
+        out = self.pooled(getattr(kernels, f"{self._kind}_pool2d")(x, **args), x.shape)
+        self._x = x
+        return out
+
+    def pooled(self, y, x_shape, argmax=None):
+        """Finish a forward pass whose pooling ran elsewhere (in the layer
+        below's kernel call, or above): keep what the backward pass reads,
+        and return the layer's output."""
+        self._x, self._argmax, self._x_shape = None, argmax, x_shape
+        return y
 
     def _as_4d(self, dy):
         """The output gradient as ``(n, ho, wo, c)``."""
@@ -104,6 +120,11 @@ class _Pooling2D(Layer):
         return self._backward(dy, dropout, relu=False)
 
     def _backward(self, dy, dropout, relu):
+        if self._argmax is None and self._x is None:
+            raise RuntimeError(
+                f"{self.name}: backward needs a training forward pass first (its pooling ran "
+                "with the layer below's, in inference)"
+            )
         kernels = backend.kernels()
         args = self._kernel_args(self._x_shape, dropout)
         if relu:
@@ -175,9 +196,12 @@ class _GlobalPooling2D(_Pooling2D):
     def _args(self, x_shape):
         return {"pool_size": x_shape[1:3], "strides": (1, 1), "padding": "valid"}
 
-    def forward(self, x, training=False):
-        y = super().forward(x, training)
+    def pooled(self, y, x_shape, argmax=None):
+        y = super().pooled(y, x_shape, argmax)
         return y if self.keepdims else y.reshape(y.shape[0], y.shape[3])
+
+    def forward(self, x, training=False):
+        return super().forward(x, training)
 
     def _as_4d(self, dy):
         return dy.reshape(dy.shape[0], 1, 1, dy.shape[-1])
