@@ -422,6 +422,30 @@ def test_fuzz_conv2d(case):
     )
 
 
+@fuzz_settings(200)
+@given(case=conv_cases(), pool=st.sampled_from([1, 2, 3, (2, 1), (1, 4)]))
+def test_fuzz_conv2d_max_pool2d(case, pool):
+    """The convolution and its max pooling in one call: what conv2d's
+    arguments and a pooling window give (the reference composed), or an
+    error that names an argument."""
+    x, w = build(case["x"]), build(case["w"])
+    b = None if case["b"] is None else build(case["b"])
+    args = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
+    activation = case["activation"]
+
+    def call_reference():
+        y = exact(reference.conv2d, widen(x), widen(w), widen(b), **args)
+        return exact(reference.max_pool2d, np.maximum(y, 0.0) if activation == "relu" else y, pool)
+
+    check(
+        lambda: ops.conv2d_max_pool2d(x, w, b, activation=activation, pool_size=pool,
+                                      n_threads=case["n_threads"], **args),
+        call_reference,
+        ("x", "w", "b", "stride", "padding", "dilation", "activation", "n_threads", "pool_size"),
+        other_invalid=threads_invalid(case["n_threads"]) or activation_invalid(activation),
+    )
+
+
 @fuzz_settings(250)
 @given(case=conv_cases(backward=True))
 def test_fuzz_conv2d_backward(case):
