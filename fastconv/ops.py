@@ -131,6 +131,13 @@ def conv2d(
     -------
     y : ndarray of shape (n, ho, wo, f), float32
     """
+    x, w, b, _, params = _conv_inputs(x, w, b, stride, padding, dilation, activation)
+    return _kernels.conv2d_forward(x, w, b, params, activation == "relu", n_threads)
+
+
+def _conv_inputs(x, w, b, stride, padding, dilation, activation):
+    """A forward convolution's arguments checked: (x, w, b as float32, its
+    geometry, the kernels' params)."""
     x = _as_f32(x, "x")
     w = _as_f32(w, "w")
     g, params = _conv_params(x.shape, w.shape, stride, padding, dilation)
@@ -140,7 +147,7 @@ def conv2d(
             raise ValueError(f"b must have shape ({g.f},), got {b.shape}")
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
-    return _kernels.conv2d_forward(x, w, b, params, activation == "relu", n_threads)
+    return x, w, b, g, params
 
 
 def conv2d_max_pool2d(
@@ -169,15 +176,7 @@ def conv2d_max_pool2d(
     forward with argmax: 0.58 -> 0.42 ms on 2 cores); other layers go through
     it. Arguments as `conv2d` and `max_pool2d` (``pool_*`` for the pooling's).
     """
-    x = _as_f32(x, "x")
-    w = _as_f32(w, "w")
-    g, conv_params = _conv_params(x.shape, w.shape, stride, padding, dilation)
-    if b is not None:
-        b = _as_f32(b, "b")
-        if b.shape != (g.f,):
-            raise ValueError(f"b must have shape ({g.f},), got {b.shape}")
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+    x, w, b, g, conv_params = _conv_inputs(x, w, b, stride, padding, dilation, activation)
     pool, pool_params = _pool_params(g.y_shape, pool_size, pool_strides, pool_padding)
     if return_argmax:
         check_argmax_window(pool, "return_argmax")

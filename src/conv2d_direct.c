@@ -114,16 +114,45 @@ static void pack_weights(const float *w, ptrdiff_t k, ptrdiff_t f, int nb, float
                 *wp++ = fb + j < f ? w[t * f + fb + j] : 0.0f;
 }
 
+/* w packed (pack_weights) and the bias after it, both zero-padded to whole
+ * blocks of nb filters, in one block of memory (NULL: no memory). */
+static float *packed_weights_and_bias(const fc_conv2d_desc *d, const float *w, const float *b,
+                                      int nb)
+{
+    const ptrdiff_t k = d->kh * d->kw * d->c, f = d->f, blocks = fc_ceil_div(f, nb);
+    float *wp = fc_aligned_alloc((size_t)(blocks * nb * (k + 1)) * sizeof(float));
+    if (!wp)
+        return NULL;
+    pack_weights(w, k, f, nb, wp);
+    float *bias = wp + blocks * nb * k;
+    for (ptrdiff_t j = 0; j < blocks * nb; ++j)
+        bias[j] = b && j < f ? b[j] : 0.0f;
+    return wp;
+}
+
+/* One output row (wo pixels of f floats) from its patch: every block of
+ * filters, wp as packed_weights_and_bias makes it. */
+static void convolve_row(const fc_conv2d_desc *d, const fc_direct_kernel_set *ks,
+                         const patch_geometry *g, const float *wp, const float *patch,
+                         float *yrow)
+{
+    const ptrdiff_t k = d->kh * d->kw * d->c, f = d->f, nb = ks->nb;
+    const ptrdiff_t blocks = fc_ceil_div(f, nb);
+    const float *bias = wp + blocks * nb * k;
+    for (ptrdiff_t bi = 0; bi < blocks; ++bi)
+        ks->forward_row(patch, g->step, g->off, k, wp + bi * nb * k, bias + bi * nb, d->relu,
+                        d->wo, yrow + bi * nb, f, (int)fc_min(nb, f - bi * nb));
+}
+
 int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                  const float *b, float *y, int n_threads)
 {
     const fc_direct_kernel_set *ks = fc_direct_kernels();
-    const ptrdiff_t k = d->kh * d->kw * d->c, f = d->f, nb = ks->nb;
-    const ptrdiff_t blocks = fc_ceil_div(f, nb), rows = d->n * d->ho;
+    const ptrdiff_t rows = d->n * d->ho;
     const patch_geometry g = patch_geometry_of(d);
     const int wanted = fc_threads_for(fc_conv_macs(d), FC_GRAIN_DIRECT, n_threads);
     n_threads = (int)fc_max(1, fc_min(wanted, rows));
-    float *wp = fc_aligned_alloc((size_t)(blocks * nb * (k + 1)) * sizeof(float));
+    float *wp = packed_weights_and_bias(d, w, b, ks->nb);
     const ptrdiff_t per_thread = fc_thread_stride(g.floats);
     float *patches = fc_aligned_alloc((size_t)(n_threads * per_thread) * sizeof(float));
     if (!wp || !patches) {
@@ -131,23 +160,16 @@ int fc_conv2d_direct_forward_f32(const fc_conv2d_desc *d, const float *x, const 
         fc_aligned_free(patches);
         return FC_ERR_NOMEM;
     }
-    pack_weights(w, k, f, (int)nb, wp);
-    float *bias = wp + blocks * nb * k;
-    for (ptrdiff_t j = 0; j < blocks * nb; ++j)
-        bias[j] = b && j < f ? b[j] : 0.0f;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
         const fc_fp_state fp = fc_fp_enter();
         float *scratch = patches + fc_thread_id() * per_thread;
         FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
-        for (ptrdiff_t row = 0; row < rows; ++row) {
-            const float *patch = patch_of(d, &g, x, row / d->ho, row % d->ho, scratch);
-            float *yrow = y + row * d->wo * f;
-            for (ptrdiff_t bi = 0; bi < blocks; ++bi)
-                ks->forward_row(patch, g.step, g.off, k, wp + bi * nb * k, bias + bi * nb,
-                                d->relu, d->wo, yrow + bi * nb, f, (int)fc_min(nb, f - bi * nb));
-        }
+        for (ptrdiff_t row = 0; row < rows; ++row)
+            convolve_row(d, ks, &g, wp,
+                         patch_of(d, &g, x, row / d->ho, row % d->ho, scratch),
+                         y + row * d->wo * d->f);
         fc_fp_leave(fp);
         fc_team_leave(&team);
     }
@@ -161,45 +183,35 @@ int fc_conv2d_direct_max_pool2d_forward_f32(const fc_conv2d_desc *d, const fc_po
                                             float *y, uint8_t *argmax, int n_threads)
 {
     const fc_direct_kernel_set *ks = fc_direct_kernels();
-    const ptrdiff_t k = d->kh * d->kw * d->c, f = d->f, nb = ks->nb;
-    const ptrdiff_t blocks = fc_ceil_div(f, nb), rows = p->n * p->ho;
+    const ptrdiff_t rows = p->n * p->ho;
     const patch_geometry g = patch_geometry_of(d);
     const int wanted = fc_threads_for(fc_conv_macs(d), FC_GRAIN_DIRECT, n_threads);
     n_threads = (int)fc_max(1, fc_min(wanted, rows));
-    float *wp = fc_aligned_alloc((size_t)(blocks * nb * (k + 1)) * sizeof(float));
+    float *wp = packed_weights_and_bias(d, w, b, ks->nb);
     /* Per thread: a patch, then the convolution rows under one pooled row. */
-    const ptrdiff_t band_floats = p->kh * d->wo * f;
-    const ptrdiff_t per_thread = fc_thread_stride(fc_round_up(g.floats, FC_ALIGN_FLOATS) + band_floats);
+    const ptrdiff_t patch_floats = fc_round_up(g.floats, FC_ALIGN_FLOATS);
+    const ptrdiff_t per_thread = fc_thread_stride(patch_floats + p->kh * d->wo * d->f);
     float *scratch = fc_aligned_alloc((size_t)(n_threads * per_thread) * sizeof(float));
     if (!wp || !scratch) {
         fc_aligned_free(wp);
         fc_aligned_free(scratch);
         return FC_ERR_NOMEM;
     }
-    pack_weights(w, k, f, (int)nb, wp);
-    float *bias = wp + blocks * nb * k;
-    for (ptrdiff_t j = 0; j < blocks * nb; ++j)
-        bias[j] = b && j < f ? b[j] : 0.0f;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
         const fc_fp_state fp = fc_fp_enter();
         float *patch_scratch = scratch + fc_thread_id() * per_thread;
-        float *band = patch_scratch + fc_round_up(g.floats, FC_ALIGN_FLOATS);
+        float *band = patch_scratch + patch_floats;
         FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
         for (ptrdiff_t row = 0; row < rows; ++row) {
             const ptrdiff_t img = row / p->ho, ph = row % p->ho;
             /* The pooled row's window rows [r0, r1) of the convolution's output. */
             const ptrdiff_t start = ph * p->sh - p->pt;
             const ptrdiff_t r0 = fc_max(start, 0), r1 = fc_min(start + p->kh, d->ho);
-            for (ptrdiff_t oh = r0; oh < r1; ++oh) {
-                const float *patch = patch_of(d, &g, x, img, oh, patch_scratch);
-                float *zrow = band + (oh - r0) * d->wo * f;
-                for (ptrdiff_t bi = 0; bi < blocks; ++bi)
-                    ks->forward_row(patch, g.step, g.off, k, wp + bi * nb * k, bias + bi * nb,
-                                    d->relu, d->wo, zrow + bi * nb, f,
-                                    (int)fc_min(nb, f - bi * nb));
-            }
+            for (ptrdiff_t oh = r0; oh < r1; ++oh)
+                convolve_row(d, ks, &g, wp, patch_of(d, &g, x, img, oh, patch_scratch),
+                             band + (oh - r0) * d->wo * d->f);
             /* The band as an image of r1 - r0 rows whose one pooled row has
              * the same window, cut where this one's is. */
             fc_pool2d_desc in_band = *p;
