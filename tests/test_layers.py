@@ -86,6 +86,16 @@ def test_max_pooling_keeps_the_argmax_in_training(layer, x_shape, keeps_argmax):
                                   ops.max_pool2d_backward(dy4, x, relu=True, **args))
 
 
+def test_max_pooling_backward_without_a_training_forward_says_so():
+    """Inference through a Conv2D's call keeps neither x nor the argmax."""
+    conv, pool = layers.Conv2D(2, 3, activation="relu"), layers.MaxPooling2D()
+    x = RNG.standard_normal((1, 6, 6, 1)).astype(np.float32)
+    conv.build(x.shape)
+    y = conv.forward_pooled(x, pool, training=False)
+    with pytest.raises(RuntimeError, match="backward needs a forward pass in training first"):
+        pool.backward(np.ones_like(y))
+
+
 @pytest.mark.parametrize(
     "layer",
     [

@@ -70,7 +70,8 @@ class _Pooling2D(Layer):
     # the gradient is read (backward(..., dropout=...)), the same numbers.
     takes_dropout = True
 
-    def _kernel_args(self, x_shape, dropout):
+    def pooling_args(self, x_shape, dropout=None) -> dict:
+        """This layer's kernel arguments for an input of ``x_shape``."""
         args = self._args(x_shape)
         if dropout is not None:
             args["dropout"] = dropout
@@ -87,15 +88,11 @@ class _Pooling2D(Layer):
         (`Conv2D.forward_pooled`): max pooling can."""
         return self._kind == "max"
 
-    def pooling_args(self, x_shape, dropout=None) -> dict:
-        """This layer's kernel arguments for an input of ``x_shape``."""
-        return self._kernel_args(x_shape, dropout)
-
     def forward(self, x, training=False, dropout=None):
         """The pooled x; with dropout, the (rate, seed) of a Dropout layer
         above (`Dropout.start_mask`), applied in the same pass."""
         kernels = backend.kernels()
-        args = self._kernel_args(x.shape, dropout)
+        args = self.pooling_args(x.shape, dropout)
         if training and self.keeps_argmax(x.shape):
             y, argmax = kernels.max_pool2d(x, return_argmax=True, **args)
             return self.pooled(y, x.shape, argmax)
@@ -121,12 +118,9 @@ class _Pooling2D(Layer):
 
     def _backward(self, dy, dropout, relu):
         if self._argmax is None and self._x is None:
-            raise RuntimeError(
-                f"{self.name}: backward needs a training forward pass first (its pooling ran "
-                "with the layer below's, in inference)"
-            )
+            raise RuntimeError(f"{self.name}: backward needs a forward pass in training first")
         kernels = backend.kernels()
-        args = self._kernel_args(self._x_shape, dropout)
+        args = self.pooling_args(self._x_shape, dropout)
         if relu:
             args["relu"] = True
         if self._argmax is not None:
@@ -200,7 +194,7 @@ class _GlobalPooling2D(_Pooling2D):
         y = super().pooled(y, x_shape, argmax)
         return y if self.keepdims else y.reshape(y.shape[0], y.shape[3])
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False):  # no Dropout runs in its pass
         return super().forward(x, training)
 
     def _as_4d(self, dy):
