@@ -125,7 +125,8 @@ def main(argv=None) -> int:
     print("per layer (median of steps), forward / backward:")
     for layer in model.layers:
         # A layer whose work another layer's pass does (a Dropout above a
-        # pooling layer) has no calls of its own: 0.
+        # pooling layer; a max pooling's forward, in the convolution's below
+        # it, whose figure it joins) has no calls of its own: 0.
         f = 1e3 * float(np.median(forward[layer.name])) if forward[layer.name] else 0.0
         b = 1e3 * float(np.median(backward[layer.name])) if backward[layer.name] else 0.0
         in_layers += f + b
