@@ -296,9 +296,8 @@ def max_pool2d_backward_argmax(
     same dx, bit for bit. ``relu`` and ``dropout`` as there."""
     dy = _as_f32(dy, "dy")
     if not isinstance(argmax, np.ndarray) or argmax.dtype != np.uint8:
-        raise TypeError(
-            f"argmax must be max_pool2d's uint8 array, got {getattr(argmax, 'dtype', type(argmax))}"
-        )
+        got = getattr(argmax, "dtype", type(argmax))
+        raise TypeError(f"argmax must be max_pool2d's uint8 array, got {got}")
     g, params = _pool_params(x_shape, pool_size, strides, padding)
     check_argmax_window(g, "argmax")
     _check_dy(dy, g.y_shape)

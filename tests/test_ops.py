@@ -537,7 +537,8 @@ def test_max_pool_argmax_arguments_are_checked():
     dy = np.ones_like(y)
     with pytest.raises(TypeError, match="argmax must be max_pool2d's uint8 array, got int64"):
         ops.max_pool2d_backward_argmax(dy, argmax.astype(np.int64), x.shape)
-    with pytest.raises(ValueError, match=re.escape("argmax must have shape (1, 6, 6, 2), got (1, 6, 6, 1)")):
+    with pytest.raises(ValueError,
+                       match=re.escape("argmax must have shape (1, 6, 6, 2), got (1, 6, 6, 1)")):
         ops.max_pool2d_backward_argmax(dy, argmax[..., :1], x.shape)
     with pytest.raises(ValueError, match="dy must have the forward output.s shape"):
         ops.max_pool2d_backward_argmax(dy[:, :5], argmax, x.shape)

@@ -77,6 +77,7 @@ class Conv2D(ActivatedLayer):
         self.padding = check_padding(padding)
         self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
         self._set_activation(activation)
+        self._last_shapes = None  # (input shape, output shape), see output_shape_for
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
@@ -143,8 +144,15 @@ class Conv2D(ActivatedLayer):
         return not training or pool.keeps_argmax(self.output_shape_for(x_shape))
 
     def output_shape_for(self, x_shape) -> tuple:
-        """The output shape for an input of shape ``x_shape`` (batch included)."""
-        return (x_shape[0], *self.compute_output_shape(tuple(x_shape))[1:])
+        """The output shape for an input of shape ``x_shape`` (batch included);
+        the last one asked is kept (a step asks twice per layer, and
+        resolving the geometry costs tens of microseconds)."""
+        x_shape = tuple(x_shape)
+        last = self._last_shapes
+        if last is None or last[0] != x_shape:
+            y_shape = (x_shape[0], *self.compute_output_shape(x_shape)[1:])
+            last = self._last_shapes = (x_shape, y_shape)
+        return last[1]
 
     def forward_pooled(self, x, pool, training=False, dropout=None):
         """``pool.forward(self.forward(x, training), training, dropout)`` in one
