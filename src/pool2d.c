@@ -38,15 +38,16 @@ typedef uint32_t fc_u32_alias __attribute__((may_alias));
  * backward for disjoint windows: one AVX-512 vector (two AVX2 ones). */
 #define FC_POOL_LANES 16
 
-/* Channels whose maxima and cells stay in registers together in the max-pool
- * forward with argmax: four AVX-512 vectors, as many loads in flight. */
+/* Channels whose maxima (and their cells) stay in registers together in the
+ * max-pool forward: four AVX-512 vectors, as many loads in flight. */
 #define FC_POOL_WIDE_LANES 64
 
 /* The most output pixels the max-pool forward takes together: eight of 8
  * channels (four of 16, two of 32), 64 maxima in registers. */
-#define FC_POOL_ARGMAX_PIXELS 8
+#define FC_POOL_MAX_PIXELS 8
 
-/* Channels processed together by the max-pool backward argmax. */
+/* Channels taken together by the max-pool backward from x where windows
+ * overlap. */
 #define FC_POOL_CHANNEL_BLOCK 256
 
 /* The window of output index o along one axis, clipped to [0, size). */
@@ -145,8 +146,8 @@ window_max(const int L, const int P, const int with_argmax, const fc_pool2d_desc
                   ptrdiff_t top, ptrdiff_t left, ptrdiff_t at, float *y, uint8_t *argmax)
 {
     const ptrdiff_t c = d->c, step = d->sw * c;
-    float best[FC_POOL_ARGMAX_PIXELS][FC_POOL_WIDE_LANES];
-    uint32_t cell[FC_POOL_ARGMAX_PIXELS][FC_POOL_WIDE_LANES];
+    float best[FC_POOL_MAX_PIXELS][FC_POOL_WIDE_LANES];
+    uint32_t cell[FC_POOL_MAX_PIXELS][FC_POOL_WIDE_LANES];
     const float *first = xi + (i0 * d->w + j0) * c;
     const uint32_t first_number = cell_number(d, top, left, i0, j0);
     for (int p = 0; p < P; ++p) {
