@@ -642,14 +642,51 @@ max_backward_band(const fc_pool2d_desc *d, const float *x, const uint8_t *argmax
     }
 }
 
-/* Unit b of average pooling's backward. */
+/* Average pooling's backward of output row oh of one image, when windows do
+ * not overlap (as max_backward_disjoint): each cell written once, 0 + dy *
+ * scale (the sum the zeroing pass's cell would take, so the same bits), the
+ * cells outside every window zero. */
 static inline __attribute__((always_inline)) void
-avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const pool_band *b,
-                  float *scratch)
+avg_backward_disjoint(const fc_pool2d_desc *d, const float *dy_row, float *dxi, ptrdiff_t oh,
+                      ptrdiff_t r0, ptrdiff_t r1)
 {
     const ptrdiff_t c = d->c;
-    zero_rows(d, b, dx);
+    ptrdiff_t i0, i1;
+    window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
+    zero_columns(d, dxi, r0, i0, 0, d->w);
+    zero_columns(d, dxi, i1, r1, 0, d->w);
+    ptrdiff_t covered = 0; /* columns before this are written */
+    for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+        ptrdiff_t j0, j1;
+        window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
+        zero_columns(d, dxi, i0, i1, covered, j0);
+        covered = fc_max(covered, j1);
+        const float *g = dy_row + ow * c;
+        const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
+        for (ptrdiff_t ih = i0; ih < i1; ++ih)
+            for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+                float *out = dxi + (ih * d->w + iw) * c;
+                FC_OMP(omp simd)
+                for (ptrdiff_t ch = 0; ch < c; ++ch)
+                    out[ch] = 0.0f + g[ch] * scale;
+            }
+    }
+    zero_columns(d, dxi, i0, i1, covered, d->w);
+}
+
+/* Unit b of average pooling's backward (row_bands: b is a band of rows). */
+static inline __attribute__((always_inline)) void
+avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const pool_band *b,
+                  int row_bands, float *scratch)
+{
+    const ptrdiff_t c = d->c;
     float *dxi = dx + b->img * d->h * d->w * c;
+    if (row_bands && d->sw >= d->kw) {
+        avg_backward_disjoint(d, dy_row(d, dy, b->img, b->oh0, scratch), dxi, b->oh0, b->r0,
+                              b->r1);
+        return;
+    }
+    zero_rows(d, b, dx);
     for (ptrdiff_t oh = b->oh0; oh < b->oh1; ++oh) {
         const float *dyr = dy_row(d, dy, b->img, oh, scratch);
         for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
@@ -694,7 +731,7 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
             if (is_max)
                 max_backward_band(d, x, argmax, dy, dx, &b, row_bands, mine);
             else
-                avg_backward_band(d, dy, dx, &b, mine);
+                avg_backward_band(d, dy, dx, &b, row_bands, mine);
         }
         fc_team_leave(&team);
     }
