@@ -270,20 +270,28 @@ def test_conv_backward_through_relu(simd_path, x_shape, w_shape, stride, padding
     ((1, 1), (2, 2), "valid", (5, 5)),
     ((2, 2), (2, 2), "valid", (5, 7)),  # exact tiling but for the odd last row and column
 ])
-def test_max_pool_backward_with_disjoint_windows_writes_every_cell(pool_size, strides, padding, hw):
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool_backward_with_disjoint_windows_writes_every_cell(pool_size, strides, padding, hw,
+                                                               kind):
     """Windows that do not overlap write each dx cell once, with no zeroing
     pass: cells outside every window must still come out zero, though dx
     comes from np.empty (here reusing freed memory full of NaN)."""
     rng = np.random.default_rng(3)
     x = rng.integers(0, 3, (2, *hw, 20)).astype(np.float32)  # ties: the first maximum wins
-    y = ops.max_pool2d(x, pool_size, strides=strides, padding=padding)
+    y = getattr(ops, f"{kind}_pool2d")(x, pool_size, strides=strides, padding=padding)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    want = reference.max_pool2d_backward(f64(dy), f64(x), pool_size, strides=strides, padding=padding)
+    backward = getattr(ops, f"{kind}_pool2d_backward")
+    want = getattr(reference, f"{kind}_pool2d_backward")(f64(dy), f64(x), pool_size,
+                                                         strides=strides, padding=padding)
     for _ in range(3):
         del_me = np.full(x.shape, np.nan, np.float32)
         del del_me
-        dx = ops.max_pool2d_backward(dy, x, pool_size, strides=strides, padding=padding)
-        np.testing.assert_array_equal(dx, want.astype(np.float32))
+        dx = backward(dy, x, pool_size, strides=strides, padding=padding)
+        if kind == "max":  # copies of dy
+            np.testing.assert_array_equal(dx, want.astype(np.float32))
+        else:
+            np.testing.assert_array_equal(dx == 0, want == 0)
+            assert_close(dx, want)
 
 
 @pytest.mark.parametrize("shape", [(0,), (7,), (3, 4, 5, 6), (128, 24, 24, 64)])
