@@ -317,11 +317,14 @@ def avg_pool2d(x, pool_size=2, *, strides=None, padding="valid", dropout=None,
 
 
 def avg_pool2d_backward(
-    dy, x, pool_size=2, *, strides=None, padding="valid", dropout=None, n_threads=None
+    dy, x, pool_size=2, *, strides=None, padding="valid", relu=False, dropout=None,
+    n_threads=None
 ) -> np.ndarray:
-    """Gradient of average pooling. Returns dx ``(n, h, w, c)``. ``dropout``
-    as for `max_pool2d_backward`."""
-    return _pool_backward("avg", dy, x, pool_size, strides, padding, n_threads, False, dropout)
+    """Gradient of average pooling. Returns dx ``(n, h, w, c)``. ``relu``
+    and ``dropout`` as for `max_pool2d_backward` (x is read only with relu:
+    the mask of the ReLU that produced it)."""
+    return _pool_backward("avg", dy, x, pool_size, strides, padding, n_threads, bool(relu),
+                          dropout)
 
 
 def _stored(array: ArrayLike, name: str) -> tuple[np.ndarray, bool]:

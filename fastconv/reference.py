@@ -448,7 +448,8 @@ def avg_pool2d(x: ArrayLike, pool_size=2, *, strides=None, padding="valid",
 
 
 def avg_pool2d_backward(
-    dy: ArrayLike, x: ArrayLike, pool_size=2, *, strides=None, padding="valid", dropout=None
+    dy: ArrayLike, x: ArrayLike, pool_size=2, *, strides=None, padding="valid", relu=False,
+    dropout=None
 ) -> np.ndarray:
     """Gradient of ``sum(avg_pool2d(x, ...) * dy)`` with respect to x.
 
@@ -460,9 +461,12 @@ def avg_pool2d_backward(
     dy : array_like of shape (n, ho, wo, c)
         Gradient of the loss with respect to the forward's output.
     x : array_like of shape (n, h, w, c)
-        The forward's input; only its shape and dtype matter.
+        The forward's input; only its shape and dtype matter, but with ``relu``.
     pool_size, strides, padding
         As given to `avg_pool2d`.
+    relu : bool, default False
+        ``x`` is a ReLU's output ``relu(z)``: return the gradient with respect
+        to ``z`` instead, ``relu_backward(dx, x)``.
     dropout : (rate, seed), optional
         dy is the gradient of the forward's dropout output (as the forward's
         ``dropout``): ``dropout(dy, rate, seed)`` is taken first.
@@ -478,8 +482,11 @@ def avg_pool2d_backward(
     """
     if dropout is not None:
         return avg_pool2d_backward(_dropped(dy, dropout), x, pool_size, strides=strides,
-                                   padding=padding)
+                                   padding=padding, relu=relu)
     dy, x = _as_float_arrays((dy, "dy"), (x, "x"))
+    if relu:
+        dx = avg_pool2d_backward(dy, x, pool_size, strides=strides, padding=padding)
+        return relu_backward(dx, x, out=dx)
     g = pool2d_geometry(x.shape, pool_size, strides, padding)
     _check_dy(dy, g.y_shape)
 

@@ -84,8 +84,8 @@ cdef extern from "fastconv.h" nogil:
     int fc_conv2d_max_pool2d_forward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
                                          const float *x, const float *w, const float *b,
                                          float *y, uint8_t *argmax, int n_threads)
-    int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx,
-                                   int n_threads)
+    int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x, const float *dy,
+                                   float *dx, int n_threads)
 
     int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y, float *dz,
                              int n_threads)

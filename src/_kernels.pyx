@@ -584,16 +584,15 @@ def max_pool2d_backward_argmax(const uint8_t[:, :, :, ::1] argmax, const float[:
 
 def pool2d_backward(str kind, const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
                     tuple params, n_threads=None, bint relu=False, dropout=None):
-    """dx of pool2d_forward; x is read only by max pooling. With relu (max
-    only), x is a ReLU's output and dx is taken through that ReLU too; with
-    dropout (as pool2d_forward's), dy is that dropout's output gradient."""
+    """dx of pool2d_forward; x is read by max pooling, and by average pooling
+    with relu. With relu, x is a ReLU's output and dx is taken through that
+    ReLU too; with dropout (as pool2d_forward's), dy is that dropout's output
+    gradient."""
     cdef fc_pool2d_desc d = _pool_desc(_shape4(x), params)
     _set_dropout(&d, dropout)
     cdef bint is_max = kind == "max"
     if not is_max and kind != "avg":
         raise ValueError(f"kind must be 'max' or 'avg', got {kind!r}")
-    if relu and not is_max:
-        raise ValueError("relu is for max pooling's backward only")
     d.relu = relu
     _expect(_shape4(dy), (d.n, d.ho, d.wo, d.c), "dy")
     cdef int nt = _resolve_threads(n_threads)
@@ -607,7 +606,7 @@ def pool2d_backward(str kind, const float[:, :, :, ::1] x, const float[:, :, :, 
         if is_max:
             status = fc_max_pool2d_backward_f32(&d, x_p, dy_p, dx_p, nt)
         else:
-            status = fc_avg_pool2d_backward_f32(&d, dy_p, dx_p, nt)
+            status = fc_avg_pool2d_backward_f32(&d, x_p, dy_p, dx_p, nt)
     _check(status)
     return out
 

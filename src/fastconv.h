@@ -153,8 +153,8 @@ typedef struct {
     ptrdiff_t sh, sw;
     ptrdiff_t pt, pb, pl, pr; /* each side smaller than the window */
     ptrdiff_t ho, wo;
-    int relu; /* max pooling's backward only: x is a ReLU's output, and dx is
-               * taken through that ReLU too (zero where x is not positive) */
+    int relu; /* backward passes only: x is a ReLU's output, and dx is taken
+               * through that ReLU too (zero where x is not positive) */
     /* With dropout: the output goes through fc_dropout_f32 with this seed,
      * threshold and scale in the forward pass (y = dropout(pool(x))), and dy
      * is that dropout's output gradient in the backward pass
@@ -194,8 +194,10 @@ int fc_max_pool2d_backward_argmax_f32(const fc_pool2d_desc *d, const uint8_t *ar
  * Overwrites y. */
 int fc_avg_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x,
                               float *y, int n_threads);
-/* dx: dy / count spread over each window's real cells. Overwrites dx. */
-int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy,
+/* dx: dy / count spread over each window's real cells; with d->relu, x is a
+ * ReLU's output and dx is taken through that ReLU too (fc_relu_backward_f32
+ * of it, the same bits; x is read only then). Overwrites dx. */
+int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x, const float *dy,
                                float *dx, int n_threads);
 
 /* ---- convolution then max pooling ---------------------------------------- */

@@ -645,44 +645,57 @@ max_backward_band(const fc_pool2d_desc *d, const float *x, const uint8_t *argmax
 /* Average pooling's backward of output row oh of one image, when windows do
  * not overlap (as max_backward_disjoint): each cell written once, 0 + dy *
  * scale (the sum the zeroing pass's cell would take, so the same bits), the
- * cells outside every window zero. */
+ * cells outside every window zero. The window's rows are all the same: the
+ * first is computed, the others copied from it; then, with d->relu,
+ * fc_relu_backward_f32's select against x, a whole row at a time. */
 static inline __attribute__((always_inline)) void
-avg_backward_disjoint(const fc_pool2d_desc *d, const float *dy_row, float *dxi, ptrdiff_t oh,
-                      ptrdiff_t r0, ptrdiff_t r1)
+avg_backward_disjoint(const fc_pool2d_desc *d, const float *xi, const float *dy_row, float *dxi,
+                      ptrdiff_t oh, ptrdiff_t r0, ptrdiff_t r1)
 {
-    const ptrdiff_t c = d->c;
+    const ptrdiff_t c = d->c, row_floats = d->w * c;
     ptrdiff_t i0, i1;
     window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
     zero_columns(d, dxi, r0, i0, 0, d->w);
     zero_columns(d, dxi, i1, r1, 0, d->w);
+    float *first = dxi + i0 * row_floats;
     ptrdiff_t covered = 0; /* columns before this are written */
     for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
         ptrdiff_t j0, j1;
         window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
-        zero_columns(d, dxi, i0, i1, covered, j0);
+        zero_columns(d, dxi, i0, i0 + 1, covered, j0);
         covered = fc_max(covered, j1);
         const float *g = dy_row + ow * c;
         const float scale = 1.0f / (float)((i1 - i0) * (j1 - j0));
-        for (ptrdiff_t ih = i0; ih < i1; ++ih)
-            for (ptrdiff_t iw = j0; iw < j1; ++iw) {
-                float *out = dxi + (ih * d->w + iw) * c;
-                FC_OMP(omp simd)
-                for (ptrdiff_t ch = 0; ch < c; ++ch)
-                    out[ch] = 0.0f + g[ch] * scale;
-            }
+        for (ptrdiff_t iw = j0; iw < j1; ++iw) {
+            float *out = first + iw * c;
+            FC_OMP(omp simd)
+            for (ptrdiff_t ch = 0; ch < c; ++ch)
+                out[ch] = 0.0f + g[ch] * scale;
+        }
     }
-    zero_columns(d, dxi, i0, i1, covered, d->w);
+    zero_columns(d, dxi, i0, i0 + 1, covered, d->w);
+    for (ptrdiff_t ih = i0 + 1; ih < i1; ++ih)
+        memcpy(dxi + ih * row_floats, first, (size_t)row_floats * sizeof(float));
+    if (d->relu)
+        for (ptrdiff_t ih = i0; ih < i1; ++ih) {
+            float *out = dxi + ih * row_floats;
+            const float *v = xi + ih * row_floats;
+            FC_OMP(omp simd)
+            for (ptrdiff_t e = 0; e < row_floats; ++e)
+                out[e] = select_bits(-(uint32_t)(v[e] > 0.0f), out[e], 0.0f);
+        }
 }
 
 /* Unit b of average pooling's backward (row_bands: b is a band of rows). */
 static inline __attribute__((always_inline)) void
-avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const pool_band *b,
-                  int row_bands, float *scratch)
+avg_backward_band(const fc_pool2d_desc *d, const float *x, const float *dy, float *dx,
+                  const pool_band *b, int row_bands, float *scratch)
 {
     const ptrdiff_t c = d->c;
+    const float *xi = d->relu ? x + b->img * d->h * d->w * c : NULL;
     float *dxi = dx + b->img * d->h * d->w * c;
     if (row_bands && d->sw >= d->kw) {
-        avg_backward_disjoint(d, dy_row(d, dy, b->img, b->oh0, scratch), dxi, b->oh0, b->r0,
+        avg_backward_disjoint(d, xi, dy_row(d, dy, b->img, b->oh0, scratch), dxi, b->oh0, b->r0,
                               b->r1);
         return;
     }
@@ -701,6 +714,12 @@ avg_backward_band(const fc_pool2d_desc *d, const float *dy, float *dx, const poo
                         out[ch] += g[ch] * scale;
                 }
         }
+    }
+    if (d->relu) { /* the band's sums done: fc_relu_backward_f32's select */
+        const ptrdiff_t first = b->r0 * d->w * c, count = (b->r1 - b->r0) * d->w * c;
+        FC_OMP(omp simd)
+        for (ptrdiff_t e = first; e < first + count; ++e)
+            dxi[e] = select_bits(-(uint32_t)(xi[e] > 0.0f), dxi[e], 0.0f);
     }
 }
 
@@ -731,7 +750,7 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
             if (is_max)
                 max_backward_band(d, x, argmax, dy, dx, &b, row_bands, mine);
             else
-                avg_backward_band(d, dy, dx, &b, row_bands, mine);
+                avg_backward_band(d, x, dy, dx, &b, row_bands, mine);
         }
         fc_team_leave(&team);
     }
@@ -753,7 +772,8 @@ int fc_max_pool2d_backward_argmax_f32(const fc_pool2d_desc *d, const uint8_t *ar
     return pool_backward(1, d, NULL, argmax, dy, dx, n_threads);
 }
 
-int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *dy, float *dx, int n_threads)
+int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x, const float *dy,
+                               float *dx, int n_threads)
 {
-    return pool_backward(0, d, NULL, NULL, dy, dx, n_threads);
+    return pool_backward(0, d, x, NULL, dy, dx, n_threads);
 }

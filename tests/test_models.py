@@ -228,21 +228,23 @@ def test_training_is_bit_identical_at_any_thread_count():
             np.testing.assert_array_equal(a, b)
 
 
-def test_relu_under_max_pooling_trains_as_it_would_unfused(monkeypatch):
-    """A ReLU-activated layer under max pooling takes its gradient from the
-    pooling's pass (backward_through_relu); the weights come out bit-identical
-    to running the two backward passes apart."""
+@pytest.mark.parametrize("pooling", [layers.MaxPooling2D, layers.AveragePooling2D])
+def test_relu_under_pooling_trains_as_it_would_unfused(monkeypatch, pooling):
+    """A ReLU-activated layer under max or average pooling takes its gradient
+    from the pooling's pass (backward_through_relu); the weights come out
+    bit-identical to running the two backward passes apart."""
+    monkeypatch.setattr(layers, "MaxPooling2D", pooling)  # small_cnn's pooling
     calls = []
-    through_relu = layers.MaxPooling2D.backward_through_relu
+    through_relu = pooling.backward_through_relu
 
     def counted(self, dy, **kwargs):
         calls.append(self.name)
         return through_relu(self, dy, **kwargs)
 
-    monkeypatch.setattr(layers.MaxPooling2D, "backward_through_relu", counted)
+    monkeypatch.setattr(pooling, "backward_through_relu", counted)
     fused = train(7)[0].get_weights()
     assert calls  # the fused path ran
-    monkeypatch.setattr(layers.MaxPooling2D, "takes_relu_backward", False)
+    monkeypatch.setattr(pooling, "takes_relu_backward", False)
     calls.clear()
     apart = train(7)[0].get_weights()
     assert not calls
@@ -410,8 +412,9 @@ def test_gradients_through_a_relu_layer_under_a_convolution_in_float64():
     )
 
 
-@pytest.mark.parametrize("pooling", [layers.MaxPooling2D, layers.GlobalMaxPooling2D])
-def test_gradients_through_a_relu_layer_under_max_pooling_in_float64(pooling):
+@pytest.mark.parametrize("pooling", [layers.MaxPooling2D, layers.GlobalMaxPooling2D,
+                                     layers.AveragePooling2D, layers.GlobalAveragePooling2D])
+def test_gradients_through_a_relu_layer_under_pooling_in_float64(pooling):
     """The fused ReLU-and-pooling backward against finite differences, with
     the ReLU as its own Activation layer (Keras's CIFAR-10 example style)."""
     kw = {"dtype": "float64"}

@@ -163,10 +163,10 @@ def test_pooling_matches_reference(case, kind, ties):
 
 
 @settings(max_examples=40, deadline=None)
-@given(case=pool_cases(), ties=st.booleans())
-def test_max_pool_backward_through_relu(case, ties):
-    """relu=True is relu_backward(max_pool2d_backward(...), x) in one pass:
-    exactly, with maxima that are zero (a ReLU's output is often) or NaN,
+@given(case=pool_cases(), ties=st.booleans(), kind=st.sampled_from(["max", "avg"]))
+def test_pool_backward_through_relu(case, ties, kind):
+    """relu=True is relu_backward(pool2d_backward(...), x) in one pass:
+    bit for bit, with maxima that are zero (a ReLU's output is often) or NaN,
     overlapping windows and padding; and the reference's (float64 sums where
     windows overlap) within rounding."""
     rng = np.random.default_rng(case["seed"])
@@ -176,11 +176,13 @@ def test_max_pool_backward_through_relu(case, ties):
     if x.size:
         x.flat[rng.integers(0, x.size, 3)] = np.nan
     args = dict(strides=case["strides"], padding=case["padding"])
-    dy = rng.standard_normal(ops.max_pool2d(x, case["pool_size"], **args).shape).astype(np.float32)
-    dx = ops.max_pool2d_backward(dy, x, case["pool_size"], **args)
-    fused = ops.max_pool2d_backward(dy, x, case["pool_size"], relu=True, **args)
-    np.testing.assert_array_equal(fused, ops.relu_backward(dx, x))
-    want = reference.max_pool2d_backward(f64(dy), f64(x), case["pool_size"], relu=True, **args)
+    forward, backward = getattr(ops, f"{kind}_pool2d"), getattr(ops, f"{kind}_pool2d_backward")
+    dy = rng.standard_normal(forward(x, case["pool_size"], **args).shape).astype(np.float32)
+    dx = backward(dy, x, case["pool_size"], **args)
+    fused = backward(dy, x, case["pool_size"], relu=True, **args)
+    np.testing.assert_array_equal(fused.view(np.uint32), ops.relu_backward(dx, x).view(np.uint32))
+    want = getattr(reference, f"{kind}_pool2d_backward")(f64(dy), f64(x), case["pool_size"],
+                                                         relu=True, **args)
     np.testing.assert_array_equal(fused == 0, want == 0)
     assert_close(fused, want)
 

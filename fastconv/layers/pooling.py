@@ -130,17 +130,16 @@ class _Pooling2D(Layer):
         backward = getattr(kernels, f"{self._kind}_pool2d_backward")
         return backward(self._as_4d(dy), self._x, **args)
 
-    @property
-    def takes_relu_backward(self) -> bool:
-        """Whether `backward_through_relu` exists: max pooling's does."""
-        return self._kind == "max"
+    # `backward_through_relu` exists: max and average pooling take a ReLU's
+    # backward in their own pass.
+    takes_relu_backward = True
 
     def backward_through_relu(self, dy, dropout=None):
         """The gradient with respect to the pre-activation of the ReLU whose
         output this layer pooled: ``relu_backward(backward(dy), x)`` in the
-        pooling's own pass (a window whose maximum is not positive passes
-        nothing). The model uses it below a ReLU-activated layer, whose own
-        ReLU backward pass it then skips."""
+        pooling's own pass (for max pooling, a window whose maximum is not
+        positive passes nothing). The model uses it below a ReLU-activated
+        layer, whose own ReLU backward pass it then skips."""
         if not self.takes_relu_backward:
             raise TypeError(f"{type(self).__name__} has no backward through a ReLU")
         return self._backward(dy, dropout, relu=True)
