@@ -232,10 +232,14 @@ def _dropout_args(dropout):
             1.0 / (1.0 - float(rate)))
 
 
-def _pool_forward(kind, x, pool_size, strides, padding, n_threads, dropout=None):
+def _pool_forward(kind, x, pool_size, strides, padding, n_threads, dropout=None,
+                  return_argmax=False):
     x = _as_f32(x, "x")
-    _, params = _pool_params(x.shape, pool_size, strides, padding)
-    return _kernels.pool2d_forward(kind, x, params, n_threads, _dropout_args(dropout))
+    g, params = _pool_params(x.shape, pool_size, strides, padding)
+    if return_argmax:
+        check_argmax_window(g, "return_argmax")
+    return _kernels.pool2d_forward(kind, x, params, n_threads, _dropout_args(dropout),
+                                   bool(return_argmax))
 
 
 def _pool_backward(kind, dy, x, pool_size, strides, padding, n_threads, relu=False, dropout=None):
@@ -261,12 +265,8 @@ def max_pool2d(x, pool_size=2, *, strides=None, padding="valid", dropout=None,
     `max_pool2d_backward_argmax` then reads one byte per output instead of
     the whole input.
     """
-    x = _as_f32(x, "x")
-    g, params = _pool_params(x.shape, pool_size, strides, padding)
-    if return_argmax:
-        check_argmax_window(g, "return_argmax")
-    return _kernels.pool2d_forward("max", x, params, n_threads, _dropout_args(dropout),
-                                   bool(return_argmax))
+    return _pool_forward("max", x, pool_size, strides, padding, n_threads, dropout,
+                         return_argmax)
 
 
 def max_pool2d_backward(
