@@ -318,6 +318,14 @@ int fc_conv2d_max_pool2d_forward_f32(const fc_conv2d_desc *d, const fc_pool2d_de
      * bits) and pooled rows take disjoint convolution rows. */
     if (!is_pointwise(d) && !fc_winograd_applies(d) && fc_direct_applies(d) && p->sh >= p->kh)
         return fc_conv2d_direct_max_pool2d_forward_f32(d, p, x, w, b, y, argmax, n_threads);
+    /* Pooled in the output transform where fc_conv2d_forward_f32 takes the
+     * 6x6 Winograd method (and, for an infinite or NaN output, through it). */
+    if (fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF) && fc_winograd_6x6_pools(p)) {
+        const int status = fc_conv2d_winograd_6x6_max_pool2d_f32(d, p, x, w, b, y, argmax,
+                                                                 n_threads);
+        if (status != FC_NONFINITE)
+            return status;
+    }
     float *z = fc_aligned_alloc((size_t)(d->n * d->ho * d->wo * d->f) * sizeof(float));
     if (!z)
         return FC_ERR_NOMEM;

@@ -436,6 +436,18 @@ int fc_winograd_6x6_applies(const fc_conv2d_desc *d, ptrdiff_t max_cf);
 int fc_conv2d_winograd_6x6_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                int rotate, const float *b, const float *mask, float *y,
                                int n_threads);
+/* 1 when a max pooling p takes 2x2 windows, stride 2, unpadded: each window
+ * within one of the forward pass's tiles. */
+int fc_winograd_6x6_pools(const fc_pool2d_desc *p);
+/* fc_conv2d_winograd_6x6_f32's forward pass and the max pooling p of its
+ * output (fc_winograd_6x6_pools: else FC_ERR_UNSUPPORTED) in one pass, the
+ * convolution's output never written: y (n, ho/2, wo/2, f) and argmax (or
+ * NULL) as fc_max_pool2d_forward_argmax_f32 writes them from it, p's dropout
+ * included, the same bits. FC_NONFINITE (y and argmax undefined) where the
+ * unpooled pass returns it. */
+int fc_conv2d_winograd_6x6_max_pool2d_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
+                                          const float *x, const float *w, const float *b,
+                                          float *y, uint8_t *argmax, int n_threads);
 /* How fc_winograd_6x6_transform_weights reads w: a forward pass's kernel
  * (r, r, c, f), or the kernel (r, r, f, c) of a layer whose backward-input
  * pass this is, with channels and filters swapped (d->c is then w's filter

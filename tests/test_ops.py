@@ -505,6 +505,40 @@ def test_conv2d_max_pool2d_is_the_two_ops(simd_path, n, h, w, c, f, k, stride, d
     np.testing.assert_array_equal(plain.view(np.uint32), want.view(np.uint32))
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 2), h=st.integers(5, 19), w=st.integers(5, 19),
+       c=st.sampled_from([16, 24]), f=st.sampled_from([16, 17, 64, 80]), k=st.sampled_from([3, 5]),
+       padding=st.sampled_from(["valid", "same"]), relu=st.booleans(), bias=st.booleans(),
+       rate=st.sampled_from([None, 0.5]), nan=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_conv2d_max_pool2d_pools_in_the_winograd_output_transform(
+        simd_path, n, h, w, c, f, k, padding, relu, bias, rate, nan, seed):
+    """Layers of the 6x6 Winograd method pooled by 2x2 windows, stride 2, in
+    its output transform: the same bits and argmax as the two ops, on odd and
+    even sizes (tiles cut by the image's edge, windows cut by the pooling),
+    past 64 filters, and through the unfused path where a NaN reaches the
+    convolution's output."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    if nan:
+        x.flat[rng.integers(0, x.size)] = np.nan
+    wt = (rng.standard_normal((k, k, c, f)) / k).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32) if bias else None
+    conv = dict(padding=padding, activation="relu" if relu else None)
+    dropout = None if rate is None else (rate, seed)
+    try:
+        z = ops.conv2d(x, wt, b, **conv)
+        want, want_argmax = ops.max_pool2d(z, 2, return_argmax=True, dropout=dropout)
+    except ValueError:  # the kernel or the pooling window larger than its input
+        return
+    for threads in (1, 2, 3):
+        got, argmax = ops.conv2d_max_pool2d(x, wt, b, **conv, pool_size=2, dropout=dropout,
+                                            return_argmax=True, n_threads=threads)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(argmax, want_argmax)
+    plain = ops.conv2d_max_pool2d(x, wt, b, **conv, pool_size=2, dropout=dropout)
+    np.testing.assert_array_equal(plain.view(np.uint32), want.view(np.uint32))
+
+
 def test_conv2d_max_pool2d_arguments_are_checked():
     x = np.ones((2, 8, 8, 1), np.float32)
     w = np.ones((3, 3, 1, 4), np.float32)
