@@ -45,7 +45,8 @@ class _TimedKernels:
         return timed
 
 
-_BACKWARD_METHODS = ("backward", "backward_from_logits", "backward_through_relu")
+_BACKWARD_METHODS = ("backward", "backward_from_logits", "backward_through_relu",
+                     "backward_pooled")
 
 
 def _wrap_layers(model, forward, backward):
@@ -66,7 +67,9 @@ def _wrap_layers(model, forward, backward):
             layer.forward_pooled = timed(layer.forward_pooled, forward[layer.name])
         # A step calls one of these per layer: the model's backward loop
         # takes a ReLU layer's gradient from the max pooling above it
-        # (`backward_through_relu`, then `backward_from_logits` below).
+        # (`backward_through_relu`, then `backward_from_logits` below), or
+        # runs a convolution's and its pooling's in one (`backward_pooled`,
+        # timed as the convolution's).
         for method in _BACKWARD_METHODS:
             if hasattr(layer, method):
                 setattr(layer, method, timed(getattr(layer, method), backward[layer.name]))

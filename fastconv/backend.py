@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from fastconv import ops, reference
+from fastconv._geometry import conv2d_geometry
 
 __all__ = ["kernels", "use_reference", "get_uid", "unique_name", "reserve_name", "clear_session"]
 
@@ -36,6 +37,18 @@ def _reference_conv2d_max_pool2d(x, w, b=None, *, stride=1, padding="valid", dil
                                 dropout=dropout, return_argmax=return_argmax)
 
 
+def _reference_conv2d_max_pool2d_backward(dy, argmax, x, w, *, stride=1, padding="valid",
+                                          dilation=1, activation=None, pool_size=2,
+                                          pool_strides=None, pool_padding="valid", dropout=None,
+                                          input_grad=True, relu=False):
+    g = conv2d_geometry(np.shape(x), np.shape(w), stride, padding, dilation)
+    dz = reference.max_pool2d_backward_argmax(dy, argmax, g.y_shape, pool_size,
+                                              strides=pool_strides, padding=pool_padding,
+                                              relu=activation == "relu", dropout=dropout)
+    return reference.conv2d_backward(dz, x, w, stride=stride, padding=padding, dilation=dilation,
+                                     input_grad=input_grad, relu=relu)
+
+
 def _reference_dense(x, w, b=None, *, activation=None):
     y = reference.matmul(x, w)
     if b is not None:
@@ -44,13 +57,14 @@ def _reference_dense(x, w, b=None, *, activation=None):
 
 
 # The reference ops lack the fused activation, `dense` and the convolution
-# followed by max pooling; these adapters
+# followed by max pooling (both ways); these adapters
 # give them the exact signatures of `fastconv.ops`, so layers cannot tell the
 # two kernel sets apart.
 _REFERENCE = SimpleNamespace(
     conv2d=_reference_conv2d,
     conv2d_backward=reference.conv2d_backward,
     conv2d_max_pool2d=_reference_conv2d_max_pool2d,
+    conv2d_max_pool2d_backward=_reference_conv2d_max_pool2d_backward,
     max_pool2d=reference.max_pool2d,
     max_pool2d_backward=reference.max_pool2d_backward,
     max_pool2d_backward_argmax=reference.max_pool2d_backward_argmax,

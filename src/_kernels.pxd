@@ -84,6 +84,10 @@ cdef extern from "fastconv.h" nogil:
     int fc_conv2d_max_pool2d_forward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
                                          const float *x, const float *w, const float *b,
                                          float *y, uint8_t *argmax, int n_threads)
+    int fc_conv2d_max_pool2d_backward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
+                                          const float *x, const float *dy,
+                                          const uint8_t *argmax, const float *w, float *dx,
+                                          float *dw, float *db, int n_threads)
     int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x, const float *dy,
                                    float *dx, int n_threads)
 

@@ -555,6 +555,55 @@ def conv2d_max_pool2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, 
     return (out, argmax) if with_argmax else out
 
 
+def conv2d_max_pool2d_backward(const float[:, :, :, ::1] dy, const uint8_t[:, :, :, ::1] argmax,
+                               const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
+                               tuple conv_params, bint relu, tuple pool_params, n_threads=None,
+                               dropout=None, bint input_grad=True, bint relu_input=False):
+    """conv2d_backward(max_pool2d_backward_argmax(argmax, dy, z_shape, pool_params,
+    n_threads, relu, dropout), x, w, conv_params, input_grad, n_threads,
+    relu_input), bit for bit, z the convolution's output; its output gradient
+    is never written where the kernels allow it."""
+    cdef fc_conv2d_desc d = _conv_desc(_shape4(x), _shape4(w), conv_params)
+    d.relu = relu_input
+    cdef fc_pool2d_desc p = _pool_desc((d.n, d.ho, d.wo, d.f), pool_params)
+    _check_argmax_window(&p)
+    _set_dropout(&p, dropout)
+    p.relu = relu
+    _expect((argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]),
+            (p.n, p.ho, p.wo, p.c), "argmax")
+    _expect(_shape4(dy), (p.n, p.ho, p.wo, p.c), "dy")
+    cdef int nt = _resolve_threads(n_threads)
+    dx_out = _empty((d.n, d.h, d.w, d.c)) if input_grad else None
+    dw_out = _empty((d.kh, d.kw, d.c, d.f))
+    db_out = _empty((d.f,))
+    if d.n * d.ho * d.wo == 0:  # an empty batch has zero gradients
+        for out in (dx_out, dw_out, db_out):
+            if out is not None:
+                out.fill(0)
+        return dx_out, dw_out, db_out
+    cdef float[:, :, :, ::1] dx
+    cdef float *dx_p = NULL
+    if input_grad:
+        dx = dx_out
+        dx_p = _w4(dx)
+    cdef float[:, :, :, ::1] dw = dw_out
+    cdef float[::1] db = db_out
+    cdef const float *dy_p = _p4(dy)
+    cdef const uint8_t *a_p = NULL
+    if argmax.size:
+        a_p = &argmax[0, 0, 0, 0]
+    cdef const float *x_p = _p4(x)
+    cdef const float *w_p = _p4(w)
+    cdef float *dw_p = _w4(dw)
+    cdef float *db_p = _w1(db)
+    cdef int status
+    with nogil:
+        status = fc_conv2d_max_pool2d_backward_f32(&d, &p, x_p, dy_p, a_p, w_p, dx_p, dw_p, db_p,
+                                                   nt)
+    _check(status)
+    return dx_out, dw_out, db_out
+
+
 def max_pool2d_backward_argmax(const uint8_t[:, :, :, ::1] argmax, const float[:, :, :, ::1] dy,
                                tuple x_shape, tuple params, n_threads=None, bint relu=False,
                                dropout=None):

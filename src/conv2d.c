@@ -911,7 +911,8 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         return pointwise_backward(d, x, dy, NULL, NULL, NULL, dw, db, n_threads);
     if (fc_winograd_applies(d)) {
         const int status = one_pass_winograd(d)
-            ? fc_conv2d_winograd_6x6_backward_f32(d, x, dy, NULL, NULL, NULL, dw, db, n_threads)
+            ? fc_conv2d_winograd_6x6_backward_f32(d, x, dy, NULL, NULL, NULL, NULL, dw, db,
+                                                  n_threads)
             : fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, db, n_threads);
         if (status != FC_NONFINITE) /* else the GEMM below */
             return status;
@@ -1004,11 +1005,50 @@ int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float 
         return masked_after(d, status, mask, dx, n_threads);
     }
     if (dx && one_pass_winograd(d)) {
-        const int status = fc_conv2d_winograd_6x6_backward_f32(d, x, dy, w, mask, dx, dw, db,
-                                                               n_threads);
+        const int status = fc_conv2d_winograd_6x6_backward_f32(d, x, dy, NULL, w, mask, dx, dw,
+                                                               db, n_threads);
         if (status != FC_NONFINITE)
             return status;
     }
     const int status = dx ? backward_input(d, dy, w, mask, dx, n_threads) : FC_OK;
     return status != FC_OK ? status : fc_conv2d_backward_weight_f32(d, x, dy, dw, db, n_threads);
+}
+
+/* 1 when fc_conv2d_backward_f32 (dx wanted or not) tries the one-pass 6x6
+ * Winograd backward before any other method (the order of its methods, and
+ * of fc_conv2d_backward_weight_f32's). */
+static int backward_tries_one_pass_winograd(const fc_conv2d_desc *d, const float *w, int with_dx)
+{
+    if (!one_pass_winograd(d) || pointwise_in_blocks(d))
+        return 0;
+    if (with_dx)
+        return !(fc_direct_applies(d) && fc_all_finite(w, d->kh * d->kw * d->c * d->f));
+    return d->f > 0 && d->kh * d->kw * d->c > 0 && !fc_direct_applies(d) && fc_winograd_applies(d);
+}
+
+int fc_conv2d_max_pool2d_backward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
+                                      const float *x, const float *dy, const uint8_t *argmax,
+                                      const float *w, float *dx, float *dw, float *db,
+                                      int n_threads)
+{
+    if (p->kh * p->kw > FC_POOL_ARGMAX_MAX_CELLS)
+        return FC_ERR_UNSUPPORTED;
+    /* dz's tiles from the pooling's gradient where the one-pass Winograd
+     * backward would read them from dz (and, for an infinite or NaN value,
+     * through dz). */
+    if (fc_winograd_6x6_pools(p) && backward_tries_one_pass_winograd(d, w, dx != NULL)) {
+        const fc_pooled_gradient pooled = {p, argmax, dy};
+        const int status = fc_conv2d_winograd_6x6_backward_f32(
+            d, x, NULL, &pooled, w, d->relu ? x : NULL, dx, dw, db, n_threads);
+        if (status != FC_NONFINITE)
+            return status;
+    }
+    float *dz = fc_aligned_alloc((size_t)(d->n * d->ho * d->wo * d->f) * sizeof(float));
+    if (!dz)
+        return FC_ERR_NOMEM;
+    int status = fc_max_pool2d_backward_argmax_f32(p, argmax, dy, dz, n_threads);
+    if (status == FC_OK)
+        status = fc_conv2d_backward_f32(d, x, dz, w, dx, dw, db, n_threads);
+    fc_aligned_free(dz);
+    return status;
 }

@@ -206,11 +206,24 @@ int fc_avg_pool2d_backward_f32(const fc_pool2d_desc *d, const float *x, const fl
  * with argmax (not NULL) that pooling's argmax, bit for bit; p pools the
  * convolution's output (p->n, h, w, c are d's n, ho, wo, f). Layers the
  * direct kernels take (few input channels), with pooling windows that do not
- * overlap vertically, never write the convolution's output to memory; the
- * others go through it. */
+ * overlap vertically, and layers of the 6x6 Winograd method pooled by 2x2
+ * windows, stride 2, unpadded, never write the convolution's output to
+ * memory; the others go through it. */
 int fc_conv2d_max_pool2d_forward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
                                      const float *x, const float *w, const float *b, float *y,
                                      uint8_t *argmax, int n_threads);
+/* The backward of that pair from the pooling's argmax: fc_conv2d_backward_f32
+ * (d, x, dz, w, dx, dw, db) of dz = fc_max_pool2d_backward_argmax_f32(p,
+ * argmax, dy), bit for bit (p->relu: the convolution's ReLU, taken by the
+ * pooling; d->relu: x is a ReLU's output, as fc_conv2d_backward_f32's). The
+ * 3x3 layers whose gradients come from one pass of the 6x6 Winograd method
+ * (fc_conv2d_backward_f32), pooled by 2x2 windows, stride 2, unpadded, read
+ * dz's tiles from dy and argmax as they go and never write dz. dx may be
+ * NULL (not wanted), and db. */
+int fc_conv2d_max_pool2d_backward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,
+                                      const float *x, const float *dy, const uint8_t *argmax,
+                                      const float *w, float *dx, float *dw, float *db,
+                                      int n_threads);
 
 /* ---- ReLU backward ------------------------------------------------------- */
 

@@ -473,22 +473,35 @@ int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const flo
  * filling one panel of the micro-kernel (16, 32 or 64 on AVX-512): then both
  * gradients come from one pass (fc_conv2d_winograd_6x6_backward_f32). */
 int fc_winograd_6x6_fused_applies(const fc_conv2d_desc *d);
+/* A layer's output gradient left as its max pooling's backward would
+ * compute it (fc_max_pool2d_backward_argmax_f32's inputs), for a pooling by
+ * 2x2 windows, stride 2, unpadded (fc_winograd_6x6_pools): read a 4x4 tile
+ * at a time, never written. */
+typedef struct {
+    const fc_pool2d_desc *p;
+    const uint8_t *argmax;
+    const float *dy; /* the pooling's output gradient */
+} fc_pooled_gradient;
 /* dx (masked as above; or none, dx NULL), dw and db (unless NULL) of the
- * layer d in one pass over the tiles of dy: each tile's A dY A^T serves both.
- * The weight gradient alone of such a layer comes from here too, so that its
- * sums are the same with or without dx. */
+ * layer d in one pass over the tiles of dy (or, pooled not NULL and dy NULL,
+ * of the gradient it leaves): each tile's A dY A^T serves both. The weight
+ * gradient alone of such a layer comes from here too, so that its sums are
+ * the same with or without dx. */
 int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
-                                        const float *w, const float *mask, float *dx, float *dw,
-                                        float *db, int n_threads);
+                                        const fc_pooled_gradient *pooled, const float *w,
+                                        const float *mask, float *dx, float *dw, float *db,
+                                        int n_threads);
 /* winograd_6x6.c's transforms for the weight-gradient driver: V[xi][t][ch]
  * of tiles [t0, t0 + count) (positions ld floats apart); Z = A dy A^T of
  * those tiles as the GEMMs' B panels (kc tiles deep, nr wide), adding their
- * dy to db (unless NULL); dw from S[xi] (c x f, ld_s floats apart) for
- * the channel-filter pairs [cf0, cf1). */
+ * dy to db (unless NULL), dy's tiles read from pooled instead where it is
+ * not NULL (through `unpooled`, 16 f floats; 4x4 tiles only); dw from S[xi]
+ * (c x f, ld_s floats apart) for the channel-filter pairs [cf0, cf1). */
 void fc_winograd_6x6_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
                             ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
                             const float *zeros, float *v);
-void fc_winograd_6x6_grads(const fc_conv2d_desc *d, const float *dy, ptrdiff_t tiles_h,
+void fc_winograd_6x6_grads(const fc_conv2d_desc *d, const float *dy,
+                           const fc_pooled_gradient *pooled, float *unpooled, ptrdiff_t tiles_h,
                            ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t kc, int nr,
                            ptrdiff_t ld, const float *zeros, float *zp, float *db);
 void fc_winograd_6x6_weights(const fc_conv2d_desc *d, const float *s, ptrdiff_t ld_s, float *dw,
@@ -608,6 +621,9 @@ static inline float fc_sum_chunks(const float *partials, ptrdiff_t e, ptrdiff_t 
         s += partials[ci * stride + e];
     return s;
 }
+
+/* Reads float bits as integers without breaking strict aliasing. */
+typedef uint32_t fc_u32_alias __attribute__((may_alias));
 
 /* A 32-bit integer hash with low bias ("lowbias32", C. Wellons): every
  * output bit depends on every input bit. */

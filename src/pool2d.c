@@ -31,9 +31,6 @@
  * (FC_VECTOR_CLONES). The vector width does not change any result: every
  * output sums or compares in the same order. */
 
-/* Reads float bits as integers without breaking strict aliasing. */
-typedef uint32_t fc_u32_alias __attribute__((may_alias));
-
 /* Channels whose window maxima stay in registers together in the max-pool
  * backward for disjoint windows: one AVX-512 vector (two AVX2 ones). */
 #define FC_POOL_LANES 16

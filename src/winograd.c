@@ -667,8 +667,8 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
                 const ptrdiff_t count = fc_min(block, last - t0);
                 if (six) {
                     fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
-                    fc_winograd_6x6_grads(d, dy, tiles_h, tiles_w, t0, count, block, NR, ld_z,
-                                          zeros, zp, db_part);
+                    fc_winograd_6x6_grads(d, dy, NULL, NULL, tiles_h, tiles_w, t0, count, block,
+                                          NR, ld_z, zeros, zp, db_part);
                 } else {
                     transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
                     transform_grads_packed(d, dy, tiles_h, tiles_w, t0, count, block, NR, ld_z,

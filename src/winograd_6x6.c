@@ -644,7 +644,65 @@ grad_tile(const int M, const int DB, const float *const *g, ptrdiff_t f0, ptrdif
     }
 }
 
+/* Tile (th, tw) of image img of the gradient pg leaves (4x4 pixels of f
+ * filters, pixel (i, j) at tile + (i * 4 + j) * f): what
+ * fc_max_pool2d_backward_argmax_f32 writes there, the same bits. Each 2x2
+ * window, a quarter of the tile, gives its gradient (through the dropout, and
+ * where the ReLU below passes it) to the cell its argmax names and +0 to the
+ * others; pixels of no window get +0. Filters go POOL_LANES at a time, the
+ * dropout in its own loop (see pool_tile). */
+static inline __attribute__((always_inline)) void
+unpool_tile(const fc_pooled_gradient *pg, ptrdiff_t img, ptrdiff_t th, ptrdiff_t tw, ptrdiff_t f,
+            float *tile)
+{
+    const fc_pool2d_desc *p = pg->p;
+    const uint32_t keep_all = p->relu ? 0u : ~(uint32_t)0;
+    float g[POOL_LANES];
+    for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b) {
+            const ptrdiff_t ph = 2 * th + a, pw = 2 * tw + b;
+            float *cells[4];
+            for (int q = 0; q < 4; ++q)
+                cells[q] = tile + ((2 * a + q / 2) * 4 + 2 * b + q % 2) * f;
+            if (ph >= p->ho || pw >= p->wo) {
+                for (int q = 0; q < 4; ++q)
+                    memset(cells[q], 0, (size_t)f * sizeof(float));
+                continue;
+            }
+            const ptrdiff_t e0 = ((img * p->ho + ph) * p->wo + pw) * f;
+            for (ptrdiff_t f0 = 0; f0 < f; f0 += POOL_LANES) {
+                const int lanes = (int)fc_min(POOL_LANES, f - f0);
+                const float *dy = pg->dy + e0 + f0;
+                const uint8_t *code = pg->argmax + e0 + f0;
+                if (p->dropout) { /* fc_dropout_f32's operations */
+                    FC_OMP(omp simd)
+                    for (int l = 0; l < lanes; ++l)
+                        g[l] = dy[l] * fc_dropout_keep((uint64_t)(e0 + f0 + l), p->dropout_seed,
+                                                       p->dropout_threshold)
+                               * p->dropout_scale;
+                } else {
+                    memcpy(g, dy, (size_t)lanes * sizeof(float));
+                }
+                const fc_u32_alias *gb = (const fc_u32_alias *)g;
+                fc_u32_alias *c0 = (fc_u32_alias *)(cells[0] + f0);
+                fc_u32_alias *c1 = (fc_u32_alias *)(cells[1] + f0);
+                fc_u32_alias *c2 = (fc_u32_alias *)(cells[2] + f0);
+                fc_u32_alias *c3 = (fc_u32_alias *)(cells[3] + f0);
+                FC_OMP(omp simd)
+                for (int l = 0; l < lanes; ++l) {
+                    const uint32_t pass = keep_all | -((uint32_t)code[l] >> 7);
+                    const uint32_t bits = gb[l] & pass, cell = code[l] & ~FC_POOL_POSITIVE;
+                    c0[l] = bits & -(uint32_t)(cell == 0);
+                    c1[l] = bits & -(uint32_t)(cell == 1);
+                    c2[l] = bits & -(uint32_t)(cell == 2);
+                    c3[l] = bits & -(uint32_t)(cell == 3);
+                }
+            }
+        }
+}
+
 FC_VECTOR_CLONES void fc_winograd_6x6_grads(const fc_conv2d_desc *d, const float *dy,
+                                            const fc_pooled_gradient *pooled, float *unpooled,
                                             ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
                                             ptrdiff_t count, ptrdiff_t kc, int nr, ptrdiff_t ld,
                                             const float *zeros, float *zp, float *db)
@@ -654,12 +712,17 @@ FC_VECTOR_CLONES void fc_winograd_6x6_grads(const fc_conv2d_desc *d, const float
         const ptrdiff_t tile = t0 + t, img = tile / per_img;
         const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
         const float *g[16];
+        if (pooled)
+            unpool_tile(pooled, img, th, tw, f, unpooled);
         for (ptrdiff_t i = 0; i < m; ++i)
             for (ptrdiff_t j = 0; j < m; ++j) {
                 const ptrdiff_t oh = m * th + i, ow = m * tw + j;
-                g[i * m + j] = (oh >= d->ho || ow >= d->wo)
-                                   ? zeros
-                                   : dy + ((img * d->ho + oh) * d->wo + ow) * f;
+                if (pooled)
+                    g[i * m + j] = unpooled + (i * m + j) * f;
+                else if (oh >= d->ho || ow >= d->wo)
+                    g[i * m + j] = zeros;
+                else
+                    g[i * m + j] = dy + ((img * d->ho + oh) * d->wo + ow) * f;
             }
         for (ptrdiff_t f0 = 0; f0 < f; f0 += nr) {
             float *out = zp + f0 * kc + t * nr - f0;

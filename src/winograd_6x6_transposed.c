@@ -255,8 +255,8 @@ int fc_conv2d_winograd_6x6_backward_input_f32(const fc_conv2d_desc *d, const flo
             const ptrdiff_t t0 = blk * images * per_img;
             const ptrdiff_t count = fc_min(images, d->n - blk * images) * per_img;
             /* One panel of all f filters: Z's rows are row-major, f apart. */
-            fc_winograd_6x6_grads(d, dy, tiles_h, tiles_w, t0, count, run, (int)f, ld_z, zeros, z,
-                                  NULL);
+            fc_winograd_6x6_grads(d, dy, NULL, NULL, tiles_h, tiles_w, t0, count, run, (int)f, ld_z,
+                                  zeros, z, NULL);
             fc_winograd_products(XI, z, ld_z, f, up, c, count, mm, ld_m);
             bad |= add_patches_checked(d, mm, tiles_h, tiles_w, t0, count, ld_m, mask, dx);
         }
@@ -284,8 +284,9 @@ int fc_winograd_6x6_fused_applies(const fc_conv2d_desc *d)
 }
 
 int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
-                                        const float *w, const float *mask, float *dx, float *dw,
-                                        float *db, int n_threads)
+                                        const fc_pooled_gradient *pooled, const float *w,
+                                        const float *mask, float *dx, float *dw, float *db,
+                                        int n_threads)
 {
     const ptrdiff_t c = d->c, f = d->f;
     const fc_kernel_set *ks_w = fc_kernels_for(f); /* S[xi] (c, f): f = its NR */
@@ -311,10 +312,12 @@ int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x,
     chunks = fc_max(chunks, 1);
     /* Per thread: V (a sliver past the last channel reads up to MR - 1
      * floats beyond it), Z, M, zeros for the patches and tiles past the
-     * edges. */
+     * edges, a tile of the pooled gradient. */
     const ptrdiff_t ld_v = fc_position_stride(run * c + MR_W), ld_z = fc_position_stride(run * f);
     const ptrdiff_t ld_m = fc_position_stride(run * c);
-    const ptrdiff_t per_thread = fc_thread_stride(XI * (ld_v + ld_z + ld_m) + fc_max(c, f));
+    const ptrdiff_t unpooled_floats = pooled ? TILE * TILE * f : 0;
+    const ptrdiff_t per_thread = fc_thread_stride(XI * (ld_v + ld_z + ld_m) + fc_max(c, f)
+                                                  + unpooled_floats);
     const int threads = (int)fc_min(n_threads, chunks);
     const fc_conv2d_desc swapped = {d->n, d->ho, d->wo, f, d->kh, d->kw, c, 1, 1, 1, 1,
                                     0, 0, 0, 0, d->h, d->w, 0};
@@ -338,6 +341,7 @@ int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x,
         fc_fp_state fp = fc_fp_enter();
         float *v = ws + fc_thread_id() * per_thread;
         float *z = v + XI * ld_v, *mm = z + XI * ld_z, *zeros = mm + XI * ld_m;
+        float *unpooled = zeros + fc_max(c, f);
         /* Filler the micro-kernels read but discard must be finite; the
          * padding input must be zero. */
         memset(v, 0, (size_t)per_thread * sizeof(float));
@@ -349,8 +353,8 @@ int fc_conv2d_winograd_6x6_backward_f32(const fc_conv2d_desc *d, const float *x,
             for (ptrdiff_t i0 = img0; i0 < img1; i0 += images) {
                 const ptrdiff_t t0 = i0 * per_img, count = fc_min(images, img1 - i0) * per_img;
                 fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
-                fc_winograd_6x6_grads(d, dy, tiles_h, tiles_w, t0, count, run, (int)f, ld_z, zeros,
-                                      z, db_part);
+                fc_winograd_6x6_grads(d, dy, pooled, unpooled, tiles_h, tiles_w, t0, count, run,
+                                      (int)f, ld_z, zeros, z, db_part);
                 fc_winograd_weight_products(XI, v, ld_v, c, z, ld_z, run, f, count, i0 > img0, s);
                 if (dx) {
                     fc_winograd_products(XI, z, ld_z, f, up, c, count, mm, ld_m);

@@ -446,6 +446,49 @@ def test_fuzz_conv2d_max_pool2d(case, pool):
     )
 
 
+@fuzz_settings(150)
+@given(case=conv_cases(), pool=st.sampled_from([1, 2, 3, (2, 1)]), relu=st.booleans(),
+       input_grad=st.booleans())
+def test_fuzz_conv2d_max_pool2d_backward(case, pool, relu, input_grad):
+    """Their backward from the argmax: what the reference's
+    max_pool2d_backward_argmax and conv2d_backward give composed (from the
+    same argmax), or an error that names an argument."""
+    x, w = build(case["x"]), build(case["w"])
+    args = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
+    activation = case["activation"]
+    try:
+        y, argmax = ops.conv2d_max_pool2d(x, w, activation=activation, pool_size=pool,
+                                          return_argmax=True, **args)
+        dy = np.linspace(-1.0, 1.0, y.size, dtype=np.float32).reshape(y.shape)
+    except (ValueError, TypeError):  # spoilt: the backward is to refuse it too
+        dy, argmax = np.ones((1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1), np.uint8)
+
+    def call_reference():
+        z_shape = _geometry.conv2d_geometry(np.shape(x), np.shape(w), **args).y_shape
+        dz = exact(reference.max_pool2d_backward_argmax, widen(dy), argmax, z_shape, pool,
+                   relu=activation == "relu")
+        return exact(reference.conv2d_backward, dz, widen(x), widen(w), input_grad=input_grad,
+                     relu=relu, **args)
+
+    def compare(got, want):
+        assert isinstance(got, tuple) and len(got) == 3
+        assert (got[0] is None) == (not input_grad)
+        for have, expected in zip(got, want):
+            if expected is not None:
+                assert_matches(have, expected)
+
+    check(
+        lambda: ops.conv2d_max_pool2d_backward(dy, argmax, x, w, activation=activation,
+                                               pool_size=pool, input_grad=input_grad, relu=relu,
+                                               n_threads=case["n_threads"], **args),
+        call_reference,
+        ("dy", "argmax", "x", "w", "stride", "padding", "dilation", "activation", "n_threads",
+         "pool_size"),
+        other_invalid=threads_invalid(case["n_threads"]) or activation_invalid(activation),
+        compare=compare,
+    )
+
+
 @fuzz_settings(250)
 @given(case=conv_cases(backward=True))
 def test_fuzz_conv2d_backward(case):

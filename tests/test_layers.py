@@ -94,6 +94,10 @@ def test_max_pooling_backward_without_a_training_forward_says_so():
     y = conv.forward_pooled(x, pool, training=False)
     with pytest.raises(RuntimeError, match="backward needs a forward pass in training first"):
         pool.backward(np.ones_like(y))
+    with pytest.raises(RuntimeError, match="backward_pooled needs a training forward_pooled"):
+        conv.backward_pooled(np.ones_like(y))
+    with pytest.raises(RuntimeError, match="no argmax kept"):
+        pool.argmax_kept()
 
 
 @pytest.mark.parametrize(

@@ -183,6 +183,39 @@ def test_end_to_end_gradients_of_a_model_in_float64():
     assert_sgd_step_is_minus_the_gradient(model, x, y, objective)
 
 
+def test_end_to_end_gradients_through_a_pooled_convolution_in_float64():
+    """The same check through a convolution and the max pooling that run in
+    one call both ways (Conv2D.forward_pooled, Conv2D.backward_pooled), the
+    gradient taken on through the ReLU of the convolution below."""
+    utils.set_random_seed(6)
+    kw = {"dtype": "float64"}
+    model = Sequential([
+        layers.Conv2D(3, 3, activation="relu", padding="same", input_shape=(6, 6, 2), **kw),
+        layers.Conv2D(4, 3, activation="relu", padding="same", **kw),
+        layers.MaxPooling2D(**kw),
+        layers.Flatten(**kw),
+        layers.Dense(3, activation="softmax", **kw),
+    ])
+    model.compile(optimizers.SGD(1.0), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((4, 6, 6, 2)), rng.integers(0, 3, 4)
+    loss = losses.get("sparse_categorical_crossentropy")
+    calls = []
+    backward_pooled = layers.Conv2D.backward_pooled
+
+    def counted(self, dy, dropout=None, relu_input=False):
+        calls.append(relu_input)
+        return backward_pooled(self, dy, dropout, relu_input)
+
+    def objective():
+        return loss(y, model._forward(x, training=True))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(layers.Conv2D, "backward_pooled", counted)
+        assert_sgd_step_is_minus_the_gradient(model, x, y, objective)
+    assert calls == [True]
+
+
 def test_small_problem_converges():
     x, y = quadrant_data()
     model = small_cnn()
@@ -234,6 +267,9 @@ def test_relu_under_pooling_trains_as_it_would_unfused(monkeypatch, pooling):
     from the pooling's pass (backward_through_relu); the weights come out
     bit-identical to running the two backward passes apart."""
     monkeypatch.setattr(layers, "MaxPooling2D", pooling)  # small_cnn's pooling
+    # The pooling's own backward: not the convolution's call for both
+    # (test_max_pooling_runs_in_the_convolutions_pass).
+    monkeypatch.setattr(layers.Conv2D, "pools_in_one_pass", lambda *args: False)
     calls = []
     through_relu = pooling.backward_through_relu
 
@@ -286,20 +322,27 @@ def test_dropout_above_pooling_trains_as_it_would_unfused(monkeypatch):
 @pytest.mark.parametrize("conv_kwargs", [
     {},  # 1 -> 4 channels: the direct kernels, fused in one pass
     {"activation": None},  # no ReLU: the pooling's backward is the plain one
-    {"filters": 24, "padding": "valid", "input_channels": 8},  # Winograd: through its output
+    {"filters": 24, "padding": "valid", "input_channels": 8},  # GEMM: through its output
+    # Winograd, pooled in its output transform, and both gradients from the
+    # pooling's in one pass: with dx through the ReLU below, and without dx.
+    {"filters": 16, "padding": "valid", "relu_below": 16},
+    {"filters": 16, "padding": "valid", "input_channels": 16},
 ])
 def test_max_pooling_runs_in_the_convolutions_pass(monkeypatch, conv_kwargs):
     """Conv2D, MaxPooling2D and the Dropout above them run in one kernel call
-    (Conv2D.forward_pooled); the weights, the loss history and the
+    (Conv2D.forward_pooled), and so do their backward passes
+    (Conv2D.backward_pooled); the weights, the loss history and the
     predictions come out bit-identical to running them apart."""
     kwargs = dict(conv_kwargs)
     channels = kwargs.pop("input_channels", 1)
     filters = kwargs.pop("filters", 4)
+    below = kwargs.pop("relu_below", 0)
 
     def model(seed):
         utils.set_random_seed(seed)
         return Sequential([
-            layers.Input((8, 8, channels)),
+            layers.Input((10, 10, channels)),
+            *([layers.Conv2D(below, 3, activation="relu", padding="same")] if below else []),
             layers.Conv2D(filters, 3, **{"activation": "relu", "padding": "same", **kwargs}),
             layers.MaxPooling2D(),
             layers.Dropout(0.25),
@@ -308,27 +351,35 @@ def test_max_pooling_runs_in_the_convolutions_pass(monkeypatch, conv_kwargs):
         ])
 
     rng = np.random.default_rng(5)
-    x = rng.uniform(0, 1, (48, 8, 8, channels)).astype(np.float32)
+    x = rng.uniform(0, 1, (48, 10, 10, channels)).astype(np.float32)
     y = rng.integers(0, 2, 48)
-    calls = []
+    calls, backward_calls = [], []
     forward_pooled = layers.Conv2D.forward_pooled
+    backward_pooled = layers.Conv2D.backward_pooled
 
     def counted(self, x, pool, training=False, dropout=None):
         calls.append((training, dropout is not None))
         return forward_pooled(self, x, pool, training, dropout)
 
+    def counted_backward(self, dy, dropout=None, relu_input=False):
+        backward_calls.append((dropout is not None, relu_input))
+        return backward_pooled(self, dy, dropout, relu_input)
+
     monkeypatch.setattr(layers.Conv2D, "forward_pooled", counted)
+    monkeypatch.setattr(layers.Conv2D, "backward_pooled", counted_backward)
     results = []
     for fuse in (True, False):
         if not fuse:
             monkeypatch.setattr(layers.Conv2D, "pools_in_one_pass", lambda *args: False)
         calls.clear()
+        backward_calls.clear()
         m = model(3)
         m.compile("adam", "sparse_categorical_crossentropy")
         history = m.fit(x, y, batch_size=16, epochs=2, verbose=0)
         results.append((m.get_weights(), history.history, m.predict(x, verbose=0)))
         assert ((True, True) in calls and (False, False) in calls) == fuse
         assert bool(calls) == fuse
+        assert backward_calls == ([(True, bool(below))] * 6 if fuse else [])
     (w_fused, h_fused, p_fused), (w_apart, h_apart, p_apart) = results
     for a, b in zip(w_fused, w_apart):
         np.testing.assert_array_equal(a, b)
@@ -338,8 +389,8 @@ def test_max_pooling_runs_in_the_convolutions_pass(monkeypatch, conv_kwargs):
 
 def test_relu_under_a_convolution_trains_as_it_would_unfused(monkeypatch):
     """A ReLU-activated layer under a Conv2D takes its gradient from the
-    convolution's backward (relu=True), also when the Conv2D's own gradient
-    came through max pooling's pass; the weights come out bit-identical to
+    convolution's backward (relu=True), also in the backward of a Conv2D that
+    runs with the max pooling above it; the weights come out bit-identical to
     running the ReLU's backward apart."""
     def model(seed):
         utils.set_random_seed(seed)
@@ -365,6 +416,10 @@ def test_relu_under_a_convolution_trains_as_it_would_unfused(monkeypatch):
         def conv2d_backward(self, *args, relu=False, **kwargs):
             calls.append(relu)
             return kernels.conv2d_backward(*args, relu=relu, **kwargs)
+
+        def conv2d_max_pool2d_backward(self, *args, relu=False, **kwargs):
+            calls.append(relu)
+            return kernels.conv2d_max_pool2d_backward(*args, relu=relu, **kwargs)
 
     def trained():
         m = model(9)

@@ -555,6 +555,97 @@ def test_conv2d_max_pool2d_arguments_are_checked():
         ops.conv2d_max_pool2d(x, np.ones((3, 3, 2, 4), np.float32))
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 2), h=st.integers(3, 14), w=st.integers(3, 14),
+       c=st.sampled_from([3, 16, 24]), f=st.sampled_from([16, 17, 32, 64]),
+       k=st.sampled_from([3, 5]), padding=st.sampled_from(["valid", "same"]),
+       activation=st.sampled_from([None, "relu"]), relu=st.booleans(),
+       input_grad=st.booleans(), pool=st.sampled_from([(2, None, "valid"), (3, 2, "same")]),
+       rate=st.sampled_from([None, 0.5]), nan=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_conv2d_max_pool2d_backward_is_the_two_ops(simd_path, n, h, w, c, f, k, padding,
+                                                   activation, relu, input_grad, pool, rate, nan,
+                                                   seed):
+    """The backward of conv2d_max_pool2d from its argmax: the same dx, dw and
+    db, bit for bit, as max_pool2d_backward_argmax then conv2d_backward, on
+    every SIMD path and thread count, for any layer and pooling (most through
+    the convolution's output gradient; see the next test), through the pooled
+    layer's ReLU and the one below, with a NaN."""
+    check_conv2d_max_pool2d_backward(n, h, w, c, f, k, padding, activation, relu, input_grad,
+                                     pool, rate, nan, seed)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 2), h=st.sampled_from([5, 6, 9, 10, 13]),
+       w=st.sampled_from([5, 6, 9, 10, 13]), c=st.sampled_from([16, 24]),
+       f=st.sampled_from([16, 32, 64]), activation=st.sampled_from([None, "relu"]),
+       relu=st.booleans(), input_grad=st.booleans(), rate=st.sampled_from([None, 0.5]),
+       nan=st.sampled_from([False, False, False, True]), seed=st.integers(0, 2**31 - 1))
+def test_conv2d_max_pool2d_backward_reads_the_pooled_gradient_in_the_winograd_pass(
+        simd_path, n, h, w, c, f, activation, relu, input_grad, rate, nan, seed):
+    """As above for the layers whose two gradients come from one pass of the
+    Winograd method (unpadded 3x3 layers of 16 channels or more; on AVX-512
+    with 16, 32 or 64 filters), pooled by 2x2 windows: that pass reads the
+    convolution's output gradient a tile at a time from the pooling's (odd
+    sizes leave pixels and windows at the edges), or, with a NaN, hands over
+    to the other methods."""
+    check_conv2d_max_pool2d_backward(n, h, w, c, f, 3, "valid", activation, relu, input_grad,
+                                     (2, None, "valid"), rate, nan, seed)
+
+
+def check_conv2d_max_pool2d_backward(n, h, w, c, f, k, padding, activation, relu, input_grad,
+                                     pool, rate, nan, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    if relu:
+        x = np.maximum(x, 0)
+    if nan:
+        x.flat[rng.integers(0, x.size)] = np.nan
+    wt = (rng.standard_normal((k, k, c, f)) / k).astype(np.float32)
+    conv = dict(padding=padding)
+    pool_size, pool_strides, pool_padding = pool
+    pooling = dict(pool_size=pool_size, pool_strides=pool_strides, pool_padding=pool_padding,
+                   dropout=None if rate is None else (rate, seed))
+    try:
+        _, argmax = ops.conv2d_max_pool2d(x, wt, **conv, activation=activation, **pooling,
+                                          return_argmax=True)
+    except ValueError:  # the kernel or the pooling window larger than its input
+        return
+    z_shape = ops.conv2d(x, wt, **conv).shape
+    dy = rng.standard_normal(argmax.shape).astype(np.float32)
+    dz = ops.max_pool2d_backward_argmax(dy, argmax, z_shape, pool_size, strides=pool_strides,
+                                        padding=pool_padding, relu=activation == "relu",
+                                        dropout=pooling["dropout"])
+    want = ops.conv2d_backward(dz, x, wt, **conv, input_grad=input_grad, relu=relu)
+    for threads in (1, 2, 3):
+        got = ops.conv2d_max_pool2d_backward(dy, argmax, x, wt, **conv, activation=activation,
+                                             **pooling, input_grad=input_grad, relu=relu,
+                                             n_threads=threads)
+        assert (got[0] is None) == (not input_grad)
+        for have, expected in zip(got, want):
+            if expected is not None:
+                np.testing.assert_array_equal(have.view(np.uint32), expected.view(np.uint32))
+
+
+def test_conv2d_max_pool2d_backward_arguments_are_checked():
+    x = np.ones((1, 6, 6, 2), np.float32)
+    w = np.ones((3, 3, 2, 4), np.float32)
+    dy = np.ones((1, 2, 2, 4), np.float32)
+    argmax = np.zeros((1, 2, 2, 4), np.uint8)
+    ops.conv2d_max_pool2d_backward(dy, argmax, x, w)  # the shapes that fit
+    with pytest.raises(TypeError, match="argmax must be max_pool2d's uint8 array, got float32"):
+        ops.conv2d_max_pool2d_backward(dy, dy, x, w)
+    with pytest.raises(ValueError, match=re.escape("argmax must have shape (1, 2, 2, 4)")):
+        ops.conv2d_max_pool2d_backward(dy, argmax[:, :1], x, w)
+    with pytest.raises(ValueError, match=re.escape("dy must have the forward output's shape (1, 2, 2, 4)")):
+        ops.conv2d_max_pool2d_backward(dy[..., :3], argmax, x, w)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ops.conv2d_max_pool2d_backward(dy, argmax, x, w, activation="tanh")
+    with pytest.raises(ValueError, match="w has 3 input channels"):
+        ops.conv2d_max_pool2d_backward(dy, argmax, x, np.ones((3, 3, 3, 4), np.float32))
+    with pytest.raises(TypeError, match="dropout must be None or a"):
+        ops.conv2d_max_pool2d_backward(dy, argmax, x, w, dropout=0.5)
+
+
 @pytest.mark.parametrize("pool_size,strides", [(2, 2), (3, 1), (3, 2)])
 def test_max_pool_backward_from_any_bytes_stays_in_its_windows(pool_size, strides):
     """An argmax that max_pool2d did not write (any byte) only picks cells by

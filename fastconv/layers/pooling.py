@@ -107,6 +107,14 @@ class _Pooling2D(Layer):
         self._x, self._argmax, self._x_shape = None, argmax, x_shape
         return y
 
+    def argmax_kept(self):
+        """(argmax, input shape) kept by the last training forward of max
+        pooling, for a backward pass that runs elsewhere
+        (`Conv2D.backward_pooled`)."""
+        if self._argmax is None:
+            raise RuntimeError(f"{self.name}: no argmax kept; it needs a training forward first")
+        return self._argmax, self._x_shape
+
     def _as_4d(self, dy):
         """The output gradient as ``(n, ho, wo, c)``."""
         return dy

@@ -212,32 +212,46 @@ class Model:
         over the activations fewer, the same numbers (a step's ReLU backward
         0.33 -> 0.01 ms for the default model, 1.5 -> 0.01 for the Keras
         example); the ReLU layer then starts from its pre-activation's
-        gradient (`backward_from_logits`)."""
+        gradient (`backward_from_logits`). A convolution whose pooling ran in
+        its forward kernel call runs both backward passes in one
+        (`Conv2D.backward_pooled`)."""
+        layers = self.layers
+
+        def through_relu(i):  # whether layer i takes the ReLU below it
+            return (
+                i > first_trainable
+                and getattr(layers[i], "takes_relu_backward", False)
+                and isinstance(layers[i - 1], ActivatedLayer)
+                and layers[i - 1].fused_relu
+            )
+
         from_logits = False  # whether dy is already layer i's pre-activation gradient
         dropout = None  # the mask of a Dropout above layer i that it takes in its pass
-        for i in range(len(self.layers) - 2, first_trainable - 1, -1):
-            layer, below = self.layers[i], self.layers[i - 1]
+        i = len(layers) - 2
+        while i >= first_trainable:
+            layer, below = layers[i], layers[i - 1]
             if (i > first_trainable and isinstance(layer, Dropout) and layer.mask() is not None
                     and getattr(below, "takes_dropout", False)):
                 dropout = layer.mask()  # the pooling below applies it
+                i -= 1
                 continue
             kwargs = {} if dropout is None else {"dropout": dropout}
             dropout = None
-            through_relu = (
-                i > first_trainable
-                and getattr(layer, "takes_relu_backward", False)
-                and isinstance(below, ActivatedLayer)
-                and below.fused_relu
-            )
-            if from_logits and through_relu:
+            if i > first_trainable and getattr(below, "pooled_by", None) is layer:
+                from_logits = through_relu(i - 1)
+                dy = below.backward_pooled(dy, relu_input=from_logits, **kwargs)
+                i -= 2
+                continue
+            if from_logits and through_relu(i):
                 dy = layer.backward_from_logits(dy, relu_input=True)
             elif from_logits:
                 dy = layer.backward_from_logits(dy)
-            elif through_relu:
+            elif through_relu(i):
                 dy = layer.backward_through_relu(dy, **kwargs)
             else:
                 dy = layer.backward(dy, **kwargs)
-            from_logits = through_relu
+            from_logits = through_relu(i)
+            i -= 1
 
     def _gather(self, x, index) -> np.ndarray:
         """``x[index]`` in the model's dtype, gathered into a buffer kept per
