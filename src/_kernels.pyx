@@ -471,6 +471,21 @@ cdef void _set_dropout(fc_pool2d_desc *d, object dropout) except *:
     d.dropout_seed, d.dropout_threshold, d.dropout_scale = seed, threshold, scale
 
 
+cdef fc_pool2d_desc _argmax_backward_desc(tuple x_shape, tuple params,
+                                          const uint8_t[:, :, :, ::1] argmax,
+                                          const float[:, :, :, ::1] dy, bint relu,
+                                          object dropout) except *:
+    """The pooling of a backward pass from its argmax, argmax and dy checked."""
+    cdef fc_pool2d_desc d = _pool_desc(x_shape, params)
+    _check_argmax_window(&d)
+    _set_dropout(&d, dropout)
+    d.relu = relu
+    _expect((argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]),
+            (d.n, d.ho, d.wo, d.c), "argmax")
+    _expect(_shape4(dy), (d.n, d.ho, d.wo, d.c), "dy")
+    return d
+
+
 cdef void _check_argmax_window(const fc_pool2d_desc *d) except *:
     if d.kh * d.kw > FC_POOL_ARGMAX_MAX_CELLS:
         raise ValueError(
@@ -565,13 +580,8 @@ def conv2d_max_pool2d_backward(const float[:, :, :, ::1] dy, const uint8_t[:, :,
     is never written where the kernels allow it."""
     cdef fc_conv2d_desc d = _conv_desc(_shape4(x), _shape4(w), conv_params)
     d.relu = relu_input
-    cdef fc_pool2d_desc p = _pool_desc((d.n, d.ho, d.wo, d.f), pool_params)
-    _check_argmax_window(&p)
-    _set_dropout(&p, dropout)
-    p.relu = relu
-    _expect((argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]),
-            (p.n, p.ho, p.wo, p.c), "argmax")
-    _expect(_shape4(dy), (p.n, p.ho, p.wo, p.c), "dy")
+    cdef fc_pool2d_desc p = _argmax_backward_desc((d.n, d.ho, d.wo, d.f), pool_params, argmax,
+                                                  dy, relu, dropout)
     cdef int nt = _resolve_threads(n_threads)
     dx_out = _empty((d.n, d.h, d.w, d.c)) if input_grad else None
     dw_out = _empty((d.kh, d.kw, d.c, d.f))
@@ -609,13 +619,7 @@ def max_pool2d_backward_argmax(const uint8_t[:, :, :, ::1] argmax, const float[:
                                dropout=None):
     """pool2d_backward for max pooling from pool2d_forward's argmax instead of
     x (x_shape = (n, h, w, c)): the same dx."""
-    cdef fc_pool2d_desc d = _pool_desc(x_shape, params)
-    _check_argmax_window(&d)
-    _set_dropout(&d, dropout)
-    d.relu = relu
-    _expect((argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]),
-            (d.n, d.ho, d.wo, d.c), "argmax")
-    _expect(_shape4(dy), (d.n, d.ho, d.wo, d.c), "dy")
+    cdef fc_pool2d_desc d = _argmax_backward_desc(x_shape, params, argmax, dy, relu, dropout)
     cdef int nt = _resolve_threads(n_threads)
     out = _empty((d.n, d.h, d.w, d.c))
     cdef float[:, :, :, ::1] dx = out
