@@ -1,5 +1,7 @@
 /* Direct convolution for layers with few input channels (kh*kw*c at most
- * FC_DIRECT_MAX_K, such as a network's first layer on grey or RGB images).
+ * FC_DIRECT_MAX_K, such as a network's first layer on grey or RGB images, or
+ * stride-1 layers of up to FC_DIRECT_FEW_CHANNELS channels, see
+ * fc_internal.h).
  *
  * As a GEMM such a layer has a depth k of 9-27: each output value takes only
  * k multiply-adds, so packing the im2col rows and B panels and walking the
@@ -44,7 +46,9 @@
 int fc_direct_applies(const fc_conv2d_desc *d)
 {
     const ptrdiff_t k = d->kh * d->kw * d->c;
-    return k >= 1 && k <= FC_DIRECT_MAX_K;
+    const int few_channels = d->c <= FC_DIRECT_FEW_CHANNELS && d->sh == 1 && d->sw == 1
+                             && d->dh == 1 && d->dw == 1;
+    return k >= 1 && (k <= FC_DIRECT_MAX_K || (few_channels && k <= FC_DIRECT_FEW_CHANNELS_MAX_K));
 }
 
 /* The zero-padded input rows under output rows: geometry of one patch. */
@@ -52,7 +56,7 @@ typedef struct {
     ptrdiff_t width;    /* patch columns: those under the wo output pixels */
     ptrdiff_t floats;   /* floats per patch */
     ptrdiff_t step;     /* patch floats between neighbouring output pixels */
-    ptrdiff_t off[FC_DIRECT_MAX_K]; /* offset of tap (ki, kj, ci) */
+    ptrdiff_t off[FC_DIRECT_K_CAPACITY]; /* offset of tap (ki, kj, ci) */
 } patch_geometry;
 
 static patch_geometry patch_geometry_of(const fc_conv2d_desc *d)
@@ -293,7 +297,7 @@ static void input_row_of(const fc_conv2d_desc *d, const spread_geometry *g,
                          ptrdiff_t img, ptrdiff_t ih, spread_ring ring, float *dxrow)
 {
     const ptrdiff_t c = d->c, fp = g->fp;
-    const float *tap_dy[FC_DIRECT_MAX_K], *tap_w[FC_DIRECT_MAX_K];
+    const float *tap_dy[FC_DIRECT_K_CAPACITY], *tap_w[FC_DIRECT_K_CAPACITY];
     int n = 0;
     for (ptrdiff_t ki = 0; ki < d->kh; ++ki) {
         const ptrdiff_t v = ih + d->pt - ki * d->dh; /* oh * sh where a dy row reaches */
