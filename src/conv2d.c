@@ -596,7 +596,7 @@ static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const f
      * Winograd passes find such weights in their weight transform (and an
      * infinity in dy in what they write: FC_NONFINITE), the phase GEMMs in
      * their copy of w; the direct kernel reads no copy. */
-    if (fc_direct_applies(d)) {
+    if (fc_direct_input_grad_applies(d)) {
         if (fc_all_finite(w, taps * c * f))
             return fc_conv2d_direct_backward_f32(d, NULL, dy, w, dx, NULL, NULL, n_threads);
         return backward_input_col2im(d, dy, w, dx, n_threads);
@@ -996,11 +996,11 @@ int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float 
     const float *mask = d->relu ? x : NULL;
     /* Both gradients from one pass over dy where the method allows, but for
      * an infinite or NaN weight (or, in the Winograd pass, value), whose dx
-     * takes col2im (see backward_input_pass) and dw the GEMM. (A pointwise
+     * takes col2im (see backward_input_pass) and dw its own pass. (A pointwise
      * layer's products sum the same terms as the reference, whatever w.) */
     if (pointwise_in_blocks(d))
         return pointwise_backward(d, x, dy, w, mask, dx, dw, db, n_threads);
-    if (dx && fc_direct_applies(d) && fc_all_finite(w, d->kh * d->kw * d->c * d->f)) {
+    if (dx && fc_direct_input_grad_applies(d) && fc_all_finite(w, d->kh * d->kw * d->c * d->f)) {
         const int status = fc_conv2d_direct_backward_f32(d, x, dy, w, dx, dw, db, n_threads);
         return masked_after(d, status, mask, dx, n_threads);
     }
@@ -1022,7 +1022,8 @@ static int backward_tries_one_pass_winograd(const fc_conv2d_desc *d, const float
     if (!one_pass_winograd(d) || pointwise_in_blocks(d))
         return 0;
     if (with_dx)
-        return !(fc_direct_applies(d) && fc_all_finite(w, d->kh * d->kw * d->c * d->f));
+        return !(fc_direct_input_grad_applies(d)
+                 && fc_all_finite(w, d->kh * d->kw * d->c * d->f));
     return d->f > 0 && d->kh * d->kw * d->c > 0 && !fc_direct_applies(d) && fc_winograd_applies(d);
 }
 

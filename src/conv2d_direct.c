@@ -1,7 +1,6 @@
 /* Direct convolution for layers with few input channels (kh*kw*c at most
  * FC_DIRECT_MAX_K, such as a network's first layer on grey or RGB images, or
- * stride-1 layers of up to FC_DIRECT_FEW_CHANNELS channels, see
- * fc_internal.h).
+ * layers of up to FC_DIRECT_FEW_CHANNELS channels, see fc_internal.h).
  *
  * As a GEMM such a layer has a depth k of 9-27: each output value takes only
  * k multiply-adds, so packing the im2col rows and B panels and walking the
@@ -46,9 +45,16 @@
 int fc_direct_applies(const fc_conv2d_desc *d)
 {
     const ptrdiff_t k = d->kh * d->kw * d->c;
-    const int few_channels = d->c <= FC_DIRECT_FEW_CHANNELS && d->sh == 1 && d->sw == 1
-                             && d->dh == 1 && d->dw == 1;
-    return k >= 1 && (k <= FC_DIRECT_MAX_K || (few_channels && k <= FC_DIRECT_FEW_CHANNELS_MAX_K));
+    return k >= 1
+           && (k <= FC_DIRECT_MAX_K
+               || (d->c <= FC_DIRECT_FEW_CHANNELS && k <= FC_DIRECT_FEW_CHANNELS_MAX_K));
+}
+
+int fc_direct_input_grad_applies(const fc_conv2d_desc *d)
+{
+    return fc_direct_applies(d)
+           && (d->kh * d->kw * d->c <= FC_DIRECT_MAX_K
+               || (d->sh == 1 && d->sw == 1 && d->dh == 1 && d->dw == 1));
 }
 
 /* The zero-padded input rows under output rows: geometry of one patch. */

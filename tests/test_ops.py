@@ -1147,6 +1147,7 @@ BIG_CASES = [
     ((3, 13, 11, 2), (5, 5, 2, 20), 2, 2),  # indirect GEMM with 2 channels a tap
     ((4, 18, 17, 6), (5, 5, 6, 16), 1, "same"),  # direct, few channels: 150 taps (LeNet-5's)
     ((2, 20, 22, 8), (7, 7, 8, 33), 1, "valid"),  # direct, 392 taps, a partial filter block
+    ((3, 33, 31, 3), (7, 7, 3, 24), 2, 3),  # direct forward and dw (147 taps), dx by phases
     # stride 5: 25 backward-input phases (run together 16 at a time), some no tap reaches
     ((2, 23, 21, 12), (3, 3, 12, 20), 5, 1),
 ]
@@ -1200,13 +1201,18 @@ def test_simd_paths_agree_with_portable(x_shape, w_shape, stride, padding):
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(0, 2), h=st.integers(1, 16), w=st.integers(1, 16), c=st.integers(1, 8),
        kh=st.integers(3, 9), kw=st.integers(5, 9), f=st.sampled_from([1, 5, 16, 17, 32, 40]),
+       stride=st.sampled_from([1, 1, 2, 3]), dilation=st.sampled_from([1, 1, 2]),
        padding=padding_forms, relu=st.booleans(), seed=st.integers(0, 2**31 - 1))
 def test_direct_few_channels_up_to_512_taps_match_the_reference(simd_path, n, h, w, c, kh, kw,
-                                                                f, padding, relu, seed):
-    """Stride-1 layers of at most 8 channels take the direct kernels up to
-    512 taps times channels (past 32: LeNet-5's second convolution, 5x5 on
-    6 channels): forward, both gradients (dx through a ReLU below) and the
-    weight gradient alone against the reference."""
+                                                                f, stride, dilation, padding,
+                                                                relu, seed):
+    """Layers of at most 8 channels take the direct kernels up to 512 taps
+    times channels (past 32: LeNet-5's second convolution, 5x5 on 6 channels;
+    a 7x7 stem on RGB images), their input gradient only at stride 1,
+    undilated (with both gradients from one pass): forward, both gradients
+    (dx through a ReLU below) and the weight gradient alone against the
+    reference."""
+    conv = dict(stride=stride, dilation=dilation, padding=padding)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
     if relu:
@@ -1214,15 +1220,15 @@ def test_direct_few_channels_up_to_512_taps_match_the_reference(simd_path, n, h,
     wt = rng.standard_normal((kh, kw, c, f)).astype(np.float32)
     b = rng.standard_normal(f).astype(np.float32)
     try:
-        y = ops.conv2d(x, wt, b, padding=padding)
+        y = ops.conv2d(x, wt, b, **conv)
     except ValueError:  # the kernel larger than the padded input
         return
-    assert_close(y, reference.conv2d(f64(x), f64(wt), f64(b), padding=padding))
+    assert_close(y, reference.conv2d(f64(x), f64(wt), f64(b), **conv))
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    want = reference.conv2d_backward(f64(dy), f64(x), f64(wt), padding=padding, relu=relu)
-    for got, expected in zip(ops.conv2d_backward(dy, x, wt, padding=padding, relu=relu), want):
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(wt), **conv, relu=relu)
+    for got, expected in zip(ops.conv2d_backward(dy, x, wt, **conv, relu=relu), want):
         assert_close(got, expected)
-    _, dw, db = ops.conv2d_backward(dy, x, wt, padding=padding, input_grad=False)
+    _, dw, db = ops.conv2d_backward(dy, x, wt, **conv, input_grad=False)
     assert_close(dw, want[1])
     assert_close(db, want[2])
 
