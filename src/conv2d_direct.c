@@ -1,6 +1,6 @@
 /* Direct convolution for layers with few input channels (kh*kw*c at most
  * FC_DIRECT_MAX_K, such as a network's first layer on grey or RGB images, or
- * layers of up to FC_DIRECT_FEW_CHANNELS channels, see fc_internal.h).
+ * larger kernels on fewer than 16 channels, see fc_internal.h).
  *
  * As a GEMM such a layer has a depth k of 9-27: each output value takes only
  * k multiply-adds, so packing the im2col rows and B panels and walking the
@@ -47,14 +47,15 @@ int fc_direct_applies(const fc_conv2d_desc *d)
     const ptrdiff_t k = d->kh * d->kw * d->c;
     return k >= 1
            && (k <= FC_DIRECT_MAX_K
-               || (d->c <= FC_DIRECT_FEW_CHANNELS && k <= FC_DIRECT_FEW_CHANNELS_MAX_K));
+               || (d->c < FC_WINOGRAD_MIN_CHANNELS && k <= FC_DIRECT_FEW_CHANNELS_MAX_K));
 }
 
 int fc_direct_input_grad_applies(const fc_conv2d_desc *d)
 {
+    const int unit_steps = d->sh == 1 && d->sw == 1 && d->dh == 1 && d->dw == 1;
     return fc_direct_applies(d)
            && (d->kh * d->kw * d->c <= FC_DIRECT_MAX_K
-               || (d->sh == 1 && d->sw == 1 && d->dh == 1 && d->dw == 1));
+               || (d->c <= FC_DIRECT_FEW_CHANNELS && unit_steps));
 }
 
 /* The zero-padded input rows under output rows: geometry of one patch. */

@@ -528,16 +528,19 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 /* Layers with kh*kw*c at most this run the direct kernels: a GEMM that deep
  * spends more on packing and on writing C than on its multiply-adds. */
 #define FC_DIRECT_MAX_K 32
-/* So do layers of at most FC_DIRECT_FEW_CHANNELS input channels up to
+/* So do the forward passes and weight gradients of layers of fewer input
+ * channels than Winograd takes (FC_WINOGRAD_MIN_CHANNELS) up to
  * FC_DIRECT_FEW_CHANNELS_MAX_K: the GEMMs' taps are runs of that few
  * channels, too short for their tiles (LeNet-5's second convolution,
  * 128 x 14 x 14 x 6 -> 16, 5x5, alternating builds on 2 threads: forward
- * 0.70 -> 0.29 ms, backward 2.51 -> 1.74; 4-8 channels, 3x3 to 9x9: forward
- * 12-60 % less time, backward 6-49 %; a 7x7, stride-2 layer on RGB images,
- * forward 2.90 -> 1.16 ms, weight gradient 5.27 -> 1.48). Their input
- * gradient only at stride 1, undilated (fc_direct_input_grad_applies): with
- * strides, the direct kernel, which spreads dy with zeros, took up to 60 %
- * more than the phases' GEMMs. */
+ * 0.70 -> 0.29 ms, backward 2.51 -> 1.74; 4-15 channels, 3x3 to 9x9: forward
+ * up to 78 % less time, weight gradient 7-71 %, none slower beyond noise; a
+ * 7x7, stride-2 layer on RGB images, forward 2.80 -> 1.14 ms, weight
+ * gradient 5.18 -> 1.48). Their input gradient (and both gradients in one
+ * pass) only for at most FC_DIRECT_FEW_CHANNELS channels at stride 1,
+ * undilated (fc_direct_input_grad_applies): with strides the direct kernel,
+ * which spreads dy with zeros, took up to 60 % more than the phases' GEMMs,
+ * and with 10 channels and 16 filters 40 % more than col2im. */
 #define FC_DIRECT_FEW_CHANNELS 8
 #define FC_DIRECT_FEW_CHANNELS_MAX_K 512
 /* The most taps times channels a direct layer has: the larger of the two. */
@@ -588,12 +591,12 @@ const fc_direct_kernel_set *fc_direct_kernels_avx512(void);
 #endif
 
 /* 1 when d's forward pass and weight gradient run the direct kernels: at
- * most FC_DIRECT_MAX_K (and at least one) taps times channels, or a
- * few-channel layer of at most FC_DIRECT_FEW_CHANNELS_MAX_K. */
+ * most FC_DIRECT_MAX_K (and at least one) taps times channels, or up to
+ * FC_DIRECT_FEW_CHANNELS_MAX_K with fewer than FC_WINOGRAD_MIN_CHANNELS. */
 int fc_direct_applies(const fc_conv2d_desc *d);
 /* 1 when its input gradient does too (and both gradients come from one
- * pass): the few-channel layers past FC_DIRECT_MAX_K only at stride 1,
- * undilated. */
+ * pass): past FC_DIRECT_MAX_K, only with at most FC_DIRECT_FEW_CHANNELS
+ * channels at stride 1, undilated. */
 int fc_direct_input_grad_applies(const fc_conv2d_desc *d);
 /* The forward and backward passes; same contracts as fc_conv2d_forward_f32
  * and fc_conv2d_backward_f32, except that the backward pass also takes
