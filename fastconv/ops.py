@@ -220,8 +220,9 @@ def conv2d_max_pool2d_backward(
     the gradient of its input). The 3x3 layers whose two gradients come from
     one pass of the Winograd method, pooled by 2x2 windows, stride 2,
     unpadded, read z's gradient a tile at a time from dy and argmax and never
-    write it (the Keras example's second layer: 1.3 MB of dy and argmax read
-    instead of 18.9 MB written and read). Returns ``(dx or None, dw, db)``.
+    write it (the Keras example's second layer: 18.9 MB neither written nor
+    read back; both passes 11.4 -> 10.0 ms on 2 cores). Returns ``(dx or
+    None, dw, db)``.
     """
     dy = _as_f32(dy, "dy")
     x = _as_f32(x, "x")
