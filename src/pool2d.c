@@ -47,6 +47,14 @@
  * overlap. */
 #define FC_POOL_CHANNEL_BLOCK 256
 
+/* Output elements (whole pixels of fewer than 16 channels, but for 8) that
+ * the forward passes take as one flat run: each window cell's values for a
+ * run of neighbouring pixels gathered through a table of offsets, where a
+ * loop over so few channels a pixel spent more on itself than on the data
+ * (128 x 28 x 28 x 6, 2x2: average 0.31 ms, max 0.69, against 0.13 and 0.09
+ * for as many bytes on 16 channels). */
+#define FC_POOL_FLAT_ELEMENTS 64
+
 /* The window of output index o along one axis, clipped to [0, size). */
 static inline void window_range(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t k,
                                 ptrdiff_t size, ptrdiff_t *lo, ptrdiff_t *hi)
@@ -193,12 +201,97 @@ window_max(const int L, const int P, const int with_argmax, const fc_pool2d_desc
     }
 }
 
+/* Whether the forward passes take pixels of c channels as flat runs. */
+static inline int flat_channels(ptrdiff_t c)
+{
+    return c < 16 && c != 8;
+}
+
+/* How many output pixels, from ow on, form a flat run: at most
+ * FC_POOL_FLAT_ELEMENTS / c, all with whole windows (no padding), rows
+ * [i0, i1) whole too; 0 where the first window is not whole. */
+static inline ptrdiff_t flat_pixels(const fc_pool2d_desc *d, ptrdiff_t ow, ptrdiff_t i0,
+                                    ptrdiff_t i1)
+{
+    const ptrdiff_t left = ow * d->sw - d->pl;
+    if (i1 - i0 != d->kh || left < 0 || left + d->kw > d->w)
+        return 0;
+    const ptrdiff_t fit = (d->w - left - d->kw) / d->sw + 1; /* whole windows from ow on */
+    return fc_min(fc_min(FC_POOL_FLAT_ELEMENTS / d->c, fit), d->wo - ow);
+}
+
+/* idx[e]: where element e of a flat run (pixel e / c, channel e % c) lies
+ * from its first pixel's window, in the same cell of its own window. */
+static void flat_offsets(const fc_pool2d_desc *d, int32_t *idx)
+{
+    const ptrdiff_t c = d->c, per = FC_POOL_FLAT_ELEMENTS / c * c;
+    for (ptrdiff_t e = 0; e < per; ++e)
+        idx[e] = (int32_t)(e / c * d->sw * c + e % c);
+}
+
+/* A flat run of `count` output elements from element `at` on, the windows'
+ * first cell at `first` (rows d->w * c floats apart): max pooling (the
+ * maxima, their cells with with_argmax, as window_max) or, not is_max, the
+ * average (as avg_forward_row: the cells summed in the same order, then
+ * scaled); then d's dropout. */
+static inline __attribute__((always_inline)) void
+flat_run(const int is_max, const int with_argmax, const fc_pool2d_desc *d, const int32_t *idx,
+         const float *first, ptrdiff_t count, ptrdiff_t at, float *y, uint8_t *argmax)
+{
+    float best[FC_POOL_FLAT_ELEMENTS];
+    uint32_t cell[FC_POOL_FLAT_ELEMENTS];
+    FC_OMP(omp simd)
+    for (ptrdiff_t e = 0; e < count; ++e) {
+        best[e] = first[idx[e]];
+        cell[e] = 0;
+    }
+    for (ptrdiff_t i = 0; i < d->kh; ++i)
+        for (ptrdiff_t j = (i == 0); j < d->kw; ++j) {
+            const uint32_t number = (uint32_t)(i * d->kw + j);
+            const float *v = first + (i * d->w + j) * d->c;
+            if (is_max) {
+                FC_OMP(omp simd)
+                for (ptrdiff_t e = 0; e < count; ++e) {
+                    const float x = v[idx[e]];
+                    const int take = (x > best[e]) | ((x != x) & (best[e] == best[e]));
+                    const uint32_t mask = -(uint32_t)take;
+                    if (with_argmax)
+                        cell[e] = (cell[e] & ~mask) | (number & mask);
+                    best[e] = select_bits(mask, x, best[e]);
+                }
+            } else {
+                FC_OMP(omp simd)
+                for (ptrdiff_t e = 0; e < count; ++e)
+                    best[e] += v[idx[e]];
+            }
+        }
+    if (!is_max) {
+        const float scale = 1.0f / (float)(d->kh * d->kw);
+        FC_OMP(omp simd)
+        for (ptrdiff_t e = 0; e < count; ++e)
+            best[e] *= scale;
+    }
+    if (with_argmax) {
+        FC_OMP(omp simd)
+        for (ptrdiff_t e = 0; e < count; ++e)
+            argmax[at + e] = (uint8_t)(cell[e] | (best[e] > 0.0f ? FC_POOL_POSITIVE : 0u));
+    }
+    if (d->dropout) {
+        dropout_span(d, best, y + at, at, count);
+    } else {
+        FC_OMP(omp simd)
+        for (ptrdiff_t e = 0; e < count; ++e)
+            y[at + e] = best[e];
+    }
+}
+
 /* Output row oh of a max pool of the image at xi, and its argmax
  * (with_argmax, a constant once inlined), written as row `row` of y and
- * argmax counted over the batch (whose number also keys d's dropout). */
+ * argmax counted over the batch (whose number also keys d's dropout); with
+ * idx (flat_offsets), whole windows in flat runs. */
 static inline __attribute__((always_inline)) void
-max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const float *xi, ptrdiff_t oh,
-                ptrdiff_t row, float *y, uint8_t *argmax)
+max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const int32_t *idx,
+                const float *xi, ptrdiff_t oh, ptrdiff_t row, float *y, uint8_t *argmax)
 {
     const ptrdiff_t c = d->c;
     ptrdiff_t i0, i1;
@@ -212,6 +305,12 @@ max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const float *xi,
         window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
         const ptrdiff_t top = oh * d->sh - d->pt, left = ow * d->sw - d->pl;
         const ptrdiff_t at = (row * d->wo + ow) * c;
+        const ptrdiff_t run = idx ? flat_pixels(d, ow, i0, i1) : 0;
+        if (run > 0) {
+            flat_run(1, with_argmax, d, idx, xi + (i0 * d->w + left) * c, run * c, at, y, argmax);
+            ow += run;
+            continue;
+        }
 #define FC_WINDOW_MAX(L, P, ch)                                                                  \
     window_max(L, P, with_argmax, d, xi + (ch), i0, i1, j0, j1, top, left, at + (ch), y, argmax)
         if (pixels > 1 && left >= 0 && left + (pixels - 1) * d->sw + d->kw <= d->w
@@ -251,15 +350,24 @@ max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const float *xi,
 }
 
 /* Output row `row` (counted over the batch) of an average pool: each
- * output pixel sums its window's cells, then scales. */
+ * output pixel sums its window's cells, then scales; with idx
+ * (flat_offsets), whole windows in flat runs. */
 static inline __attribute__((always_inline)) void
-avg_forward_row(const fc_pool2d_desc *d, const float *x, float *y, ptrdiff_t row)
+avg_forward_row(const fc_pool2d_desc *d, const int32_t *idx, const float *x, float *y,
+                ptrdiff_t row)
 {
     const ptrdiff_t c = d->c, img = row / d->ho, oh = row - img * d->ho;
     ptrdiff_t i0, i1;
     window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
     const float *xi = x + img * d->h * d->w * c;
     for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+        const ptrdiff_t run = idx ? flat_pixels(d, ow, i0, i1) : 0;
+        if (run > 0) {
+            flat_run(0, 0, d, idx, xi + (i0 * d->w + ow * d->sw - d->pl) * c, run * c,
+                     (row * d->wo + ow) * c, y, NULL);
+            ow += run - 1;
+            continue;
+        }
         ptrdiff_t j0, j1;
         window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
         float *out = y + (row * d->wo + ow) * c;
@@ -290,6 +398,12 @@ static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, co
     if (d->c == 0) /* empty output: its pointers may be NULL, even for memcpy */
         return FC_OK;
     const ptrdiff_t rows = d->n * d->ho;
+    int32_t offsets[FC_POOL_FLAT_ELEMENTS];
+    const int32_t *idx = NULL;
+    if (flat_channels(d->c)) {
+        flat_offsets(d, offsets);
+        idx = offsets;
+    }
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
@@ -298,11 +412,11 @@ static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, co
             const ptrdiff_t img = row / d->ho, oh = row - img * d->ho;
             const float *xi = x + img * d->h * d->w * d->c;
             if (argmax)
-                max_forward_row(1, d, xi, oh, row, y, argmax);
+                max_forward_row(1, d, idx, xi, oh, row, y, argmax);
             else if (is_max)
-                max_forward_row(0, d, xi, oh, row, y, NULL);
+                max_forward_row(0, d, idx, xi, oh, row, y, NULL);
             else
-                avg_forward_row(d, x, y, row);
+                avg_forward_row(d, idx, x, y, row);
         }
         fc_team_leave(&team);
     }
@@ -312,10 +426,12 @@ static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, co
 FC_VECTOR_CLONES void fc_max_pool2d_row(const fc_pool2d_desc *d, const float *xi, ptrdiff_t oh,
                                         ptrdiff_t row, float *y, uint8_t *argmax)
 {
+    /* A row at a time for the fused convolution: no flat runs, whose
+     * offsets would be computed again for each row. */
     if (argmax)
-        max_forward_row(1, d, xi, oh, row, y, argmax);
+        max_forward_row(1, d, NULL, xi, oh, row, y, argmax);
     else
-        max_forward_row(0, d, xi, oh, row, y, NULL);
+        max_forward_row(0, d, NULL, xi, oh, row, y, NULL);
 }
 
 int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)

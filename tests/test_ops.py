@@ -138,8 +138,11 @@ def pool_cases(draw):
                   st.tuples(st.integers(0, kw - 1), st.integers(0, kw - 1))),
     ))
     n = draw(st.sampled_from([0, 1, 2]))
-    h, w = draw(st.integers(kh, kh + 6)), draw(st.integers(kw, kw + 6))
-    c = draw(st.sampled_from([1, 3, 8, 16, 17, 24, 32, 300]))
+    # Wide rows too: the forward takes pixels of under 16 channels (but 8) in
+    # runs of up to 64 values, several a row.
+    wider = draw(st.sampled_from([6, 6, 40]))
+    h, w = draw(st.integers(kh, kh + 6)), draw(st.integers(kw, kw + wider))
+    c = draw(st.sampled_from([1, 3, 6, 8, 12, 16, 17, 24, 32, 300]))
     seed = draw(st.integers(0, 2**31 - 1))
     return dict(n=n, h=h, w=w, c=c, pool_size=(kh, kw), strides=strides, padding=padding, seed=seed)
 
