@@ -595,14 +595,42 @@ static void zero_columns(const fc_pool2d_desc *d, float *dxi, ptrdiff_t i0, ptrd
             memset(dxi + (ih * d->w + j0) * d->c, 0, (size_t)((j1 - j0) * d->c) * sizeof(float));
 }
 
+/* The backward from the argmax of a flat run of `count` values (as the
+ * forward's flat_run; windows side by side, no gaps): each cell of each
+ * window takes its gradient (or zero), as window_gradient_argmax_rest, the
+ * run's first window's top-left cell at dst. */
+static inline __attribute__((always_inline)) void
+flat_gradient_argmax(const fc_pool2d_desc *d, const int32_t *idx, const uint8_t *a,
+                     const float *g, ptrdiff_t count, float *dst)
+{
+    const uint32_t keep_all = d->relu ? 0u : ~(uint32_t)0;
+    const fc_u32_alias *gb = (const fc_u32_alias *)g;
+    uint32_t grad[FC_POOL_FLAT_ELEMENTS], cell[FC_POOL_FLAT_ELEMENTS];
+    FC_OMP(omp simd)
+    for (ptrdiff_t e = 0; e < count; ++e) {
+        const uint32_t code = a[e];
+        grad[e] = gb[e] & (keep_all | -(code >> 7));
+        cell[e] = code & ~FC_POOL_POSITIVE;
+    }
+    for (ptrdiff_t i = 0; i < d->kh; ++i)
+        for (ptrdiff_t j = 0; j < d->kw; ++j) {
+            const uint32_t number = (uint32_t)(i * d->kw + j);
+            fc_u32_alias *o = (fc_u32_alias *)(dst + (i * d->w + j) * d->c);
+            FC_OMP(omp simd)
+            for (ptrdiff_t e = 0; e < count; ++e)
+                o[idx[e]] = grad[e] & -(uint32_t)(cell[e] == number);
+        }
+}
+
 /* Max-pool backward of output row oh of one image, when windows do not
  * overlap (strides at least the window): every dx cell of the row's band
  * [r0, r1) lies in at most one window, so each is written once, with no
  * zeroing pass before and no read of dx; cells outside every window get
  * zero. */
 static inline __attribute__((always_inline)) void
-max_backward_disjoint(const fc_pool2d_desc *d, const float *xi, const uint8_t *argmax_row,
-                      const float *dy_row, float *dxi, ptrdiff_t oh, ptrdiff_t r0, ptrdiff_t r1)
+max_backward_disjoint(const fc_pool2d_desc *d, const int32_t *idx, const float *xi,
+                      const uint8_t *argmax_row, const float *dy_row, float *dxi, ptrdiff_t oh,
+                      ptrdiff_t r0, ptrdiff_t r1)
 {
     const ptrdiff_t c = d->c;
     ptrdiff_t i0, i1;
@@ -614,6 +642,15 @@ max_backward_disjoint(const fc_pool2d_desc *d, const float *xi, const uint8_t *a
         ptrdiff_t j0, j1;
         window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
         zero_columns(d, dxi, i0, i1, covered, j0);
+        /* From the argmax, windows side by side: flat runs (see flat_run). */
+        const ptrdiff_t run = idx && argmax_row && d->sw == d->kw ? flat_pixels(d, ow, i0, i1) : 0;
+        if (run > 0) {
+            flat_gradient_argmax(d, idx, argmax_row + ow * c, dy_row + ow * c, run * c,
+                                 dxi + (i0 * d->w + j0) * c);
+            covered = j0 + run * d->kw;
+            ow += run - 1;
+            continue;
+        }
         covered = fc_max(covered, j1);
         const float *g = dy_row + ow * c;
         ptrdiff_t ch = 0;
@@ -684,8 +721,9 @@ max_backward_overlapping_argmax(const fc_pool2d_desc *d, const uint8_t *argmax, 
 /* Unit b of max pooling's backward (row_bands: b is a band of rows); from
  * the forward's argmax where it is not NULL, else from x. */
 static inline __attribute__((always_inline)) void
-max_backward_band(const fc_pool2d_desc *d, const float *x, const uint8_t *argmax,
-                  const float *dy, float *dx, const pool_band *b, int row_bands, float *scratch)
+max_backward_band(const fc_pool2d_desc *d, const int32_t *idx, const float *x,
+                  const uint8_t *argmax, const float *dy, float *dx, const pool_band *b,
+                  int row_bands, float *scratch)
 {
     const ptrdiff_t c = d->c;
     const float *xi = argmax ? NULL : x + b->img * d->h * d->w * c;
@@ -693,8 +731,8 @@ max_backward_band(const fc_pool2d_desc *d, const float *x, const uint8_t *argmax
     if (row_bands && d->sw >= d->kw) {
         const uint8_t *argmax_row =
             argmax ? argmax + (b->img * d->ho + b->oh0) * d->wo * c : NULL;
-        max_backward_disjoint(d, xi, argmax_row, dy_row(d, dy, b->img, b->oh0, scratch), dxi,
-                              b->oh0, b->r0, b->r1);
+        max_backward_disjoint(d, idx, xi, argmax_row, dy_row(d, dy, b->img, b->oh0, scratch),
+                              dxi, b->oh0, b->r0, b->r1);
         return;
     }
     zero_rows(d, b, dx);
@@ -853,6 +891,12 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
                                 : NULL;
     if (d->dropout && !scratch)
         return FC_ERR_NOMEM;
+    int32_t offsets[FC_POOL_FLAT_ELEMENTS];
+    const int32_t *idx = NULL;
+    if (flat_channels(d->c)) {
+        flat_offsets(d, offsets);
+        idx = offsets;
+    }
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
@@ -861,7 +905,7 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
         for (ptrdiff_t u = 0; u < units; ++u) {
             const pool_band b = band_of(d, row_bands, u);
             if (is_max)
-                max_backward_band(d, x, argmax, dy, dx, &b, row_bands, mine);
+                max_backward_band(d, idx, x, argmax, dy, dx, &b, row_bands, mine);
             else
                 avg_backward_band(d, x, dy, dx, &b, row_bands, mine);
         }
