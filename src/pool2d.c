@@ -48,11 +48,11 @@
 #define FC_POOL_CHANNEL_BLOCK 256
 
 /* Output elements (whole pixels of fewer than 16 channels, but for 8) that
- * the forward passes take as one flat run: each window cell's values for a
- * run of neighbouring pixels gathered through a table of offsets, where a
- * loop over so few channels a pixel spent more on itself than on the data
- * (128 x 28 x 28 x 6, 2x2: average 0.31 ms, max 0.69, against 0.13 and 0.09
- * for as many bytes on 16 channels). */
+ * the pooling passes take as one flat run: each window cell's values for a
+ * run of neighbouring pixels gathered (or, backward, scattered) through a
+ * table of offsets, where a loop over so few channels a pixel spent more on
+ * itself than on the data (128 x 28 x 28 x 6, 2x2: average 0.31 ms, max
+ * 0.69, against 0.13 and 0.09 for as many bytes on 16 channels). */
 #define FC_POOL_FLAT_ELEMENTS 64
 
 /* The window of output index o along one axis, clipped to [0, size). */
@@ -201,7 +201,8 @@ window_max(const int L, const int P, const int with_argmax, const fc_pool2d_desc
     }
 }
 
-/* Whether the forward passes take pixels of c channels as flat runs. */
+/* Whether the passes take pixels of c channels as flat runs (average
+ * pooling's backward only below 8 channels). */
 static inline int flat_channels(ptrdiff_t c)
 {
     return c < 16 && c != 8;
