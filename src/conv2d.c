@@ -415,9 +415,7 @@ static int backward_input_col2im(const fc_conv2d_desc *d, const float *dy,
         status = FC_ERR_NOMEM;
         goto done;
     }
-    for (ptrdiff_t r = 0; r < k; ++r)
-        for (ptrdiff_t fi = 0; fi < f; ++fi)
-            wt[fi * k + r] = w[r * f + fi];
+    fc_transpose_f32(k, f, w, f, wt, k);
 
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
@@ -494,6 +492,26 @@ static int one_pass_winograd(const fc_conv2d_desc *d)
     return winograd_backward_input(d) == WINOGRAD_6X6_TRANSPOSED && fc_winograd_6x6_fused_applies(d);
 }
 
+/* wt (taps, f, c) = w (taps, c, f) with each tap's matrix transposed, in
+ * strips of FC_TRANSPOSE_STRIP rows of c spread over the threads. */
+static void transpose_taps(ptrdiff_t taps, ptrdiff_t c, ptrdiff_t f, const float *w, float *wt,
+                           int n_threads)
+{
+    const ptrdiff_t strips = fc_ceil_div(c, FC_TRANSPOSE_STRIP);
+    n_threads = fc_threads_for((double)(taps * c * f), FC_GRAIN_ELEMENTS, n_threads);
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
+    {
+        FC_OMP(omp for schedule(static) nowait)
+        for (ptrdiff_t item = 0; item < taps * strips; ++item) {
+            const ptrdiff_t t = item / strips, i0 = item % strips * FC_TRANSPOSE_STRIP;
+            fc_transpose_f32(fc_min(FC_TRANSPOSE_STRIP, c - i0), f, w + (t * c + i0) * f, f,
+                             wt + t * f * c + i0, c);
+        }
+        fc_team_leave(&team);
+    }
+}
+
 /* Backward-input by stride phases: for each phase of dx (pixels of one
  * residue modulo the stride), a GEMM of the dy pixels that reach it, read
  * in place through row pointers, by the taps that connect them. */
@@ -512,10 +530,7 @@ static int backward_input_phases(const fc_conv2d_desc *d, const float *dy, const
         fc_aligned_free(zeros);
         return FC_ERR_NOMEM;
     }
-    for (ptrdiff_t t = 0; t < taps; ++t)
-        for (ptrdiff_t ci = 0; ci < c; ++ci)
-            for (ptrdiff_t fi = 0; fi < f; ++fi)
-                wt[(t * f + fi) * c + ci] = w[(t * c + ci) * f + fi];
+    transpose_taps(taps, c, f, w, wt, n_threads);
     if (!fc_all_finite(wt, taps * f * c)) { /* the GEMMs would multiply dy's zeros by it */
         fc_aligned_free(wt);
         fc_aligned_free(scratch);
@@ -729,9 +744,7 @@ static void add_transposed_partials(float *partials, ptrdiff_t chunks, ptrdiff_t
                 partials[e] = fc_sum_chunks(partials, e, chunks, stride);
         fc_team_leave(&reduce);
     }
-    for (ptrdiff_t r = 0; r < k; ++r)
-        for (ptrdiff_t j = 0; j < f; ++j)
-            dw[r * f + j] = partials[j * k + r];
+    fc_transpose_f32(f, k, partials, k, dw, f);
     if (db)
         for (ptrdiff_t j = 0; j < f; ++j)
             db[j] = partials[k * f + j];

@@ -65,6 +65,8 @@
  * is split along its depth into chunks of at least FC_GEMM_SPLIT_DEPTH, at
  * most FC_GEMM_SPLIT_MAX_CHUNKS of them (gemm_run_split in gemm.c). */
 #define FC_GEMM_SPLIT_DEPTH 2048
+/* Rows of a weight matrix per item of a threaded transpose (conv2d.c). */
+#define FC_TRANSPOSE_STRIP 64
 #define FC_GEMM_SPLIT_MAX_CHUNKS 8
 #define FC_GEMM_SPLIT_MAX_PANELS 4
 /* A plain GEMM's A whose rows are a multiple of 4 KiB apart is read in place
@@ -385,6 +387,11 @@ typedef struct {
  * fc_plain_matrix): element (p, j) of op(B) is a[j * lda + p]. */
 void fc_pack_b_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0,
                           ptrdiff_t nr_valid, int nr, float *dst);
+
+/* dst (cols x rows, rows ld_dst apart) = the transpose of src (rows x
+ * cols, rows ld_src apart). */
+void fc_transpose_f32(ptrdiff_t rows, ptrdiff_t cols, const float *src, ptrdiff_t ld_src,
+                      float *dst, ptrdiff_t ld_dst);
 
 void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
                       ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst);

@@ -86,9 +86,7 @@ static const float *forward_view(const fc_conv2d_desc *d, const float *w, int ro
                 memcpy(dst, w + (a * d->kw + b) * c * f, (size_t)(c * f) * sizeof(float));
             } else {
                 const float *src = w + ((d->kh - 1 - a) * d->kw + (d->kw - 1 - b)) * f * c;
-                for (ptrdiff_t ci = 0; ci < c; ++ci)
-                    for (ptrdiff_t fo = 0; fo < f; ++fo)
-                        dst[ci * f + fo] = src[fo * c + ci];
+                fc_transpose_f32(f, c, src, c, dst, f);
             }
         }
         fc_team_leave(&team);
