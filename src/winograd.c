@@ -341,13 +341,23 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
     /* Tiles per block: their patches' V and their M together fill about L2.
      * With one piece, a block is any run of tiles (a multiple of MR). With
      * several, whole images or tile rows of one image, as its later pieces
-     * read the patches of the next ph - 1 tile rows and pw - 1 tile columns. */
-    /* With several pieces a block also transforms the patches of ph - 1
+     * read the patches of the next ph - 1 tile rows and pw - 1 tile columns.
+     * With several pieces a block also transforms the patches of ph - 1
      * more tile rows (and pw - 1 columns): twice the size amortises them
-     * (S3 3-7 % faster). */
-    const ptrdiff_t block_floats = (pieces > 1 ? 2 : 1) * FC_WINOGRAD_BLOCK_FLOATS;
+     * (S3 3-7 % faster). A U too large to stay in L2 beside the blocks is
+     * read again from L3 by every block: then blocks of
+     * FC_WINOGRAD_LARGE_BLOCK_FLOATS, V and M in L3 too, in a count that
+     * keeps every thread busy, as winograd_6x6.c does (128 x 4 x 4 x 512 ->
+     * 512, 16.8 MB of U read by blocks of 6 tiles: 30.3 -> 17.2 ms; 8 x 7 x 7
+     * x 512 -> 512 9.3 -> 6.3; 32 x 8 x 8 x 512 -> 512, 5x5, 122 -> 85). */
+    const ptrdiff_t u_floats = XI * n_panels * NR * depth;
+    const int large = u_floats > FC_WINOGRAD_L2_FLOATS;
+    const ptrdiff_t block_floats = large ? FC_WINOGRAD_LARGE_BLOCK_FLOATS
+                                         : (pieces > 1 ? 2 : 1) * FC_WINOGRAD_BLOCK_FLOATS;
     const ptrdiff_t target = fc_max(MR, block_floats / (XI * (c + n_panels * NR)));
-    const ptrdiff_t run = fc_min(target / MR * MR, fc_round_up(tiles, MR));
+    ptrdiff_t run = fc_min(target / MR * MR, fc_round_up(tiles, MR));
+    if (large && n_threads > 1)
+        run = fc_round_up(fc_ceil_div(tiles, fc_round_up(fc_ceil_div(tiles, run), n_threads)), MR);
     const ptrdiff_t imgs = pieces == 1 ? 1 : fc_max(1, fc_min(d->n, target / per_img));
     const ptrdiff_t rows = target >= per_img ? tiles_h : fc_max(1, target / tiles_w);
     const ptrdiff_t row_blocks = fc_ceil_div(tiles_h, rows);

@@ -1065,6 +1065,27 @@ def test_winograd_modes_match_the_reference(winograd_mode, mode, tol, w_shape):
         assert_close(g, r, tol=tol)
 
 
+@pytest.mark.parametrize("x_shape,w_shape", [
+    ((5, 9, 9, 200), (3, 3, 200, 170)),  # one piece: runs of tiles
+    ((3, 8, 7, 64), (5, 5, 64, 130)),  # four 3x3 pieces: whole images
+])
+def test_winograd_with_weights_past_l2_matches_the_reference(winograd_mode, x_shape, w_shape):
+    """F(2x2, 3x3) whose transformed kernel is too large for L2 (over 512K
+    floats) runs blocks of many tiles, as many as the threads share: every
+    thread count gives the same bits, which round like the direct method."""
+    winograd_mode("accurate")
+    x, w, dy = keras_layer(x_shape, w_shape)
+    want = reference.conv2d(f64(x), f64(w), padding="same")
+    want_dx, want_dw, _ = reference.conv2d_backward(f64(dy), f64(x), f64(w), padding="same")
+    ys = [ops.conv2d(x, w, padding="same", n_threads=t) for t in (1, 2, 3)]
+    dxs = [ops.conv2d_backward(dy, x, w, padding="same", n_threads=t)[0] for t in (1, 2, 3)]
+    assert_close(ys[0], want, tol=2e-6)
+    assert_close(dxs[0], want_dx, tol=2e-6)
+    for y, dx in zip(ys[1:], dxs[1:]):
+        assert np.array_equal(y, ys[0])
+        assert np.array_equal(dx, dxs[0])
+
+
 def test_winograd_modes_choose_different_methods(winograd_mode):
     x, w, dy = keras_layer((4, 14, 14, 32), (3, 3, 32, 64))
     results = {}
