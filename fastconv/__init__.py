@@ -64,6 +64,8 @@ __all__ = [
     "available_simd_paths",
     "set_winograd",
     "get_winograd",
+    "set_winograd_threshold",
+    "get_winograd_threshold",
     "set_parallel_threshold",
     "get_parallel_threshold",
     "peak_gflops",
@@ -123,6 +125,30 @@ def get_winograd() -> str:
     return _kernels.winograd_current()
 
 
+def set_winograd_threshold(scale: float) -> None:
+    """Scale the work a Winograd method must save before a layer takes it.
+
+    A forward or backward-input pass transforms the whole kernel before its
+    tiles can use it: 16 or 36 floats per channel-filter pair, written and
+    read back, which costs about as long as 80 multiply-adds per float on the
+    machines this was measured on. On few tiles (a small image, a small
+    batch) the multiply-adds the method saves do not pay for that, and the
+    layer takes the GEMM instead (one 14 x 14 x 256 -> 256 image: 1.05 ms
+    against 2.06 by F(4x4, 3x3)). ``scale`` multiplies that cost: 1 is the
+    default, 0 takes a Winograd method wherever `set_winograd`'s mode lets
+    one apply (as the tests do, to exercise its kernels on small inputs).
+    The rounding differs between methods (see `set_winograd`), so results
+    may change with it. The environment variable FASTCONV_WINOGRAD_THRESHOLD
+    does the same at import.
+    """
+    _kernels.winograd_threshold_select(scale)
+
+
+def get_winograd_threshold() -> float:
+    """The scale set by `set_winograd_threshold` (1.0 unless changed)."""
+    return _kernels.winograd_threshold_current()
+
+
 def set_parallel_threshold(scale: float) -> None:
     """Scale the work a kernel call needs before it uses more than one thread.
 
@@ -165,6 +191,7 @@ def show_config() -> None:
     print(f"  threads:    {get_num_threads()}")
     print(f"  SIMD path:  {get_simd_path()} (available: {', '.join(available_simd_paths())})")
     print(f"  Winograd:   {get_winograd()}")
+    print(f"  Winograd threshold: {get_winograd_threshold():g}")
     print(f"  parallel threshold: {get_parallel_threshold():g}")
     print(f"  compiler:   {_kernels.compiler()}")
 
@@ -173,10 +200,12 @@ if _os.environ.get("FASTCONV_SIMD"):
     set_simd_path(_os.environ["FASTCONV_SIMD"])
 if _os.environ.get("FASTCONV_WINOGRAD"):
     set_winograd(_os.environ["FASTCONV_WINOGRAD"])
-if _os.environ.get("FASTCONV_PARALLEL_THRESHOLD"):
-    _value = _os.environ["FASTCONV_PARALLEL_THRESHOLD"]
-    try:
-        _scale = float(_value)
-    except ValueError:
-        raise ValueError(f"FASTCONV_PARALLEL_THRESHOLD must be a number, got {_value!r}") from None
-    set_parallel_threshold(_scale)
+for _variable, _setter in (("FASTCONV_WINOGRAD_THRESHOLD", set_winograd_threshold),
+                           ("FASTCONV_PARALLEL_THRESHOLD", set_parallel_threshold)):
+    _value = _os.environ.get(_variable)
+    if _value:
+        try:
+            _scale = float(_value)
+        except ValueError:
+            raise ValueError(f"{_variable} must be a number, got {_value!r}") from None
+        _setter(_scale)

@@ -23,6 +23,8 @@ cdef extern from "fastconv.h" nogil:
     int fc_winograd_current()
     int fc_winograd_select(int mode)
     const char *fc_winograd_name(int mode)
+    double fc_winograd_threshold_current()
+    int fc_winograd_threshold_select(double scale)
     double fc_parallel_threshold_current()
     int fc_parallel_threshold_select(double scale)
     int fc_openmp_enabled()

@@ -93,15 +93,28 @@ def winograd_select(str mode):
     fc_winograd_select(WINOGRAD_MODES.index(mode))
 
 
+def _checked_scale(scale):
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be a real number, got {scale!r}")
+    if not 0 <= scale <= 1e6:  # NaN fails too
+        raise ValueError(f"scale must be between 0 and 1e6, got {scale!r}")
+    return float(scale)
+
+
+def winograd_threshold_current():
+    return fc_winograd_threshold_current()
+
+
+def winograd_threshold_select(scale):
+    fc_winograd_threshold_select(_checked_scale(scale))
+
+
 def parallel_threshold_current():
     return fc_parallel_threshold_current()
 
 
 def parallel_threshold_select(scale):
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise TypeError(f"scale must be a real number, got {scale!r}")
-    if fc_parallel_threshold_select(float(scale)) != FC_OK:
-        raise ValueError(f"scale must be between 0 and 1e6, got {scale!r}")
+    fc_parallel_threshold_select(_checked_scale(scale))
 
 
 def openmp_enabled():

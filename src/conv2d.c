@@ -316,11 +316,13 @@ int fc_conv2d_max_pool2d_forward_f32(const fc_conv2d_desc *d, const fc_pool2d_de
         return FC_OK;
     /* Fused where fc_conv2d_forward_f32 runs the direct kernels (so the same
      * bits) and pooled rows take disjoint convolution rows. */
-    if (!is_pointwise(d) && !fc_winograd_applies(d) && fc_direct_applies(d) && p->sh >= p->kh)
+    const int method = fc_winograd_forward_method(d);
+    if (!is_pointwise(d) && method == FC_FORWARD_NO_WINOGRAD && fc_direct_applies(d)
+        && p->sh >= p->kh)
         return fc_conv2d_direct_max_pool2d_forward_f32(d, p, x, w, b, y, argmax, n_threads);
     /* Pooled in the output transform where fc_conv2d_forward_f32 takes the
      * 6x6 Winograd method (and, for an infinite or NaN output, through it). */
-    if (fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF) && fc_winograd_6x6_pools(p)) {
+    if (method == FC_FORWARD_WINOGRAD_6X6 && fc_winograd_6x6_pools(p)) {
         const int status = fc_conv2d_winograd_6x6_max_pool2d_f32(d, p, x, w, b, y, argmax,
                                                                  n_threads);
         if (status != FC_NONFINITE)
@@ -348,8 +350,9 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
         fc_gemm_desc g = {m, d->f, d->c, d->c, d->f, d->f, d->relu, 0, 0};
         return fc_gemm_f32(&g, x, w, b, y, n_threads);
     }
-    if (fc_winograd_applies(d)) {
-        const int status = fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF)
+    const int method = fc_winograd_forward_method(d);
+    if (method != FC_FORWARD_NO_WINOGRAD) {
+        const int status = method == FC_FORWARD_WINOGRAD_6X6
                                ? fc_conv2d_winograd_6x6_f32(d, x, w, 0, b, NULL, y, n_threads)
                                : fc_conv2d_winograd_f32(d, x, w, 0, b, y, n_threads);
         if (status != FC_NONFINITE) /* else the methods below */
@@ -475,12 +478,16 @@ enum { WINOGRAD_NONE, WINOGRAD_2X2, WINOGRAD_6X6, WINOGRAD_6X6_TRANSPOSED };
 static int winograd_backward_input(const fc_conv2d_desc *d)
 {
     const fc_conv2d_desc t = rotated_forward(d);
-    if (!fc_winograd_applies(d) || !fc_winograd_applies(&t)
-        || fc_min(fc_min(t.pt, t.pb), fc_min(t.pl, t.pr)) < 0)
+    if (!fc_winograd_applies(d) || fc_min(fc_min(t.pt, t.pb), fc_min(t.pl, t.pr)) < 0)
         return WINOGRAD_NONE;
-    if (!fc_winograd_6x6_applies(&t, FC_WINOGRAD_6X6_MAX_CF))
+    switch (fc_winograd_forward_method(&t)) {
+    case FC_FORWARD_WINOGRAD_6X6:
+        return fc_winograd_6x6_transposed_applies(d) ? WINOGRAD_6X6_TRANSPOSED : WINOGRAD_6X6;
+    case FC_FORWARD_WINOGRAD_2X2:
         return WINOGRAD_2X2;
-    return fc_winograd_6x6_transposed_applies(d) ? WINOGRAD_6X6_TRANSPOSED : WINOGRAD_6X6;
+    default:
+        return WINOGRAD_NONE;
+    }
 }
 
 /* Whether both gradients of d come from one pass over dy's Winograd tiles

@@ -69,6 +69,13 @@ int fc_winograd_current(void);
 int fc_winograd_select(int mode);
 const char *fc_winograd_name(int mode);
 
+/* The scale of the multiply-adds a Winograd method must save for a forward
+ * or backward-input pass to take it, per float of the kernel it transforms
+ * (1 by default; 0: wherever the mode lets one apply), and its setter
+ * (FC_ERR_UNSUPPORTED unless 0 <= scale <= 1e6). Process-wide. */
+double fc_winograd_threshold_current(void);
+int fc_winograd_threshold_select(double scale);
+
 /* The scale of the work a call needs per thread before it wakes another
  * (1 by default, tuned on 2-vCPU VMs; 0: always every thread asked for), and
  * its setter (FC_ERR_UNSUPPORTED unless 0 <= scale <= 1e6). Process-wide. */

@@ -136,6 +136,14 @@
  * 256 on 8 x 8 images 37 % less). The weight gradient reads no U; its limit
  * keeps at least 3 partial sums of 36 c f floats within FC_WGRAD_PARTIAL_BYTES
  * (S5: 5.0 against 6.0 ms). */
+/* What transforming the kernel costs a Winograd forward pass, in multiply-
+ * adds per float of the transformed kernel (xi per channel-filter pair, xi
+ * the positions of its domain): the pass reads w, writes U and reads it back
+ * for the products, about as long as 80 multiply-adds take per float of U.
+ * A method whose tiles save fewer multiply-adds per pair than that (xi
+ * floats of U) is slower than the GEMM: an image of 14 x 14 x 256 -> 256,
+ * 16 tiles of the 6x6 domain, took 2.06 ms against 1.05 by the GEMM. */
+#define FC_WINOGRAD_KERNEL_COST 80
 #define FC_WINOGRAD_6X6_MAX_CF (1 << 16)
 #define FC_WINOGRAD_6X6_WGRAD_MAX_CF (1 << 15)
 #define FC_WINOGRAD_BLOCK_FLOATS (1 << 17)
@@ -401,6 +409,13 @@ void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
 /* 1 when d is a stride-1, undilated convolution with a kernel of at least
  * 3x3 (cut into 3x3 pieces) and enough channels to be worth the transform. */
 int fc_winograd_applies(const fc_conv2d_desc *d);
+
+/* The method of d's forward pass (or of the rotated forward pass that gives
+ * a backward-input pass): a Winograd method where one applies and the
+ * multiply-adds it saves pay for transforming the kernel (see
+ * FC_WINOGRAD_KERNEL_COST), else the GEMM or direct kernels. */
+enum { FC_FORWARD_NO_WINOGRAD, FC_FORWARD_WINOGRAD_2X2, FC_FORWARD_WINOGRAD_6X6 };
+int fc_winograd_forward_method(const fc_conv2d_desc *d);
 /* What every Winograd pass below returns (instead of FC_OK) when it meets
  * an infinity or NaN: in a weight (found by the weight transform, before
  * anything is written) or in its results (found as they are written, or in

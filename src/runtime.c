@@ -133,19 +133,29 @@ const char *fc_winograd_name(int mode)
     }
 }
 
+/* *setting = scale, a scale of fc_winograd_threshold_select's or
+ * fc_parallel_threshold_select's. */
+static int select_scale(_Atomic double *setting, double scale)
+{
+    if (!(scale >= 0.0 && scale <= 1e6)) /* also refuses NaN */
+        return FC_ERR_UNSUPPORTED;
+    *setting = scale;
+    return FC_OK;
+}
+
+static _Atomic double winograd_threshold = 1.0;
+
+double fc_winograd_threshold_current(void) { return winograd_threshold; }
+
+int fc_winograd_threshold_select(double scale) { return select_scale(&winograd_threshold, scale); }
+
 /* ---- threads per call ---------------------------------------------------- */
 
 static _Atomic double parallel_threshold = 1.0;
 
 double fc_parallel_threshold_current(void) { return parallel_threshold; }
 
-int fc_parallel_threshold_select(double scale)
-{
-    if (!(scale >= 0.0 && scale <= 1e6)) /* also refuses NaN */
-        return FC_ERR_UNSUPPORTED;
-    parallel_threshold = scale;
-    return FC_OK;
-}
+int fc_parallel_threshold_select(double scale) { return select_scale(&parallel_threshold, scale); }
 
 int fc_threads_for(double work, double grain, int n_threads)
 {

@@ -52,6 +52,31 @@ int fc_winograd_applies(const fc_conv2d_desc *d)
            && d->c >= FC_WINOGRAD_MIN_CHANNELS && d->f >= FC_WINOGRAD_MIN_CHANNELS;
 }
 
+/* Whether a method of xi products per tile and channel-filter pair, on
+ * tiles tiles, saves at least FC_WINOGRAD_KERNEL_COST multiply-adds (times
+ * the threshold's scale) per float of its transformed kernel (xi per pair)
+ * against the direct method's n ho wo kh kw. With the scale at 0, always. */
+static int winograd_pays(const fc_conv2d_desc *d, ptrdiff_t tiles, ptrdiff_t xi)
+{
+    const double scale = fc_winograd_threshold_current();
+    const double direct = (double)d->n * d->ho * d->wo * d->kh * d->kw;
+    return scale <= 0.0 || direct - (double)tiles * xi >= FC_WINOGRAD_KERNEL_COST * scale * xi;
+}
+
+int fc_winograd_forward_method(const fc_conv2d_desc *d)
+{
+    if (!fc_winograd_applies(d))
+        return FC_FORWARD_NO_WINOGRAD;
+    const ptrdiff_t m = 7 - d->kh; /* the 6x6 domain's tile */
+    if (fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF)
+        && winograd_pays(d, d->n * fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m), 36))
+        return FC_FORWARD_WINOGRAD_6X6;
+    if (winograd_pays(d, d->n * fc_ceil_div(d->ho, 2) * fc_ceil_div(d->wo, 2),
+                      16 * spans_h(d) * spans_w(d)))
+        return FC_FORWARD_WINOGRAD_2X2;
+    return FC_FORWARD_NO_WINOGRAD;
+}
+
 /* Kernel index of row (or column) i of the pieces' view, 3 per piece, or
  * -1 where the view holds a zero: the first row of a later piece (its
  * predecessor's last) and rows past the kernel. */

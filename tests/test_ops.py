@@ -1110,6 +1110,27 @@ def test_winograd_mode_refuses_unknown_names_and_reads_the_environment():
     assert out.stdout.strip() == "accurate"
 
 
+def check_scale_setting(name):
+    """fastconv.set_<name>(scale) refuses what is not a number from 0 to 1e6
+    and keeps the tests' 0; FASTCONV_<NAME> sets it at import (empty: the
+    default, 1), and a child process fails on a value that is not a number."""
+    setter, getter = getattr(fastconv, f"set_{name}"), getattr(fastconv, f"get_{name}")
+    for bad, error in ((-1, ValueError), (float("nan"), ValueError), (2e6, ValueError),
+                       ("1", TypeError), (True, TypeError)):
+        with pytest.raises(error, match="scale must be"):
+            setter(bad)
+    assert getter() == 0
+    variable, code = f"FASTCONV_{name.upper()}", f"import fastconv; print(fastconv.get_{name}())"
+    out = run_python(["-c", code], env=python_env(**{variable: "0.25"}))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0.25"
+    out = run_python(["-c", code], env=python_env(**{variable: "many"}))
+    assert out.returncode != 0
+    assert f"{variable} must be a number, got 'many'" in out.stderr
+    out = run_python(["-c", code], env=python_env(**{variable: ""}))
+    assert out.stdout.strip() == "1.0"
+
+
 def test_parallel_threshold_keeps_results_and_reads_the_environment():
     """The scale only decides how many threads a call wakes: the default
     (small calls on one thread) and 0 (every call on all of them) give the
@@ -1141,20 +1162,39 @@ def test_parallel_threshold_keeps_results_and_reads_the_environment():
         fastconv.set_parallel_threshold(0)
     for k, (a, b) in enumerate(zip(everything, small_on_one)):
         assert a.tobytes() == b.tobytes(), f"output {k} differs"
-    for bad, error in ((-1, ValueError), (float("nan"), ValueError), (2e6, ValueError),
-                       ("1", TypeError), (True, TypeError)):
-        with pytest.raises(error, match="scale must be"):
-            fastconv.set_parallel_threshold(bad)
-    assert fastconv.get_parallel_threshold() == 0
-    code = "import fastconv; print(fastconv.get_parallel_threshold())"
-    out = run_python(["-c", code], env=python_env(FASTCONV_PARALLEL_THRESHOLD="0.25"))
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "0.25"
-    out = run_python(["-c", code], env=python_env(FASTCONV_PARALLEL_THRESHOLD="many"))
-    assert out.returncode != 0
-    assert "FASTCONV_PARALLEL_THRESHOLD must be a number, got 'many'" in out.stderr
-    out = run_python(["-c", code], env=python_env(FASTCONV_PARALLEL_THRESHOLD=""))
-    assert out.stdout.strip() == "1.0"
+    check_scale_setting("parallel_threshold")
+
+
+def test_winograd_threshold_sends_few_tiles_to_the_gemm_and_reads_the_environment(winograd_mode):
+    """At the default scale a layer of few tiles (one 7 x 7 image) takes the
+    GEMM for its forward and backward-input passes: the bits of Winograd
+    'off'; one of many tiles (16 images of 14 x 14) keeps its Winograd
+    method, as both do at 0 (the tests' setting)."""
+    assert fastconv.get_winograd_threshold() == 0  # tests/conftest.py
+    layers = {"few tiles": keras_layer((1, 7, 7, 64), (3, 3, 64, 64)),
+              "many tiles": keras_layer((16, 14, 14, 64), (3, 3, 64, 64))}
+
+    def passes(x, w, dy):
+        return ops.conv2d(x, w, padding="same"), ops.conv2d_backward(dy, x, w, padding="same")[0]
+
+    winograd_mode("off")
+    gemm = {name: passes(*layer) for name, layer in layers.items()}
+    winograd_mode("fast")
+    always = {name: passes(*layer) for name, layer in layers.items()}
+    try:
+        fastconv.set_winograd_threshold(1)
+        assert fastconv.get_winograd_threshold() == 1
+        weighed = {name: passes(*layer) for name, layer in layers.items()}
+    finally:
+        fastconv.set_winograd_threshold(0)
+    for name in layers:  # at 0, Winograd: neither pass rounds as the GEMM does
+        for got, other in zip(always[name], gemm[name]):
+            assert not np.array_equal(got, other)
+    for got, other in zip(weighed["many tiles"], gemm["many tiles"]):
+        assert not np.array_equal(got, other)
+    for got, want in zip(weighed["few tiles"], gemm["few tiles"]):
+        np.testing.assert_array_equal(got, want)
+    check_scale_setting("winograd_threshold")
 
 
 # ---- threads and paths ------------------------------------------------------
