@@ -499,26 +499,6 @@ static int one_pass_winograd(const fc_conv2d_desc *d)
     return winograd_backward_input(d) == WINOGRAD_6X6_TRANSPOSED && fc_winograd_6x6_fused_applies(d);
 }
 
-/* wt (taps, f, c) = w (taps, c, f) with each tap's matrix transposed, in
- * strips of FC_TRANSPOSE_STRIP rows of c spread over the threads. */
-static void transpose_taps(ptrdiff_t taps, ptrdiff_t c, ptrdiff_t f, const float *w, float *wt,
-                           int n_threads)
-{
-    const ptrdiff_t strips = fc_ceil_div(c, FC_TRANSPOSE_STRIP);
-    n_threads = fc_threads_for((double)(taps * c * f), FC_GRAIN_ELEMENTS, n_threads);
-    fc_team team = FC_TEAM_INIT;
-    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
-    {
-        FC_OMP(omp for schedule(static) nowait)
-        for (ptrdiff_t item = 0; item < taps * strips; ++item) {
-            const ptrdiff_t t = item / strips, i0 = item % strips * FC_TRANSPOSE_STRIP;
-            fc_transpose_f32(fc_min(FC_TRANSPOSE_STRIP, c - i0), f, w + (t * c + i0) * f, f,
-                             wt + t * f * c + i0, c);
-        }
-        fc_team_leave(&team);
-    }
-}
-
 /* Backward-input by stride phases: for each phase of dx (pixels of one
  * residue modulo the stride), a GEMM of the dy pixels that reach it, read
  * in place through row pointers, by the taps that connect them. */
@@ -526,23 +506,15 @@ static int backward_input_phases(const fc_conv2d_desc *d, const float *dy, const
                                  float *dx, int n_threads)
 {
     const ptrdiff_t taps = d->kh * d->kw, c = d->c, f = d->f;
-    /* w transposed per tap to (f, c) rows: the GEMM's B for each phase. */
-    float *wt = fc_aligned_alloc((size_t)(taps * f * c) * sizeof(float));
+    if (!fc_all_finite(w, taps * c * f)) /* the GEMMs would multiply dy's zeros by it */
+        return backward_input_col2im(d, dy, w, dx, n_threads);
     ptrdiff_t *scratch = fc_aligned_alloc((size_t)(3 * taps * FC_GEMM_MAX_BATCH) * sizeof(ptrdiff_t));
     /* dy is read in place through row pointers (as the forward reads x). */
     float *zeros = zero_row(f);
-    if (!wt || !scratch || !zeros) {
-        fc_aligned_free(wt);
+    if (!scratch || !zeros) {
         fc_aligned_free(scratch);
         fc_aligned_free(zeros);
         return FC_ERR_NOMEM;
-    }
-    transpose_taps(taps, c, f, w, wt, n_threads);
-    if (!fc_all_finite(wt, taps * f * c)) { /* the GEMMs would multiply dy's zeros by it */
-        fc_aligned_free(wt);
-        fc_aligned_free(scratch);
-        fc_aligned_free(zeros);
-        return backward_input_col2im(d, dy, w, dx, n_threads);
     }
     /* The phases' GEMMs run together (one team, one barrier), up to
      * FC_GEMM_MAX_BATCH at a time; each has its own tap offsets. */
@@ -574,14 +546,16 @@ static int backward_input_phases(const fc_conv2d_desc *d, const float *dy, const
             const ptrdiff_t ga = fc_ceil_div(d->h - rh, d->sh);
             const ptrdiff_t gb = fc_ceil_div(d->w - rw, d->sw);
             const im2col_view av = {dy, d->ho, d->wo, f, ga, gb, 1, 1, off_a, off_b, 0, zeros};
-            const fc_tapped_matrix bm = {wt, c, f > 0 ? f : 1, tap_off};
+            /* B: tap t's (f, c) rows are w's (c, f) matrix of the tap, transposed
+             * as it is packed. */
+            const fc_tapped_matrix bm = {w, f, f > 0 ? f : 1, tap_off};
             views[batched] = av;
             mats[batched] = bm;
             const fc_row_map rows = {dx + (rh * d->w + rw) * c, ga, gb,
                                      d->h * d->w * c, d->sh * d->w * c, d->sw * c};
             const fc_gemm_plan plan = {.m = d->n * ga * gb, .n = c, .k = n_taps * f,
                                        .a_ctx = &views[batched], .rows_a = rows_im2col,
-                                       .a_tap_depth = f, .pack_b = fc_pack_b_tapped,
+                                       .a_tap_depth = f, .pack_b = fc_pack_b_tapped_transposed,
                                        .b_ctx = &mats[batched], .c = rows};
             if (n_taps == 0) { /* no tap reaches this phase: its dx is zero */
                 status = fc_gemm_run(&plan, n_threads);
@@ -596,7 +570,6 @@ static int backward_input_phases(const fc_conv2d_desc *d, const float *dy, const
     }
     if (batched && status == FC_OK)
         status = fc_gemm_run_batch(plans, batched, n_threads);
-    fc_aligned_free(wt);
     fc_aligned_free(scratch);
     fc_aligned_free(zeros);
     return status;

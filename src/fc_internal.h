@@ -65,8 +65,6 @@
  * is split along its depth into chunks of at least FC_GEMM_SPLIT_DEPTH, at
  * most FC_GEMM_SPLIT_MAX_CHUNKS of them (gemm_run_split in gemm.c). */
 #define FC_GEMM_SPLIT_DEPTH 2048
-/* Rows of a weight matrix per item of a threaded transpose (conv2d.c). */
-#define FC_TRANSPOSE_STRIP 64
 #define FC_GEMM_SPLIT_MAX_CHUNKS 8
 #define FC_GEMM_SPLIT_MAX_PANELS 4
 /* A plain GEMM's A whose rows are a multiple of 4 KiB apart is read in place
@@ -403,6 +401,11 @@ void fc_transpose_f32(ptrdiff_t rows, ptrdiff_t cols, const float *src, ptrdiff_
 
 void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
                       ptrdiff_t j0, ptrdiff_t nr_valid, int nr, float *dst);
+/* pack_b of a tapped matrix (ctx an fc_tapped_matrix) whose taps are stored
+ * transposed: element (t * rows_per_tap + r, j) is base[tap_off[t] + j * ld
+ * + r]. */
+void fc_pack_b_tapped_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0,
+                                 ptrdiff_t nr_valid, int nr, float *dst);
 
 /* ---- Winograd convolution (winograd.c) --------------------------------- */
 

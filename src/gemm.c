@@ -129,6 +129,23 @@ FC_VECTOR_CLONES void fc_pack_b_transposed(const void *ctx, ptrdiff_t p0, ptrdif
     }
 }
 
+/* A tapped matrix whose taps are stored transposed (ctx an
+ * fc_tapped_matrix): element (p, j), p = t * rows_per_tap + r, is
+ * base[tap_off[t] + j * ld + r]; each tap's run packed as
+ * fc_pack_b_transposed packs a plain matrix. */
+void fc_pack_b_tapped_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0,
+                                 ptrdiff_t nr_valid, int nr, float *dst)
+{
+    const fc_tapped_matrix *m = ctx;
+    for (ptrdiff_t p = p0; p < p0 + kc;) {
+        const ptrdiff_t t = p / m->rows_per_tap, r = p - t * m->rows_per_tap;
+        const ptrdiff_t run = fc_min(m->rows_per_tap - r, p0 + kc - p);
+        const fc_plain_matrix tap = {m->base + m->tap_off[t], m->ld};
+        fc_pack_b_transposed(&tap, r, run, j0, nr_valid, nr, dst + (p - p0) * nr);
+        p += run;
+    }
+}
+
 /* dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols: strips
  * of 8 rows in 8 x 8 blocks transposed in registers, the edges element by
  * element. Element by element, a weight matrix of 512 x 512 per tap took a
