@@ -714,17 +714,25 @@ static ptrdiff_t wgrad_chunks(ptrdiff_t m, ptrdiff_t k, ptrdiff_t f)
 static void add_transposed_partials(float *partials, ptrdiff_t chunks, ptrdiff_t stride,
                                     ptrdiff_t k, ptrdiff_t f, float *dw, float *db, int n_threads)
 {
-    const ptrdiff_t part = (k + 1) * f;
+    const ptrdiff_t part = (k + 1) * f, strips = fc_ceil_div(k, FC_TRANSPOSE_STRIP);
     fc_team reduce = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
+        if (chunks > 1) {
+            FC_OMP(omp for schedule(static)) /* then a barrier: the transpose reads them all */
+            for (ptrdiff_t e0 = 0; e0 < part; e0 += FC_REDUCE_BLOCK)
+                for (ptrdiff_t e = e0; e < fc_min(e0 + FC_REDUCE_BLOCK, part); ++e)
+                    partials[e] = fc_sum_chunks(partials, e, chunks, stride);
+        }
+        /* dw's rows [r0, r0 + FC_TRANSPOSE_STRIP) from the sums' columns. */
         FC_OMP(omp for schedule(static) nowait)
-        for (ptrdiff_t e0 = 0; e0 < part; e0 += FC_REDUCE_BLOCK)
-            for (ptrdiff_t e = e0; e < fc_min(e0 + FC_REDUCE_BLOCK, part); ++e)
-                partials[e] = fc_sum_chunks(partials, e, chunks, stride);
+        for (ptrdiff_t s = 0; s < strips; ++s) {
+            const ptrdiff_t r0 = s * FC_TRANSPOSE_STRIP;
+            fc_transpose_f32(f, fc_min(FC_TRANSPOSE_STRIP, k - r0), partials + r0, k,
+                             dw + r0 * f, f);
+        }
         fc_team_leave(&reduce);
     }
-    fc_transpose_f32(f, k, partials, k, dw, f);
     if (db)
         for (ptrdiff_t j = 0; j < f; ++j)
             db[j] = partials[k * f + j];

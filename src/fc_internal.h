@@ -97,6 +97,8 @@
 #define FC_POINTWISE_BLOCK_BYTES ((ptrdiff_t)512 << 10)
 /* Elements per work item when adding partial sums. */
 #define FC_REDUCE_BLOCK 4096
+/* Rows of dw per item of the threaded transpose of its partial sums. */
+#define FC_TRANSPOSE_STRIP 64
 
 /* Backward-input with at most this many input channels goes through col2im
  * (the phase GEMMs would use only c columns of the register tile), computing
