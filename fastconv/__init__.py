@@ -134,7 +134,10 @@ def set_winograd_threshold(scale: float) -> None:
     machines this was measured on. On few tiles (a small image, a small
     batch) the multiply-adds the method saves do not pay for that, and the
     layer takes the GEMM instead (one 14 x 14 x 256 -> 256 image: 1.05 ms
-    against 2.06 by F(4x4, 3x3)). ``scale`` multiplies that cost: 1 is the
+    against 2.06 by F(4x4, 3x3)); so does the weight gradient of a large
+    kernel (384 x 384 channels and up), whose transformed sums over every
+    tile cost more than the GEMM's unless the tiles are many. ``scale``
+    multiplies those costs: 1 is the
     default, 0 takes a Winograd method wherever `set_winograd`'s mode lets
     one apply (as the tests do, to exercise its kernels on small inputs).
     The rounding differs between methods (see `set_winograd`), so results

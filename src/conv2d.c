@@ -910,7 +910,7 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         return fc_conv2d_direct_backward_f32(d, x, dy, NULL, NULL, dw, db, n_threads);
     if (pointwise_in_blocks(d))
         return pointwise_backward(d, x, dy, NULL, NULL, NULL, dw, db, n_threads);
-    if (fc_winograd_applies(d)) {
+    if (fc_winograd_applies(d) && fc_winograd_backward_weight_pays(d)) {
         const int status = one_pass_winograd(d)
             ? fc_conv2d_winograd_6x6_backward_f32(d, x, dy, NULL, NULL, NULL, NULL, dw, db,
                                                   n_threads)
@@ -1025,7 +1025,8 @@ static int backward_tries_one_pass_winograd(const fc_conv2d_desc *d, const float
     if (with_dx)
         return !(fc_direct_input_grad_applies(d)
                  && fc_all_finite(w, d->kh * d->kw * d->c * d->f));
-    return d->f > 0 && d->kh * d->kw * d->c > 0 && !fc_direct_applies(d) && fc_winograd_applies(d);
+    return d->f > 0 && d->kh * d->kw * d->c > 0 && !fc_direct_applies(d) && fc_winograd_applies(d)
+           && fc_winograd_backward_weight_pays(d);
 }
 
 int fc_conv2d_max_pool2d_backward_f32(const fc_conv2d_desc *d, const fc_pool2d_desc *p,

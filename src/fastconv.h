@@ -70,7 +70,8 @@ int fc_winograd_select(int mode);
 const char *fc_winograd_name(int mode);
 
 /* The scale of the multiply-adds a Winograd method must save for a forward
- * or backward-input pass to take it, per float of the kernel it transforms
+ * or backward-input pass (or a large kernel's weight gradient) to take it,
+ * per float of the kernel it transforms
  * (1 by default; 0: wherever the mode lets one apply), and its setter
  * (FC_ERR_UNSUPPORTED unless 0 <= scale <= 1e6). Process-wide. */
 double fc_winograd_threshold_current(void);

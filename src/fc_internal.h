@@ -144,6 +144,15 @@
  * floats of U) is slower than the GEMM: an image of 14 x 14 x 256 -> 256,
  * 16 tiles of the 6x6 domain, took 2.06 ms against 1.05 by the GEMM. */
 #define FC_WINOGRAD_KERNEL_COST 80
+/* A weight gradient's transformed products (16 or 36 floats per channel-
+ * filter pair, summed over every tile) past 8 MB cost it more, per float,
+ * than the GEMM's writing of dw: 512 -> 512 layers on 7 x 7 images took 23-37
+ * % longer by F(3x3, 2x2) than by the GEMM at batch 8-32, and only blocks of
+ * 8 x 8 images (no tile cut by the edge) at batch 32 or more paid (10 %).
+ * Up to 256 x 256 the method paid on every batch measured (1-8 images of 7 x
+ * 7 and 14 x 14: 27-33 % less time). */
+#define FC_WINOGRAD_WGRAD_LARGE_FLOATS ((ptrdiff_t)1 << 21)
+#define FC_WINOGRAD_WGRAD_KERNEL_COST 600
 #define FC_WINOGRAD_6X6_MAX_CF (1 << 16)
 #define FC_WINOGRAD_6X6_WGRAD_MAX_CF (1 << 15)
 #define FC_WINOGRAD_BLOCK_FLOATS (1 << 17)
@@ -421,6 +430,11 @@ int fc_winograd_applies(const fc_conv2d_desc *d);
  * FC_WINOGRAD_KERNEL_COST), else the GEMM or direct kernels. */
 enum { FC_FORWARD_NO_WINOGRAD, FC_FORWARD_WINOGRAD_2X2, FC_FORWARD_WINOGRAD_6X6 };
 int fc_winograd_forward_method(const fc_conv2d_desc *d);
+/* 1 when the Winograd weight gradient of d (for which fc_winograd_applies)
+ * pays against the GEMM's: always while its transformed products take at
+ * most FC_WINOGRAD_WGRAD_LARGE_FLOATS, past that as fc_winograd_forward_method
+ * weighs a forward pass, at FC_WINOGRAD_WGRAD_KERNEL_COST. */
+int fc_winograd_backward_weight_pays(const fc_conv2d_desc *d);
 /* What every Winograd pass below returns (instead of FC_OK) when it meets
  * an infinity or NaN: in a weight (found by the weight transform, before
  * anything is written) or in its results (found as they are written, or in

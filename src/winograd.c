@@ -53,14 +53,14 @@ int fc_winograd_applies(const fc_conv2d_desc *d)
 }
 
 /* Whether a method of xi products per tile and channel-filter pair, on
- * tiles tiles, saves at least FC_WINOGRAD_KERNEL_COST multiply-adds (times
- * the threshold's scale) per float of its transformed kernel (xi per pair)
- * against the direct method's n ho wo kh kw. With the scale at 0, always. */
-static int winograd_pays(const fc_conv2d_desc *d, ptrdiff_t tiles, ptrdiff_t xi)
+ * tiles tiles, saves at least cost multiply-adds (times the threshold's
+ * scale) per float of its transformed kernel (xi per pair) against the
+ * direct method's n ho wo kh kw. With the scale at 0, always. */
+static int winograd_pays(const fc_conv2d_desc *d, ptrdiff_t tiles, ptrdiff_t xi, double cost)
 {
     const double scale = fc_winograd_threshold_current();
     const double direct = (double)d->n * d->ho * d->wo * d->kh * d->kw;
-    return scale <= 0.0 || direct - (double)tiles * xi >= FC_WINOGRAD_KERNEL_COST * scale * xi;
+    return scale <= 0.0 || direct - (double)tiles * xi >= cost * scale * xi;
 }
 
 int fc_winograd_forward_method(const fc_conv2d_desc *d)
@@ -69,12 +69,23 @@ int fc_winograd_forward_method(const fc_conv2d_desc *d)
         return FC_FORWARD_NO_WINOGRAD;
     const ptrdiff_t m = 7 - d->kh; /* the 6x6 domain's tile */
     if (fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF)
-        && winograd_pays(d, d->n * fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m), 36))
+        && winograd_pays(d, d->n * fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m), 36,
+                         FC_WINOGRAD_KERNEL_COST))
         return FC_FORWARD_WINOGRAD_6X6;
     if (winograd_pays(d, d->n * fc_ceil_div(d->ho, 2) * fc_ceil_div(d->wo, 2),
-                      16 * spans_h(d) * spans_w(d)))
+                      16 * spans_h(d) * spans_w(d), FC_WINOGRAD_KERNEL_COST))
         return FC_FORWARD_WINOGRAD_2X2;
     return FC_FORWARD_NO_WINOGRAD;
+}
+
+int fc_winograd_backward_weight_pays(const fc_conv2d_desc *d)
+{
+    /* As fc_conv2d_winograd_backward_weight_f32 chooses its domain. */
+    const int six = fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_WGRAD_MAX_CF);
+    const ptrdiff_t xi = six ? 36 : XI * pieces_h(d) * pieces_w(d), m = six ? 7 - d->kh : 2;
+    return xi * d->c * d->f <= FC_WINOGRAD_WGRAD_LARGE_FLOATS
+           || winograd_pays(d, d->n * fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m), xi,
+                            FC_WINOGRAD_WGRAD_KERNEL_COST);
 }
 
 /* Kernel index of row (or column) i of the pieces' view, 3 per piece, or

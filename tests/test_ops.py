@@ -1167,15 +1167,18 @@ def test_parallel_threshold_keeps_results_and_reads_the_environment():
 
 def test_winograd_threshold_sends_few_tiles_to_the_gemm_and_reads_the_environment(winograd_mode):
     """At the default scale a layer of few tiles (one 7 x 7 image) takes the
-    GEMM for its forward and backward-input passes: the bits of Winograd
-    'off'; one of many tiles (16 images of 14 x 14) keeps its Winograd
-    method, as both do at 0 (the tests' setting)."""
+    GEMM for its forward and backward-input passes (the bits of Winograd
+    'off'), and for its weight gradient too when its kernel is large (384 x
+    384: 2.4M transformed floats); a layer of many tiles (16 images of 14 x
+    14) keeps its Winograd methods, as every layer does at 0 (the tests')."""
     assert fastconv.get_winograd_threshold() == 0  # tests/conftest.py
     layers = {"few tiles": keras_layer((1, 7, 7, 64), (3, 3, 64, 64)),
-              "many tiles": keras_layer((16, 14, 14, 64), (3, 3, 64, 64))}
+              "many tiles": keras_layer((16, 14, 14, 64), (3, 3, 64, 64)),
+              "few tiles, large kernel": keras_layer((1, 7, 7, 384), (3, 3, 384, 384))}
 
-    def passes(x, w, dy):
-        return ops.conv2d(x, w, padding="same"), ops.conv2d_backward(dy, x, w, padding="same")[0]
+    def passes(x, w, dy):  # y, dx, dw
+        return (ops.conv2d(x, w, padding="same"),
+                *ops.conv2d_backward(dy, x, w, padding="same")[:2])
 
     winograd_mode("off")
     gemm = {name: passes(*layer) for name, layer in layers.items()}
@@ -1187,13 +1190,13 @@ def test_winograd_threshold_sends_few_tiles_to_the_gemm_and_reads_the_environmen
         weighed = {name: passes(*layer) for name, layer in layers.items()}
     finally:
         fastconv.set_winograd_threshold(0)
-    for name in layers:  # at 0, Winograd: neither pass rounds as the GEMM does
-        for got, other in zip(always[name], gemm[name]):
-            assert not np.array_equal(got, other)
-    for got, other in zip(weighed["many tiles"], gemm["many tiles"]):
-        assert not np.array_equal(got, other)
-    for got, want in zip(weighed["few tiles"], gemm["few tiles"]):
-        np.testing.assert_array_equal(got, want)
+    takes_gemm = {"few tiles": (True, True, False), "many tiles": (False, False, False),
+                  "few tiles, large kernel": (True, True, True)}
+    for name in layers:
+        for i in range(3):
+            # at 0, Winograd everywhere: no pass rounds as the GEMM does
+            assert not np.array_equal(always[name][i], gemm[name][i]), (name, i)
+            assert np.array_equal(weighed[name][i], gemm[name][i]) == takes_gemm[name][i], (name, i)
     check_scale_setting("winograd_threshold")
 
 
