@@ -889,8 +889,8 @@ static int pointwise_backward(const fc_conv2d_desc *d, const float *x, const flo
  * computed transposed, dw^T (f, k) = dy^T im2col(x), with dy^T read in place
  * by the micro-kernel and im2col(x) packed in long contiguous runs of
  * channels; a 1x1, stride-1, unpadded layer with more channels than filters
- * (past fc_gemm_serial_max_n), or a very small k, computes
- * dw = im2col(x)^T dy directly (x^T read in place when pointwise).
+ * (past fc_gemm_serial_max_n), a very small k, or fewer pixels than k,
+ * computes dw = im2col(x)^T dy directly (x^T read in place when pointwise).
  *
  * The batch reduction is cut into chunks fixed by the shape alone; each
  * chunk's GEMM writes its own partial sum and the partials are added in
@@ -924,19 +924,25 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         return FC_ERR_NOMEM;
 
     const ptrdiff_t chunks = wgrad_chunks(m, k, f);
-    /* Each chunk: dw^T partial (f x k) followed by its db partial (f). */
+    const int pointwise = is_pointwise(d);
+    /* The in-place A side is free and the packed B side costs in proportion
+     * to 1 / (rows of A), so A takes the larger dimension where it can be read
+     * in place; a k narrower than the register tile goes on the A side. With
+     * fewer pixels than k (one 7 x 7 image of 512 channels), dy packed as B
+     * costs less than transposing dw^T's k f sums into dw (a fifth of that
+     * layer's backward pass). */
+    const int transposed = !((pointwise && k > f) || k < fc_kernels_for(k)->nr || m < k);
+    /* Each chunk: its dw^T (f x k) or dw partial followed by its db partial
+     * (f); one chunk not transposed writes dw and db themselves. */
+    const int in_place = chunks == 1 && !transposed;
     const ptrdiff_t part = (k + 1) * f, stride = fc_thread_stride(part);
-    float *partials = fc_aligned_alloc((size_t)(chunks * stride) * sizeof(float));
-    if (!partials) {
+    float *partials = in_place ? NULL
+                               : fc_aligned_alloc((size_t)(chunks * stride) * sizeof(float));
+    if (!in_place && !partials) {
         fc_aligned_free(off_a);
         return FC_ERR_NOMEM;
     }
     const im2col_view xv = {x, d->h, d->w, d->c, d->ho, d->wo, d->sh, d->sw, off_a, off_b, 0, NULL};
-    const int pointwise = is_pointwise(d);
-    /* The in-place A side is free and the packed B side costs in proportion
-     * to 1 / (rows of A), so A takes the larger dimension where it can be read
-     * in place; a k narrower than the register tile goes on the A side. */
-    const int transposed = !((pointwise && k > f) || k < fc_kernels_for(k)->nr);
     /* dy rows of each chunk, the B operand when not transposed. */
     const ptrdiff_t tap0 = 0;
     fc_tapped_matrix dy_rows[FC_WGRAD_MAX_CHUNKS];
@@ -956,7 +962,8 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
             const ptrdiff_t r0 = ci * m / chunks, r1 = (ci + 1) * m / chunks;
             im2col_view bv = xv;
             bv.row0 = r0;
-            float *out = partials + ci * stride;
+            float *out = in_place ? dw : partials + ci * stride;
+            float *sums = in_place ? db : out + k * f;
             fc_gemm_plan plan;
             if (transposed) {
                 const fc_gemm_plan t = {.m = f, .n = k, .k = r1 - r0, .a_base = dy + r0 * f,
@@ -977,14 +984,14 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
             }
             if (fc_gemm_run(&plan, inner_threads) != FC_OK)
                 status = FC_ERR_NOMEM;
-            if (!transposed) /* transposed, the GEMM sums dy^T's rows as it reads them */
-                sum_rows(dy, r0, r1, f, out + k * f);
+            if (!transposed && sums) /* transposed, the GEMM sums dy^T's rows as it reads them */
+                sum_rows(dy, r0, r1, f, sums);
         }
         fc_team_leave(&team);
     }
     if (status == FC_OK && transposed)
         add_transposed_partials(partials, chunks, stride, k, f, dw, db, n_threads);
-    else if (status == FC_OK)
+    else if (status == FC_OK && !in_place)
         add_partials(partials, chunks, stride, k, f, dw, db, n_threads);
     fc_aligned_free(partials);
     fc_aligned_free(off_a);

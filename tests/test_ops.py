@@ -1220,6 +1220,29 @@ BIG_CASES = [
 ]
 
 
+@pytest.mark.parametrize("x_shape,w_shape,stride", [
+    ((1, 6, 5, 512), (3, 3, 512, 256), 2),  # one chunk (dw past 4 MB): dw written in place
+    ((3, 9, 10, 40), (5, 3, 40, 70), 2),  # four chunks of partial sums
+])
+def test_weight_gradient_of_fewer_pixels_than_taps_matches_the_reference(x_shape, w_shape,
+                                                                         stride):
+    """Fewer pixels than kh * kw * c: the GEMM computes dw with dy packed,
+    not dw^T with dy^T read in place and transposed after; the same bits on
+    every thread count."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal(ops.conv2d(x, w, stride=stride, padding=1).shape).astype(np.float32)
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(w), stride=stride, padding=1)
+    first = ops.conv2d_backward(dy, x, w, stride=stride, padding=1, n_threads=1)
+    for g, r in zip(first, want):
+        assert_close(g, r)
+    for threads in (2, 3):
+        got = ops.conv2d_backward(dy, x, w, stride=stride, padding=1, n_threads=threads)
+        for g, f in zip(got, first):
+            np.testing.assert_array_equal(g, f)
+
+
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding", BIG_CASES)
 def test_results_identical_for_any_thread_count(simd_path, x_shape, w_shape, stride, padding):
     rng = np.random.default_rng(7)
