@@ -350,6 +350,8 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
         fc_gemm_desc g = {m, d->f, d->c, d->c, d->f, d->f, d->relu, 0, 0};
         return fc_gemm_f32(&g, x, w, b, y, n_threads);
     }
+    if (fc_conv2d_dilated_applies(d))
+        return fc_conv2d_dilated_forward_f32(d, x, w, b, y, n_threads);
     const int method = fc_winograd_forward_method(d);
     if (method != FC_FORWARD_NO_WINOGRAD) {
         const int status = method == FC_FORWARD_WINOGRAD_6X6
@@ -596,6 +598,8 @@ static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const f
             return fc_conv2d_direct_backward_f32(d, NULL, dy, w, dx, NULL, NULL, n_threads);
         return backward_input_col2im(d, dy, w, dx, n_threads);
     }
+    if (fc_conv2d_dilated_applies(d))
+        return fc_conv2d_dilated_backward_f32(d, NULL, dy, w, dx, NULL, NULL, n_threads);
     if (is_pointwise(d)) { /* dx = dy w^T, dy read in place (no zeros in it) */
         fc_gemm_desc g = {d->n * d->h * d->w, c, f, f, f, c, 0, 0, 1};
         return fc_gemm_f32(&g, dy, w, NULL, dx, n_threads);
@@ -908,6 +912,8 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
                   : FC_OK;
     if (fc_direct_applies(d))
         return fc_conv2d_direct_backward_f32(d, x, dy, NULL, NULL, dw, db, n_threads);
+    if (fc_conv2d_dilated_applies(d))
+        return fc_conv2d_dilated_backward_f32(d, x, dy, NULL, NULL, dw, db, n_threads);
     if (pointwise_in_blocks(d))
         return pointwise_backward(d, x, dy, NULL, NULL, NULL, dw, db, n_threads);
     if (fc_winograd_applies(d) && fc_winograd_backward_weight_pays(d)) {
@@ -1002,6 +1008,8 @@ int fc_conv2d_backward_f32(const fc_conv2d_desc *d, const float *x, const float 
                            const float *w, float *dx, float *dw, float *db, int n_threads)
 {
     const float *mask = d->relu ? x : NULL;
+    if (fc_conv2d_dilated_applies(d))
+        return fc_conv2d_dilated_backward_f32(d, x, dy, w, dx, dw, db, n_threads);
     /* Both gradients from one pass over dy where the method allows, but for
      * an infinite or NaN weight (or, in the Winograd pass, value), whose dx
      * takes col2im (see backward_input_pass) and dw its own pass. (A pointwise

@@ -418,6 +418,22 @@ void fc_pack_b_tapped(const void *ctx, ptrdiff_t p0, ptrdiff_t kc,
 void fc_pack_b_tapped_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0,
                                  ptrdiff_t nr_valid, int nr, float *dst);
 
+/* ---- dilated convolution on the image's phases (conv2d_dilated.c) ------ */
+
+/* 1 when d (stride 1, dilated) runs as one undilated convolution of its
+ * phase images: padding at the top and left, sizes in and out multiples of
+ * the dilations, and a Winograd method for the phase images' layer. */
+int fc_conv2d_dilated_applies(const fc_conv2d_desc *d);
+/* fc_conv2d_forward_f32 of such a layer. */
+int fc_conv2d_dilated_forward_f32(const fc_conv2d_desc *d, const float *x, const float *w,
+                                  const float *b, float *y, int n_threads);
+/* Its gradients: dx and dw (with db) as fc_conv2d_backward_f32 takes them
+ * (d->relu: x is a ReLU's output and dx goes through it), or dx alone (dw
+ * NULL, x unread, no ReLU) or dw and db alone (dx NULL, w unread). */
+int fc_conv2d_dilated_backward_f32(const fc_conv2d_desc *d, const float *x, const float *dy,
+                                   const float *w, float *dx, float *dw, float *db,
+                                   int n_threads);
+
 /* ---- Winograd convolution (winograd.c) --------------------------------- */
 
 /* 1 when d is a stride-1, undilated convolution with a kernel of at least

@@ -1220,6 +1220,63 @@ BIG_CASES = [
 ]
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 3), rows=st.integers(2, 8), cols=st.integers(2, 8),
+       c=st.sampled_from([16, 20]), f=st.sampled_from([16, 33]), k=st.sampled_from([3, 5]),
+       dh=st.integers(1, 3), dw=st.integers(2, 3), pads=st.tuples(*[st.integers(0, 2)] * 4),
+       relu=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_dilated_layers_on_their_phases_match_the_reference(simd_path, n, rows, cols, c, f, k,
+                                                            dh, dw, pads, relu, seed):
+    """A dilated layer whose sizes and top-left padding are multiples of its
+    dilations runs as one undilated layer of its phase images (Winograd's):
+    forward, both gradients (through a ReLU below it) and the input gradient
+    alone against the reference, the same bits on every thread count."""
+    pt, pb, pl, pr = (dh * pads[0], dh * pads[1], dw * pads[2], dw * pads[3])
+    x_shape = (n, dh * rows, dw * cols, c)
+    if rows + pads[0] + pads[1] < k or cols + pads[2] + pads[3] < k:
+        return  # no output
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    if relu:
+        x = np.maximum(x, 0)
+    w = (rng.standard_normal((k, k, c, f)) / np.sqrt(k * k * c)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    conv = dict(padding=((pt, pb), (pl, pr)), dilation=(dh, dw))
+    y = ops.conv2d(x, w, b, **conv)
+    assert_close(y, reference.conv2d(f64(x), f64(w), f64(b), **conv), tol=4e-5)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(w), **conv)
+    mask = (x > 0) if relu else np.ones_like(x, bool)
+    got = ops.conv2d_backward(dy, x, w, **conv, relu=relu)
+    for g, r in zip(got, (want[0] * mask, *want[1:])):
+        assert_close(g, r, tol=4e-5)
+    params = ops._conv_geometry(x.shape, w.shape, 1, conv["padding"], (dh, dw))[1]
+    assert_close(ops._kernels.conv2d_backward_input(dy, w, x.shape, params, None), want[0],
+                 tol=4e-5)
+    for threads in (1, 3):
+        np.testing.assert_array_equal(ops.conv2d(x, w, b, **conv, n_threads=threads), y)
+        again = ops.conv2d_backward(dy, x, w, **conv, relu=relu, n_threads=threads)
+        for g, a in zip(got, again):
+            np.testing.assert_array_equal(g, a)
+
+
+def test_dilated_layers_take_their_phases_only_where_they_line_up(winograd_mode):
+    """Top padding a multiple of the dilation: the phase images' Winograd
+    method (other bits than the GEMM's); not a multiple: the GEMM, the bits
+    of Winograd 'off'."""
+    x, w, dy = keras_layer((2, 16, 16, 16), (3, 3, 16, 16))
+    results = {}
+    for mode in ("off", "fast"):
+        winograd_mode(mode)
+        for pad in (2, 1):
+            y = ops.conv2d(x, w, padding=pad, dilation=2)
+            results[mode, pad] = (y, *ops.conv2d_backward(dy[:, :y.shape[1], :y.shape[2]], x, w,
+                                                          padding=pad, dilation=2)[:2])
+    for i in range(3):
+        assert not np.array_equal(results["fast", 2][i], results["off", 2][i])
+        np.testing.assert_array_equal(results["fast", 1][i], results["off", 1][i])
+
+
 @pytest.mark.parametrize("x_shape,w_shape,stride", [
     ((1, 6, 5, 512), (3, 3, 512, 256), 2),  # one chunk (dw past 4 MB): dw written in place
     ((3, 9, 10, 40), (5, 3, 40, 70), 2),  # four chunks of partial sums
