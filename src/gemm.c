@@ -148,9 +148,9 @@ void fc_pack_b_tapped_transposed(const void *ctx, ptrdiff_t p0, ptrdiff_t kc, pt
 
 /* dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols: strips
  * of 8 rows in 8 x 8 blocks transposed in registers, the edges element by
- * element. Element by element, a weight matrix of 512 x 512 per tap took a
- * fifth of the 8 x 7 x 7 x 512 -> 512 layer's backward-input pass (each read
- * a cache line of its own). */
+ * element. Element by element, every read of a large matrix took a cache
+ * line of its own (transposing a 512 x 512 kernel's taps took a fifth of the
+ * 8 x 7 x 7 x 512 -> 512 layer's backward-input pass). */
 FC_VECTOR_CLONES void fc_transpose_f32(ptrdiff_t rows, ptrdiff_t cols, const float *src,
                                        ptrdiff_t ld_src, float *dst, ptrdiff_t ld_dst)
 {
