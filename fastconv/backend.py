@@ -74,6 +74,9 @@ _REFERENCE = SimpleNamespace(
     dense=_reference_dense,
     relu_backward=reference.relu_backward,
     dropout=reference.dropout,
+    batch_norm_statistics=reference.batch_norm_statistics,
+    batch_norm=reference.batch_norm,
+    batch_norm_backward=reference.batch_norm_backward,
 )
 
 _current = ops

@@ -34,6 +34,9 @@ __all__ = [
     "dense",
     "relu_backward",
     "dropout",
+    "batch_norm_statistics",
+    "batch_norm",
+    "batch_norm_backward",
 ]
 
 _REAL_KINDS = "biuf"
@@ -506,3 +509,85 @@ def dropout(x: ArrayLike, rate: float, seed: int, *, out: np.ndarray | None = No
     scale = 1.0 / (1.0 - float(rate))
     _kernels.dropout(x.reshape(-1), out.reshape(-1), seed, threshold, scale, n_threads)
     return out
+
+
+def _channel_rows(x: np.ndarray, name: str) -> tuple[int, int]:
+    """Rows and channels of x taken as (rows, channels), channels last."""
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise ValueError(f"{name} must have at least one channel on its last axis, got shape {x.shape}")
+    return x.size // x.shape[-1], x.shape[-1]
+
+
+def _per_channel(value: ArrayLike, c: int, name: str) -> np.ndarray:
+    v = _as_f32(value, name)
+    if v.shape != (c,):
+        raise ValueError(f"{name} must have shape ({c},), got {v.shape}")
+    return v
+
+
+def batch_norm_statistics(x: ArrayLike, *, n_threads: int | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (biased) variance of each channel (the last axis) of ``x`` over
+    all its other axes: the batch statistics of a batch normalisation.
+
+    Summed in double over fixed chunks of rows, the variance around the mean:
+    the same bits for any thread count. Returns ``(mean, var)``, each ``(c,)``.
+    """
+    x = _as_f32(x, "x")
+    m, c = _channel_rows(x, "x")
+    if m == 0:
+        raise ValueError(f"x must have at least one row to average, got shape {x.shape}")
+    mean, var = np.empty(c, np.float32), np.empty(c, np.float32)
+    _kernels.batch_norm_statistics(x.reshape(m, c), mean, var, n_threads)
+    return mean, var
+
+
+def batch_norm(x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike, gamma: ArrayLike,
+               beta: ArrayLike, *, out: np.ndarray | None = None,
+               n_threads: int | None = None) -> np.ndarray:
+    """``(x - mean) * (inv_std * gamma) + beta`` per channel (the last axis):
+    a batch normalisation's forward pass, with the batch's statistics
+    (`batch_norm_statistics`) or the moving ones, ``inv_std = 1 / sqrt(var +
+    epsilon)``.
+
+    ``out``, when given, receives the result: a C-contiguous, writeable float32
+    array of ``x``'s shape, which may be ``x`` itself.
+    """
+    x = _as_f32(x, "x")
+    m, c = _channel_rows(x, "x")
+    mean = _per_channel(mean, c, "mean")
+    inv_std = _per_channel(inv_std, c, "inv_std")
+    gamma = _per_channel(gamma, c, "gamma")
+    beta = _per_channel(beta, c, "beta")
+    out = _output_like(x, out)
+    _kernels.batch_norm_forward(x.reshape(m, c), mean, inv_std, gamma, beta, out.reshape(m, c),
+                                n_threads)
+    return out
+
+
+def batch_norm_backward(dy: ArrayLike, x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike,
+                        gamma: ArrayLike, *, n_threads: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``y = (x - mean) * inv_std * gamma + beta`` where ``mean``
+    and ``inv_std = 1 / sqrt(var + epsilon)`` are ``x``'s own batch statistics
+    (`batch_norm_statistics`), so that they depend on ``x`` too.
+
+    With ``xhat = (x - mean) * inv_std`` over m rows: ``dgamma = sum(dy *
+    xhat)``, ``dbeta = sum(dy)`` (summed in double, the same bits for any
+    thread count) and ``dx = gamma * inv_std * (dy - dbeta / m - xhat *
+    dgamma / m)``. Returns ``(dx, dgamma, dbeta)``.
+    """
+    dy = _as_f32(dy, "dy")
+    x = _as_f32(x, "x")
+    m, c = _channel_rows(x, "x")
+    if dy.shape != x.shape:
+        raise ValueError(f"dy must have x's shape {x.shape}, got {dy.shape}")
+    mean = _per_channel(mean, c, "mean")
+    inv_std = _per_channel(inv_std, c, "inv_std")
+    gamma = _per_channel(gamma, c, "gamma")
+    dx = np.empty_like(x)
+    dgamma, dbeta = np.empty(c, np.float32), np.empty(c, np.float32)
+    _kernels.batch_norm_backward(dy.reshape(m, c), x.reshape(m, c), mean, inv_std, gamma,
+                                 dx.reshape(m, c), dgamma, dbeta, n_threads)
+    return dx, dgamma, dbeta
+

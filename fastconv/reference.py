@@ -47,6 +47,9 @@ __all__ = [
     "matmul",
     "relu_backward",
     "dropout",
+    "batch_norm_statistics",
+    "batch_norm",
+    "batch_norm_backward",
 ]
 
 # NumPy dtype kinds that hold real numbers: bool, signed, unsigned, float.
@@ -579,3 +582,69 @@ def relu_backward(dy: ArrayLike, y: ArrayLike, *, out: np.ndarray | None = None)
         return dz
     out[...] = dz
     return out
+
+
+def _channels(x: np.ndarray, name: str) -> tuple[int, int]:
+    """Rows and channels of x taken as (rows, channels), channels last."""
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise ValueError(f"{name} must have at least one channel on its last axis, got shape {x.shape}")
+    return x.size // x.shape[-1], x.shape[-1]
+
+
+def _per_channel(v: np.ndarray, c: int, name: str) -> None:
+    if v.shape != (c,):
+        raise ValueError(f"{name} must have shape ({c},), got {v.shape}")
+
+
+def batch_norm_statistics(x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (biased) variance of each channel (the last axis) over all
+    the other axes: the batch statistics of a batch normalisation.
+
+    Returns ``(mean, var)``, each of shape ``(c,)``.
+    """
+    (x,) = _as_float_arrays((x, "x"))
+    m, c = _channels(x, "x")
+    if m == 0:
+        raise ValueError(f"x must have at least one row to average, got shape {x.shape}")
+    x2 = x.reshape(m, c)
+    mean = x2.mean(axis=0)
+    return mean, np.square(x2 - mean).mean(axis=0)
+
+
+def batch_norm(x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike, gamma: ArrayLike,
+               beta: ArrayLike) -> np.ndarray:
+    """``(x - mean) * (inv_std * gamma) + beta``, per channel (the last axis):
+    a batch normalisation's forward pass, ``inv_std = 1 / sqrt(var +
+    epsilon)`` of the batch's or the moving variance."""
+    x, mean, inv_std, gamma, beta = _as_float_arrays(
+        (x, "x"), (mean, "mean"), (inv_std, "inv_std"), (gamma, "gamma"), (beta, "beta"))
+    _, c = _channels(x, "x")
+    for v, name in ((mean, "mean"), (inv_std, "inv_std"), (gamma, "gamma"), (beta, "beta")):
+        _per_channel(v, c, name)
+    return (x - mean) * (inv_std * gamma) + beta
+
+
+def batch_norm_backward(
+    dy: ArrayLike, x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike, gamma: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``y = (x - mean) * inv_std * gamma + beta`` where mean and
+    ``inv_std = 1 / sqrt(var + epsilon)`` are x's batch statistics (they
+    depend on x too). With ``xhat = (x - mean) * inv_std`` and m rows:
+    ``dgamma = sum(dy * xhat)``, ``dbeta = sum(dy)`` and
+    ``dx = gamma * inv_std * (dy - dbeta / m - xhat * dgamma / m)``.
+
+    Returns ``(dx, dgamma, dbeta)``.
+    """
+    dy, x, mean, inv_std, gamma = _as_float_arrays(
+        (dy, "dy"), (x, "x"), (mean, "mean"), (inv_std, "inv_std"), (gamma, "gamma"))
+    m, c = _channels(x, "x")
+    if dy.shape != x.shape:
+        raise ValueError(f"dy must have x's shape {x.shape}, got {dy.shape}")
+    for v, name in ((mean, "mean"), (inv_std, "inv_std"), (gamma, "gamma")):
+        _per_channel(v, c, name)
+    xhat = ((x - mean) * inv_std).reshape(m, c)
+    dy2 = dy.reshape(m, c)
+    dgamma, dbeta = (dy2 * xhat).sum(axis=0), dy2.sum(axis=0)
+    dx = gamma * inv_std * (dy2 - dbeta / max(m, 1) - xhat * (dgamma / max(m, 1)))
+    return dx.reshape(x.shape), dgamma, dbeta
+

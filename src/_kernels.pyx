@@ -694,6 +694,74 @@ def relu_backward(const float[::1] dy, const float[::1] y, float[::1] out, n_thr
     _check(status)
 
 
+# ---- batch normalisation -----------------------------------------------------------
+
+def batch_norm_statistics(const float[:, ::1] x, float[::1] mean, float[::1] var,
+                          n_threads=None):
+    """mean and var (c each) of the rows of x (m, c), m >= 1."""
+    _expect((mean.shape[0],), (x.shape[1],), "mean")
+    _expect((var.shape[0],), (x.shape[1],), "var")
+    if x.shape[0] < 1:
+        raise ValueError("x must have at least one row")
+    cdef int nt = _resolve_threads(n_threads)
+    cdef ptrdiff_t m = x.shape[0], c = x.shape[1]
+    cdef const float *x_p = _p2(x)
+    cdef float *mean_p = _w1(mean)
+    cdef float *var_p = _w1(var)
+    cdef int status
+    with nogil:
+        status = fc_batch_norm_statistics_f32(m, c, x_p, mean_p, var_p, nt)
+    _check(status)
+
+
+def batch_norm_forward(const float[:, ::1] x, const float[::1] mean, const float[::1] inv,
+                       const float[::1] gamma, const float[::1] beta, float[:, ::1] out,
+                       n_threads=None):
+    """out = (x - mean) * (inv * gamma) + beta per column of x (m, c); out may be x."""
+    cdef ptrdiff_t m = x.shape[0], c = x.shape[1]
+    for v, name in ((mean, "mean"), (inv, "inv"), (gamma, "gamma"), (beta, "beta")):
+        _expect((v.shape[0],), (c,), name)
+    _expect((out.shape[0], out.shape[1]), (m, c), "out")
+    cdef int nt = _resolve_threads(n_threads)
+    cdef const float *x_p = _p2(x)
+    cdef const float *mean_p = _p1(mean)
+    cdef const float *inv_p = _p1(inv)
+    cdef const float *gamma_p = _p1(gamma)
+    cdef const float *beta_p = _p1(beta)
+    cdef float *out_p = _w2(out)
+    cdef int status
+    with nogil:
+        status = fc_batch_norm_forward_f32(m, c, x_p, mean_p, inv_p, gamma_p, beta_p, out_p, nt)
+    _check(status)
+
+
+def batch_norm_backward(const float[:, ::1] dy, const float[:, ::1] x, const float[::1] mean,
+                        const float[::1] inv, const float[::1] gamma, float[:, ::1] dx,
+                        float[::1] dgamma, float[::1] dbeta, n_threads=None):
+    """dx (m, c), dgamma and dbeta (c) through a batch normalisation with x's
+    batch statistics (fc_batch_norm_backward_f32); dx must not overlap x or dy."""
+    cdef ptrdiff_t m = x.shape[0], c = x.shape[1]
+    _expect((dy.shape[0], dy.shape[1]), (m, c), "dy")
+    _expect((dx.shape[0], dx.shape[1]), (m, c), "dx")
+    for v, name in ((mean, "mean"), (inv, "inv"), (gamma, "gamma"), (dgamma, "dgamma"),
+                    (dbeta, "dbeta")):
+        _expect((v.shape[0],), (c,), name)
+    cdef int nt = _resolve_threads(n_threads)
+    cdef const float *dy_p = _p2(dy)
+    cdef const float *x_p = _p2(x)
+    cdef const float *mean_p = _p1(mean)
+    cdef const float *inv_p = _p1(inv)
+    cdef const float *gamma_p = _p1(gamma)
+    cdef float *dx_p = _w2(dx)
+    cdef float *dgamma_p = _w1(dgamma)
+    cdef float *dbeta_p = _w1(dbeta)
+    cdef int status
+    with nogil:
+        status = fc_batch_norm_backward_f32(m, c, x_p, dy_p, mean_p, inv_p, gamma_p, dx_p,
+                                            dgamma_p, dbeta_p, nt)
+    _check(status)
+
+
 # ---- dropout -----------------------------------------------------------------------
 
 def dropout(const float[::1] x, float[::1] out, unsigned long long seed, unsigned int threshold,

@@ -250,6 +250,29 @@ int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y, float *dz
 int fc_dropout_f32(ptrdiff_t n, const float *x, float *y, uint64_t seed, uint32_t threshold,
                    float scale, int n_threads);
 
+/* ---- batch normalisation ------------------------------------------------- */
+
+/* Over m rows of c channels (channels last): the mean and biased variance
+ * of each channel, summed in double over chunks of rows fixed by m (the same
+ * bits for any thread count), the variance around the mean. Writes mean and
+ * var (c each). */
+int fc_batch_norm_statistics_f32(ptrdiff_t m, ptrdiff_t c, const float *x, float *mean,
+                                 float *var, int n_threads);
+/* y[r][j] = (x[r][j] - mean[j]) (inv[j] gamma[j]) + beta[j]: a batch
+ * normalisation's forward pass once its statistics (or the moving ones) are
+ * known, inv = 1 / sqrt(var + epsilon). Overwrites y, which may be x. */
+int fc_batch_norm_forward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *mean,
+                              const float *inv, const float *gamma, const float *beta, float *y,
+                              int n_threads);
+/* Through y = (x - mean) inv gamma + beta with x's batch statistics (mean, and
+ * inv = 1 / sqrt(var + epsilon)): dgamma = sum of dy xhat, dbeta = sum of dy
+ * (xhat = (x - mean) inv; sums in double, as above), and
+ * dx = gamma inv (dy - dbeta / m - xhat dgamma / m). Overwrites dx, dgamma,
+ * dbeta; dx must not overlap x or dy. */
+int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *dy,
+                               const float *mean, const float *inv, const float *gamma,
+                               float *dx, float *dgamma, float *dbeta, int n_threads);
+
 /* ---- Adam ---------------------------------------------------------------- */
 
 /* One Adam step of n weights, in place (see fastconv/optimizers/adam.py):

@@ -95,6 +95,8 @@
  * bytes, each read from memory once for both gradients and kept in L2
  * between their products (see pointwise_backward in conv2d.c). */
 #define FC_POINTWISE_BLOCK_BYTES ((ptrdiff_t)512 << 10)
+/* Rows per chunk of a batch normalisation's sums over rows (batch_norm.c). */
+#define FC_BATCH_NORM_CHUNK_ROWS 1024
 /* Elements per work item when adding partial sums. */
 #define FC_REDUCE_BLOCK 4096
 /* Rows of dw per item of the threaded transpose of its partial sums. */

@@ -1522,3 +1522,74 @@ def test_errors_name_the_argument():
         ops.matmul(np.zeros((2, 3)), np.zeros((4, 2)))
     with pytest.raises(ValueError, match="activation"):
         ops.conv2d(x, w, activation="gelu")
+
+
+# ---- batch normalisation -------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 3000), c=st.sampled_from([1, 3, 16, 17, 64, 70]),
+       center=st.sampled_from([0.0, 5.0, -300.0]), seed=st.integers(0, 2**31 - 1))
+def test_batch_norm_ops_match_the_reference(rows, c, center, seed):
+    """Statistics (past several chunks of 1024 rows, with a mean far from
+    zero), the forward pass and the backward pass against the float64
+    reference; the same bits on 1-3 threads; the forward pass in place."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, c)) * 2 + center).astype(np.float32)
+    dy = rng.standard_normal((rows, c)).astype(np.float32)
+    gamma, beta = rng.uniform(0.5, 1.5, c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    mean, var = ops.batch_norm_statistics(x, n_threads=1)
+    want_mean, want_var = reference.batch_norm_statistics(f64(x))
+    assert_close(mean, want_mean, tol=1e-6)
+    assert_close(var, want_var, tol=1e-6)
+    inv = (1 / np.sqrt(var + 1e-3)).astype(np.float32)
+    y = ops.batch_norm(x, mean, inv, gamma, beta, n_threads=1)
+    assert_close(y, reference.batch_norm(f64(x), f64(mean), f64(inv), f64(gamma), f64(beta)),
+                 tol=2e-5)
+    got = ops.batch_norm_backward(dy, x, mean, inv, gamma, n_threads=1)
+    want = reference.batch_norm_backward(f64(dy), f64(x), f64(mean), f64(inv), f64(gamma))
+    for g, r in zip(got, want):
+        assert_close(g, r, tol=2e-5)
+    for threads in (2, 3):
+        for a, b in zip((mean, var), ops.batch_norm_statistics(x, n_threads=threads)):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ops.batch_norm(x, mean, inv, gamma, beta,
+                                                     n_threads=threads), y)
+        for a, b in zip(got, ops.batch_norm_backward(dy, x, mean, inv, gamma,
+                                                     n_threads=threads)):
+            np.testing.assert_array_equal(a, b)
+    in_place = x.copy()
+    assert ops.batch_norm(in_place, mean, inv, gamma, beta, out=in_place) is in_place
+    np.testing.assert_array_equal(in_place, y)
+
+
+def test_batch_norm_ops_take_any_channels_last_shape_and_propagate_nan():
+    x = np.random.default_rng(2).standard_normal((2, 5, 4, 3)).astype(np.float32)
+    x[1, 2, 3, 1] = np.nan
+    mean, var = ops.batch_norm_statistics(x)
+    assert np.isnan(mean[1]) and np.isnan(var[1])
+    assert np.isfinite(mean[[0, 2]]).all() and np.isfinite(var[[0, 2]]).all()
+    ones, zeros = np.ones(3, np.float32), np.zeros(3, np.float32)
+    y = ops.batch_norm(x, mean, ones, ones, zeros)
+    assert y.shape == x.shape and np.isnan(y[..., 1]).all() and np.isfinite(y[..., 0]).all()
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: ops.batch_norm_statistics(np.ones((0, 3))), ValueError, "at least one row"),
+    (lambda: ops.batch_norm_statistics(np.ones(())), ValueError, "at least one channel"),
+    (lambda: ops.batch_norm_statistics(np.ones((2, 0))), ValueError, "at least one channel"),
+    (lambda: ops.batch_norm_statistics(np.ones((2, 3), complex)), TypeError, "real numbers"),
+    (lambda: ops.batch_norm(np.ones((2, 3)), np.zeros(3), np.ones(3), np.ones(4), np.zeros(3)),
+     ValueError, r"gamma must have shape \(3,\), got \(4,\)"),
+    (lambda: ops.batch_norm(np.ones((2, 3)), np.zeros((1, 3)), np.ones(3), np.ones(3),
+                            np.zeros(3)), ValueError, r"mean must have shape \(3,\)"),
+    (lambda: ops.batch_norm(np.ones((2, 3)), np.zeros(3), np.ones(3), np.ones(3), np.zeros(3),
+                            out=np.ones((2, 3))), ValueError, "out must be a writeable"),
+    (lambda: ops.batch_norm_backward(np.ones((2, 4)), np.ones((2, 3)), np.zeros(3), np.ones(3),
+                                     np.ones(3)), ValueError, "dy must have x's shape"),
+    (lambda: ops.batch_norm_backward(np.ones((2, 3)), np.ones((2, 3)), np.zeros(3), np.ones(2),
+                                     np.ones(3)), ValueError, r"inv_std must have shape \(3,\)"),
+])
+def test_batch_norm_ops_reject_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

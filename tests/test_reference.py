@@ -476,3 +476,47 @@ def test_rejects_non_real_dtypes_naming_the_argument(bad):
 def test_pool_backward_rejects_wrong_dy_shape(call):
     with pytest.raises(ValueError, match=r"dy.*\(1, 2, 2, 2\).*\(1, 2, 3, 2\)"):
         call(np.zeros((1, 2, 3, 2)))
+
+
+# ---- batch normalisation -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (2, 3, 4, 5), (1, 1, 1, 2)])
+def test_batch_norm_backward_matches_finite_differences(shape):
+    """Through the statistics too: mean and inv_std are x's own."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(2.0, 1.5, shape)
+    gamma, beta = rng.uniform(0.5, 1.5, shape[-1]), rng.standard_normal(shape[-1])
+    weights = rng.standard_normal(shape)
+
+    def normalized(x):
+        mean, var = R.batch_norm_statistics(x)
+        return R.batch_norm(x, mean, 1 / np.sqrt(var + 1e-3), gamma, beta)
+
+    mean, var = R.batch_norm_statistics(x)
+    dx, dgamma, dbeta = R.batch_norm_backward(weights, x, mean, 1 / np.sqrt(var + 1e-3), gamma)
+    np.testing.assert_allclose(dx, numerical_grad(lambda: np.sum(normalized(x) * weights), x),
+                               rtol=1e-5, atol=1e-7)
+    xhat = (x - mean) / np.sqrt(var + 1e-3)
+    np.testing.assert_allclose(dgamma, (weights * xhat).reshape(-1, shape[-1]).sum(axis=0))
+    np.testing.assert_allclose(dbeta, weights.reshape(-1, shape[-1]).sum(axis=0))
+
+
+def test_batch_norm_statistics_are_the_mean_and_biased_variance():
+    x = np.arange(24.0).reshape(2, 3, 4)
+    mean, var = R.batch_norm_statistics(x)
+    np.testing.assert_allclose(mean, x.reshape(-1, 4).mean(axis=0))
+    np.testing.assert_allclose(var, x.reshape(-1, 4).var(axis=0))
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: R.batch_norm_statistics(np.ones((0, 3))), "at least one row"),
+    (lambda: R.batch_norm_statistics(np.ones((3, 0))), "at least one channel"),
+    (lambda: R.batch_norm(np.ones((2, 3)), np.zeros(3), np.ones(2), np.ones(3), np.zeros(3)),
+     r"inv_std must have shape \(3,\)"),
+    (lambda: R.batch_norm_backward(np.ones((2, 4)), np.ones((2, 3)), np.zeros(3), np.ones(3),
+                                   np.ones(3)), "dy must have x's shape"),
+])
+def test_batch_norm_rejects_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,196 @@
+/* Batch normalisation over the channels of m rows (NHWC pixels, or any
+ * channels-last array): the batch statistics, the normalisation that applies
+ * them (or the moving ones), and the backward pass through both.
+ *
+ * The sums over rows run in double, in chunks of FC_BATCH_NORM_CHUNK_ROWS
+ * rows fixed by the shape, the chunks' partial sums added in chunk order: the
+ * same results for any thread count, and the variance taken around the mean
+ * (two passes over x) rather than as E[x^2] - E[x]^2, which cancels. Each
+ * chunk's rows are added one at a time across all channels, so the inner loop
+ * runs along contiguous channels and vectorises. */
+#include "fc_internal.h"
+
+static ptrdiff_t chunks_of(ptrdiff_t m)
+{
+    return fc_max(1, fc_ceil_div(m, FC_BATCH_NORM_CHUNK_ROWS));
+}
+
+/* part[j] = sum over rows r in [r0, r1) of (x[r][j] - shift[j]) (square: its
+ * square), in double. */
+FC_VECTOR_CLONES static void chunk_sums(const float *x, ptrdiff_t c, ptrdiff_t r0, ptrdiff_t r1,
+                                        const double *shift, int square, double *part)
+{
+    for (ptrdiff_t j = 0; j < c; ++j)
+        part[j] = 0.0;
+    for (ptrdiff_t r = r0; r < r1; ++r) {
+        const float *row = x + r * c;
+        if (square)
+            for (ptrdiff_t j = 0; j < c; ++j) {
+                const double v = (double)row[j] - shift[j];
+                part[j] += v * v;
+            }
+        else
+            for (ptrdiff_t j = 0; j < c; ++j)
+                part[j] += row[j];
+    }
+}
+
+/* out[j] = (sum over chunks of partials[chunk][j]) / m, in chunk order. */
+static void chunk_means(const double *partials, ptrdiff_t chunks, ptrdiff_t c, ptrdiff_t m,
+                        double *out)
+{
+    for (ptrdiff_t j = 0; j < c; ++j) {
+        double s = 0.0;
+        for (ptrdiff_t k = 0; k < chunks; ++k)
+            s += partials[k * c + j];
+        out[j] = s / (double)m;
+    }
+}
+
+int fc_batch_norm_statistics_f32(ptrdiff_t m, ptrdiff_t c, const float *x, float *mean,
+                                 float *var, int n_threads)
+{
+    if (m <= 0 || c <= 0)
+        return FC_OK;
+    const ptrdiff_t chunks = chunks_of(m);
+    double *partials = fc_aligned_alloc((size_t)((chunks + 2) * c) * sizeof(double));
+    if (!partials)
+        return FC_ERR_NOMEM;
+    double *mu = partials + chunks * c, *sq = mu + c;
+    n_threads = (int)fc_min(chunks, fc_threads_for((double)(m * c), FC_GRAIN_ELEMENTS, n_threads));
+    for (int pass = 0; pass < 2; ++pass) { /* the mean, then the squares around it */
+        fc_team team = FC_TEAM_INIT;
+        FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
+        {
+            FC_OMP(omp for schedule(static) nowait)
+            for (ptrdiff_t k = 0; k < chunks; ++k)
+                chunk_sums(x, c, k * m / chunks, (k + 1) * m / chunks, mu, pass,
+                           partials + k * c);
+            fc_team_leave(&team);
+        }
+        chunk_means(partials, chunks, c, m, pass ? sq : mu);
+    }
+    for (ptrdiff_t j = 0; j < c; ++j) {
+        mean[j] = (float)mu[j];
+        var[j] = (float)sq[j];
+    }
+    fc_aligned_free(partials);
+    return FC_OK;
+}
+
+/* y = (x - mean) scale + beta per channel, rows [r0, r1). */
+FC_VECTOR_CLONES static void normalize_rows(const float *x, ptrdiff_t c, ptrdiff_t r0,
+                                            ptrdiff_t r1, const float *mean, const float *scale,
+                                            const float *beta, float *y)
+{
+    for (ptrdiff_t r = r0; r < r1; ++r)
+        for (ptrdiff_t j = 0; j < c; ++j)
+            y[r * c + j] = (x[r * c + j] - mean[j]) * scale[j] + beta[j];
+}
+
+int fc_batch_norm_forward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *mean,
+                              const float *inv, const float *gamma, const float *beta, float *y,
+                              int n_threads)
+{
+    if (m <= 0 || c <= 0)
+        return FC_OK;
+    float *scale = fc_aligned_alloc((size_t)c * sizeof(float));
+    if (!scale)
+        return FC_ERR_NOMEM;
+    for (ptrdiff_t j = 0; j < c; ++j)
+        scale[j] = inv[j] * gamma[j];
+    const ptrdiff_t chunks = chunks_of(m);
+    n_threads = (int)fc_min(chunks, fc_threads_for((double)(m * c), FC_GRAIN_ELEMENTS, n_threads));
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
+    {
+        FC_OMP(omp for schedule(static) nowait)
+        for (ptrdiff_t k = 0; k < chunks; ++k)
+            normalize_rows(x, c, k * m / chunks, (k + 1) * m / chunks, mean, scale, beta, y);
+        fc_team_leave(&team);
+    }
+    fc_aligned_free(scale);
+    return FC_OK;
+}
+
+/* For rows [r0, r1): part[j] = sum of dy, part[c + j] = sum of dy * xhat
+ * (xhat = (x - mean) * inv), in double. */
+FC_VECTOR_CLONES static void chunk_gradient_sums(const float *x, const float *dy, ptrdiff_t c,
+                                                 ptrdiff_t r0, ptrdiff_t r1, const float *mean,
+                                                 const float *inv, double *part)
+{
+    for (ptrdiff_t j = 0; j < 2 * c; ++j)
+        part[j] = 0.0;
+    for (ptrdiff_t r = r0; r < r1; ++r) {
+        const float *xr = x + r * c, *dr = dy + r * c;
+        for (ptrdiff_t j = 0; j < c; ++j) {
+            const float xhat = (xr[j] - mean[j]) * inv[j];
+            part[j] += dr[j];
+            part[c + j] += (double)dr[j] * xhat;
+        }
+    }
+}
+
+/* dx = a dy + b (x - mean) + k per channel, rows [r0, r1). */
+FC_VECTOR_CLONES static void gradient_rows(const float *x, const float *dy, ptrdiff_t c,
+                                           ptrdiff_t r0, ptrdiff_t r1, const float *mean,
+                                           const float *a, const float *b, const float *k,
+                                           float *dx)
+{
+    for (ptrdiff_t r = r0; r < r1; ++r)
+        for (ptrdiff_t j = 0; j < c; ++j)
+            dx[r * c + j] = dy[r * c + j] * a[j] + ((x[r * c + j] - mean[j]) * b[j] + k[j]);
+}
+
+int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *dy,
+                               const float *mean, const float *inv, const float *gamma,
+                               float *dx, float *dgamma, float *dbeta, int n_threads)
+{
+    if (c <= 0)
+        return FC_OK;
+    const ptrdiff_t chunks = chunks_of(m);
+    /* Each chunk's sums of dy and dy * xhat; then a, b, k of gradient_rows. */
+    double *partials = fc_aligned_alloc((size_t)(chunks * 2 * c) * sizeof(double));
+    float *coef = fc_aligned_alloc((size_t)(3 * c) * sizeof(float));
+    if (!partials || !coef) {
+        fc_aligned_free(partials);
+        fc_aligned_free(coef);
+        return FC_ERR_NOMEM;
+    }
+    n_threads = (int)fc_min(chunks, fc_threads_for((double)(m * c), FC_GRAIN_ELEMENTS, n_threads));
+    fc_team sums = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
+    {
+        FC_OMP(omp for schedule(static) nowait)
+        for (ptrdiff_t k = 0; k < chunks; ++k)
+            chunk_gradient_sums(x, dy, c, k * m / chunks, (k + 1) * m / chunks, mean, inv,
+                                partials + k * 2 * c);
+        fc_team_leave(&sums);
+    }
+    float *a = coef, *b = coef + c, *k = coef + 2 * c;
+    for (ptrdiff_t j = 0; j < c; ++j) {
+        double s_dy = 0.0, s_dyx = 0.0;
+        for (ptrdiff_t q = 0; q < chunks; ++q) {
+            s_dy += partials[q * 2 * c + j];
+            s_dyx += partials[q * 2 * c + c + j];
+        }
+        dbeta[j] = (float)s_dy;
+        dgamma[j] = (float)s_dyx;
+        /* dx = g inv (dy - s_dy / m - xhat s_dyx / m), xhat = (x - mean) inv */
+        const double gi = (double)gamma[j] * inv[j], per_row = m > 0 ? 1.0 / (double)m : 0.0;
+        a[j] = (float)gi;
+        b[j] = (float)(-gi * inv[j] * s_dyx * per_row);
+        k[j] = (float)(-gi * s_dy * per_row);
+    }
+    fc_team rows = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
+    {
+        FC_OMP(omp for schedule(static) nowait)
+        for (ptrdiff_t q = 0; q < chunks; ++q)
+            gradient_rows(x, dy, c, q * m / chunks, (q + 1) * m / chunks, mean, a, b, k, dx);
+        fc_team_leave(&rows);
+    }
+    fc_aligned_free(partials);
+    fc_aligned_free(coef);
+    return FC_OK;
+}
