@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastconv import initializers, regularizers
+from fastconv import backend, initializers, regularizers
 from fastconv.layers.base import Layer
 
 __all__ = ["BatchNormalization"]
@@ -91,65 +91,55 @@ class BatchNormalization(Layer):
         self.moving_variance = self.add_weight(
             "moving_variance", (c,), self.moving_variance_initializer, trainable=False
         )
-        self._reduce = tuple(i for i in range(rank) if i != self._axis)
-        self._bshape = tuple(c if i == self._axis else 1 for i in range(rank))
         super().build(input_shape)
 
-    def _param(self, weight, default):
-        return default if weight is None else weight.value.reshape(self._bshape)
+    def _channels_last(self, a):
+        """``a`` with the feature axis last (a view; the kernels copy it when
+        that makes it non-contiguous)."""
+        return a if self._axis == a.ndim - 1 else np.moveaxis(a, self._axis, -1)
+
+    def _restored(self, a):
+        return a if self._axis == a.ndim - 1 else np.moveaxis(a, -1, self._axis)
 
     def forward(self, x, training=False):
-        gamma = self._param(self.gamma, 1.0)
-        beta = self._param(self.beta, 0.0)
+        kernels = backend.kernels()
+        x = self._channels_last(x)
+        c = x.shape[-1]
+        gamma = np.ones(c, x.dtype) if self.gamma is None else self.gamma.value
+        beta = np.zeros(c, x.dtype) if self.beta is None else self.beta.value
         if not (training and self.trainable):
+            mean = self.moving_mean.value
             inv = 1.0 / np.sqrt(self.moving_variance.value + self.epsilon)
-            scale = gamma * inv.reshape(self._bshape)
-            shift = beta - self.moving_mean.value.reshape(self._bshape) * scale
-            self._cache = ("inference", scale, x, inv)
-            y = x * scale
-            y += shift
-            return y
-        m = x.size // x.shape[self._axis]
-        mean = x.mean(axis=self._reduce, keepdims=True)
-        xc = x - mean
-        var = np.square(xc).mean(axis=self._reduce, keepdims=True)
-        inv = 1.0 / np.sqrt(var + self.epsilon)
-        xhat = xc
-        xhat *= inv
-        self._cache = ("training", xhat, inv, gamma)
-        keep = self.momentum
-        self.moving_mean.value *= keep
-        self.moving_mean.value += (1 - keep) * mean.reshape(-1)
-        self.moving_variance.value *= keep
-        self.moving_variance.value += ((1 - keep) * m / max(m - 1, 1)) * var.reshape(-1)
-        y = xhat * gamma
-        y += beta
-        return y
+            self._cache = ("inference", x, mean, inv, gamma)
+        else:
+            mean, var = kernels.batch_norm_statistics(x)
+            inv = 1.0 / np.sqrt(var + self.epsilon)
+            self._cache = ("training", x, mean, inv, gamma)
+            m = x.size // c
+            keep = self.momentum
+            self.moving_mean.value *= keep
+            self.moving_mean.value += (1 - keep) * mean
+            self.moving_variance.value *= keep
+            self.moving_variance.value += ((1 - keep) * m / max(m - 1, 1)) * var
+        return self._restored(kernels.batch_norm(x, mean, inv, gamma, beta))
 
     def backward(self, dy):
-        if self._cache[0] == "inference":
-            _, scale, x, inv = self._cache
-            if self.trainable:
-                mean = self.moving_mean.value.reshape(self._bshape)
-                self._weight_gradients(dy, (x - mean) * inv.reshape(self._bshape))
-            return dy * scale
-        _, xhat, inv, gamma = self._cache
+        mode, x, mean, inv, gamma = self._cache
+        dy = self._channels_last(dy)
+        if mode == "training":  # the statistics depend on x too
+            dx, dgamma, dbeta = backend.kernels().batch_norm_backward(dy, x, mean, inv, gamma)
+        else:  # fixed statistics: a per-channel affine map
+            c = x.shape[-1]
+            dy2 = dy.reshape(-1, c)
+            dgamma = (dy2 * ((x.reshape(-1, c) - mean) * inv)).sum(axis=0)
+            dbeta = dy2.sum(axis=0)
+            dx = dy * (gamma * inv)
         if self.trainable:
-            self._weight_gradients(dy, xhat)
-        # dx = inv / m * (m * g - sum(g) - xhat * sum(g * xhat)) with g = dy * gamma.
-        g = dy * gamma
-        mean_g = g.mean(axis=self._reduce, keepdims=True)
-        mean_gx = (g * xhat).mean(axis=self._reduce, keepdims=True)
-        g -= mean_g
-        g -= xhat * mean_gx
-        g *= inv
-        return g
-
-    def _weight_gradients(self, dy, xhat) -> None:
-        if self.gamma is not None:
-            self.gamma.grad = (dy * xhat).sum(axis=self._reduce)
-        if self.beta is not None:
-            self.beta.grad = dy.sum(axis=self._reduce)
+            if self.gamma is not None:
+                self.gamma.grad = dgamma
+            if self.beta is not None:
+                self.beta.grad = dbeta
+        return self._restored(dx)
 
     def get_config(self):
         config = super().get_config()
