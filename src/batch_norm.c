@@ -131,15 +131,19 @@ FC_VECTOR_CLONES static void chunk_gradient_sums(const float *x, const float *dy
     }
 }
 
-/* dx = a dy + b (x - mean) + k per channel, rows [r0, r1). */
+/* dx = g (dy - mb - xhat mg) per channel, xhat = (x - mean) inv, rows
+ * [r0, r1): the reference's order of operations, so that an infinite gamma
+ * or sum gives the same infinities and NaN. */
 FC_VECTOR_CLONES static void gradient_rows(const float *x, const float *dy, ptrdiff_t c,
                                            ptrdiff_t r0, ptrdiff_t r1, const float *mean,
-                                           const float *a, const float *b, const float *k,
-                                           float *dx)
+                                           const float *inv, const float *g, const float *mb,
+                                           const float *mg, float *dx)
 {
     for (ptrdiff_t r = r0; r < r1; ++r)
-        for (ptrdiff_t j = 0; j < c; ++j)
-            dx[r * c + j] = dy[r * c + j] * a[j] + ((x[r * c + j] - mean[j]) * b[j] + k[j]);
+        for (ptrdiff_t j = 0; j < c; ++j) {
+            const float xhat = (x[r * c + j] - mean[j]) * inv[j];
+            dx[r * c + j] = g[j] * (dy[r * c + j] - mb[j] - xhat * mg[j]);
+        }
 }
 
 int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *dy,
@@ -149,7 +153,7 @@ int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const f
     if (c <= 0)
         return FC_OK;
     const ptrdiff_t chunks = chunks_of(m);
-    /* Each chunk's sums of dy and dy * xhat; then a, b, k of gradient_rows. */
+    /* Each chunk's sums of dy and dy * xhat; then g, mb, mg of gradient_rows. */
     double *partials = fc_aligned_alloc((size_t)(chunks * 2 * c) * sizeof(double));
     float *coef = fc_aligned_alloc((size_t)(3 * c) * sizeof(float));
     if (!partials || !coef) {
@@ -167,7 +171,7 @@ int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const f
                                 partials + k * 2 * c);
         fc_team_leave(&sums);
     }
-    float *a = coef, *b = coef + c, *k = coef + 2 * c;
+    float *g = coef, *mb = coef + c, *mg = coef + 2 * c;
     for (ptrdiff_t j = 0; j < c; ++j) {
         double s_dy = 0.0, s_dyx = 0.0;
         for (ptrdiff_t q = 0; q < chunks; ++q) {
@@ -176,18 +180,18 @@ int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const f
         }
         dbeta[j] = (float)s_dy;
         dgamma[j] = (float)s_dyx;
-        /* dx = g inv (dy - s_dy / m - xhat s_dyx / m), xhat = (x - mean) inv */
-        const double gi = (double)gamma[j] * inv[j], per_row = m > 0 ? 1.0 / (double)m : 0.0;
-        a[j] = (float)gi;
-        b[j] = (float)(-gi * inv[j] * s_dyx * per_row);
-        k[j] = (float)(-gi * s_dy * per_row);
+        const double rows = (double)fc_max(m, 1);
+        g[j] = gamma[j] * inv[j];
+        mb[j] = (float)(s_dy / rows);
+        mg[j] = (float)(s_dyx / rows);
     }
     fc_team rows = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t q = 0; q < chunks; ++q)
-            gradient_rows(x, dy, c, q * m / chunks, (q + 1) * m / chunks, mean, a, b, k, dx);
+            gradient_rows(x, dy, c, q * m / chunks, (q + 1) * m / chunks, mean, inv, g, mb, mg,
+                          dx);
         fc_team_leave(&rows);
     }
     fc_aligned_free(partials);

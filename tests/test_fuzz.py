@@ -663,6 +663,58 @@ def test_fuzz_dense(case):
     )
 
 
+# ---- batch normalisation -------------------------------------------------------------
+
+
+@st.composite
+def batch_norm_cases(draw):
+    """x of 1-4 dimensions (channels last), dy, and per-channel vectors,
+    (less often) one of them spoilt."""
+    spoil = draw(st.sampled_from(["none"] * 6 + ["x_dtype", "vector_shape", "vector_dtype",
+                                                 "dy_shape", "threads", "scalar"]))
+    ndim = draw(st.integers(1, 4))
+    shape = [draw(st.integers(0, 4)) for _ in range(ndim - 1)] + [draw(st.sampled_from([0, 1, 3, 16, 17]))]
+    c = shape[-1]
+    if spoil == "scalar":
+        shape = []
+    vectors = {}
+    for name in ("mean", "inv_std", "gamma", "beta"):
+        vshape = [c]
+        if spoil == "vector_shape" and draw(st.booleans()):
+            vshape = draw(st.sampled_from([[c + 1], [1, c], []]))
+        vectors[name] = draw(bad_arrays(vshape) if spoil == "vector_dtype" and draw(st.booleans())
+                             else arrays(vshape))
+    dy_shape = list(shape)
+    if spoil == "dy_shape":
+        dy_shape = dy_shape[:-1] + [c + 1] if dy_shape else [2]
+    return dict(
+        x=draw(bad_arrays(shape) if spoil == "x_dtype" else arrays(shape)),
+        dy=draw(arrays(dy_shape)), **vectors,
+        n_threads=draw(BAD_THREADS if spoil == "threads" else GOOD_THREADS),
+    )
+
+
+@fuzz_settings(300)
+@given(case=batch_norm_cases())
+def test_fuzz_batch_norm(case):
+    x, dy = build(case["x"]), build(case["dy"])
+    mean, inv, gamma, beta = (build(case[k]) for k in ("mean", "inv_std", "gamma", "beta"))
+    nt, bad_threads = case["n_threads"], threads_invalid(case["n_threads"])
+    check(lambda: ops.batch_norm_statistics(x, n_threads=nt),
+          lambda: reference.batch_norm_statistics(widen(x)),
+          ("x", "n_threads"), other_invalid=bad_threads,
+          compare=lambda got, want: [assert_matches(g, w) for g, w in zip(got, want)])
+    check(lambda: ops.batch_norm(x, mean, inv, gamma, beta, n_threads=nt),
+          lambda: reference.batch_norm(widen(x), widen(mean), widen(inv), widen(gamma),
+                                       widen(beta)),
+          ("x", "mean", "inv_std", "gamma", "beta", "n_threads"), other_invalid=bad_threads)
+    check(lambda: ops.batch_norm_backward(dy, x, mean, inv, gamma, n_threads=nt),
+          lambda: reference.batch_norm_backward(widen(dy), widen(x), widen(mean), widen(inv),
+                                                widen(gamma)),
+          ("dy", "x", "mean", "inv_std", "gamma", "n_threads"), other_invalid=bad_threads,
+          compare=lambda got, want: [assert_matches(g, w) for g, w in zip(got, want)])
+
+
 # ---- crashes and bugs found by fuzzing, kept as plain tests -------------------------------
 
 
