@@ -126,19 +126,20 @@ class BatchNormalization(Layer):
     def backward(self, dy):
         mode, x, mean, inv, gamma = self._cache
         dy = self._channels_last(dy)
-        if mode == "training":  # the statistics depend on x too
+        if mode == "training":  # the statistics depend on x too (and the layer is trainable)
             dx, dgamma, dbeta = backend.kernels().batch_norm_backward(dy, x, mean, inv, gamma)
         else:  # fixed statistics: a per-channel affine map
+            dx = dy * (gamma * inv)
+            if not self.trainable:  # frozen: no weight gradients to take
+                return self._restored(dx)
             c = x.shape[-1]
             dy2 = dy.reshape(-1, c)
             dgamma = (dy2 * ((x.reshape(-1, c) - mean) * inv)).sum(axis=0)
             dbeta = dy2.sum(axis=0)
-            dx = dy * (gamma * inv)
-        if self.trainable:
-            if self.gamma is not None:
-                self.gamma.grad = dgamma
-            if self.beta is not None:
-                self.beta.grad = dbeta
+        if self.gamma is not None:
+            self.gamma.grad = dgamma
+        if self.beta is not None:
+            self.beta.grad = dbeta
         return self._restored(dx)
 
     def get_config(self):
