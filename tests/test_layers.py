@@ -344,3 +344,43 @@ def test_unknown_keyword_raises_type_error():
 def test_conv2d_rejects_inputs_of_the_wrong_rank():
     with pytest.raises(ValueError, match=r"\(n, h, w, c\)"):
         layers.Conv2D(2, 3).build((None, 5, 5))
+
+
+def test_plain_relu_layer_runs_as_the_relu_activation():
+    """ReLU() is max(x, 0) (0 at -inf, NaN kept), its gradient dy where the
+    output is positive (0 at x = 0, as TensorFlow's): the bits of
+    Activation("relu"), on the ReLU kernel."""
+    x = RNG.standard_normal((3, 5, 5, 4)).astype(np.float32)
+    x.flat[::5], x.flat[::7], x.flat[::11] = 0.0, -np.inf, np.nan
+    dy = RNG.standard_normal(x.shape).astype(np.float32)
+    plain, activation = layers.ReLU(), layers.Activation("relu")
+    y = plain.forward(x, training=True)
+    np.testing.assert_array_equal(y, activation.forward(x, training=True))
+    assert (y[x == -np.inf] == 0).all() and np.isnan(y[np.isnan(x)]).all()
+    dx = plain.backward(dy.copy())
+    np.testing.assert_array_equal(dx, activation.backward(dy.copy()))
+    assert (dx[x == 0] == 0).all()
+
+
+@pytest.mark.parametrize("layer", [layers.LeakyReLU(), layers.ReLU(max_value=6.0),
+                                   layers.ReLU(negative_slope=0.1, max_value=1.0),
+                                   layers.LeakyReLU(alpha=1.5), layers.ReLU(threshold=0.5)],
+                         ids=["leaky", "relu6", "leaky-capped", "steep", "threshold"])
+def test_relu_variants_match_their_formula_bit_for_bit(layer):
+    """y = x at or above the threshold (capped at max_value), negative_slope *
+    (x - threshold) below it or at NaN; the gradient's slope 1, negative_slope,
+    or 0 at and above the cap."""
+    x = RNG.standard_normal((4, 6, 6, 3)).astype(np.float32) * 4
+    x.flat[::5], x.flat[::7], x.flat[::11] = 0.0, 6.0, np.nan
+    dy = RNG.standard_normal(x.shape).astype(np.float32)
+    t, s, cap = layer.threshold, layer.negative_slope, layer.max_value
+    with np.errstate(invalid="ignore"):
+        want = np.where(x >= t, x, np.float32(s) * (x - np.float32(t))).astype(np.float32)
+    if cap is not None:
+        want = np.minimum(want, np.float32(cap))
+    slope = np.where(x >= t, np.float32(1), np.float32(s))
+    if cap is not None:
+        slope[x >= cap] = 0
+    np.testing.assert_array_equal(layer.forward(x, training=True).view(np.uint32),
+                                  want.view(np.uint32))
+    np.testing.assert_array_equal(layer.backward(dy.copy()), dy * slope)

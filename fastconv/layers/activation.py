@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastconv import backend
 from fastconv.layers.activated import ActivatedLayer
 from fastconv.layers.base import Layer
 
@@ -46,9 +47,31 @@ class ReLU(Layer):
         self.max_value = None if max_value is None else float(max_value)
         self.negative_slope = float(negative_slope)
         self.threshold = float(threshold)
-        self._x = None
+        self._x = self._y = self._slope = None
+
+    @property
+    def _plain(self) -> bool:
+        """Whether this is max(x, 0), which runs as Activation("relu") does."""
+        return self.max_value is None and self.negative_slope == 0.0 and self.threshold == 0.0
 
     def forward(self, x, training=False):
+        self._x = self._y = self._slope = None
+        if self._plain:  # the gradient is taken from the output
+            self._y = np.maximum(x, x.dtype.type(0))
+            return self._y
+        if self.threshold == 0.0:
+            # Each element's slope, 1 or negative_slope, looked up from x >= 0
+            # (a NaN takes negative_slope): y = x * slope is the same bits as
+            # np.where, which over a random mask ran at a tenth of the speed,
+            # and the slope is the backward pass's too.
+            at_or_above = (x >= 0).view(np.uint8)
+            slope = np.array([self.negative_slope, 1.0], x.dtype).take(at_or_above)
+            y = x * slope
+            if self.max_value is not None:
+                np.minimum(y, x.dtype.type(self.max_value), out=y)
+                slope *= ~(x >= self.max_value)
+            self._slope = slope
+            return y
         self._x = x
         y = np.where(x >= self.threshold, x, self.negative_slope * (x - self.threshold))
         if self.max_value is not None:
@@ -56,6 +79,11 @@ class ReLU(Layer):
         return y.astype(x.dtype, copy=False)
 
     def backward(self, dy):
+        if self._plain:  # dy where the output is positive, in place where dy allows
+            in_place = dy.dtype == self._y.dtype and dy.flags.c_contiguous and dy.flags.writeable
+            return backend.kernels().relu_backward(dy, self._y, out=dy if in_place else None)
+        if self._slope is not None:
+            return dy * self._slope
         x = self._x
         slope = np.where(x >= self.threshold, 1.0, self.negative_slope).astype(dy.dtype)
         if self.max_value is not None:
