@@ -347,9 +347,9 @@ def test_conv2d_rejects_inputs_of_the_wrong_rank():
 
 
 def test_plain_relu_layer_runs_as_the_relu_activation():
-    """ReLU() is max(x, 0) (0 at -inf, NaN kept), its gradient dy where the
-    output is positive (0 at x = 0, as TensorFlow's): the bits of
-    Activation("relu"), on the ReLU kernel."""
+    """ReLU() and Activation("relu") are max(x, 0) (0 at -inf, NaN kept), their
+    gradient dy where the output is positive (0 at x = 0, as TensorFlow's), both
+    on the ReLU kernel: the same bits."""
     x = RNG.standard_normal((3, 5, 5, 4)).astype(np.float32)
     x.flat[::5], x.flat[::7], x.flat[::11] = 0.0, -np.inf, np.nan
     dy = RNG.standard_normal(x.shape).astype(np.float32)
@@ -357,9 +357,10 @@ def test_plain_relu_layer_runs_as_the_relu_activation():
     y = plain.forward(x, training=True)
     np.testing.assert_array_equal(y, activation.forward(x, training=True))
     assert (y[x == -np.inf] == 0).all() and np.isnan(y[np.isnan(x)]).all()
+    dy[0, 0, 0, :] = np.nan  # where y <= 0, a NaN gradient stops, as TensorFlow's
     dx = plain.backward(dy.copy())
     np.testing.assert_array_equal(dx, activation.backward(dy.copy()))
-    assert (dx[x == 0] == 0).all()
+    assert (dx[x == 0] == 0).all() and (dx[(y <= 0) & ~np.isnan(y)] == 0).all()
 
 
 @pytest.mark.parametrize("layer", [layers.LeakyReLU(), layers.ReLU(max_value=6.0),

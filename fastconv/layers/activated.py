@@ -58,7 +58,7 @@ class ActivatedLayer(Layer):
 
     def _activation_backward(self, dy: np.ndarray) -> np.ndarray:
         """``dL/dz`` from ``dL/dy``."""
-        if self.fused_relu:
+        if self.activation is activations.relu:  # fused or not, from the output
             # dy is ours to overwrite (see Layer.backward), which saves a
             # full-size temporary in every ReLU layer of every step.
             in_place = dy.dtype == self._y.dtype and dy.flags.c_contiguous and dy.flags.writeable
