@@ -140,7 +140,8 @@ def run(layers=LAYERS, threads: int = 2, rounds: int | None = None) -> list[tupl
 
 
 def report(results) -> str:
-    lines = ["| layer | shape | pass | fastconv ms | torch-nchw ms | torch-nhwc ms | x faster torch |",
+    lines = ["| layer | shape | pass | fastconv ms | torch-nchw ms | torch-nhwc ms "
+             "| x faster torch |",
              "|---|---|---|---:|---:|---:|---:|"]
     for layer, passes in results:
         for name, ms in passes.items():

@@ -514,7 +514,9 @@ def dropout(x: ArrayLike, rate: float, seed: int, *, out: np.ndarray | None = No
 def _channel_rows(x: np.ndarray, name: str) -> tuple[int, int]:
     """Rows and channels of x taken as (rows, channels), channels last."""
     if x.ndim < 1 or x.shape[-1] == 0:
-        raise ValueError(f"{name} must have at least one channel on its last axis, got shape {x.shape}")
+        raise ValueError(
+            f"{name} must have at least one channel on its last axis, got shape {x.shape}"
+        )
     return x.size // x.shape[-1], x.shape[-1]
 
 
