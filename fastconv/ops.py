@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastconv import _kernels, _random
+from fastconv._relu import leaky_relu_arguments
 from fastconv._geometry import check_argmax_window, conv2d_geometry, pool2d_geometry
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "matmul",
     "dense",
     "relu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
     "dropout",
     "batch_norm_statistics",
     "batch_norm",
@@ -485,6 +488,46 @@ def relu_backward(dy: ArrayLike, y: ArrayLike, *, out: np.ndarray | None = None,
         raise ValueError(f"y must have dy's shape {dy.shape}, got {y.shape}")
     out = _output_like(dy, out)
     _kernels.relu_backward(dy.reshape(-1), y.reshape(-1), out.reshape(-1), n_threads)
+    return out
+
+
+def leaky_relu(x: ArrayLike, negative_slope: float, *, max_value: float | None = None,
+               out: np.ndarray | None = None, n_threads: int | None = None) -> np.ndarray:
+    """The leaky ReLU, optionally capped: ``x`` where ``x > 0``,
+    ``negative_slope * x`` elsewhere, then ``max_value`` wherever that is
+    above it (Keras's ``ReLU(max_value, negative_slope)`` and ``LeakyReLU``;
+    a slope of 0 is the ReLU, and gives 0 for -inf, not NaN). NaN stays NaN.
+
+    ``out``, when given, receives the result and is returned: a C-contiguous,
+    writeable float32 array of ``x``'s shape, which may be ``x`` itself.
+    """
+    negative_slope, cap = leaky_relu_arguments(negative_slope, max_value)
+    x = _as_f32(x, "x")
+    out = _output_like(x, out)
+    _kernels.leaky_relu(x.reshape(-1), out.reshape(-1), negative_slope, cap, n_threads)
+    return out
+
+
+def leaky_relu_backward(dy: ArrayLike, y: ArrayLike, negative_slope: float, *,
+                        max_value: float | None = None, out: np.ndarray | None = None,
+                        n_threads: int | None = None) -> np.ndarray:
+    """Gradient through `leaky_relu`, from its output ``y``: 0 where a cap is
+    set and ``y >= max_value``, else ``dy`` where ``y > 0``, else
+    ``negative_slope * dy`` (at 0 too, as TensorFlow and PyTorch take it; 0
+    for a slope of 0, even where ``dy`` is infinite).
+
+    ``out``, when given, receives the result and is returned: a C-contiguous,
+    writeable float32 array of ``dy``'s shape, which may be ``dy`` itself but
+    must not otherwise overlap ``dy`` or ``y``.
+    """
+    negative_slope, cap = leaky_relu_arguments(negative_slope, max_value)
+    dy = _as_f32(dy, "dy")
+    y = _as_f32(y, "y")
+    if y.shape != dy.shape:
+        raise ValueError(f"y must have dy's shape {dy.shape}, got {y.shape}")
+    out = _output_like(dy, out)
+    _kernels.leaky_relu_backward(dy.reshape(-1), y.reshape(-1), out.reshape(-1),
+                                 negative_slope, cap, n_threads)
     return out
 
 

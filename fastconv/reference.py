@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastconv import _random
+from fastconv._relu import leaky_relu_arguments
 from fastconv._geometry import (
     POOL_ARGMAX_POSITIVE,
     Conv2DGeometry,
@@ -46,6 +47,8 @@ __all__ = [
     "avg_pool2d_backward",
     "matmul",
     "relu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
     "dropout",
     "batch_norm_statistics",
     "batch_norm",
@@ -578,6 +581,68 @@ def relu_backward(dy: ArrayLike, y: ArrayLike, *, out: np.ndarray | None = None)
     if y.shape != dy.shape:
         raise ValueError(f"y must have dy's shape {dy.shape}, got {y.shape}")
     dz = np.where(y > 0, dy, np.zeros((), dy.dtype))
+    if out is None:
+        return dz
+    out[...] = dz
+    return out
+
+
+def leaky_relu(x: ArrayLike, negative_slope: float, *, max_value: float | None = None,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """The leaky ReLU capped at ``max_value``: ``x`` where ``x > 0``,
+    ``negative_slope * x`` elsewhere (0 for a slope of 0), then ``max_value``
+    wherever that is above it. NaN stays NaN.
+
+    Parameters
+    ----------
+    x : array_like
+    negative_slope : float >= 0
+    max_value : float >= 0, optional (None: no cap)
+    out : ndarray of x's shape, optional; receives the result (it may be x)
+
+    Returns
+    -------
+    y : ndarray, float32 or float64 (``out`` when given)
+    """
+    negative_slope, cap = leaky_relu_arguments(negative_slope, max_value)
+    (x,) = _as_float_arrays((x, "x"))
+    zero = np.zeros((), x.dtype)
+    below = zero if negative_slope == 0 else x * x.dtype.type(negative_slope)
+    y = np.where(x > 0, x, np.where(np.isnan(x), x, below))
+    y = np.where(y > cap, x.dtype.type(cap), y)
+    if out is None:
+        return y
+    out[...] = y
+    return out
+
+
+def leaky_relu_backward(dy: ArrayLike, y: ArrayLike, negative_slope: float, *,
+                        max_value: float | None = None,
+                        out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient through `leaky_relu` from its output ``y``: 0 where a cap is
+    set and ``y >= max_value``, else ``dy`` where ``y > 0``, else
+    ``negative_slope * dy`` (0 for a slope of 0).
+
+    Parameters
+    ----------
+    dy : array_like, the gradient of the output
+    y : array_like of dy's shape, the output
+    negative_slope, max_value : as `leaky_relu`'s
+    out : ndarray of dy's shape, optional; receives the result (it may be dy)
+
+    Returns
+    -------
+    dz : ndarray, float32 or float64 (``out`` when given)
+    """
+    negative_slope, cap = leaky_relu_arguments(negative_slope, max_value)
+    dy, y = _as_float_arrays((dy, "dy"), (y, "y"))
+    if y.shape != dy.shape:
+        raise ValueError(f"y must have dy's shape {dy.shape}, got {y.shape}")
+    zero = np.zeros((), dy.dtype)
+    below = zero if negative_slope == 0 else dy * dy.dtype.type(negative_slope)
+    dz = np.where(y > 0, dy, below)
+    if cap < np.inf:
+        dz = np.where(y >= cap, zero, dz)
     if out is None:
         return dz
     out[...] = dz

@@ -95,6 +95,11 @@ cdef extern from "fastconv.h" nogil:
 
     int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y, float *dz,
                              int n_threads)
+    int fc_leaky_relu_f32(ptrdiff_t n, const float *x, float negative_slope, float max_value,
+                          float *y, int n_threads)
+    int fc_leaky_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y,
+                                   float negative_slope, float max_value, float *dz,
+                                   int n_threads)
     int fc_dropout_f32(ptrdiff_t n, const float *x, float *y, uint64_t seed,
                        uint32_t threshold, float scale, int n_threads)
     int fc_batch_norm_statistics_f32(ptrdiff_t m, ptrdiff_t c, const float *x, float *mean,

@@ -694,6 +694,38 @@ def relu_backward(const float[::1] dy, const float[::1] y, float[::1] out, n_thr
     _check(status)
 
 
+def leaky_relu(const float[::1] x, float[::1] out, float negative_slope, float max_value,
+               n_threads=None):
+    """out = the leaky ReLU of x capped at max_value, over 1-D views of equal
+    length; out may be x."""
+    _expect((out.shape[0],), (x.shape[0],), "out")
+    cdef int nt = _resolve_threads(n_threads)
+    cdef ptrdiff_t n = x.shape[0]
+    cdef const float *x_p = _p1(x)
+    cdef float *out_p = _w1(out)
+    cdef int status
+    with nogil:
+        status = fc_leaky_relu_f32(n, x_p, negative_slope, max_value, out_p, nt)
+    _check(status)
+
+
+def leaky_relu_backward(const float[::1] dy, const float[::1] y, float[::1] out,
+                        float negative_slope, float max_value, n_threads=None):
+    """out = the leaky ReLU's gradient from its output y, over 1-D views of
+    equal length; out may be dy."""
+    _expect((y.shape[0],), (dy.shape[0],), "y")
+    _expect((out.shape[0],), (dy.shape[0],), "out")
+    cdef int nt = _resolve_threads(n_threads)
+    cdef ptrdiff_t n = dy.shape[0]
+    cdef const float *dy_p = _p1(dy)
+    cdef const float *y_p = _p1(y)
+    cdef float *out_p = _w1(out)
+    cdef int status
+    with nogil:
+        status = fc_leaky_relu_backward_f32(n, dy_p, y_p, negative_slope, max_value, out_p, nt)
+    _check(status)
+
+
 # ---- batch normalisation -----------------------------------------------------------
 
 def batch_norm_statistics(const float[:, ::1] x, float[::1] mean, float[::1] var,

@@ -233,13 +233,30 @@ int fc_conv2d_max_pool2d_backward_f32(const fc_conv2d_desc *d, const fc_pool2d_d
                                       const float *w, float *dx, float *dw, float *db,
                                       int n_threads);
 
-/* ---- ReLU backward ------------------------------------------------------- */
+/* ---- ReLU family -------------------------------------------------------- */
 
 /* dz[i] = dy[i] where the ReLU's output y[i] > 0, else 0 (a NaN y passes no
  * gradient; an infinite dy where y <= 0 gives 0, not NaN), for i < n.
  * Overwrites dz, which may be dy itself. */
 int fc_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y, float *dz,
                          int n_threads);
+
+/* The leaky ReLU, capped at max_value (+inf: no cap): y[i] = x[i] where
+ * x[i] > 0, negative_slope * x[i] (0 for a slope of 0) where x[i] <= 0, then
+ * max_value wherever that is above it; NaN stays NaN. Overwrites y, which
+ * may be x itself. FC_ERR_UNSUPPORTED unless 0 <= negative_slope < inf and
+ * max_value >= 0. */
+int fc_leaky_relu_f32(ptrdiff_t n, const float *x, float negative_slope, float max_value,
+                      float *y, int n_threads);
+
+/* Its gradient from its output y: dz[i] = 0 where a cap is set and
+ * y[i] >= max_value, else dy[i] where y[i] > 0, else negative_slope * dy[i]
+ * (0 for a slope of 0, also where dy[i] is infinite or NaN). At 0 the slope
+ * is negative_slope, as TensorFlow's and PyTorch's gradients take it.
+ * Overwrites dz, which may be dy itself. Arguments as fc_leaky_relu_f32's. */
+int fc_leaky_relu_backward_f32(ptrdiff_t n, const float *dy, const float *y,
+                               float negative_slope, float max_value, float *dz,
+                               int n_threads);
 
 /* ---- dropout ------------------------------------------------------------ */
 

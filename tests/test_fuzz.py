@@ -716,6 +716,44 @@ def test_fuzz_batch_norm(case):
           compare=lambda got, want: [assert_matches(g, w) for g, w in zip(got, want)])
 
 
+# ---- leaky ReLU ---------------------------------------------------------------------
+
+BAD_SLOPES = [-0.5, np.nan, np.inf, True, "0.2", None, np.float32(-1)]
+BAD_CAPS = [-1.0, np.nan, False, "6", [6.0]]
+
+
+@st.composite
+def leaky_relu_cases(draw):
+    """x and dy of 0-4 dimensions, a slope and a cap, (less often) one thing spoilt."""
+    spoil = draw(st.sampled_from(["none"] * 6 + ["x_dtype", "dy_shape", "slope", "cap",
+                                                 "threads"]))
+    shape = [draw(st.integers(0, 5)) for _ in range(draw(st.integers(0, 4)))]
+    dy_shape = shape + [2] if spoil == "dy_shape" else shape
+    slope = draw(st.sampled_from([0.0, 0.01, 0.3, 1.0, 2.5, np.float32(0.2), 1]))
+    cap = draw(st.sampled_from([None, None, 0.0, 1.0, 6, np.float64(6.0), np.inf]))
+    return dict(
+        x=draw(bad_arrays(shape) if spoil == "x_dtype" else arrays(shape)),
+        dy=draw(arrays(dy_shape)),
+        slope=draw(st.sampled_from(BAD_SLOPES)) if spoil == "slope" else slope,
+        cap=draw(st.sampled_from(BAD_CAPS)) if spoil == "cap" else cap,
+        n_threads=draw(BAD_THREADS if spoil == "threads" else GOOD_THREADS),
+    )
+
+
+@fuzz_settings(300)
+@given(case=leaky_relu_cases())
+def test_fuzz_leaky_relu(case):
+    x, dy, slope, cap = build(case["x"]), build(case["dy"]), case["slope"], case["cap"]
+    nt, bad_threads = case["n_threads"], threads_invalid(case["n_threads"])
+    names = ("x", "dy", "y", "negative_slope", "max_value", "n_threads")
+    check(lambda: ops.leaky_relu(x, slope, max_value=cap, n_threads=nt),
+          lambda: reference.leaky_relu(widen(x), slope, max_value=cap),
+          names, other_invalid=bad_threads)
+    check(lambda: ops.leaky_relu_backward(dy, x, slope, max_value=cap, n_threads=nt),
+          lambda: reference.leaky_relu_backward(widen(dy), widen(x), slope, max_value=cap),
+          names, other_invalid=bad_threads)
+
+
 # ---- crashes and bugs found by fuzzing, kept as plain tests -------------------------------
 
 

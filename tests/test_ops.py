@@ -332,6 +332,83 @@ def test_relu_backward_refuses_bad_arguments():
         ops.relu_backward(dy, y, out=frozen)
 
 
+SPECIALS = np.array([np.nan, -np.inf, np.inf, 0.0, -0.0, -1e-45, 1e-45, 6.0, 1.0, -6.0],
+                    np.float32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.sampled_from([(0,), (1,), (10,), (33,), (3, 4, 5, 6), (16, 9, 9, 32)]),
+    negative_slope=st.one_of(st.sampled_from([0.0, 0.01, 0.2, 0.3, 1.0, 1.5]),
+                             st.floats(0, 4, width=32)),
+    max_value=st.one_of(st.none(), st.sampled_from([0.0, 1.0, 6.0]), st.floats(0, 8, width=32)),
+    threads=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_leaky_relu_matches_the_reference_bit_for_bit(shape, negative_slope, max_value, threads,
+                                                      seed):
+    """Both passes against the NumPy twin in float32, bit for bit, with NaN,
+    infinities, signed zeros, values whose product with the slope underflows
+    and values at the cap; dy with infinities and NaN; in place; any thread
+    count."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 4).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    flat_x, flat_dy = x.reshape(-1), dy.reshape(-1)
+    k = min(flat_x.size, SPECIALS.size)
+    flat_x[:k] = rng.permutation(SPECIALS)[:k]
+    flat_dy[:k] = rng.permutation(SPECIALS)[:k]
+    kwargs = dict(max_value=max_value)
+    y = ops.leaky_relu(x, negative_slope, n_threads=threads, **kwargs)
+    want = reference.leaky_relu(x, negative_slope, **kwargs)
+    np.testing.assert_array_equal(y.view(np.uint32), want.view(np.uint32))
+    dz = ops.leaky_relu_backward(dy, y, negative_slope, n_threads=threads, **kwargs)
+    want_dz = reference.leaky_relu_backward(dy, want, negative_slope, **kwargs)
+    np.testing.assert_array_equal(dz.view(np.uint32), want_dz.view(np.uint32))
+    inplace = x.copy()
+    assert ops.leaky_relu(inplace, negative_slope, out=inplace, **kwargs) is inplace
+    np.testing.assert_array_equal(inplace.view(np.uint32), want.view(np.uint32))
+    assert ops.leaky_relu_backward(dy, y, negative_slope, out=dy, **kwargs) is dy
+    np.testing.assert_array_equal(dy.view(np.uint32), want_dz.view(np.uint32))
+
+
+def test_leaky_relu_special_values():
+    """Spelt out: NaN stays NaN, -inf gives -inf times the slope (0 for a
+    slope of 0: the ReLU's max(x, 0)), the cap applies to +inf; the gradient
+    at 0 takes the slope (TensorFlow's and PyTorch's choice), at and above the
+    cap 0, and a slope of 0 passes 0 even for an infinite or NaN dy."""
+    x = np.array([np.nan, -np.inf, np.inf, 0.0, -2.0, 3.0, 6.0, 7.0], np.float32)
+    y = ops.leaky_relu(x, 0.5, max_value=6)
+    np.testing.assert_array_equal(y, [np.nan, -np.inf, 6, 0, -1, 3, 6, 6])
+    np.testing.assert_array_equal(ops.leaky_relu(x, 0.0), [np.nan, 0, np.inf, 0, 0, 3, 6, 7])
+    dy = np.full(x.shape, 2.0, np.float32)
+    np.testing.assert_array_equal(ops.leaky_relu_backward(dy, y, 0.5, max_value=6),
+                                  [1, 1, 0, 1, 1, 2, 0, 0])
+    dy[:] = [np.inf, np.nan, 1, 1, -np.inf, 1, 1, 1]
+    got = ops.leaky_relu_backward(dy, ops.leaky_relu(x, 0.0), 0.0)
+    np.testing.assert_array_equal(got, [0, 0, 1, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(got, ops.relu_backward(dy, ops.leaky_relu(x, 0.0)))
+
+
+def test_leaky_relu_refuses_bad_arguments():
+    x = np.ones((2, 3), np.float32)
+    for slope in (-0.1, np.inf, np.nan, True, "0.2", None):
+        with pytest.raises(ValueError, match="negative_slope must be a finite number >= 0"):
+            ops.leaky_relu(x, slope)
+        with pytest.raises(ValueError, match="negative_slope must be a finite number >= 0"):
+            reference.leaky_relu_backward(x, x, slope)
+    for cap in (-1.0, np.nan, False, "6"):
+        with pytest.raises(ValueError, match="max_value must be None or a number >= 0"):
+            ops.leaky_relu_backward(x, x, 0.2, max_value=cap)
+        with pytest.raises(ValueError, match="max_value must be None or a number >= 0"):
+            reference.leaky_relu(x, 0.2, max_value=cap)
+    with pytest.raises(ValueError, match=r"y must have dy's shape \(2, 3\), got \(3, 2\)"):
+        ops.leaky_relu_backward(x, x.T.copy(), 0.2)
+    for out in (np.ones((2, 3)), np.ones((3, 2), np.float32).T, np.ones((6,), np.float32)):
+        with pytest.raises(ValueError, match="out must be a writeable C-contiguous float32 array"):
+            ops.leaky_relu(x, 0.2, out=out)
+
+
 @pytest.mark.parametrize("shape", [(0,), (1,), (17,), (3, 4, 5, 6), (128, 12, 12, 64)])
 @pytest.mark.parametrize("rate", [0.0, 0.25, 0.5, 0.9])
 @pytest.mark.parametrize("seed", [0, 12345, 2**64 - 1])

@@ -478,6 +478,28 @@ def test_pool_backward_rejects_wrong_dy_shape(call):
         call(np.zeros((1, 2, 3, 2)))
 
 
+# ---- leaky ReLU ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("negative_slope, max_value", [(0.0, None), (0.2, None), (1.5, None),
+                                                       (0.1, 1.0), (0.0, 6.0)])
+def test_leaky_relu_backward_matches_finite_differences(negative_slope, max_value):
+    """Away from its kinks at 0 and at the cap, where it has no derivative."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-3, 3, (3, 4, 5))
+    x[np.abs(x) < 0.05] = 0.5
+    if max_value is not None:
+        x[np.abs(x - max_value) < 0.05] = 0.5
+    weights = rng.standard_normal(x.shape)
+    y = R.leaky_relu(x, negative_slope, max_value=max_value)
+    dx = R.leaky_relu_backward(weights, y, negative_slope, max_value=max_value)
+
+    def loss():
+        return np.sum(R.leaky_relu(x, negative_slope, max_value=max_value) * weights)
+
+    np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=1e-6, atol=1e-8)
+
+
 # ---- batch normalisation -------------------------------------------------------------
 
 
