@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gradcheck import check_layer
 
-from fastconv import backend, layers, ops
+from fastconv import activations, backend, layers, ops
 
 RNG = np.random.default_rng(1234)
 
@@ -363,23 +363,53 @@ def test_plain_relu_layer_runs_as_the_relu_activation():
     assert (dx[x == 0] == 0).all() and (dx[(y <= 0) & ~np.isnan(y)] == 0).all()
 
 
+@pytest.mark.parametrize("make", [lambda: layers.Activation("leaky_relu"),
+                                  lambda: layers.Dense(5, activation="leaky_relu")],
+                         ids=["Activation", "Dense"])
+def test_leaky_relu_activation_runs_on_the_kernels_as_its_formula(make):
+    """activation="leaky_relu" (slope 0.2) on the leaky ReLU kernels: the
+    activation's own NumPy formula bit for bit, both ways (slope 0.2 at 0)."""
+    layer = make()
+    x = RNG.standard_normal((6, 5)).astype(np.float32) * 3
+    x.flat[::4] = 0.0
+    layer.build((None, 5))
+    if isinstance(layer, layers.Dense):  # z = x @ I = x: the activation alone
+        layer.kernel.value[...] = np.eye(5, dtype=np.float32)
+        layer.bias.value[...] = 0
+    else:
+        x.flat[::7], x.flat[::9] = -np.inf, np.nan
+    dy = RNG.standard_normal(x.shape).astype(np.float32)
+    y = layer.forward(x, training=True)
+    leaky = activations.leaky_relu
+    np.testing.assert_array_equal(y.view(np.uint32), leaky(x).view(np.uint32))
+    dx = layer.backward(dy.copy())
+    want = leaky.gradient(dy, x, leaky(x))
+    if isinstance(layer, layers.Dense):
+        want = want @ np.eye(5, dtype=np.float32)
+    np.testing.assert_array_equal(dx, want)
+
+
 @pytest.mark.parametrize("layer", [layers.LeakyReLU(), layers.ReLU(max_value=6.0),
                                    layers.ReLU(negative_slope=0.1, max_value=1.0),
                                    layers.LeakyReLU(alpha=1.5), layers.ReLU(threshold=0.5)],
                          ids=["leaky", "relu6", "leaky-capped", "steep", "threshold"])
 def test_relu_variants_match_their_formula_bit_for_bit(layer):
     """y = x at or above the threshold (capped at max_value), negative_slope *
-    (x - threshold) below it or at NaN; the gradient's slope 1, negative_slope,
-    or 0 at and above the cap."""
+    (x - threshold) below it, NaN at NaN; the gradient's slope 1,
+    negative_slope, or 0 at and above the cap. With the threshold at 0 (the
+    leaky ReLU kernels, the gradient from the output) x = 0 counts as below,
+    as in TensorFlow, and a slope of 0 gives +0 there."""
     x = RNG.standard_normal((4, 6, 6, 3)).astype(np.float32) * 4
     x.flat[::5], x.flat[::7], x.flat[::11] = 0.0, 6.0, np.nan
     dy = RNG.standard_normal(x.shape).astype(np.float32)
     t, s, cap = layer.threshold, layer.negative_slope, layer.max_value
-    with np.errstate(invalid="ignore"):
-        want = np.where(x >= t, x, np.float32(s) * (x - np.float32(t))).astype(np.float32)
+    above = x > t if t == 0 else x >= t
+    with np.errstate(invalid="ignore"):  # a slope of 0 at threshold 0 selects +0
+        below = np.float32(s) * (x - np.float32(t)) if s or t else np.zeros_like(x)
+        want = np.where(above | np.isnan(x), x, below).astype(np.float32)
     if cap is not None:
         want = np.minimum(want, np.float32(cap))
-    slope = np.where(x >= t, np.float32(1), np.float32(s))
+    slope = np.where(above, np.float32(1), np.float32(s))
     if cap is not None:
         slope[x >= cap] = 0
     np.testing.assert_array_equal(layer.forward(x, training=True).view(np.uint32),

@@ -43,10 +43,22 @@ class ActivatedLayer(Layer):
         """The pre-activation ``z`` of the last forward pass (None when fused)."""
         return self._z
 
+    @property
+    def _negative_slope(self) -> float | None:
+        """The slope of a ReLU or leaky ReLU activation (run on the leaky ReLU
+        kernels, both ways from the output), None for any other."""
+        if self.activation is activations.relu:
+            return 0.0
+        if self.activation is activations.leaky_relu:
+            return self.activation.alpha
+        return None
+
     def _activate(self, z: np.ndarray) -> np.ndarray:
         """Finish the forward pass from the kernel's output ``z``."""
         if self.fused_relu:
             self._z, self._y = None, z
+        elif self._negative_slope is not None:  # no z to keep: the gradient reads y
+            self._z, self._y = None, backend.kernels().leaky_relu(z, self._negative_slope)
         else:
             self._z, self._y = z, self.activation(z)
         return self._y
@@ -58,11 +70,14 @@ class ActivatedLayer(Layer):
 
     def _activation_backward(self, dy: np.ndarray) -> np.ndarray:
         """``dL/dz`` from ``dL/dy``."""
-        if self.activation is activations.relu:  # fused or not, from the output
+        slope = self._negative_slope
+        if slope is not None:  # fused or not, from the output
             # dy is ours to overwrite (see Layer.backward), which saves a
             # full-size temporary in every ReLU layer of every step.
             in_place = dy.dtype == self._y.dtype and dy.flags.c_contiguous and dy.flags.writeable
-            return backend.kernels().relu_backward(dy, self._y, out=dy if in_place else None)
+            return backend.kernels().leaky_relu_backward(
+                dy, self._y, slope, out=dy if in_place else None
+            )
         return self.activation.gradient(dy, self._z, self._y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
