@@ -588,12 +588,13 @@ def batch_norm_statistics(x: ArrayLike, *, n_threads: int | None = None
 
 
 def batch_norm(x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike, gamma: ArrayLike,
-               beta: ArrayLike, *, out: np.ndarray | None = None,
+               beta: ArrayLike, *, relu: bool = False, out: np.ndarray | None = None,
                n_threads: int | None = None) -> np.ndarray:
     """``(x - mean) * (inv_std * gamma) + beta`` per channel (the last axis):
     a batch normalisation's forward pass, with the batch's statistics
     (`batch_norm_statistics`) or the moving ones, ``inv_std = 1 / sqrt(var +
-    epsilon)``.
+    epsilon)``; with ``relu``, then ``max(y, 0)`` in the same pass (as
+    `leaky_relu` with a slope of 0 takes it: NaN stays).
 
     ``out``, when given, receives the result: a C-contiguous, writeable float32
     array of ``x``'s shape, which may be ``x`` itself.
@@ -606,12 +607,13 @@ def batch_norm(x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike, gamma: ArrayLi
     beta = _per_channel(beta, c, "beta")
     out = _output_like(x, out)
     _kernels.batch_norm_forward(x.reshape(m, c), mean, inv_std, gamma, beta, out.reshape(m, c),
-                                n_threads)
+                                bool(relu), n_threads)
     return out
 
 
 def batch_norm_backward(dy: ArrayLike, x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike,
-                        gamma: ArrayLike, *, n_threads: int | None = None
+                        gamma: ArrayLike, *, relu_beta: ArrayLike | None = None,
+                        n_threads: int | None = None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of ``y = (x - mean) * inv_std * gamma + beta`` where ``mean``
     and ``inv_std = 1 / sqrt(var + epsilon)`` are ``x``'s own batch statistics
@@ -621,6 +623,11 @@ def batch_norm_backward(dy: ArrayLike, x: ArrayLike, mean: ArrayLike, inv_std: A
     xhat)``, ``dbeta = sum(dy)`` (summed in double, the same bits for any
     thread count) and ``dx = gamma * inv_std * (dy - dbeta / m - xhat *
     dgamma / m)``. Returns ``(dx, dgamma, dbeta)``.
+
+    Given ``relu_beta``, the forward's ``beta``, the gradients are those of
+    ``batch_norm(..., relu=True)``: ``dy`` is first taken as 0 where that
+    output is not positive (recomputed from ``x``, the same bits as the
+    forward's), as `relu_backward` would, in the same passes.
     """
     dy = _as_f32(dy, "dy")
     x = _as_f32(x, "x")
@@ -630,9 +637,11 @@ def batch_norm_backward(dy: ArrayLike, x: ArrayLike, mean: ArrayLike, inv_std: A
     mean = _per_channel(mean, c, "mean")
     inv_std = _per_channel(inv_std, c, "inv_std")
     gamma = _per_channel(gamma, c, "gamma")
+    if relu_beta is not None:
+        relu_beta = _per_channel(relu_beta, c, "relu_beta")
     dx = np.empty_like(x)
     dgamma, dbeta = np.empty(c, np.float32), np.empty(c, np.float32)
     _kernels.batch_norm_backward(dy.reshape(m, c), x.reshape(m, c), mean, inv_std, gamma,
-                                 dx.reshape(m, c), dgamma, dbeta, n_threads)
+                                 dx.reshape(m, c), dgamma, dbeta, relu_beta, n_threads)
     return dx, dgamma, dbeta
 

@@ -679,26 +679,31 @@ def batch_norm_statistics(x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def batch_norm(x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike, gamma: ArrayLike,
-               beta: ArrayLike) -> np.ndarray:
+               beta: ArrayLike, *, relu: bool = False) -> np.ndarray:
     """``(x - mean) * (inv_std * gamma) + beta``, per channel (the last axis):
     a batch normalisation's forward pass, ``inv_std = 1 / sqrt(var +
-    epsilon)`` of the batch's or the moving variance."""
+    epsilon)`` of the batch's or the moving variance; with ``relu``, then its
+    `leaky_relu` with a slope of 0."""
     x, mean, inv_std, gamma, beta = _as_float_arrays(
         (x, "x"), (mean, "mean"), (inv_std, "inv_std"), (gamma, "gamma"), (beta, "beta"))
     _, c = _channels(x, "x")
     for v, name in ((mean, "mean"), (inv_std, "inv_std"), (gamma, "gamma"), (beta, "beta")):
         _per_channel(v, c, name)
-    return (x - mean) * (inv_std * gamma) + beta
+    y = (x - mean) * (inv_std * gamma) + beta
+    return leaky_relu(y, 0.0) if relu else y
 
 
 def batch_norm_backward(
-    dy: ArrayLike, x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike, gamma: ArrayLike
+    dy: ArrayLike, x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike, gamma: ArrayLike, *,
+    relu_beta: ArrayLike | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of ``y = (x - mean) * inv_std * gamma + beta`` where mean and
     ``inv_std = 1 / sqrt(var + epsilon)`` are x's batch statistics (they
     depend on x too). With ``xhat = (x - mean) * inv_std`` and m rows:
     ``dgamma = sum(dy * xhat)``, ``dbeta = sum(dy)`` and
-    ``dx = gamma * inv_std * (dy - dbeta / m - xhat * dgamma / m)``.
+    ``dx = gamma * inv_std * (dy - dbeta / m - xhat * dgamma / m)``; given
+    ``relu_beta`` (the forward's beta), through ``batch_norm(..., relu=True)``:
+    dy first taken through the ReLU by `relu_backward`.
 
     Returns ``(dx, dgamma, dbeta)``.
     """
@@ -709,6 +714,10 @@ def batch_norm_backward(
         raise ValueError(f"dy must have x's shape {x.shape}, got {dy.shape}")
     for v, name in ((mean, "mean"), (inv_std, "inv_std"), (gamma, "gamma")):
         _per_channel(v, c, name)
+    if relu_beta is not None:
+        (relu_beta,) = _as_float_arrays((relu_beta, "relu_beta"))
+        _per_channel(relu_beta, c, "relu_beta")
+        dy = relu_backward(dy, batch_norm(x, mean, inv_std, gamma, relu_beta, relu=True))
     xhat = ((x - mean) * inv_std).reshape(m, c)
     dy2 = dy.reshape(m, c)
     dgamma, dbeta = (dy2 * xhat).sum(axis=0), dy2.sum(axis=0)

@@ -106,10 +106,11 @@ cdef extern from "fastconv.h" nogil:
                                      float *var, int n_threads)
     int fc_batch_norm_forward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *mean,
                                   const float *inv, const float *gamma, const float *beta,
-                                  float *y, int n_threads)
+                                  int relu, float *y, int n_threads)
     int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *dy,
                                    const float *mean, const float *inv, const float *gamma,
-                                   float *dx, float *dgamma, float *dbeta, int n_threads)
+                                   const float *relu_beta, float *dx, float *dgamma,
+                                   float *dbeta, int n_threads)
     int fc_adam_update_f32(ptrdiff_t n, float *w, const float *g, float *m, float *v,
                            float *vhat, double lr_t, double beta_1, double beta_2,
                            double epsilon, int n_threads)

@@ -748,8 +748,9 @@ def batch_norm_statistics(const float[:, ::1] x, float[::1] mean, float[::1] var
 
 def batch_norm_forward(const float[:, ::1] x, const float[::1] mean, const float[::1] inv,
                        const float[::1] gamma, const float[::1] beta, float[:, ::1] out,
-                       n_threads=None):
-    """out = (x - mean) * (inv * gamma) + beta per column of x (m, c); out may be x."""
+                       bint relu=False, n_threads=None):
+    """out = (x - mean) * (inv * gamma) + beta per column of x (m, c), then its
+    ReLU with relu; out may be x."""
     cdef ptrdiff_t m = x.shape[0], c = x.shape[1]
     for v, name in ((mean, "mean"), (inv, "inv"), (gamma, "gamma"), (beta, "beta")):
         _expect((v.shape[0],), (c,), name)
@@ -763,16 +764,23 @@ def batch_norm_forward(const float[:, ::1] x, const float[::1] mean, const float
     cdef float *out_p = _w2(out)
     cdef int status
     with nogil:
-        status = fc_batch_norm_forward_f32(m, c, x_p, mean_p, inv_p, gamma_p, beta_p, out_p, nt)
+        status = fc_batch_norm_forward_f32(m, c, x_p, mean_p, inv_p, gamma_p, beta_p, relu,
+                                           out_p, nt)
     _check(status)
 
 
 def batch_norm_backward(const float[:, ::1] dy, const float[:, ::1] x, const float[::1] mean,
                         const float[::1] inv, const float[::1] gamma, float[:, ::1] dx,
-                        float[::1] dgamma, float[::1] dbeta, n_threads=None):
+                        float[::1] dgamma, float[::1] dbeta, const float[::1] relu_beta=None,
+                        n_threads=None):
     """dx (m, c), dgamma and dbeta (c) through a batch normalisation with x's
-    batch statistics (fc_batch_norm_backward_f32); dx must not overlap x or dy."""
+    batch statistics, and through its ReLU given the forward's beta as
+    relu_beta (fc_batch_norm_backward_f32); dx must not overlap x or dy."""
     cdef ptrdiff_t m = x.shape[0], c = x.shape[1]
+    cdef const float *relu_beta_p = NULL
+    if relu_beta is not None:
+        _expect((relu_beta.shape[0],), (c,), "relu_beta")
+        relu_beta_p = _p1(relu_beta)
     _expect((dy.shape[0], dy.shape[1]), (m, c), "dy")
     _expect((dx.shape[0], dx.shape[1]), (m, c), "dx")
     for v, name in ((mean, "mean"), (inv, "inv"), (gamma, "gamma"), (dgamma, "dgamma"),
@@ -789,8 +797,8 @@ def batch_norm_backward(const float[:, ::1] dy, const float[:, ::1] x, const flo
     cdef float *dbeta_p = _w1(dbeta)
     cdef int status
     with nogil:
-        status = fc_batch_norm_backward_f32(m, c, x_p, dy_p, mean_p, inv_p, gamma_p, dx_p,
-                                            dgamma_p, dbeta_p, nt)
+        status = fc_batch_norm_backward_f32(m, c, x_p, dy_p, mean_p, inv_p, gamma_p,
+                                            relu_beta_p, dx_p, dgamma_p, dbeta_p, nt)
     _check(status)
 
 

@@ -78,19 +78,39 @@ int fc_batch_norm_statistics_f32(ptrdiff_t m, ptrdiff_t c, const float *x, float
     return FC_OK;
 }
 
-/* y = (x - mean) scale + beta per channel, rows [r0, r1). */
+/* The normalised value, scale = inv gamma: the one expression the forward
+ * pass and the fused ReLU's backward both evaluate (this file is compiled
+ * without contracting it into a fused multiply-add, so both round alike on
+ * every path and the backward's mask is the forward's). */
+static inline float normalized(float x, float mean, float scale, float beta)
+{
+    return (x - mean) * scale + beta;
+}
+
+/* max(v, 0) as fc_leaky_relu_f32 takes it with a slope of 0: NaN stays, -0
+ * gives +0. */
+static inline float relu_of(float v)
+{
+    return v <= 0.0f ? 0.0f : v;
+}
+
+/* y = normalized (then its ReLU) per channel, rows [r0, r1). */
 FC_VECTOR_CLONES static void normalize_rows(const float *x, ptrdiff_t c, ptrdiff_t r0,
                                             ptrdiff_t r1, const float *mean, const float *scale,
-                                            const float *beta, float *y)
+                                            const float *beta, int with_relu, float *y)
 {
     for (ptrdiff_t r = r0; r < r1; ++r)
-        for (ptrdiff_t j = 0; j < c; ++j)
-            y[r * c + j] = (x[r * c + j] - mean[j]) * scale[j] + beta[j];
+        if (with_relu)
+            for (ptrdiff_t j = 0; j < c; ++j)
+                y[r * c + j] = relu_of(normalized(x[r * c + j], mean[j], scale[j], beta[j]));
+        else
+            for (ptrdiff_t j = 0; j < c; ++j)
+                y[r * c + j] = normalized(x[r * c + j], mean[j], scale[j], beta[j]);
 }
 
 int fc_batch_norm_forward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *mean,
-                              const float *inv, const float *gamma, const float *beta, float *y,
-                              int n_threads)
+                              const float *inv, const float *gamma, const float *beta, int relu,
+                              float *y, int n_threads)
 {
     if (m <= 0 || c <= 0)
         return FC_OK;
@@ -106,18 +126,31 @@ int fc_batch_norm_forward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const fl
     {
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t k = 0; k < chunks; ++k)
-            normalize_rows(x, c, k * m / chunks, (k + 1) * m / chunks, mean, scale, beta, y);
+            normalize_rows(x, c, k * m / chunks, (k + 1) * m / chunks, mean, scale, beta, relu,
+                           y);
         fc_team_leave(&team);
     }
     fc_aligned_free(scale);
     return FC_OK;
 }
 
+/* The gradient reaching the normalisation: dy, or with a ReLU after it (RELU,
+ * a constant once inlined) dy where the ReLU's output was positive, else 0,
+ * as fc_relu_backward_f32 takes it (g = inv gamma: the forward's scale). */
+static inline __attribute__((always_inline)) float
+through_relu(const int RELU, float dy, float x, float mean, float g, float beta)
+{
+    if (!RELU)
+        return dy;
+    return normalized(x, mean, g, beta) > 0.0f ? dy : 0.0f; /* NaN fails: 0 */
+}
+
 /* For rows [r0, r1): part[j] = sum of dy, part[c + j] = sum of dy * xhat
- * (xhat = (x - mean) * inv), in double. */
-FC_VECTOR_CLONES static void chunk_gradient_sums(const float *x, const float *dy, ptrdiff_t c,
-                                                 ptrdiff_t r0, ptrdiff_t r1, const float *mean,
-                                                 const float *inv, double *part)
+ * (xhat = (x - mean) * inv), in double; dy through the ReLU (RELU). */
+static inline __attribute__((always_inline)) void
+gradient_sums(const int RELU, const float *x, const float *dy, ptrdiff_t c, ptrdiff_t r0,
+              ptrdiff_t r1, const float *mean, const float *inv, const float *g,
+              const float *beta, double *part)
 {
     for (ptrdiff_t j = 0; j < 2 * c; ++j)
         part[j] = 0.0;
@@ -125,30 +158,57 @@ FC_VECTOR_CLONES static void chunk_gradient_sums(const float *x, const float *dy
         const float *xr = x + r * c, *dr = dy + r * c;
         for (ptrdiff_t j = 0; j < c; ++j) {
             const float xhat = (xr[j] - mean[j]) * inv[j];
-            part[j] += dr[j];
-            part[c + j] += (double)dr[j] * xhat;
+            const float d = through_relu(RELU, dr[j], xr[j], mean[j], g[j], RELU ? beta[j] : 0);
+            part[j] += d;
+            part[c + j] += (double)d * xhat;
         }
     }
 }
 
+FC_VECTOR_CLONES static void chunk_gradient_sums(const float *x, const float *dy, ptrdiff_t c,
+                                                 ptrdiff_t r0, ptrdiff_t r1, const float *mean,
+                                                 const float *inv, const float *g,
+                                                 const float *relu_beta, double *part)
+{
+    if (relu_beta)
+        gradient_sums(1, x, dy, c, r0, r1, mean, inv, g, relu_beta, part);
+    else
+        gradient_sums(0, x, dy, c, r0, r1, mean, inv, g, NULL, part);
+}
+
 /* dx = g (dy - mb - xhat mg) per channel, xhat = (x - mean) inv, rows
  * [r0, r1): the reference's order of operations, so that an infinite gamma
- * or sum gives the same infinities and NaN. */
-FC_VECTOR_CLONES static void gradient_rows(const float *x, const float *dy, ptrdiff_t c,
-                                           ptrdiff_t r0, ptrdiff_t r1, const float *mean,
-                                           const float *inv, const float *g, const float *mb,
-                                           const float *mg, float *dx)
+ * or sum gives the same infinities and NaN; dy through the ReLU (RELU). */
+static inline __attribute__((always_inline)) void
+gradient(const int RELU, const float *x, const float *dy, ptrdiff_t c, ptrdiff_t r0,
+         ptrdiff_t r1, const float *mean, const float *inv, const float *g, const float *mb,
+         const float *mg, const float *beta, float *dx)
 {
     for (ptrdiff_t r = r0; r < r1; ++r)
         for (ptrdiff_t j = 0; j < c; ++j) {
-            const float xhat = (x[r * c + j] - mean[j]) * inv[j];
-            dx[r * c + j] = g[j] * (dy[r * c + j] - mb[j] - xhat * mg[j]);
+            const float xv = x[r * c + j];
+            const float xhat = (xv - mean[j]) * inv[j];
+            const float d = through_relu(RELU, dy[r * c + j], xv, mean[j], g[j],
+                                         RELU ? beta[j] : 0);
+            dx[r * c + j] = g[j] * (d - mb[j] - xhat * mg[j]);
         }
+}
+
+FC_VECTOR_CLONES static void gradient_rows(const float *x, const float *dy, ptrdiff_t c,
+                                           ptrdiff_t r0, ptrdiff_t r1, const float *mean,
+                                           const float *inv, const float *g, const float *mb,
+                                           const float *mg, const float *relu_beta, float *dx)
+{
+    if (relu_beta)
+        gradient(1, x, dy, c, r0, r1, mean, inv, g, mb, mg, relu_beta, dx);
+    else
+        gradient(0, x, dy, c, r0, r1, mean, inv, g, mb, mg, NULL, dx);
 }
 
 int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *dy,
                                const float *mean, const float *inv, const float *gamma,
-                               float *dx, float *dgamma, float *dbeta, int n_threads)
+                               const float *relu_beta, float *dx, float *dgamma, float *dbeta,
+                               int n_threads)
 {
     if (c <= 0)
         return FC_OK;
@@ -161,17 +221,19 @@ int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const f
         fc_aligned_free(coef);
         return FC_ERR_NOMEM;
     }
+    float *g = coef, *mb = coef + c, *mg = coef + 2 * c;
+    for (ptrdiff_t j = 0; j < c; ++j)
+        g[j] = gamma[j] * inv[j];
     n_threads = (int)fc_min(chunks, fc_threads_for((double)(m * c), FC_GRAIN_ELEMENTS, n_threads));
     fc_team sums = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t k = 0; k < chunks; ++k)
-            chunk_gradient_sums(x, dy, c, k * m / chunks, (k + 1) * m / chunks, mean, inv,
-                                partials + k * 2 * c);
+            chunk_gradient_sums(x, dy, c, k * m / chunks, (k + 1) * m / chunks, mean, inv, g,
+                                relu_beta, partials + k * 2 * c);
         fc_team_leave(&sums);
     }
-    float *g = coef, *mb = coef + c, *mg = coef + 2 * c;
     for (ptrdiff_t j = 0; j < c; ++j) {
         double s_dy = 0.0, s_dyx = 0.0;
         for (ptrdiff_t q = 0; q < chunks; ++q) {
@@ -181,7 +243,6 @@ int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const f
         dbeta[j] = (float)s_dy;
         dgamma[j] = (float)s_dyx;
         const double rows = (double)fc_max(m, 1);
-        g[j] = gamma[j] * inv[j];
         mb[j] = (float)(s_dy / rows);
         mg[j] = (float)(s_dyx / rows);
     }
@@ -191,7 +252,7 @@ int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const f
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t q = 0; q < chunks; ++q)
             gradient_rows(x, dy, c, q * m / chunks, (q + 1) * m / chunks, mean, inv, g, mb, mg,
-                          dx);
+                          relu_beta, dx);
         fc_team_leave(&rows);
     }
     fc_aligned_free(partials);

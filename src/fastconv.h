@@ -277,18 +277,22 @@ int fc_batch_norm_statistics_f32(ptrdiff_t m, ptrdiff_t c, const float *x, float
                                  float *var, int n_threads);
 /* y[r][j] = (x[r][j] - mean[j]) (inv[j] gamma[j]) + beta[j]: a batch
  * normalisation's forward pass once its statistics (or the moving ones) are
- * known, inv = 1 / sqrt(var + epsilon). Overwrites y, which may be x. */
+ * known, inv = 1 / sqrt(var + epsilon); with relu, then max(y, 0) (NaN
+ * stays). Overwrites y, which may be x. */
 int fc_batch_norm_forward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *mean,
-                              const float *inv, const float *gamma, const float *beta, float *y,
-                              int n_threads);
+                              const float *inv, const float *gamma, const float *beta, int relu,
+                              float *y, int n_threads);
 /* Through y = (x - mean) inv gamma + beta with x's batch statistics (mean, and
  * inv = 1 / sqrt(var + epsilon)): dgamma = sum of dy xhat, dbeta = sum of dy
  * (xhat = (x - mean) inv; sums in double, as above), and
- * dx = gamma inv (dy - dbeta / m - xhat dgamma / m). Overwrites dx, dgamma,
- * dbeta; dx must not overlap x or dy. */
+ * dx = gamma inv (dy - dbeta / m - xhat dgamma / m). With relu_beta (the
+ * forward's beta) not NULL, through max(y, 0) as well: dy taken as 0 where y
+ * (recomputed from x, the forward's bits) is not positive. Overwrites dx,
+ * dgamma, dbeta; dx must not overlap x or dy. */
 int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *dy,
                                const float *mean, const float *inv, const float *gamma,
-                               float *dx, float *dgamma, float *dbeta, int n_threads);
+                               const float *relu_beta, float *dx, float *dgamma, float *dbeta,
+                               int n_threads);
 
 /* ---- Adam ---------------------------------------------------------------- */
 

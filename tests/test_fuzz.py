@@ -692,6 +692,7 @@ def batch_norm_cases(draw):
         x=draw(bad_arrays(shape) if spoil == "x_dtype" else arrays(shape)),
         dy=draw(arrays(dy_shape)), **vectors,
         n_threads=draw(BAD_THREADS if spoil == "threads" else GOOD_THREADS),
+        relu=draw(st.booleans()),
     )
 
 
@@ -705,14 +706,17 @@ def test_fuzz_batch_norm(case):
           lambda: reference.batch_norm_statistics(widen(x)),
           ("x", "n_threads"), other_invalid=bad_threads,
           compare=lambda got, want: [assert_matches(g, w) for g, w in zip(got, want)])
-    check(lambda: ops.batch_norm(x, mean, inv, gamma, beta, n_threads=nt),
+    relu, relu_beta = case["relu"], beta if case["relu"] else None
+    check(lambda: ops.batch_norm(x, mean, inv, gamma, beta, relu=relu, n_threads=nt),
           lambda: reference.batch_norm(widen(x), widen(mean), widen(inv), widen(gamma),
-                                       widen(beta)),
+                                       widen(beta), relu=relu),
           ("x", "mean", "inv_std", "gamma", "beta", "n_threads"), other_invalid=bad_threads)
-    check(lambda: ops.batch_norm_backward(dy, x, mean, inv, gamma, n_threads=nt),
+    check(lambda: ops.batch_norm_backward(dy, x, mean, inv, gamma, relu_beta=relu_beta,
+                                          n_threads=nt),
           lambda: reference.batch_norm_backward(widen(dy), widen(x), widen(mean), widen(inv),
-                                                widen(gamma)),
-          ("dy", "x", "mean", "inv_std", "gamma", "n_threads"), other_invalid=bad_threads,
+                                                widen(gamma), relu_beta=widen(relu_beta)),
+          ("dy", "x", "mean", "inv_std", "gamma", "relu_beta", "n_threads"),
+          other_invalid=bad_threads,
           compare=lambda got, want: [assert_matches(g, w) for g, w in zip(got, want)])
 
 

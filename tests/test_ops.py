@@ -1641,6 +1641,41 @@ def test_batch_norm_ops_match_the_reference(rows, c, center, seed):
     np.testing.assert_array_equal(in_place, y)
 
 
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 2500), c=st.sampled_from([1, 3, 16, 17, 64]),
+       threads=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
+def test_batch_norm_with_relu_is_the_two_ops(rows, c, threads, seed):
+    """relu=True is leaky_relu(batch_norm(...), 0) bit for bit, and relu_beta
+    the backward of relu_backward(dy, that output) then batch_norm_backward,
+    bit for bit: the mask recomputed from x is the forward's, also where the
+    normalised value is exactly 0, -0 or NaN; the float64 twin agrees."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, (rows, c)).astype(np.float32)  # ties: exact zeros after normalising
+    x[rng.random(x.shape) < 0.5] += np.float32(rng.standard_normal())
+    x.flat[rng.integers(0, x.size, 3)] = np.nan if seed % 3 == 0 else 0.0
+    dy = rng.standard_normal((rows, c)).astype(np.float32)
+    dy.flat[rng.integers(0, x.size, 3)] = np.inf
+    mean = np.round(rng.standard_normal(c)).astype(np.float32)
+    inv = rng.uniform(0.5, 2, c).astype(np.float32)
+    gamma = rng.choice([1.0, -1.0, 0.5], c).astype(np.float32)
+    beta = np.round(rng.standard_normal(c)).astype(np.float32)
+    y = ops.batch_norm(x, mean, inv, gamma, beta, relu=True, n_threads=threads)
+    plain = ops.batch_norm(x, mean, inv, gamma, beta, n_threads=threads)
+    np.testing.assert_array_equal(y.view(np.uint32), ops.leaky_relu(plain, 0.0).view(np.uint32))
+    got = ops.batch_norm_backward(dy, x, mean, inv, gamma, relu_beta=beta, n_threads=threads)
+    apart = ops.batch_norm_backward(ops.relu_backward(dy, y), x, mean, inv, gamma)
+    for a, b in zip(got, apart):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    np.testing.assert_array_equal(
+        y, reference.batch_norm(x, mean, inv, gamma, beta, relu=True).astype(np.float32))
+    finite = np.isfinite(x).all(axis=1) & np.isfinite(dy).all(axis=1)  # the twin's sums
+    x, dy = x[finite], dy[finite]
+    got = ops.batch_norm_backward(dy, x, mean, inv, gamma, relu_beta=beta, n_threads=threads)
+    want = reference.batch_norm_backward(f64(dy), f64(x), mean, inv, gamma, relu_beta=beta)
+    for a, b in zip(got, want):
+        assert_close(a, b, tol=2e-5)
+
+
 def test_batch_norm_ops_take_any_channels_last_shape_and_propagate_nan():
     x = np.random.default_rng(2).standard_normal((2, 5, 4, 3)).astype(np.float32)
     x[1, 2, 3, 1] = np.nan
@@ -1667,6 +1702,9 @@ def test_batch_norm_ops_take_any_channels_last_shape_and_propagate_nan():
                                      np.ones(3)), ValueError, "dy must have x's shape"),
     (lambda: ops.batch_norm_backward(np.ones((2, 3)), np.ones((2, 3)), np.zeros(3), np.ones(2),
                                      np.ones(3)), ValueError, r"inv_std must have shape \(3,\)"),
+    (lambda: ops.batch_norm_backward(np.ones((2, 3)), np.ones((2, 3)), np.zeros(3), np.ones(3),
+                                     np.ones(3), relu_beta=np.ones(2)), ValueError,
+     r"relu_beta must have shape \(3,\)"),
 ])
 def test_batch_norm_ops_reject_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):

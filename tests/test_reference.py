@@ -478,6 +478,28 @@ def test_pool_backward_rejects_wrong_dy_shape(call):
         call(np.zeros((1, 2, 3, 2)))
 
 
+def test_batch_norm_backward_through_its_relu_matches_finite_differences():
+    """relu_beta: the gradient of relu(batch_norm(x)) with x's own statistics,
+    away from the ReLU's kink."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(1.0, 2.0, (7, 3))
+    gamma, beta = rng.uniform(0.5, 1.5, 3), rng.standard_normal(3)
+    weights = rng.standard_normal(x.shape)
+
+    def output(x):
+        mean, var = R.batch_norm_statistics(x)
+        return R.batch_norm(x, mean, 1 / np.sqrt(var + 1e-3), gamma, beta, relu=True)
+
+    mean, var = R.batch_norm_statistics(x)
+    pre = R.batch_norm(x, mean, 1 / np.sqrt(var + 1e-3), gamma, beta)
+    assert np.abs(pre).min() > 1e-3 and (pre < 0).any() and (pre > 0).any()
+    dx, dgamma, dbeta = R.batch_norm_backward(weights, x, mean, 1 / np.sqrt(var + 1e-3), gamma,
+                                              relu_beta=beta)
+    np.testing.assert_allclose(dx, numerical_grad(lambda: np.sum(output(x) * weights), x),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dbeta, np.where(pre > 0, weights, 0).sum(axis=0), rtol=1e-12)
+
+
 # ---- leaky ReLU ---------------------------------------------------------------------
 
 
