@@ -480,6 +480,77 @@ def test_gradients_through_a_relu_layer_under_pooling_in_float64(pooling):
     )
 
 
+def bn_relu_net(relu, axis=-1, frozen=False, relu_last=False):
+    """Conv-BN-ReLU twice, then a softmax head (or, relu_last, a BN-ReLU
+    output for a regression)."""
+    utils.set_random_seed(4)
+    net = [layers.Conv2D(6, 3, padding="same", use_bias=False, input_shape=(8, 8, 3)),
+           layers.BatchNormalization(axis=axis), relu(),
+           layers.Conv2D(5, 3, strides=2, use_bias=False),
+           layers.BatchNormalization(axis=axis, center=False), relu()]
+    net += ([layers.Flatten(), layers.Dense(4), layers.BatchNormalization(), relu()] if relu_last
+            else [layers.MaxPooling2D(), layers.Flatten(), layers.Dense(3, activation="softmax")])
+    model = Sequential(net)
+    model.layers[1].trainable = not frozen
+    model.compile("adam", "mse" if relu_last else "sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("relu", [lambda: layers.Activation("relu"), layers.ReLU],
+                         ids=["Activation", "ReLU"])
+@pytest.mark.parametrize("case", ["plain", "channels_first_axis", "frozen", "relu_last"])
+def test_batch_norm_relu_runs_in_one_pass_and_trains_as_it_would_apart(monkeypatch, relu, case):
+    """A plain ReLU layer above BatchNormalization runs in its forward and
+    backward passes (the mask recomputed from the normalisation's input): the
+    losses, weights and predictions come out bit-identical to running the two
+    layers apart, with the feature axis not last, a frozen normalisation, or
+    the ReLU as the model's output too."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((48, 8, 8, 3)).astype(np.float32)
+    y = rng.standard_normal((48, 4)) if case == "relu_last" else rng.integers(0, 3, 48)
+    kwargs = dict(axis=1 if case == "channels_first_axis" else -1, frozen=case == "frozen",
+                  relu_last=case == "relu_last")
+
+    def trained():
+        model = bn_relu_net(relu, **kwargs)
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history["loss"]
+        return model, history
+
+    fused_calls = []
+    forward = layers.BatchNormalization.forward
+
+    def counted(self, x, training=False, relu_above=None):
+        fused_calls.append(relu_above is not None)
+        return forward(self, x, training=training, relu_above=relu_above)
+
+    monkeypatch.setattr(layers.BatchNormalization, "forward", counted)
+    fused, fused_history = trained()
+    assert any(fused_calls)
+    for cls in (layers.Activation, layers.ReLU):
+        monkeypatch.setattr(cls, "plain_relu", False)
+    fused_calls.clear()
+    apart, apart_history = trained()
+    assert fused_calls and not any(fused_calls)
+    assert fused_history == apart_history
+    for a, b in zip(fused.get_weights(), apart.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(fused.predict(x), apart.predict(x))
+
+
+def test_gradients_through_batch_norm_and_its_relu_in_float64():
+    """The fused BN-ReLU backward against finite differences (reference kernels)."""
+    kw = {"dtype": "float64"}
+    assert_classifier_gradients(
+        layers.Conv2D(3, 3, padding="same", input_shape=(6, 6, 2), **kw),
+        layers.BatchNormalization(**kw),
+        layers.Activation("relu", **kw),
+        layers.Conv2D(2, 3, **kw),
+        layers.BatchNormalization(center=False, **kw),
+        layers.ReLU(**kw),
+    )
+
+
 def test_frozen_layers_stay_bit_identical_and_recompiling_unfreezes():
     x, y = quadrant_data(64)
     model = small_cnn()

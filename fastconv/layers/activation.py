@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastconv import backend
+from fastconv import activations, backend
 from fastconv._relu import leaky_relu_arguments
 from fastconv.layers.activated import ActivatedLayer
 from fastconv.layers.base import Layer
@@ -27,6 +27,17 @@ class Activation(ActivatedLayer):
     def fused_relu(self) -> bool:
         # No kernel to fuse into; ReLU runs as a plain activation here.
         return False
+
+    @property
+    def plain_relu(self) -> bool:
+        """Whether this is max(x, 0), which a BatchNormalization below runs in
+        its own pass (see `adopt_output`)."""
+        return self.activation is activations.relu
+
+    def adopt_output(self, y):
+        """Keep ``y``, this layer's output computed by the layer below, as
+        `forward` would have."""
+        self._z, self._y = None, y
 
     def forward(self, x, training=False):
         return self._activate(x)
@@ -51,6 +62,17 @@ class ReLU(Layer):
         self.max_value = None if max_value is None else cap
         self.threshold = float(threshold)
         self._x = self._y = None
+
+    @property
+    def plain_relu(self) -> bool:
+        """Whether this is max(x, 0), which a BatchNormalization below runs in
+        its own pass (see `adopt_output`)."""
+        return self.max_value is None and self.negative_slope == 0.0 and self.threshold == 0.0
+
+    def adopt_output(self, y):
+        """Keep ``y``, this layer's output computed by the layer below, as
+        `forward` would have."""
+        self._x, self._y = None, y
 
     def forward(self, x, training=False):
         self._x = self._y = None

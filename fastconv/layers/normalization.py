@@ -66,6 +66,7 @@ class BatchNormalization(Layer):
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
         self._cache = None
+        self.relu_by = None  # the ReLU layer above whose pass ran in this layer's
 
     def build(self, input_shape):
         rank = len(input_shape)
@@ -101,34 +102,52 @@ class BatchNormalization(Layer):
     def _restored(self, a):
         return a if self._axis == a.ndim - 1 else np.moveaxis(a, -1, self._axis)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, relu_above=None):
+        """With ``relu_above``, the plain ReLU layer above (``plain_relu``),
+        its max(y, 0) runs in this layer's pass, and it is handed the output
+        (`adopt_output`); `backward` then takes the gradient of that output."""
         kernels = backend.kernels()
         x = self._channels_last(x)
         c = x.shape[-1]
         gamma = np.ones(c, x.dtype) if self.gamma is None else self.gamma.value
         beta = np.zeros(c, x.dtype) if self.beta is None else self.beta.value
+        relu_beta = None if relu_above is None else beta
         if not (training and self.trainable):
             mean = self.moving_mean.value
             inv = 1.0 / np.sqrt(self.moving_variance.value + self.epsilon)
-            self._cache = ("inference", x, mean, inv, gamma)
+            self._cache = ("inference", x, mean, inv, gamma, relu_beta)
         else:
             mean, var = kernels.batch_norm_statistics(x)
             inv = 1.0 / np.sqrt(var + self.epsilon)
-            self._cache = ("training", x, mean, inv, gamma)
+            self._cache = ("training", x, mean, inv, gamma, relu_beta)
             m = x.size // c
             keep = self.momentum
             self.moving_mean.value *= keep
             self.moving_mean.value += (1 - keep) * mean
             self.moving_variance.value *= keep
             self.moving_variance.value += ((1 - keep) * m / max(m - 1, 1)) * var
-        return self._restored(kernels.batch_norm(x, mean, inv, gamma, beta))
+        y = self._restored(kernels.batch_norm(x, mean, inv, gamma, beta,
+                                              relu=relu_above is not None))
+        self.relu_by = relu_above
+        if relu_above is not None:
+            relu_above.adopt_output(y)
+        return y
 
     def backward(self, dy):
-        mode, x, mean, inv, gamma = self._cache
+        """``dL/dx`` from ``dy``, the gradient of this layer's output, or, when
+        the ReLU above ran in its pass (`relu_by`), of that ReLU's output (a
+        gradient already taken through the ReLU passes through unchanged)."""
+        mode, x, mean, inv, gamma, relu_beta = self._cache
+        kernels = backend.kernels()
         dy = self._channels_last(dy)
         if mode == "training":  # the statistics depend on x too (and the layer is trainable)
-            dx, dgamma, dbeta = backend.kernels().batch_norm_backward(dy, x, mean, inv, gamma)
+            dx, dgamma, dbeta = kernels.batch_norm_backward(dy, x, mean, inv, gamma,
+                                                            relu_beta=relu_beta)
         else:  # fixed statistics: a per-channel affine map
+            if relu_beta is not None:  # through the ReLU first, its output recomputed
+                dy = kernels.relu_backward(
+                    dy, kernels.batch_norm(x, mean, inv, gamma, relu_beta, relu=True)
+                )
             dx = dy * (gamma * inv)
             if not self.trainable:  # frozen: no weight gradients to take
                 return self._restored(dx)

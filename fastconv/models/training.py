@@ -237,6 +237,11 @@ class Model:
                 continue
             kwargs = {} if dropout is None else {"dropout": dropout}
             dropout = None
+            if i > first_trainable and getattr(below, "relu_by", None) is layer:
+                dy = below.backward(dy)  # through the ReLU too, whose pass it ran
+                from_logits = False
+                i -= 2
+                continue
             if i > first_trainable and getattr(below, "pooled_by", None) is layer:
                 from_logits = through_relu(i - 1)
                 dy = below.backward_pooled(dy, relu_input=from_logits, **kwargs)
