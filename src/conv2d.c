@@ -360,6 +360,11 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
         if (status != FC_NONFINITE) /* else the methods below */
             return status;
     }
+    if (fc_winograd_strided_applies(d)) {
+        const int status = fc_conv2d_winograd_strided_f32(d, x, w, b, y, n_threads);
+        if (status != FC_NONFINITE)
+            return status;
+    }
     if (fc_direct_applies(d))
         return fc_conv2d_direct_forward_f32(d, x, w, b, y, n_threads);
     ptrdiff_t *off_a, *off_b;

@@ -474,11 +474,38 @@ static inline int fc_all_finite(const float *a, ptrdiff_t count)
     }
     return !bad;
 }
+/* Whether a Winograd method of xi products per tile and channel-filter pair
+ * (and xi floats of transformed kernel per pair), on tiles tiles, saves at
+ * least cost multiply-adds (times fc_winograd_threshold_current's scale) per
+ * float of its transformed kernel against the direct method's n ho wo kh kw.
+ * With the scale at 0, always. */
+int fc_winograd_pays(const fc_conv2d_desc *d, ptrdiff_t tiles, ptrdiff_t xi, double cost);
+/* 1 when the stride-2 4x4 layer d runs its forward pass by
+ * winograd_strided.c: F(4x4, 2x2) on its input's phase images, where that
+ * pays (fc_winograd_pays). */
+int fc_winograd_strided_applies(const fc_conv2d_desc *d);
+/* y = conv(x, w) + b (ReLU) for such a layer; overwrites y, or returns
+ * FC_NONFINITE. */
+int fc_conv2d_winograd_strided_f32(const fc_conv2d_desc *d, const float *x, const float *w,
+                                   const float *b, float *y, int n_threads);
 /* y = conv(x, w) + b (ReLU) by Winograd F(2x2, 3x3); overwrites y. With
  * rotate, w is read as the rotated, transposed kernel of a backward-input
  * pass: d->c is then w's filter count and d->f its channel count. */
 int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                            int rotate, const float *b, float *y, int n_threads);
+/* How a one-piece Winograd forward pass (winograd_6x6.c, winograd_strided.c)
+ * cuts its tiles into blocks: run tiles a block (a multiple of MR), so that
+ * the blocks' V (depth floats a tile and position) and M (f) fill about half
+ * an L2 beside U (xi positions of depth x f, in panels), or, with U past L2
+ * (read again from L3 by every block), large blocks in a count that keeps
+ * every thread busy; ld_v and ld_m floats between positions of V and M, and
+ * per_thread floats of a thread's workspace: V, M, then extra floats. */
+typedef struct {
+    ptrdiff_t run, n_blocks, ld_v, ld_m, per_thread;
+    int threads;
+} fc_winograd_blocks;
+fc_winograd_blocks fc_winograd_plan_blocks(ptrdiff_t tiles, int xi, ptrdiff_t depth, ptrdiff_t f,
+                                           ptrdiff_t extra, int n_threads);
 /* M[xi] (count, f) = V[xi] (count, c) x U[xi] for xi < positions, one block
  * of tiles of a one-piece forward pass: V's rows (a tile's c floats each)
  * read in place, up to a whole last sliver of rows (kept finite); U packed

@@ -52,11 +52,7 @@ int fc_winograd_applies(const fc_conv2d_desc *d)
            && d->c >= FC_WINOGRAD_MIN_CHANNELS && d->f >= FC_WINOGRAD_MIN_CHANNELS;
 }
 
-/* Whether a method of xi products per tile and channel-filter pair, on
- * tiles tiles, saves at least cost multiply-adds (times the threshold's
- * scale) per float of its transformed kernel (xi per pair) against the
- * direct method's n ho wo kh kw. With the scale at 0, always. */
-static int winograd_pays(const fc_conv2d_desc *d, ptrdiff_t tiles, ptrdiff_t xi, double cost)
+int fc_winograd_pays(const fc_conv2d_desc *d, ptrdiff_t tiles, ptrdiff_t xi, double cost)
 {
     const double scale = fc_winograd_threshold_current();
     const double direct = (double)d->n * d->ho * d->wo * d->kh * d->kw;
@@ -69,10 +65,10 @@ int fc_winograd_forward_method(const fc_conv2d_desc *d)
         return FC_FORWARD_NO_WINOGRAD;
     const ptrdiff_t m = 7 - d->kh; /* the 6x6 domain's tile */
     if (fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_MAX_CF)
-        && winograd_pays(d, d->n * fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m), 36,
+        && fc_winograd_pays(d, d->n * fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m), 36,
                          FC_WINOGRAD_KERNEL_COST))
         return FC_FORWARD_WINOGRAD_6X6;
-    if (winograd_pays(d, d->n * fc_ceil_div(d->ho, 2) * fc_ceil_div(d->wo, 2),
+    if (fc_winograd_pays(d, d->n * fc_ceil_div(d->ho, 2) * fc_ceil_div(d->wo, 2),
                       16 * spans_h(d) * spans_w(d), FC_WINOGRAD_KERNEL_COST))
         return FC_FORWARD_WINOGRAD_2X2;
     return FC_FORWARD_NO_WINOGRAD;
@@ -84,7 +80,7 @@ int fc_winograd_backward_weight_pays(const fc_conv2d_desc *d)
     const int six = fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_WGRAD_MAX_CF);
     const ptrdiff_t xi = six ? 36 : XI * pieces_h(d) * pieces_w(d), m = six ? 7 - d->kh : 2;
     return xi * d->c * d->f <= FC_WINOGRAD_WGRAD_LARGE_FLOATS
-           || winograd_pays(d, d->n * fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m), xi,
+           || fc_winograd_pays(d, d->n * fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m), xi,
                             FC_WINOGRAD_WGRAD_KERNEL_COST);
 }
 
@@ -328,6 +324,33 @@ FC_VECTOR_CLONES static int transform_outputs(const fc_conv2d_desc *d, const flo
             }
     }
     return bad;
+}
+
+fc_winograd_blocks fc_winograd_plan_blocks(ptrdiff_t tiles, int xi, ptrdiff_t depth, ptrdiff_t f,
+                                           ptrdiff_t extra, int n_threads)
+{
+    const fc_kernel_set *ks = fc_kernels_for(f);
+    const int MR = ks->mr, NR = ks->nr;
+    const ptrdiff_t n_panels = fc_ceil_div(f, NR);
+    /* A U too large for L2 (S5's 128 x 256, 4.7 MB in the 6x6 domain: 3.9
+     * -> 2.9 ms with the large blocks). */
+    const int large = xi * n_panels * NR * depth > FC_WINOGRAD_L2_FLOATS;
+    const ptrdiff_t per_tile = xi * (depth + n_panels * NR);
+    const ptrdiff_t target = fc_max(MR, (large ? FC_WINOGRAD_LARGE_BLOCK_FLOATS
+                                               : FC_WINOGRAD_BLOCK_FLOATS) / per_tile);
+    fc_winograd_blocks b;
+    b.run = fc_min(target / MR * MR, fc_round_up(tiles, MR));
+    if (large && n_threads > 1)
+        b.run = fc_round_up(fc_ceil_div(tiles, fc_round_up(fc_ceil_div(tiles, b.run), n_threads)),
+                            MR);
+    b.n_blocks = fc_ceil_div(tiles, b.run);
+    /* V (the micro-kernel reads its rows in place, up to a whole last
+     * sliver), M. */
+    b.ld_v = fc_position_stride(b.run * depth);
+    b.ld_m = fc_position_stride(b.run * f);
+    b.per_thread = fc_thread_stride(xi * (b.ld_v + b.ld_m) + extra);
+    b.threads = (int)fc_min(n_threads, b.n_blocks);
+    return b;
 }
 
 void fc_winograd_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff_t c,

@@ -479,34 +479,18 @@ static int winograd_6x6_forward(const fc_conv2d_desc *d, const fc_pool2d_desc *p
                                 const float *w, int rotate, const float *b, const float *mask,
                                 float *y, uint8_t *argmax, int n_threads)
 {
-    const fc_kernel_set *ks = fc_kernels_for(d->f);
-    const int MR = ks->mr, NR = ks->nr;
+    const int NR = fc_kernels_for(d->f)->nr;
     const ptrdiff_t c = d->c, f = d->f, m = 7 - d->kh;
     const ptrdiff_t tiles_h = fc_ceil_div(d->ho, m), tiles_w = fc_ceil_div(d->wo, m);
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
     if (tiles == 0 || f == 0)
         return FC_OK;
     n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
-    const ptrdiff_t n_panels = fc_ceil_div(f, NR);
-    const ptrdiff_t u_floats = XI * n_panels * NR * c;
-    /* Tiles per block, a multiple of MR: their patches' V and their M
-     * together fill about half an L2, U staying in L2 beside them. A U too
-     * large for that is read again from L3 by every block: then blocks of
-     * FC_WINOGRAD_LARGE_BLOCK_FLOATS, V and M in L3 too, in a count that
-     * keeps every thread busy (S5's 128 x 256, 4.7 MB of U: 3.9 -> 2.9 ms). */
-    const int large = u_floats > FC_WINOGRAD_L2_FLOATS;
-    const ptrdiff_t per_tile = XI * (c + n_panels * NR);
-    const ptrdiff_t target = fc_max(MR, (large ? FC_WINOGRAD_LARGE_BLOCK_FLOATS
-                                               : FC_WINOGRAD_BLOCK_FLOATS) / per_tile);
-    ptrdiff_t run = fc_min(target / MR * MR, fc_round_up(tiles, MR));
-    if (large && n_threads > 1)
-        run = fc_round_up(fc_ceil_div(tiles, fc_round_up(fc_ceil_div(tiles, run), n_threads)), MR);
-    const ptrdiff_t n_blocks = fc_ceil_div(tiles, run);
-    /* Per thread: V (the micro-kernel reads its rows in place, up to a whole
-     * last sliver), M, c zeros (the padding's pixels), an edge tile. */
-    const ptrdiff_t ld_v = fc_position_stride(run * c), ld_m = fc_position_stride(run * f);
-    const ptrdiff_t per_thread = fc_thread_stride(XI * (ld_v + ld_m) + c + 16 * f);
-    const int threads = (int)fc_min(n_threads, n_blocks);
+    const ptrdiff_t u_floats = XI * fc_ceil_div(f, NR) * NR * c;
+    /* Per thread: V, M, c zeros (the padding's pixels), an edge tile. */
+    const fc_winograd_blocks bl = fc_winograd_plan_blocks(tiles, XI, c, f, c + 16 * f, n_threads);
+    const ptrdiff_t run = bl.run, ld_v = bl.ld_v, ld_m = bl.ld_m, per_thread = bl.per_thread;
+    const int threads = bl.threads;
     /* U's panels, then the bias (zeros without one). */
     float *up = fc_aligned_alloc((size_t)(u_floats + f) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
@@ -539,7 +523,7 @@ static int winograd_6x6_forward(const fc_conv2d_desc *d, const fc_pool2d_desc *p
         memset(v, 0, (size_t)(XI * ld_v) * sizeof(float));
         memset(zeros, 0, (size_t)c * sizeof(float));
         FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
-        for (ptrdiff_t blk = 0; blk < n_blocks; ++blk) {
+        for (ptrdiff_t blk = 0; blk < bl.n_blocks; ++blk) {
             const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
             fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
             fc_winograd_products(XI, v, ld_v, c, up, f, count, mm, ld_m);

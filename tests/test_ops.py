@@ -1354,6 +1354,62 @@ def test_dilated_layers_take_their_phases_only_where_they_line_up(winograd_mode)
         np.testing.assert_array_equal(results["fast", 1][i], results["off", 1][i])
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 3), h=st.integers(3, 19), w=st.integers(3, 19),
+       c=st.sampled_from([16, 20]), f=st.sampled_from([16, 33, 70]),
+       pads=st.tuples(*[st.integers(0, 3)] * 4), relu=st.booleans(), bias=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_strided_4x4_winograd_matches_the_reference(simd_path, n, h, w, c, f, pads, relu, bias,
+                                                    seed):
+    """A stride-2 4x4 layer's forward pass by F(4x4, 2x2) on its phase images
+    (winograd_strided.c): odd and even sizes, edge tiles, uneven padding, the
+    bias and ReLU, against the reference; the same bits on every thread
+    count."""
+    padding = ((pads[0], pads[1]), (pads[2], pads[3]))
+    if h + pads[0] + pads[1] < 4 or w + pads[2] + pads[3] < 4:
+        return  # no output
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    wt = (rng.standard_normal((4, 4, c, f)) / np.sqrt(16 * c)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32) if bias else None
+    conv = dict(stride=2, padding=padding)
+    y = ops.conv2d(x, wt, b, activation="relu" if relu else None, **conv)
+    want = reference.conv2d(f64(x), f64(wt), None if b is None else f64(b), **conv)
+    assert_close(y, np.maximum(want, 0) if relu else want, tol=2e-5)
+    for threads in (1, 3):
+        again = ops.conv2d(x, wt, b, activation="relu" if relu else None, n_threads=threads,
+                           **conv)
+        np.testing.assert_array_equal(again, y)
+
+
+def test_strided_winograd_takes_4x4_kernels_only_and_falls_back_on_infinities(winograd_mode):
+    """Stride-2 4x4 layers take the strided Winograd method (other bits than
+    the GEMM's: Winograd 'off'), 3x3 ones the GEMM (the same bits); an
+    infinite weight or input sends the 4x4 layer to the GEMM, which writes
+    the infinities and NaN the direct sums give."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 16, 16, 16)).astype(np.float32)
+    kernels = {k: rng.standard_normal((k, k, 16, 32)).astype(np.float32) for k in (3, 4)}
+    results = {}
+    for mode in ("off", "fast"):
+        winograd_mode(mode)
+        for k, wt in kernels.items():
+            results[mode, k] = ops.conv2d(x, wt, stride=2, padding=1)
+    assert not np.array_equal(results["fast", 4], results["off", 4])
+    np.testing.assert_array_equal(results["fast", 3], results["off", 3])
+    bad_w, bad_x = kernels[4].copy(), x.copy()
+    bad_w[1, 2, 3, 5] = np.inf
+    bad_x[1, 4, 7, 2] = -np.inf
+    for xi, wt in ((x, bad_w), (bad_x, kernels[4])):
+        got = ops.conv2d(xi, wt, stride=2, padding=1)
+        want = reference.conv2d(f64(xi), f64(wt), stride=2, padding=1)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
+        assert 0 < finite.sum() < finite.size
+        assert_close(np.where(finite, got, 0), np.where(finite, want, 0), tol=1e-6)
+
+
 @pytest.mark.parametrize("x_shape,w_shape,stride", [
     ((1, 6, 5, 512), (3, 3, 512, 256), 2),  # one chunk (dw past 4 MB): dw written in place
     ((3, 9, 10, 40), (5, 3, 40, 70), 2),  # four chunks of partial sums

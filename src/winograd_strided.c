@@ -1,0 +1,318 @@
+/* Winograd convolution for stride-2 layers of 4x4 kernels (DCGAN's
+ * discriminators, Keras's DCGAN example): the forward pass.
+ *
+ * Split by the parity of its rows and columns (phase a, b), the padded input
+ * is four images X_ab[i][j] = x[2i + a - pt][2j + b - pl], and the kernel
+ * four 2x2 sub-kernels W_ab[p][q] = w[2p + a][2q + b], and
+ *     y[oh][ow] = sum over a, b, p, q of W_ab[p][q] X_ab[oh + p][ow + q]:
+ * a stride-1 2x2 layer over the 4 c channels of the stacked phase images.
+ * That runs by F(4x4, 2x2): each 4x4 tile of outputs from a 5x5 patch of
+ * each phase image, with 25 multiplications per (phase channel, filter)
+ * pair, 100 per (channel, filter) for 16 outputs: 6.25 per output against
+ * the direct method's 16. With the interpolation points 0, 1, -1, 2 and
+ * infinity,
+ *     Y = A^T [ (G g G^T) .* (B^T d B) ] A,
+ *     B^T = | 2 -1 -2  1  0 |   G = |  1/2     0 |   A^T = | 1  1  1  1  0 |
+ *           | 0 -2 -1  1  0 |       | -1/2  -1/2 |         | 0  1 -1  2  0 |
+ *           | 0  2 -3  1  0 |       | -1/6   1/6 |         | 0  1  1  4  0 |
+ *           | 0 -1  0  1  0 |       |  1/6   1/3 |         | 0  1 -1  8  1 |
+ *           | 0  2 -1 -2  1 |       |    0     1 |
+ * (rows of G: p^0, p^1 over the product of p minus the other points, then
+ * the point at infinity's; A^T's rows p^0..p^3). On unit normal data its
+ * error is about 1.4e-6 of a result per channel pair, about that of
+ * F(4x4, 3x3).
+ *
+ * 3x3 stride-2 layers split the same way (sub-kernels of 2x2, 2x1, 1x2 and
+ * 1x1 taps, zero-padded to 2x2: 6.25 products per output against 9) but did
+ * not pay: the transforms and the GEMMs' lower rate on 4 c deep products
+ * outweighed the saved multiply-adds (32 x 32 x 32 x 64 -> 128, 2 threads:
+ * 3.9-4.0 ms by the GEMM, 4.5 by this method; 16 x 16 x 64 -> 128 at batch
+ * 128: 3.8 against 4.4), so they stay with the GEMM.
+ *
+ * As in winograd_6x6.c, per position xi the products over the 4 c stacked
+ * channels are one GEMM, M[xi] (tiles, f) = V[xi] (tiles, 4c) x U[xi] (4c,
+ * f) (fc_winograd_products), over blocks of tiles sized for L2: a thread
+ * transforms a block's patches, runs the 25 GEMMs and transforms the results
+ * straight into y with the bias and ReLU. Each output pixel is computed by
+ * one thread in a fixed order, so results do not depend on the number of
+ * threads. */
+#include <string.h>
+
+#include "fc_internal.h"
+
+#define XI 25    /* positions of the 5x5 transformed domain */
+#define PHASES 4 /* (row parity, column parity) of the input */
+
+static ptrdiff_t tiles_of(ptrdiff_t out) { return fc_ceil_div(out, 4); }
+
+int fc_winograd_strided_applies(const fc_conv2d_desc *d)
+{
+    if (!(fc_winograd_current() != FC_WINOGRAD_OFF && d->sh == 2 && d->sw == 2 && d->dh == 1
+          && d->dw == 1 && d->kh == 4 && d->kw == 4
+          && d->c >= FC_WINOGRAD_MIN_CHANNELS && d->f >= FC_WINOGRAD_MIN_CHANNELS))
+        return 0;
+    /* Per channel-filter pair: 100 products per tile, and 100 floats of U. */
+    const ptrdiff_t tiles = d->n * tiles_of(d->ho) * tiles_of(d->wo);
+    return fc_winograd_pays(d, tiles, PHASES * XI, FC_WINOGRAD_KERNEL_COST);
+}
+
+/* The rows of G (5 x 2), in double: see the top of the file. */
+static const double G[5][2] = {
+    {1.0 / 2, 0.0}, {-1.0 / 2, -1.0 / 2}, {-1.0 / 6, 1.0 / 6}, {1.0 / 6, 1.0 / 3}, {0.0, 1.0},
+};
+
+/* U for channel ci and filters [j0, j0 + valid) (a panel nr wide), rows
+ * ph * c + ci of each position's panel (ld_x floats between positions).
+ * Returns nonzero when one of the weights is infinite or NaN. */
+static int transform_panel(const float *w, ptrdiff_t c, ptrdiff_t f, ptrdiff_t ci, ptrdiff_t j0,
+                           ptrdiff_t valid, int nr, ptrdiff_t ld_x, float *out)
+{
+    int bad = 0;
+    for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b) {
+            /* The sub-kernel W_ab, then G W G^T in double, rounded once. */
+            double g[2][2][FC_NR_MAX], t[5][2][FC_NR_MAX];
+            for (int p = 0; p < 2; ++p)
+                for (int q = 0; q < 2; ++q) {
+                    const float *tap = w + ((2 * p + a) * 4 + 2 * q + b) * c * f + ci * f + j0;
+                    for (ptrdiff_t j = 0; j < valid; ++j) {
+                        g[p][q][j] = tap[j];
+                        bad |= g[p][q][j] - g[p][q][j] != 0.0; /* NaN for an infinity or NaN */
+                    }
+                }
+            for (int i = 0; i < 5; ++i)
+                for (int q = 0; q < 2; ++q) {
+                    FC_OMP(omp simd)
+                    for (ptrdiff_t j = 0; j < valid; ++j)
+                        t[i][q][j] = G[i][0] * g[0][q][j] + G[i][1] * g[1][q][j];
+                }
+            const ptrdiff_t row = (a * 2 + b) * c + ci;
+            for (int i = 0; i < 5; ++i)
+                for (int l = 0; l < 5; ++l) {
+                    float *o = out + (i * 5 + l) * ld_x + row * nr;
+                    FC_OMP(omp simd)
+                    for (ptrdiff_t j = 0; j < valid; ++j)
+                        o[j] = (float)(t[i][0][j] * G[l][0] + t[i][1][j] * G[l][1]);
+                    for (ptrdiff_t j = valid; j < nr; ++j)
+                        o[j] = 0.0f;
+                }
+        }
+    return bad;
+}
+
+/* U[xi] = G W_ab G^T for every channel and filter, packed as the
+ * micro-kernel's B panels, nr wide, 4 c rows each (phase-major), all panels
+ * of a position together: row ph * c + ci of panel jp of position xi at
+ * up[((xi * n_panels + jp) * 4c + row) * nr]. Returns 0 when a weight is
+ * infinite or NaN, else 1. */
+static int transform_weights(const fc_conv2d_desc *d, const float *w, int nr, float *up,
+                             int n_threads)
+{
+    const ptrdiff_t c = d->c, f = d->f, n_panels = fc_ceil_div(f, nr);
+    const ptrdiff_t ld_x = n_panels * PHASES * c * nr; /* floats between positions */
+    n_threads = fc_threads_for((double)(XI * PHASES * c * f), FC_GRAIN_ELEMENTS, n_threads);
+    int bad = 0;
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1) reduction(|:bad))
+    {
+        FC_OMP(omp for schedule(static) nowait)
+        for (ptrdiff_t ci = 0; ci < c; ++ci)
+            for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
+                const ptrdiff_t j0 = jp * nr;
+                bad |= transform_panel(w, c, f, ci, j0, fc_min(nr, f - j0), nr, ld_x,
+                                       up + jp * PHASES * c * nr);
+            }
+        fc_team_leave(&team);
+    }
+    return !bad;
+}
+
+/* s0..s4 = B^T d for one column (or row) d0..d4 of a patch. */
+#define INPUT_POINTS(d0, d1, d2, d3, d4, s0, s1, s2, s3, s4)                          \
+    do {                                                                              \
+        s0 = 2.0f * ((d0) - (d2)) - (d1) + (d3);                                      \
+        s1 = (d3) - (d2) - 2.0f * (d1);                                               \
+        s2 = 2.0f * (d1) - 3.0f * (d2) + (d3);                                        \
+        s3 = (d3) - (d1);                                                             \
+        s4 = 2.0f * ((d1) - (d3)) - (d2) + (d4);                                      \
+    } while (0)
+
+/* out[xi * ld + ch] = (B^T d B)[xi] of the 5x5 patch whose pixels are
+ * p[i*5 + j] (c channels each), for ch < c. */
+FC_VECTOR_CLONES static void transform_patch(const float *const *p, ptrdiff_t c, ptrdiff_t ld,
+                                             float *out)
+{
+    FC_OMP(omp simd)
+    for (ptrdiff_t ch = 0; ch < c; ++ch) {
+        float s[5][5];
+        _Pragma("GCC unroll 5")
+        for (int j = 0; j < 5; ++j) /* B^T d: combine rows */
+            INPUT_POINTS(p[j][ch], p[5 + j][ch], p[10 + j][ch], p[15 + j][ch], p[20 + j][ch],
+                         s[0][j], s[1][j], s[2][j], s[3][j], s[4][j]);
+        float *o = out + ch;
+        _Pragma("GCC unroll 5")
+        for (int r = 0; r < 5; ++r) /* (B^T d) B: combine columns */
+            INPUT_POINTS(s[r][0], s[r][1], s[r][2], s[r][3], s[r][4], o[(r * 5) * ld],
+                         o[(r * 5 + 1) * ld], o[(r * 5 + 2) * ld], o[(r * 5 + 3) * ld],
+                         o[(r * 5 + 4) * ld]);
+    }
+}
+
+/* V[xi][t][ph * c + ch] for tiles [t0, t0 + count): each phase image's 5x5
+ * patch, read from x at stride 2 (zeros where it falls in the padding). */
+static void transform_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
+                             ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
+                             const float *zeros, float *v)
+{
+    const ptrdiff_t c = d->c, per_img = tiles_h * tiles_w;
+    for (ptrdiff_t t = 0; t < count; ++t) {
+        const ptrdiff_t tile = t0 + t, img = tile / per_img;
+        const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
+        for (int a = 0; a < 2; ++a)
+            for (int b = 0; b < 2; ++b) {
+                const float *p[XI];
+                for (int i = 0; i < 5; ++i)
+                    for (int j = 0; j < 5; ++j) {
+                        const ptrdiff_t ih = 2 * (4 * th + i) + a - d->pt;
+                        const ptrdiff_t iw = 2 * (4 * tw + j) + b - d->pl;
+                        p[i * 5 + j] = (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
+                                           ? zeros
+                                           : x + ((img * d->h + ih) * d->w + iw) * c;
+                    }
+                transform_patch(p, c, ld, v + t * PHASES * c + (a * 2 + b) * c);
+            }
+    }
+}
+
+/* o0..o3 = A^T m for one column (or row) m0..m4 of a tile's products. */
+#define OUTPUT_POINTS(m0, m1, m2, m3, m4, o0, o1, o2, o3)                             \
+    do {                                                                              \
+        const float s_ = (m1) + (m2), t_ = (m1) - (m2);                               \
+        o0 = (m0) + s_ + (m3);                                                        \
+        o1 = t_ + 2.0f * (m3);                                                        \
+        o2 = s_ + 4.0f * (m3);                                                        \
+        o3 = t_ + 8.0f * (m3) + (m4);                                                 \
+    } while (0)
+
+/* One tile's y = A^T m A + bias (ReLU, a constant once inlined), its 4x4
+ * outputs ld_row floats a row apart. Returns nonzero when an output is an
+ * infinity or NaN (see FC_NONFINITE). */
+static inline __attribute__((always_inline)) int
+output_tile(const int relu, const float *in, ptrdiff_t ld_block, ptrdiff_t f, const float *bias,
+            float *out, ptrdiff_t ld_row)
+{
+    int bad = 0;
+    FC_OMP(omp simd reduction(|:bad))
+    for (ptrdiff_t fo = 0; fo < f; ++fo) {
+        float s[4][5], r[4][4];
+        const float *m = in + fo;
+        _Pragma("GCC unroll 5")
+        for (int j = 0; j < 5; ++j) /* A^T m: combine rows */
+            OUTPUT_POINTS(m[j * ld_block], m[(5 + j) * ld_block], m[(10 + j) * ld_block],
+                          m[(15 + j) * ld_block], m[(20 + j) * ld_block], s[0][j], s[1][j],
+                          s[2][j], s[3][j]);
+        _Pragma("GCC unroll 4")
+        for (int i = 0; i < 4; ++i) /* (A^T m) A: combine columns */
+            OUTPUT_POINTS(s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], r[i][0], r[i][1], r[i][2],
+                          r[i][3]);
+        _Pragma("GCC unroll 4")
+        for (int i = 0; i < 4; ++i)
+            _Pragma("GCC unroll 4")
+            for (int j = 0; j < 4; ++j) {
+                float v = r[i][j] + bias[fo];
+                if (relu) /* a NaN stays NaN */
+                    v = v < 0.0f ? 0.0f : v;
+                out[i * ld_row + j * f + fo] = v;
+                bad |= v - v != 0.0f; /* NaN: not finite */
+            }
+    }
+    return bad;
+}
+
+/* y = A^T m A + bias (ReLU) for the block's tiles; m[xi][t][fo]. A tile cut
+ * by the image's far edge is written to `edge` (16 f floats) and its part
+ * inside the image copied. Returns nonzero when an output (of a cut tile: in
+ * or out of the image) is an infinity or NaN. */
+FC_VECTOR_CLONES static int transform_outputs(const fc_conv2d_desc *d, const float *m,
+                                              ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
+                                              ptrdiff_t count, ptrdiff_t ld_block,
+                                              const float *bias, float *edge, float *y)
+{
+    const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w, ld_row = d->wo * f;
+    int bad = 0;
+    for (ptrdiff_t t = 0; t < count; ++t) {
+        const ptrdiff_t tile = t0 + t, img = tile / per_img;
+        const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
+        const ptrdiff_t oh = 4 * th, ow = 4 * tw;
+        const ptrdiff_t rows = fc_min(4, d->ho - oh), cols = fc_min(4, d->wo - ow);
+        float *out = y + ((img * d->ho + oh) * d->wo + ow) * f;
+        const int whole = rows == 4 && cols == 4;
+        float *dst = whole ? out : edge;
+        const ptrdiff_t ld = whole ? ld_row : 4 * f;
+        bad |= d->relu ? output_tile(1, m + t * f, ld_block, f, bias, dst, ld)
+                       : output_tile(0, m + t * f, ld_block, f, bias, dst, ld);
+        if (!whole)
+            for (ptrdiff_t i = 0; i < rows; ++i)
+                memcpy(out + i * ld_row, edge + i * 4 * f, (size_t)(cols * f) * sizeof(float));
+    }
+    return bad;
+}
+
+int fc_conv2d_winograd_strided_f32(const fc_conv2d_desc *d, const float *x, const float *w,
+                                   const float *b, float *y, int n_threads)
+{
+    const int NR = fc_kernels_for(d->f)->nr;
+    const ptrdiff_t c = d->c, f = d->f, depth = PHASES * c;
+    const ptrdiff_t tiles_h = tiles_of(d->ho), tiles_w = tiles_of(d->wo);
+    const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
+    if (tiles == 0 || f == 0)
+        return FC_OK;
+    n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
+    const ptrdiff_t u_floats = XI * fc_ceil_div(f, NR) * NR * depth;
+    /* Per thread: V, M, c zeros (the padding's pixels), an edge tile. */
+    const fc_winograd_blocks bl = fc_winograd_plan_blocks(tiles, XI, depth, f, c + 16 * f,
+                                                          n_threads);
+    const ptrdiff_t run = bl.run, ld_v = bl.ld_v, ld_m = bl.ld_m, per_thread = bl.per_thread;
+    const int threads = bl.threads;
+    /* U's panels, then the bias (zeros without one). */
+    float *up = fc_aligned_alloc((size_t)(u_floats + f) * sizeof(float));
+    float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
+    int status = up && ws ? FC_OK : FC_ERR_NOMEM;
+    if (status == FC_OK && !transform_weights(d, w, NR, up, n_threads))
+        status = FC_NONFINITE;
+    if (status != FC_OK) {
+        fc_aligned_free(up);
+        fc_aligned_free(ws);
+        return status;
+    }
+    float *bias = up + u_floats;
+    for (ptrdiff_t j = 0; j < f; ++j)
+        bias[j] = b ? b[j] : 0.0f;
+
+    int bad = 0; /* any thread's finding, or-ed at the region's end */
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1) reduction(|:bad))
+    {
+        fc_fp_state fp = fc_fp_enter();
+        float *v = ws + fc_thread_id() * per_thread;
+        float *mm = v + XI * ld_v;
+        float *zeros = mm + XI * ld_m;
+        float *edge = zeros + c;
+        /* Rows of V past the last patch are read by the micro-kernel: keep
+         * them finite; the padding input must be zero. */
+        memset(v, 0, (size_t)(XI * ld_v) * sizeof(float));
+        memset(zeros, 0, (size_t)c * sizeof(float));
+        FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
+        for (ptrdiff_t blk = 0; blk < bl.n_blocks; ++blk) {
+            const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
+            transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
+            fc_winograd_products(XI, v, ld_v, depth, up, f, count, mm, ld_m);
+            bad |= transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, edge, y);
+        }
+        fc_fp_leave(fp);
+        fc_team_leave(&team);
+    }
+    fc_aligned_free(up);
+    fc_aligned_free(ws);
+    return bad ? FC_NONFINITE : FC_OK;
+}
