@@ -545,6 +545,15 @@ enum { FC_WEIGHTS_FORWARD, FC_WEIGHTS_ROTATED, FC_WEIGHTS_TRANSPOSED };
  * FC_NONFINITE), else 1. */
 int fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, const float *w, int view, int nr,
                                        float *up, int n_threads);
+/* The 6x6 domain's pieces, for winograd_strided.c: G (6 x r, r = 3 or 5) in
+ * double; out[xi * ld + ch] = (B^T d B)[xi] of the 6x6 patch of pixels
+ * p[i * 6 + j] (c channels each); and one 4x4 tile's y = A^T m A + bias
+ * (ReLU) from m[xi * ld_block + fo], its rows ld_row floats apart (nonzero
+ * when an output is an infinity or NaN). */
+void fc_winograd_6x6_kernel_matrix(int r, double G[6][5]);
+void fc_winograd_6x6_patch(const float *const *p, ptrdiff_t c, ptrdiff_t ld, float *out);
+int fc_winograd_6x6_output_tile4(const float *in, ptrdiff_t ld_block, ptrdiff_t f,
+                                 const float *bias, int relu, float *out, ptrdiff_t ld_row);
 /* 1 when the backward-input pass of the 3x3 layer d is best computed from
  * dy's tiles (winograd_6x6_transposed.c): fewer of them than of dx's, as in
  * an unpadded layer, and an image's tiles fit one block. */

@@ -79,8 +79,7 @@ static inline void kernel_points(int r, const double *g, double u[6])
     }
 }
 
-/* G (6 x r): column a holds kernel_points of the unit vector e_a. */
-static void kernel_matrix(int r, double G[6][5])
+void fc_winograd_6x6_kernel_matrix(int r, double G[6][5])
 {
     for (int a = 0; a < r; ++a) {
         double e[5] = {0.0}, u[6];
@@ -155,7 +154,7 @@ FC_VECTOR_CLONES int fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, 
     const ptrdiff_t c = d->c, f = d->f, n_panels = fc_ceil_div(f, nr);
     const ptrdiff_t ld_x = n_panels * c * nr; /* floats between positions */
     double G[6][5];
-    kernel_matrix(r, G);
+    fc_winograd_6x6_kernel_matrix(r, G);
     n_threads = fc_threads_for((double)(XI * c * f), FC_GRAIN_ELEMENTS, n_threads);
     int bad = 0; /* any thread's finding, or-ed at the region's end */
     fc_team team = FC_TEAM_INIT;
@@ -233,6 +232,12 @@ FC_VECTOR_CLONES void fc_winograd_6x6_inputs(const fc_conv2d_desc *d, const floa
     }
 }
 
+FC_VECTOR_CLONES void fc_winograd_6x6_patch(const float *const *p, ptrdiff_t c, ptrdiff_t ld,
+                                            float *out)
+{
+    transform_patch(p, c, ld, out);
+}
+
 /* o0..o3 = A^T m for one column (or row) m0..m5 of a tile's products, m = 4;
  * OUTPUT_POINTS2 the first two rows of A^T with m = 2. */
 #define OUTPUT_POINTS4(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3)                          \
@@ -297,6 +302,14 @@ output_tile(const int M, const int relu, const int MASKED, const float *in, ptrd
             }
     }
     return bad;
+}
+
+FC_VECTOR_CLONES int fc_winograd_6x6_output_tile4(const float *in, ptrdiff_t ld_block,
+                                                 ptrdiff_t f, const float *bias, int relu,
+                                                 float *out, ptrdiff_t ld_row)
+{
+    return relu ? output_tile(4, 1, 0, in, ld_block, f, bias, NULL, out, ld_row)
+                : output_tile(4, 0, 0, in, ld_block, f, bias, NULL, out, ld_row);
 }
 
 /* y = A^T m A + bias (ReLU) for the block's tiles; m[xi][t][fo], bias f

@@ -1,16 +1,19 @@
-/* Winograd convolution for stride-2 layers of 4x4 kernels (DCGAN's
- * discriminators, Keras's DCGAN example): the forward pass.
+/* Winograd convolution for stride-2 layers of 4x4 and 5x5 kernels (DCGAN's
+ * discriminators: Keras's example takes 4x4, TensorFlow's tutorial 5x5): the
+ * forward pass.
  *
  * Split by the parity of its rows and columns (phase a, b), the padded input
  * is four images X_ab[i][j] = x[2i + a - pt][2j + b - pl], and the kernel
- * four 2x2 sub-kernels W_ab[p][q] = w[2p + a][2q + b], and
+ * four sub-kernels W_ab[p][q] = w[2p + a][2q + b] of r x r taps, r = k / 2
+ * rounded up (those past the kernel's edge zero: a 5x5 kernel's odd phases
+ * have 2 of their 3 rows or columns), and
  *     y[oh][ow] = sum over a, b, p, q of W_ab[p][q] X_ab[oh + p][ow + q]:
- * a stride-1 2x2 layer over the 4 c channels of the stacked phase images.
- * That runs by F(4x4, 2x2): each 4x4 tile of outputs from a 5x5 patch of
- * each phase image, with 25 multiplications per (phase channel, filter)
- * pair, 100 per (channel, filter) for 16 outputs: 6.25 per output against
- * the direct method's 16. With the interpolation points 0, 1, -1, 2 and
- * infinity,
+ * a stride-1 r x r layer over the 4 c channels of the stacked phase images.
+ * That runs by Winograd with 4x4 output tiles: F(4x4, 2x2) on a 5x5 domain
+ * for 4x4 kernels, 25 multiplications per (phase channel, filter) pair, 6.25
+ * per output and (channel, filter) against the direct method's 16; F(4x4,
+ * 3x3) on winograd_6x6.c's 6x6 domain for 5x5 kernels, 9 against 25. The 5x5
+ * domain takes the interpolation points 0, 1, -1, 2 and infinity:
  *     Y = A^T [ (G g G^T) .* (B^T d B) ] A,
  *     B^T = | 2 -1 -2  1  0 |   G = |  1/2     0 |   A^T = | 1  1  1  1  0 |
  *           | 0 -2 -1  1  0 |       | -1/2  -1/2 |         | 0  1 -1  2  0 |
@@ -32,7 +35,7 @@
  * As in winograd_6x6.c, per position xi the products over the 4 c stacked
  * channels are one GEMM, M[xi] (tiles, f) = V[xi] (tiles, 4c) x U[xi] (4c,
  * f) (fc_winograd_products), over blocks of tiles sized for L2: a thread
- * transforms a block's patches, runs the 25 GEMMs and transforms the results
+ * transforms a block's patches, runs the GEMMs and transforms the results
  * straight into y with the bias and ReLU. Each output pixel is computed by
  * one thread in a fixed order, so results do not depend on the number of
  * threads. */
@@ -40,59 +43,91 @@
 
 #include "fc_internal.h"
 
-#define XI 25    /* positions of the 5x5 transformed domain */
-#define PHASES 4 /* (row parity, column parity) of the input */
+#define PHASES 4   /* (row parity, column parity) of the input */
+#define MAX_SIDE 6 /* of a patch: 5 (4x4 kernels) or 6 (5x5) */
 
 static ptrdiff_t tiles_of(ptrdiff_t out) { return fc_ceil_div(out, 4); }
+
+/* A patch's side: the transformed domain is side x side. */
+static int side_of(const fc_conv2d_desc *d) { return d->kh == 4 ? 5 : 6; }
 
 int fc_winograd_strided_applies(const fc_conv2d_desc *d)
 {
     if (!(fc_winograd_current() != FC_WINOGRAD_OFF && d->sh == 2 && d->sw == 2 && d->dh == 1
-          && d->dw == 1 && d->kh == 4 && d->kw == 4
+          && d->dw == 1 && (d->kh == 4 || d->kh == 5) && d->kw == d->kh
           && d->c >= FC_WINOGRAD_MIN_CHANNELS && d->f >= FC_WINOGRAD_MIN_CHANNELS))
         return 0;
-    /* Per channel-filter pair: 100 products per tile, and 100 floats of U. */
+    /* Per channel-filter pair: 4 xi products per tile, and 4 xi floats of U. */
+    const ptrdiff_t xi = side_of(d) * side_of(d);
     const ptrdiff_t tiles = d->n * tiles_of(d->ho) * tiles_of(d->wo);
-    return fc_winograd_pays(d, tiles, PHASES * XI, FC_WINOGRAD_KERNEL_COST);
+    return fc_winograd_pays(d, tiles, PHASES * xi, FC_WINOGRAD_KERNEL_COST);
 }
 
-/* The rows of G (5 x 2), in double: see the top of the file. */
-static const double G[5][2] = {
-    {1.0 / 2, 0.0}, {-1.0 / 2, -1.0 / 2}, {-1.0 / 6, 1.0 / 6}, {1.0 / 6, 1.0 / 3}, {0.0, 1.0},
-};
+/* G (side x r) in double: the 5x5 domain's (see the top of the file), or
+ * the 6x6 domain's for r = 3. */
+static void kernel_matrix(int side, double G[MAX_SIDE][3])
+{
+    if (side == 5) {
+        static const double G5[5][2] = {
+            {1.0 / 2, 0.0}, {-1.0 / 2, -1.0 / 2}, {-1.0 / 6, 1.0 / 6}, {1.0 / 6, 1.0 / 3},
+            {0.0, 1.0},
+        };
+        for (int i = 0; i < 5; ++i)
+            for (int a = 0; a < 2; ++a)
+                G[i][a] = G5[i][a];
+    } else {
+        double G6[6][5];
+        fc_winograd_6x6_kernel_matrix(3, G6);
+        for (int i = 0; i < 6; ++i)
+            for (int a = 0; a < 3; ++a)
+                G[i][a] = G6[i][a];
+    }
+}
 
 /* U for channel ci and filters [j0, j0 + valid) (a panel nr wide), rows
- * ph * c + ci of each position's panel (ld_x floats between positions).
+ * ph * c + ci of each position's panel (ld_x floats between positions), of
+ * the k x k kernel w by its r x r sub-kernels (side = the domain's).
  * Returns nonzero when one of the weights is infinite or NaN. */
-static int transform_panel(const float *w, ptrdiff_t c, ptrdiff_t f, ptrdiff_t ci, ptrdiff_t j0,
+static int transform_panel(const double G[MAX_SIDE][3], int side, int r, ptrdiff_t k,
+                           const float *w, ptrdiff_t c, ptrdiff_t f, ptrdiff_t ci, ptrdiff_t j0,
                            ptrdiff_t valid, int nr, ptrdiff_t ld_x, float *out)
 {
     int bad = 0;
     for (int a = 0; a < 2; ++a)
         for (int b = 0; b < 2; ++b) {
-            /* The sub-kernel W_ab, then G W G^T in double, rounded once. */
-            double g[2][2][FC_NR_MAX], t[5][2][FC_NR_MAX];
-            for (int p = 0; p < 2; ++p)
-                for (int q = 0; q < 2; ++q) {
-                    const float *tap = w + ((2 * p + a) * 4 + 2 * q + b) * c * f + ci * f + j0;
+            /* The sub-kernel W_ab (taps past the kernel zero), then G W G^T
+             * in double, rounded once. */
+            double g[3][3][FC_NR_MAX], t[MAX_SIDE][3][FC_NR_MAX];
+            for (int p = 0; p < r; ++p)
+                for (int q = 0; q < r; ++q) {
+                    const ptrdiff_t kr = 2 * p + a, kc = 2 * q + b;
+                    const float *tap = w + (kr * k + kc) * c * f + ci * f + j0;
                     for (ptrdiff_t j = 0; j < valid; ++j) {
-                        g[p][q][j] = tap[j];
+                        g[p][q][j] = kr < k && kc < k ? tap[j] : 0.0;
                         bad |= g[p][q][j] - g[p][q][j] != 0.0; /* NaN for an infinity or NaN */
                     }
                 }
-            for (int i = 0; i < 5; ++i)
-                for (int q = 0; q < 2; ++q) {
+            for (int i = 0; i < side; ++i)
+                for (int q = 0; q < r; ++q) {
                     FC_OMP(omp simd)
-                    for (ptrdiff_t j = 0; j < valid; ++j)
-                        t[i][q][j] = G[i][0] * g[0][q][j] + G[i][1] * g[1][q][j];
+                    for (ptrdiff_t j = 0; j < valid; ++j) {
+                        double sum = 0.0;
+                        for (int p = 0; p < r; ++p)
+                            sum += G[i][p] * g[p][q][j];
+                        t[i][q][j] = sum;
+                    }
                 }
             const ptrdiff_t row = (a * 2 + b) * c + ci;
-            for (int i = 0; i < 5; ++i)
-                for (int l = 0; l < 5; ++l) {
-                    float *o = out + (i * 5 + l) * ld_x + row * nr;
+            for (int i = 0; i < side; ++i)
+                for (int l = 0; l < side; ++l) {
+                    float *o = out + (i * side + l) * ld_x + row * nr;
                     FC_OMP(omp simd)
-                    for (ptrdiff_t j = 0; j < valid; ++j)
-                        o[j] = (float)(t[i][0][j] * G[l][0] + t[i][1][j] * G[l][1]);
+                    for (ptrdiff_t j = 0; j < valid; ++j) {
+                        double sum = 0.0;
+                        for (int q = 0; q < r; ++q)
+                            sum += t[i][q][j] * G[l][q];
+                        o[j] = (float)sum;
+                    }
                     for (ptrdiff_t j = valid; j < nr; ++j)
                         o[j] = 0.0f;
                 }
@@ -108,9 +143,13 @@ static int transform_panel(const float *w, ptrdiff_t c, ptrdiff_t f, ptrdiff_t c
 static int transform_weights(const fc_conv2d_desc *d, const float *w, int nr, float *up,
                              int n_threads)
 {
+    const int side = side_of(d), r = (int)fc_ceil_div(d->kh, 2);
     const ptrdiff_t c = d->c, f = d->f, n_panels = fc_ceil_div(f, nr);
     const ptrdiff_t ld_x = n_panels * PHASES * c * nr; /* floats between positions */
-    n_threads = fc_threads_for((double)(XI * PHASES * c * f), FC_GRAIN_ELEMENTS, n_threads);
+    double G[MAX_SIDE][3];
+    kernel_matrix(side, G);
+    n_threads = fc_threads_for((double)(side * side * PHASES * c * f), FC_GRAIN_ELEMENTS,
+                               n_threads);
     int bad = 0;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1) reduction(|:bad))
@@ -119,8 +158,8 @@ static int transform_weights(const fc_conv2d_desc *d, const float *w, int nr, fl
         for (ptrdiff_t ci = 0; ci < c; ++ci)
             for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
                 const ptrdiff_t j0 = jp * nr;
-                bad |= transform_panel(w, c, f, ci, j0, fc_min(nr, f - j0), nr, ld_x,
-                                       up + jp * PHASES * c * nr);
+                bad |= transform_panel(G, side, r, d->kh, w, c, f, ci, j0, fc_min(nr, f - j0), nr,
+                                       ld_x, up + jp * PHASES * c * nr);
             }
         fc_team_leave(&team);
     }
@@ -139,7 +178,7 @@ static int transform_weights(const fc_conv2d_desc *d, const float *w, int nr, fl
 
 /* out[xi * ld + ch] = (B^T d B)[xi] of the 5x5 patch whose pixels are
  * p[i*5 + j] (c channels each), for ch < c. */
-FC_VECTOR_CLONES static void transform_patch(const float *const *p, ptrdiff_t c, ptrdiff_t ld,
+FC_VECTOR_CLONES static void transform_patch5(const float *const *p, ptrdiff_t c, ptrdiff_t ld,
                                              float *out)
 {
     FC_OMP(omp simd)
@@ -158,28 +197,34 @@ FC_VECTOR_CLONES static void transform_patch(const float *const *p, ptrdiff_t c,
     }
 }
 
-/* V[xi][t][ph * c + ch] for tiles [t0, t0 + count): each phase image's 5x5
- * patch, read from x at stride 2 (zeros where it falls in the padding). */
+/* V[xi][t][ph * c + ch] for tiles [t0, t0 + count): each phase image's
+ * side x side patch, read from x at stride 2 (zeros where it falls in the
+ * padding). */
 static void transform_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
                              ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
                              const float *zeros, float *v)
 {
+    const int side = side_of(d);
     const ptrdiff_t c = d->c, per_img = tiles_h * tiles_w;
     for (ptrdiff_t t = 0; t < count; ++t) {
         const ptrdiff_t tile = t0 + t, img = tile / per_img;
         const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
         for (int a = 0; a < 2; ++a)
             for (int b = 0; b < 2; ++b) {
-                const float *p[XI];
-                for (int i = 0; i < 5; ++i)
-                    for (int j = 0; j < 5; ++j) {
+                const float *p[MAX_SIDE * MAX_SIDE];
+                for (int i = 0; i < side; ++i)
+                    for (int j = 0; j < side; ++j) {
                         const ptrdiff_t ih = 2 * (4 * th + i) + a - d->pt;
                         const ptrdiff_t iw = 2 * (4 * tw + j) + b - d->pl;
-                        p[i * 5 + j] = (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
-                                           ? zeros
-                                           : x + ((img * d->h + ih) * d->w + iw) * c;
+                        p[i * side + j] = (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w)
+                                              ? zeros
+                                              : x + ((img * d->h + ih) * d->w + iw) * c;
                     }
-                transform_patch(p, c, ld, v + t * PHASES * c + (a * 2 + b) * c);
+                float *out = v + t * PHASES * c + (a * 2 + b) * c;
+                if (side == 5)
+                    transform_patch5(p, c, ld, out);
+                else
+                    fc_winograd_6x6_patch(p, c, ld, out);
             }
     }
 }
@@ -194,9 +239,9 @@ static void transform_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t 
         o3 = t_ + 8.0f * (m3) + (m4);                                                 \
     } while (0)
 
-/* One tile's y = A^T m A + bias (ReLU, a constant once inlined), its 4x4
- * outputs ld_row floats a row apart. Returns nonzero when an output is an
- * infinity or NaN (see FC_NONFINITE). */
+/* One tile's y = A^T m A + bias (ReLU, a constant once inlined) on the 5x5
+ * domain, its 4x4 outputs ld_row floats a row apart. Returns nonzero when
+ * an output is an infinity or NaN (see FC_NONFINITE). */
 static inline __attribute__((always_inline)) int
 output_tile(const int relu, const float *in, ptrdiff_t ld_block, ptrdiff_t f, const float *bias,
             float *out, ptrdiff_t ld_row)
@@ -249,8 +294,12 @@ FC_VECTOR_CLONES static int transform_outputs(const fc_conv2d_desc *d, const flo
         const int whole = rows == 4 && cols == 4;
         float *dst = whole ? out : edge;
         const ptrdiff_t ld = whole ? ld_row : 4 * f;
-        bad |= d->relu ? output_tile(1, m + t * f, ld_block, f, bias, dst, ld)
-                       : output_tile(0, m + t * f, ld_block, f, bias, dst, ld);
+        if (side_of(d) == 6)
+            bad |= fc_winograd_6x6_output_tile4(m + t * f, ld_block, f, bias, d->relu, dst, ld);
+        else if (d->relu)
+            bad |= output_tile(1, m + t * f, ld_block, f, bias, dst, ld);
+        else
+            bad |= output_tile(0, m + t * f, ld_block, f, bias, dst, ld);
         if (!whole)
             for (ptrdiff_t i = 0; i < rows; ++i)
                 memcpy(out + i * ld_row, edge + i * 4 * f, (size_t)(cols * f) * sizeof(float));
@@ -261,16 +310,16 @@ FC_VECTOR_CLONES static int transform_outputs(const fc_conv2d_desc *d, const flo
 int fc_conv2d_winograd_strided_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                    const float *b, float *y, int n_threads)
 {
-    const int NR = fc_kernels_for(d->f)->nr;
+    const int NR = fc_kernels_for(d->f)->nr, xi = side_of(d) * side_of(d);
     const ptrdiff_t c = d->c, f = d->f, depth = PHASES * c;
     const ptrdiff_t tiles_h = tiles_of(d->ho), tiles_w = tiles_of(d->wo);
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
     if (tiles == 0 || f == 0)
         return FC_OK;
     n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
-    const ptrdiff_t u_floats = XI * fc_ceil_div(f, NR) * NR * depth;
+    const ptrdiff_t u_floats = xi * fc_ceil_div(f, NR) * NR * depth;
     /* Per thread: V, M, c zeros (the padding's pixels), an edge tile. */
-    const fc_winograd_blocks bl = fc_winograd_plan_blocks(tiles, XI, depth, f, c + 16 * f,
+    const fc_winograd_blocks bl = fc_winograd_plan_blocks(tiles, xi, depth, f, c + 16 * f,
                                                           n_threads);
     const ptrdiff_t run = bl.run, ld_v = bl.ld_v, ld_m = bl.ld_m, per_thread = bl.per_thread;
     const int threads = bl.threads;
@@ -295,18 +344,18 @@ int fc_conv2d_winograd_strided_f32(const fc_conv2d_desc *d, const float *x, cons
     {
         fc_fp_state fp = fc_fp_enter();
         float *v = ws + fc_thread_id() * per_thread;
-        float *mm = v + XI * ld_v;
-        float *zeros = mm + XI * ld_m;
+        float *mm = v + xi * ld_v;
+        float *zeros = mm + xi * ld_m;
         float *edge = zeros + c;
         /* Rows of V past the last patch are read by the micro-kernel: keep
          * them finite; the padding input must be zero. */
-        memset(v, 0, (size_t)(XI * ld_v) * sizeof(float));
+        memset(v, 0, (size_t)(xi * ld_v) * sizeof(float));
         memset(zeros, 0, (size_t)c * sizeof(float));
         FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
         for (ptrdiff_t blk = 0; blk < bl.n_blocks; ++blk) {
             const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
             transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
-            fc_winograd_products(XI, v, ld_v, depth, up, f, count, mm, ld_m);
+            fc_winograd_products(xi, v, ld_v, depth, up, f, count, mm, ld_m);
             bad |= transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, edge, y);
         }
         fc_fp_leave(fp);

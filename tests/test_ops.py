@@ -1354,23 +1354,23 @@ def test_dilated_layers_take_their_phases_only_where_they_line_up(winograd_mode)
         np.testing.assert_array_equal(results["fast", 1][i], results["off", 1][i])
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 3), h=st.integers(3, 19), w=st.integers(3, 19),
-       c=st.sampled_from([16, 20]), f=st.sampled_from([16, 33, 70]),
+       c=st.sampled_from([16, 20]), f=st.sampled_from([16, 33, 70]), k=st.sampled_from([4, 5]),
        pads=st.tuples(*[st.integers(0, 3)] * 4), relu=st.booleans(), bias=st.booleans(),
        seed=st.integers(0, 2**31 - 1))
-def test_strided_4x4_winograd_matches_the_reference(simd_path, n, h, w, c, f, pads, relu, bias,
-                                                    seed):
-    """A stride-2 4x4 layer's forward pass by F(4x4, 2x2) on its phase images
-    (winograd_strided.c): odd and even sizes, edge tiles, uneven padding, the
-    bias and ReLU, against the reference; the same bits on every thread
-    count."""
+def test_strided_winograd_matches_the_reference(simd_path, n, h, w, c, f, k, pads, relu, bias,
+                                                seed):
+    """A stride-2 4x4 or 5x5 layer's forward pass by Winograd on its phase
+    images (winograd_strided.c: F(4x4, 2x2), F(4x4, 3x3)): odd and even
+    sizes, edge tiles, uneven padding, the bias and ReLU, against the
+    reference; the same bits on every thread count."""
     padding = ((pads[0], pads[1]), (pads[2], pads[3]))
-    if h + pads[0] + pads[1] < 4 or w + pads[2] + pads[3] < 4:
+    if h + pads[0] + pads[1] < k or w + pads[2] + pads[3] < k:
         return  # no output
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
-    wt = (rng.standard_normal((4, 4, c, f)) / np.sqrt(16 * c)).astype(np.float32)
+    wt = (rng.standard_normal((k, k, c, f)) / np.sqrt(k * k * c)).astype(np.float32)
     b = rng.standard_normal(f).astype(np.float32) if bias else None
     conv = dict(stride=2, padding=padding)
     y = ops.conv2d(x, wt, b, activation="relu" if relu else None, **conv)
@@ -1382,25 +1382,28 @@ def test_strided_4x4_winograd_matches_the_reference(simd_path, n, h, w, c, f, pa
         np.testing.assert_array_equal(again, y)
 
 
-def test_strided_winograd_takes_4x4_kernels_only_and_falls_back_on_infinities(winograd_mode):
-    """Stride-2 4x4 layers take the strided Winograd method (other bits than
-    the GEMM's: Winograd 'off'), 3x3 ones the GEMM (the same bits); an
-    infinite weight or input sends the 4x4 layer to the GEMM, which writes
-    the infinities and NaN the direct sums give."""
+def test_strided_winograd_takes_4x4_and_5x5_kernels_and_falls_back_on_infinities(
+        winograd_mode):
+    """Stride-2 4x4 and 5x5 layers take the strided Winograd method (other
+    bits than the GEMM's: Winograd 'off'), 3x3 ones the GEMM (the same bits);
+    an infinite weight or input sends the layer to the GEMM, which writes the
+    infinities and NaN the direct sums give."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 16, 16, 16)).astype(np.float32)
-    kernels = {k: rng.standard_normal((k, k, 16, 32)).astype(np.float32) for k in (3, 4)}
+    kernels = {k: rng.standard_normal((k, k, 16, 32)).astype(np.float32) for k in (3, 4, 5)}
     results = {}
     for mode in ("off", "fast"):
         winograd_mode(mode)
         for k, wt in kernels.items():
             results[mode, k] = ops.conv2d(x, wt, stride=2, padding=1)
     assert not np.array_equal(results["fast", 4], results["off", 4])
+    assert not np.array_equal(results["fast", 5], results["off", 5])
     np.testing.assert_array_equal(results["fast", 3], results["off", 3])
-    bad_w, bad_x = kernels[4].copy(), x.copy()
-    bad_w[1, 2, 3, 5] = np.inf
+    bad_w4, bad_w5, bad_x = kernels[4].copy(), kernels[5].copy(), x.copy()
+    bad_w4[1, 2, 3, 5] = np.inf
+    bad_w5[4, 3, 0, 0] = np.nan
     bad_x[1, 4, 7, 2] = -np.inf
-    for xi, wt in ((x, bad_w), (bad_x, kernels[4])):
+    for xi, wt in ((x, bad_w4), (x, bad_w5), (bad_x, kernels[4]), (bad_x, kernels[5])):
         got = ops.conv2d(xi, wt, stride=2, padding=1)
         want = reference.conv2d(f64(xi), f64(wt), stride=2, padding=1)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
