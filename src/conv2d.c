@@ -612,6 +612,11 @@ static int backward_input_pass(const fc_conv2d_desc *d, const float *dy, const f
     if (c <= FC_COL2IM_MAX_CHANNELS)
         return backward_input_col2im(d, dy, w, dx, n_threads);
     int status = FC_OK;
+    if (fc_winograd_strided_applies(d)) {
+        status = fc_conv2d_winograd_strided_backward_input_f32(d, dy, w, mask, dx, n_threads);
+        *masked = mask != NULL && status == FC_OK;
+        return status == FC_NONFINITE ? backward_input_col2im(d, dy, w, dx, n_threads) : status;
+    }
     switch (winograd_backward_input(d)) {
     case WINOGRAD_2X2:
         status = fc_conv2d_winograd_f32(&rotated, dy, w, 1, NULL, dx, n_threads);

@@ -480,14 +480,19 @@ static inline int fc_all_finite(const float *a, ptrdiff_t count)
  * float of its transformed kernel against the direct method's n ho wo kh kw.
  * With the scale at 0, always. */
 int fc_winograd_pays(const fc_conv2d_desc *d, ptrdiff_t tiles, ptrdiff_t xi, double cost);
-/* 1 when the stride-2 4x4 layer d runs its forward pass by
- * winograd_strided.c: F(4x4, 2x2) on its input's phase images, where that
- * pays (fc_winograd_pays). */
+/* 1 when the stride-2 4x4 or 5x5 layer d runs its forward and backward-
+ * input passes by winograd_strided.c: Winograd with 4x4 tiles on its input's
+ * phase images, where that pays (fc_winograd_pays). */
 int fc_winograd_strided_applies(const fc_conv2d_desc *d);
 /* y = conv(x, w) + b (ReLU) for such a layer; overwrites y, or returns
  * FC_NONFINITE. */
 int fc_conv2d_winograd_strided_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                    const float *b, float *y, int n_threads);
+/* dx of such a layer; with mask (NULL, or an array of dx's shape), dx is 0
+ * where the mask is not positive. Overwrites dx, or returns FC_NONFINITE. */
+int fc_conv2d_winograd_strided_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
+                                                  const float *w, const float *mask, float *dx,
+                                                  int n_threads);
 /* y = conv(x, w) + b (ReLU) by Winograd F(2x2, 3x3); overwrites y. With
  * rotate, w is read as the rotated, transposed kernel of a backward-input
  * pass: d->c is then w's filter count and d->f its channel count. */

@@ -84,82 +84,124 @@ static void kernel_matrix(int side, double G[MAX_SIDE][3])
     }
 }
 
-/* U for channel ci and filters [j0, j0 + valid) (a panel nr wide), rows
- * ph * c + ci of each position's panel (ld_x floats between positions), of
- * the k x k kernel w by its r x r sub-kernels (side = the domain's).
- * Returns nonzero when one of the weights is infinite or NaN. */
-static int transform_panel(const double G[MAX_SIDE][3], int side, int r, ptrdiff_t k,
-                           const float *w, ptrdiff_t c, ptrdiff_t f, ptrdiff_t ci, ptrdiff_t j0,
-                           ptrdiff_t valid, int nr, ptrdiff_t ld_x, float *out)
+/* out[xi * ld_x + j] = (G g G^T)[xi] of the r x r kernels g[p][q][j] of
+ * one panel's valid columns, in double, rounded once; the panel's other
+ * columns (up to nr) zero. */
+static void transform_gathered(const double G[MAX_SIDE][3], int side, int r,
+                               double g[3][3][FC_NR_MAX], ptrdiff_t valid, int nr,
+                               ptrdiff_t ld_x, float *out)
+{
+    double t[MAX_SIDE][3][FC_NR_MAX];
+    for (int i = 0; i < side; ++i)
+        for (int q = 0; q < r; ++q) {
+            FC_OMP(omp simd)
+            for (ptrdiff_t j = 0; j < valid; ++j) {
+                double sum = 0.0;
+                for (int p = 0; p < r; ++p)
+                    sum += G[i][p] * g[p][q][j];
+                t[i][q][j] = sum;
+            }
+        }
+    for (int i = 0; i < side; ++i)
+        for (int l = 0; l < side; ++l) {
+            float *o = out + (i * side + l) * ld_x;
+            FC_OMP(omp simd)
+            for (ptrdiff_t j = 0; j < valid; ++j) {
+                double sum = 0.0;
+                for (int q = 0; q < r; ++q)
+                    sum += t[i][q][j] * G[l][q];
+                o[j] = (float)sum;
+            }
+            for (ptrdiff_t j = valid; j < nr; ++j)
+                o[j] = 0.0f;
+        }
+}
+
+/* Weight (kr, kc) of w (k x k x c x f) for channel ci and filter fo: 0 past
+ * the kernel's edge. Sets *bad when it is infinite or NaN. */
+static inline double tap_of(const float *w, ptrdiff_t k, ptrdiff_t c, ptrdiff_t f, ptrdiff_t kr,
+                            ptrdiff_t kc, ptrdiff_t ci, ptrdiff_t fo, int *bad)
+{
+    const double v = kr < k && kc < k ? w[((kr * k + kc) * c + ci) * f + fo] : 0.0;
+    *bad |= v - v != 0.0; /* NaN for an infinity or a NaN */
+    return v;
+}
+
+/* The forward pass's U for channel ci and filters [j0, j0 + valid) (a panel
+ * nr wide): rows ph * c + ci of each position's panel (ld_x floats between
+ * positions), from the sub-kernels W_ab. Returns nonzero when one of the
+ * weights is infinite or NaN. */
+static int forward_panel(const double G[MAX_SIDE][3], int side, int r, ptrdiff_t k,
+                         const float *w, ptrdiff_t c, ptrdiff_t f, ptrdiff_t ci, ptrdiff_t j0,
+                         ptrdiff_t valid, int nr, ptrdiff_t ld_x, float *out)
 {
     int bad = 0;
     for (int a = 0; a < 2; ++a)
         for (int b = 0; b < 2; ++b) {
-            /* The sub-kernel W_ab (taps past the kernel zero), then G W G^T
-             * in double, rounded once. */
-            double g[3][3][FC_NR_MAX], t[MAX_SIDE][3][FC_NR_MAX];
+            double g[3][3][FC_NR_MAX];
             for (int p = 0; p < r; ++p)
-                for (int q = 0; q < r; ++q) {
-                    const ptrdiff_t kr = 2 * p + a, kc = 2 * q + b;
-                    const float *tap = w + (kr * k + kc) * c * f + ci * f + j0;
-                    for (ptrdiff_t j = 0; j < valid; ++j) {
-                        g[p][q][j] = kr < k && kc < k ? tap[j] : 0.0;
-                        bad |= g[p][q][j] - g[p][q][j] != 0.0; /* NaN for an infinity or NaN */
-                    }
-                }
-            for (int i = 0; i < side; ++i)
-                for (int q = 0; q < r; ++q) {
-                    FC_OMP(omp simd)
-                    for (ptrdiff_t j = 0; j < valid; ++j) {
-                        double sum = 0.0;
-                        for (int p = 0; p < r; ++p)
-                            sum += G[i][p] * g[p][q][j];
-                        t[i][q][j] = sum;
-                    }
-                }
-            const ptrdiff_t row = (a * 2 + b) * c + ci;
-            for (int i = 0; i < side; ++i)
-                for (int l = 0; l < side; ++l) {
-                    float *o = out + (i * side + l) * ld_x + row * nr;
-                    FC_OMP(omp simd)
-                    for (ptrdiff_t j = 0; j < valid; ++j) {
-                        double sum = 0.0;
-                        for (int q = 0; q < r; ++q)
-                            sum += t[i][q][j] * G[l][q];
-                        o[j] = (float)sum;
-                    }
-                    for (ptrdiff_t j = valid; j < nr; ++j)
-                        o[j] = 0.0f;
-                }
+                for (int q = 0; q < r; ++q)
+                    for (ptrdiff_t j = 0; j < valid; ++j)
+                        g[p][q][j] = tap_of(w, k, c, f, 2 * p + a, 2 * q + b, ci, j0 + j, &bad);
+            transform_gathered(G, side, r, g, valid, nr, ld_x, out + ((a * 2 + b) * c + ci) * nr);
         }
     return bad;
 }
 
-/* U[xi] = G W_ab G^T for every channel and filter, packed as the
- * micro-kernel's B panels, nr wide, 4 c rows each (phase-major), all panels
- * of a position together: row ph * c + ci of panel jp of position xi at
- * up[((xi * n_panels + jp) * 4c + row) * nr]. Returns 0 when a weight is
- * infinite or NaN, else 1. */
-static int transform_weights(const fc_conv2d_desc *d, const float *w, int nr, float *up,
-                             int n_threads)
+/* The backward-input pass's U for filter fo and output columns [j0, j0 +
+ * valid) of a group of phases (column l * c + ci: channel ci of the group's
+ * phase phases[l]): row fo of each position's panel, from the flipped
+ * sub-kernels W_ab[r-1-p][r-1-q]. Returns nonzero when one of the weights is
+ * infinite or NaN. */
+static int backward_panel(const double G[MAX_SIDE][3], int side, int r, ptrdiff_t k,
+                          const float *w, ptrdiff_t c, ptrdiff_t f, const int *phases,
+                          ptrdiff_t fo, ptrdiff_t j0, ptrdiff_t valid, int nr, ptrdiff_t ld_x,
+                          float *out)
+{
+    int bad = 0;
+    double g[3][3][FC_NR_MAX];
+    for (ptrdiff_t j = 0; j < valid; ++j) {
+        const ptrdiff_t l = (j0 + j) / c, ci = j0 + j - l * c;
+        const int a = phases[l] / 2, b = phases[l] % 2;
+        for (int p = 0; p < r; ++p)
+            for (int q = 0; q < r; ++q)
+                g[p][q][j] = tap_of(w, k, c, f, 2 * (r - 1 - p) + a, 2 * (r - 1 - q) + b, ci, fo,
+                                    &bad);
+    }
+    transform_gathered(G, side, r, g, valid, nr, ld_x, out + fo * nr);
+    return bad;
+}
+
+/* U[xi] packed as the micro-kernel's B panels, nr wide, all panels of a
+ * position together. Forward (phases NULL): 4 c rows (ph * c + ci) by f
+ * columns, G W_ab G^T; backward (the input gradient's, for n_phases phases):
+ * f rows by n_phases c columns, of the flipped sub-kernels. Row row of panel
+ * jp of position xi at up[((xi * n_panels + jp) * rows + row) * nr].
+ * Returns 0 when a weight is infinite or NaN, else 1. */
+static int transform_weights(const fc_conv2d_desc *d, const float *w, const int *phases,
+                             int n_phases, int nr, float *up, int n_threads)
 {
     const int side = side_of(d), r = (int)fc_ceil_div(d->kh, 2);
-    const ptrdiff_t c = d->c, f = d->f, n_panels = fc_ceil_div(f, nr);
-    const ptrdiff_t ld_x = n_panels * PHASES * c * nr; /* floats between positions */
+    const ptrdiff_t c = d->c, f = d->f;
+    const ptrdiff_t rows = phases ? f : PHASES * c, cols = phases ? n_phases * c : f;
+    const ptrdiff_t n_panels = fc_ceil_div(cols, nr);
+    const ptrdiff_t ld_x = n_panels * rows * nr; /* floats between positions */
     double G[MAX_SIDE][3];
     kernel_matrix(side, G);
-    n_threads = fc_threads_for((double)(side * side * PHASES * c * f), FC_GRAIN_ELEMENTS,
-                               n_threads);
+    n_threads = fc_threads_for((double)(side * side * rows * cols), FC_GRAIN_ELEMENTS, n_threads);
     int bad = 0;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1) reduction(|:bad))
     {
         FC_OMP(omp for schedule(static) nowait)
-        for (ptrdiff_t ci = 0; ci < c; ++ci)
+        for (ptrdiff_t i = 0; i < (phases ? f : c); ++i)
             for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
-                const ptrdiff_t j0 = jp * nr;
-                bad |= transform_panel(G, side, r, d->kh, w, c, f, ci, j0, fc_min(nr, f - j0), nr,
-                                       ld_x, up + jp * PHASES * c * nr);
+                const ptrdiff_t j0 = jp * nr, valid = fc_min(nr, cols - j0);
+                float *panel = up + jp * rows * nr;
+                bad |= phases ? backward_panel(G, side, r, d->kh, w, c, f, phases, i, j0, valid,
+                                               nr, ld_x, panel)
+                              : forward_panel(G, side, r, d->kh, w, c, f, i, j0, valid, nr,
+                                              ld_x, panel);
             }
         fc_team_leave(&team);
     }
@@ -327,7 +369,7 @@ int fc_conv2d_winograd_strided_f32(const fc_conv2d_desc *d, const float *x, cons
     float *up = fc_aligned_alloc((size_t)(u_floats + f) * sizeof(float));
     float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
     int status = up && ws ? FC_OK : FC_ERR_NOMEM;
-    if (status == FC_OK && !transform_weights(d, w, NR, up, n_threads))
+    if (status == FC_OK && !transform_weights(d, w, NULL, 0, NR, up, n_threads))
         status = FC_NONFINITE;
     if (status != FC_OK) {
         fc_aligned_free(up);
@@ -357,6 +399,198 @@ int fc_conv2d_winograd_strided_f32(const fc_conv2d_desc *d, const float *x, cons
             transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
             fc_winograd_products(xi, v, ld_v, depth, up, f, count, mm, ld_m);
             bad |= transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, edge, y);
+        }
+        fc_fp_leave(fp);
+        fc_team_leave(&team);
+    }
+    fc_aligned_free(up);
+    fc_aligned_free(ws);
+    return bad ? FC_NONFINITE : FC_OK;
+}
+
+/* ---- the backward-input pass ------------------------------------------------
+ *
+ * dx's phase images dX_ab[i][j] = dx[2i + a - pt][2j + b - pl] are
+ *     dX_ab[i][j] = sum over p, q < r of W_ab[p][q]^T dy[i - p][j - q]:
+ * each a stride-1 r x r layer over dy with the flipped sub-kernel. Phase a's
+ * rows of dx start at i = o_a = ceil((pt - a) / 2), which differs between
+ * the two row phases when pt is odd (as with 4x4 kernels padded "same"):
+ * tiles over i from a common origin would then cover a row more than either
+ * phase has (17 tile rows for 16 rows of each, a fifth more tiles on a
+ * 32-row image, a half more in all). So the tiles run over each phase's own
+ * rows and columns, and the phases that share their origins form a group:
+ * its dy patches (of side x side pixels, r - 1 above and left of the tile's
+ * origin) are transformed once, and its products are one GEMM of f channels
+ * to (phases in the group) x c outputs, by the same Winograd domain. Each
+ * output pixel of dx is written once, masked there when asked. */
+
+/* The phases grouped by their phase images' origins (o_a, q_b). */
+typedef struct {
+    int n_groups;
+    int n_phases[PHASES];     /* of each group */
+    int phases[PHASES][PHASES]; /* a * 2 + b of each */
+    ptrdiff_t row0[PHASES], col0[PHASES]; /* the group's first i and j */
+} phase_groups;
+
+static phase_groups group_phases(const fc_conv2d_desc *d)
+{
+    const ptrdiff_t o[2] = {(d->pt + 1) / 2, d->pt / 2}, q[2] = {(d->pl + 1) / 2, d->pl / 2};
+    const int row_groups = o[0] == o[1] ? 1 : 2, col_groups = q[0] == q[1] ? 1 : 2;
+    phase_groups g = {0};
+    for (int rg = 0; rg < row_groups; ++rg)
+        for (int cg = 0; cg < col_groups; ++cg) {
+            const int n = g.n_groups++;
+            g.row0[n] = o[rg];
+            g.col0[n] = q[cg];
+            for (int a = 0; a < 2; ++a)
+                for (int b = 0; b < 2; ++b)
+                    if ((row_groups == 1 || a == rg) && (col_groups == 1 || b == cg))
+                        g.phases[n][g.n_phases[n]++] = a * 2 + b;
+        }
+    return g;
+}
+
+/* Tiles per image side: over the longer phase image, in that dimension. */
+static ptrdiff_t phase_tiles(ptrdiff_t in, ptrdiff_t pad)
+{
+    const ptrdiff_t even = (in + pad + 1) / 2 - (pad + 1) / 2, odd = (in + pad) / 2 - pad / 2;
+    return tiles_of(fc_max(even, odd));
+}
+
+/* V[xi][t][fo] for tiles [t0, t0 + count) of a group with origin (row0,
+ * col0): dy's side x side patch at (row0 + 4 th - (r - 1), col0 + 4 tw -
+ * (r - 1)), zeros outside dy. */
+static void transform_grads(const fc_conv2d_desc *d, const float *dy, ptrdiff_t row0,
+                            ptrdiff_t col0, ptrdiff_t tiles_h, ptrdiff_t tiles_w, ptrdiff_t t0,
+                            ptrdiff_t count, ptrdiff_t ld, const float *zeros, float *v)
+{
+    const int side = side_of(d);
+    const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w, back = fc_ceil_div(d->kh, 2) - 1;
+    for (ptrdiff_t t = 0; t < count; ++t) {
+        const ptrdiff_t tile = t0 + t, img = tile / per_img;
+        const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
+        const float *p[MAX_SIDE * MAX_SIDE];
+        for (int i = 0; i < side; ++i)
+            for (int j = 0; j < side; ++j) {
+                const ptrdiff_t oh = row0 + 4 * th - back + i, ow = col0 + 4 * tw - back + j;
+                p[i * side + j] = (oh < 0 || oh >= d->ho || ow < 0 || ow >= d->wo)
+                                      ? zeros
+                                      : dy + ((img * d->ho + oh) * d->wo + ow) * f;
+            }
+        if (side == 5)
+            transform_patch5(p, f, ld, v + t * f);
+        else
+            fc_winograd_6x6_patch(p, f, ld, v + t * f);
+    }
+}
+
+/* dx from a group's products m[xi][t][l * c + ci] (phase phases[l]): each
+ * phase's 4x4 tile through A^T m A into `edge` (16 c floats), then its
+ * pixels inside dx to dx[2i + a - pt][2j + b - pl], 0 where the mask (if
+ * any) is not positive. Returns nonzero when a value of a tile (in or out of
+ * dx) is an infinity or NaN. */
+FC_VECTOR_CLONES static int transform_phase_outputs(const fc_conv2d_desc *d, const float *m,
+                                                    const phase_groups *g, int group,
+                                                    ptrdiff_t tiles_h, ptrdiff_t tiles_w,
+                                                    ptrdiff_t t0, ptrdiff_t count,
+                                                    ptrdiff_t ld_block, const float *zeros,
+                                                    const float *mask, float *edge, float *dx)
+{
+    const ptrdiff_t c = d->c, per_img = tiles_h * tiles_w, n = g->n_phases[group];
+    int bad = 0;
+    for (ptrdiff_t t = 0; t < count; ++t) {
+        const ptrdiff_t tile = t0 + t, img = tile / per_img;
+        const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
+        const ptrdiff_t i0 = g->row0[group] + 4 * th, j0 = g->col0[group] + 4 * tw;
+        for (ptrdiff_t l = 0; l < n; ++l) {
+            const int a = g->phases[group][l] / 2, b = g->phases[group][l] % 2;
+            const float *in = m + (t * n + l) * c;
+            bad |= side_of(d) == 6
+                       ? fc_winograd_6x6_output_tile4(in, ld_block, c, zeros, 0, edge, 4 * c)
+                       : output_tile(0, in, ld_block, c, zeros, edge, 4 * c);
+            for (int i = 0; i < 4; ++i) { /* i0 >= o_a: ih >= 0 */
+                const ptrdiff_t ih = 2 * (i0 + i) + a - d->pt;
+                if (ih >= d->h)
+                    break;
+                for (int j = 0; j < 4; ++j) {
+                    const ptrdiff_t iw = 2 * (j0 + j) + b - d->pl;
+                    if (iw >= d->w)
+                        break;
+                    const ptrdiff_t at = ((img * d->h + ih) * d->w + iw) * c;
+                    const float *e = edge + (i * 4 + j) * c;
+                    if (mask)
+                        for (ptrdiff_t ci = 0; ci < c; ++ci)
+                            dx[at + ci] = mask[at + ci] > 0.0f ? e[ci] : 0.0f;
+                    else
+                        memcpy(dx + at, e, (size_t)c * sizeof(float));
+                }
+            }
+        }
+    }
+    return bad;
+}
+
+int fc_conv2d_winograd_strided_backward_input_f32(const fc_conv2d_desc *d, const float *dy,
+                                                  const float *w, const float *mask, float *dx,
+                                                  int n_threads)
+{
+    const ptrdiff_t c = d->c, f = d->f;
+    const int xi = side_of(d) * side_of(d);
+    const ptrdiff_t tiles_h = phase_tiles(d->h, d->pt), tiles_w = phase_tiles(d->w, d->pl);
+    const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
+    if (tiles == 0 || c == 0)
+        return FC_OK;
+    n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
+    const phase_groups g = group_phases(d);
+    /* Each group's U (f rows, its phases' columns, in panels as wide as the
+     * micro-kernel for that many columns), one after another. */
+    ptrdiff_t u_at[PHASES + 1] = {0};
+    int nr[PHASES];
+    for (int k = 0; k < g.n_groups; ++k) {
+        nr[k] = fc_kernels_for(g.n_phases[k] * c)->nr;
+        u_at[k + 1] = u_at[k] + xi * fc_round_up(g.n_phases[k] * c, nr[k]) * f;
+    }
+    /* Per thread: V and M of one group at a time, f zeros (dy's padding; the
+     * first c of them the bias), an edge tile. */
+    const fc_winograd_blocks bl = fc_winograd_plan_blocks(tiles, xi, f, PHASES * c,
+                                                          fc_max(f, c) + 16 * c, n_threads);
+    const ptrdiff_t run = bl.run, ld_v = bl.ld_v, ld_m = bl.ld_m, per_thread = bl.per_thread;
+    const int threads = bl.threads;
+    float *up = fc_aligned_alloc((size_t)u_at[g.n_groups] * sizeof(float));
+    float *ws = fc_aligned_alloc((size_t)(threads * per_thread) * sizeof(float));
+    int status = up && ws ? FC_OK : FC_ERR_NOMEM;
+    for (int k = 0; k < g.n_groups && status == FC_OK; ++k)
+        if (!transform_weights(d, w, g.phases[k], g.n_phases[k], nr[k], up + u_at[k],
+                               n_threads))
+            status = FC_NONFINITE;
+    if (status != FC_OK) {
+        fc_aligned_free(up);
+        fc_aligned_free(ws);
+        return status;
+    }
+
+    int bad = 0; /* any thread's finding, or-ed at the region's end */
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(threads) if (threads > 1) reduction(|:bad))
+    {
+        fc_fp_state fp = fc_fp_enter();
+        float *v = ws + fc_thread_id() * per_thread;
+        float *mm = v + xi * ld_v;
+        float *zeros = mm + xi * ld_m;
+        float *edge = zeros + fc_max(f, c);
+        memset(v, 0, (size_t)(xi * ld_v) * sizeof(float));
+        memset(zeros, 0, (size_t)fc_max(f, c) * sizeof(float));
+        FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
+        for (ptrdiff_t blk = 0; blk < bl.n_blocks; ++blk) {
+            const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
+            for (int k = 0; k < g.n_groups; ++k) {
+                transform_grads(d, dy, g.row0[k], g.col0[k], tiles_h, tiles_w, t0, count, ld_v,
+                                zeros, v);
+                fc_winograd_products(xi, v, ld_v, f, up + u_at[k], g.n_phases[k] * c, count, mm,
+                                     ld_m);
+                bad |= transform_phase_outputs(d, mm, &g, k, tiles_h, tiles_w, t0, count, ld_m,
+                                               zeros, mask, edge, dx);
+            }
         }
         fc_fp_leave(fp);
         fc_team_leave(&team);

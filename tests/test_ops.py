@@ -1361,10 +1361,11 @@ def test_dilated_layers_take_their_phases_only_where_they_line_up(winograd_mode)
        seed=st.integers(0, 2**31 - 1))
 def test_strided_winograd_matches_the_reference(simd_path, n, h, w, c, f, k, pads, relu, bias,
                                                 seed):
-    """A stride-2 4x4 or 5x5 layer's forward pass by Winograd on its phase
-    images (winograd_strided.c: F(4x4, 2x2), F(4x4, 3x3)): odd and even
-    sizes, edge tiles, uneven padding, the bias and ReLU, against the
-    reference; the same bits on every thread count."""
+    """A stride-2 4x4 or 5x5 layer's forward and backward-input passes by
+    Winograd on its phase images (winograd_strided.c: F(4x4, 2x2), F(4x4,
+    3x3); dx by groups of phases that share their origins): odd and even
+    sizes and paddings, edge tiles, the bias and ReLU, dx through a ReLU
+    below, against the reference; the same bits on every thread count."""
     padding = ((pads[0], pads[1]), (pads[2], pads[3]))
     if h + pads[0] + pads[1] < k or w + pads[2] + pads[3] < k:
         return  # no output
@@ -1376,18 +1377,30 @@ def test_strided_winograd_matches_the_reference(simd_path, n, h, w, c, f, k, pad
     y = ops.conv2d(x, wt, b, activation="relu" if relu else None, **conv)
     want = reference.conv2d(f64(x), f64(wt), None if b is None else f64(b), **conv)
     assert_close(y, np.maximum(want, 0) if relu else want, tol=2e-5)
+    if relu:  # x as a ReLU's output: dx through that ReLU, in the pass that writes it
+        x = np.maximum(x, 0)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    params = ops._conv_geometry(x.shape, wt.shape, 2, padding, 1)[1]
+    dx = ops._kernels.conv2d_backward_input(dy, wt, x.shape, params, None)
+    want_dx = reference.conv2d_backward(f64(dy), f64(x), f64(wt), **conv)[0]
+    assert_close(dx, want_dx, tol=2e-5)
+    masked = ops.conv2d_backward(dy, x, wt, relu=relu, **conv)[0]
+    assert_close(masked, want_dx * (x > 0) if relu else want_dx, tol=2e-5)
     for threads in (1, 3):
         again = ops.conv2d(x, wt, b, activation="relu" if relu else None, n_threads=threads,
                            **conv)
-        np.testing.assert_array_equal(again, y)
+        np.testing.assert_array_equal(again, ops.conv2d(x, wt, b, activation="relu" if relu
+                                                        else None, **conv))
+        np.testing.assert_array_equal(
+            ops._kernels.conv2d_backward_input(dy, wt, x.shape, params, threads), dx)
 
 
 def test_strided_winograd_takes_4x4_and_5x5_kernels_and_falls_back_on_infinities(
         winograd_mode):
     """Stride-2 4x4 and 5x5 layers take the strided Winograd method (other
     bits than the GEMM's: Winograd 'off'), 3x3 ones the GEMM (the same bits);
-    an infinite weight or input sends the layer to the GEMM, which writes the
-    infinities and NaN the direct sums give."""
+    an infinite weight, input or gradient sends the pass to the GEMM (dx to
+    col2im), which writes the infinities and NaN the direct sums give."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 16, 16, 16)).astype(np.float32)
     kernels = {k: rng.standard_normal((k, k, 16, 32)).astype(np.float32) for k in (3, 4, 5)}
@@ -1395,10 +1408,13 @@ def test_strided_winograd_takes_4x4_and_5x5_kernels_and_falls_back_on_infinities
     for mode in ("off", "fast"):
         winograd_mode(mode)
         for k, wt in kernels.items():
-            results[mode, k] = ops.conv2d(x, wt, stride=2, padding=1)
-    assert not np.array_equal(results["fast", 4], results["off", 4])
-    assert not np.array_equal(results["fast", 5], results["off", 5])
-    np.testing.assert_array_equal(results["fast", 3], results["off", 3])
+            y = ops.conv2d(x, wt, stride=2, padding=1)
+            results[mode, k] = (y, ops.conv2d_backward(np.ones_like(y), x, wt, stride=2,
+                                                       padding=1)[0])
+    for i in range(2):  # y, dx
+        assert not np.array_equal(results["fast", 4][i], results["off", 4][i])
+        assert not np.array_equal(results["fast", 5][i], results["off", 5][i])
+        np.testing.assert_array_equal(results["fast", 3][i], results["off", 3][i])
     bad_w4, bad_w5, bad_x = kernels[4].copy(), kernels[5].copy(), x.copy()
     bad_w4[1, 2, 3, 5] = np.inf
     bad_w5[4, 3, 0, 0] = np.nan
@@ -1410,6 +1426,15 @@ def test_strided_winograd_takes_4x4_and_5x5_kernels_and_falls_back_on_infinities
         np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
         finite = np.isfinite(want)
         assert 0 < finite.sum() < finite.size
+        assert_close(np.where(finite, got, 0), np.where(finite, want, 0), tol=1e-6)
+        dy = np.ones(got.shape, np.float32)
+        if xi is bad_x:  # an infinite gradient instead
+            dy[1, 2, 3, 4] = np.inf
+        got, want = (ops.conv2d_backward(dy, x, wt, stride=2, padding=1)[0],
+                     reference.conv2d_backward(f64(dy), f64(x), f64(wt), stride=2, padding=1)[0])
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
         assert_close(np.where(finite, got, 0), np.where(finite, want, 0), tol=1e-6)
 
 
