@@ -926,6 +926,11 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         return fc_conv2d_dilated_backward_f32(d, x, dy, NULL, NULL, dw, db, n_threads);
     if (pointwise_in_blocks(d))
         return pointwise_backward(d, x, dy, NULL, NULL, NULL, dw, db, n_threads);
+    if (fc_winograd_strided_applies(d) && fc_winograd_backward_weight_pays(d)) {
+        const int status = fc_conv2d_winograd_backward_weight_f32(d, x, dy, dw, db, n_threads);
+        if (status != FC_NONFINITE) /* else the GEMM below */
+            return status;
+    }
     if (fc_winograd_applies(d) && fc_winograd_backward_weight_pays(d)) {
         const int status = one_pass_winograd(d)
             ? fc_conv2d_winograd_6x6_backward_f32(d, x, dy, NULL, NULL, NULL, NULL, dw, db,

@@ -448,8 +448,8 @@ int fc_winograd_applies(const fc_conv2d_desc *d);
  * FC_WINOGRAD_KERNEL_COST), else the GEMM or direct kernels. */
 enum { FC_FORWARD_NO_WINOGRAD, FC_FORWARD_WINOGRAD_2X2, FC_FORWARD_WINOGRAD_6X6 };
 int fc_winograd_forward_method(const fc_conv2d_desc *d);
-/* 1 when the Winograd weight gradient of d (for which fc_winograd_applies)
- * pays against the GEMM's: always while its transformed products take at
+/* 1 when the Winograd weight gradient of d (for which fc_winograd_applies,
+ * or fc_winograd_strided_applies) pays against the GEMM's: always while its transformed products take at
  * most FC_WINOGRAD_WGRAD_LARGE_FLOATS, past that as fc_winograd_forward_method
  * weighs a forward pass, at FC_WINOGRAD_WGRAD_KERNEL_COST. */
 int fc_winograd_backward_weight_pays(const fc_conv2d_desc *d);
@@ -482,12 +482,29 @@ static inline int fc_all_finite(const float *a, ptrdiff_t count)
 int fc_winograd_pays(const fc_conv2d_desc *d, ptrdiff_t tiles, ptrdiff_t xi, double cost);
 /* 1 when the stride-2 4x4 or 5x5 layer d runs its forward and backward-
  * input passes by winograd_strided.c: Winograd with 4x4 tiles on its input's
- * phase images, where that pays (fc_winograd_pays). */
+ * phase images, where that pays (fc_winograd_pays); its weight gradient too
+ * where fc_winograd_backward_weight_pays. */
 int fc_winograd_strided_applies(const fc_conv2d_desc *d);
 /* y = conv(x, w) + b (ReLU) for such a layer; overwrites y, or returns
  * FC_NONFINITE. */
 int fc_conv2d_winograd_strided_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                    const float *b, float *y, int n_threads);
+/* Its weight gradient's pieces, for fc_conv2d_winograd_backward_weight_f32:
+ * the domain's positions (25 or 36); V[xi][t][ph * c + ch] of tiles [t0, t0
+ * + count), the forward pass's transformed phase patches (4x4 output tiles,
+ * positions ld floats apart); the transformed 4x4 tiles of dy packed as B
+ * panels (nr filters, kc tiles each; dy's sums added to db); and dw = G^T S
+ * G (S[xi] of 4 c rows of f at s + xi * ld_s) for the channel-filter pairs
+ * [cf0, cf1) of every tap. */
+int fc_winograd_strided_positions(const fc_conv2d_desc *d);
+void fc_winograd_strided_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
+                                ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
+                                const float *zeros, float *v);
+void fc_winograd_strided_grads(const fc_conv2d_desc *d, const float *dy, ptrdiff_t tiles_h,
+                               ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t kc,
+                               int nr, ptrdiff_t ld, const float *zeros, float *zp, float *db);
+void fc_winograd_strided_weights(const fc_conv2d_desc *d, const float *s, ptrdiff_t ld_s,
+                                 float *dw, ptrdiff_t cf0, ptrdiff_t cf1);
 /* dx of such a layer; with mask (NULL, or an array of dx's shape), dx is 0
  * where the mask is not positive. Overwrites dx, or returns FC_NONFINITE. */
 int fc_conv2d_winograd_strided_backward_input_f32(const fc_conv2d_desc *d, const float *dy,

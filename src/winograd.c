@@ -76,9 +76,14 @@ int fc_winograd_forward_method(const fc_conv2d_desc *d)
 
 int fc_winograd_backward_weight_pays(const fc_conv2d_desc *d)
 {
-    /* As fc_conv2d_winograd_backward_weight_f32 chooses its domain. */
-    const int six = fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_WGRAD_MAX_CF);
-    const ptrdiff_t xi = six ? 36 : XI * pieces_h(d) * pieces_w(d), m = six ? 7 - d->kh : 2;
+    /* As fc_conv2d_winograd_backward_weight_f32 chooses its domain (a
+     * stride-2 layer's S is 4 phases deep). */
+    const int strided = d->sh == 2;
+    const int six = !strided && fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_WGRAD_MAX_CF);
+    const ptrdiff_t xi = strided ? 4 * fc_winograd_strided_positions(d)
+                         : six   ? 36
+                                 : XI * pieces_h(d) * pieces_w(d);
+    const ptrdiff_t m = strided ? 4 : six ? 7 - d->kh : 2;
     return xi * d->c * d->f <= FC_WINOGRAD_WGRAD_LARGE_FLOATS
            || fc_winograd_pays(d, d->n * fc_ceil_div(d->ho, m) * fc_ceil_div(d->wo, m), xi,
                             FC_WINOGRAD_WGRAD_KERNEL_COST);
@@ -669,12 +674,16 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 {
     const fc_kernel_set *ks = fc_kernels_for(d->f);
     const int MR = ks->mr, NR = ks->nr;
-    /* The 6x6 domain (winograd_6x6.c's transforms, F(3x3, 4x4) or F(5x5,
-     * 2x2)) where it serves the layer, else 3x3 pieces 3 apart. */
-    const int six = fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_WGRAD_MAX_CF);
-    const int positions = six ? 36 : XI;
+    /* A stride-2 layer's phase images (winograd_strided.c: 4x4 tiles of dy,
+     * 4 c deep), else the 6x6 domain (winograd_6x6.c's transforms, F(3x3,
+     * 4x4) or F(5x5, 2x2)) where it serves the layer, else 3x3 pieces 3
+     * apart. */
+    const int strided = d->sh == 2;
+    const int six = !strided && fc_winograd_6x6_applies(d, FC_WINOGRAD_6X6_WGRAD_MAX_CF);
+    const int positions = strided ? fc_winograd_strided_positions(d) : six ? 36 : XI;
     const ptrdiff_t c = d->c, f = d->f, pw = pieces_w(d);
-    const ptrdiff_t depth = six ? c : pieces_h(d) * pw * c, m = six ? 7 - d->kh : 2;
+    const ptrdiff_t depth = strided ? 4 * c : six ? c : pieces_h(d) * pw * c;
+    const ptrdiff_t m = strided ? 4 : six ? 7 - d->kh : 2;
     const ptrdiff_t tiles_h = fc_ceil_div(d->ho, m), tiles_w = fc_ceil_div(d->wo, m);
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
     n_threads = fc_threads_for(fc_conv_macs(d), FC_GRAIN_WINOGRAD, n_threads);
@@ -732,7 +741,11 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
             memset(db_part, 0, (size_t)f * sizeof(float));
             for (ptrdiff_t t0 = first; t0 < last; t0 += block) {
                 const ptrdiff_t count = fc_min(block, last - t0);
-                if (six) {
+                if (strided) {
+                    fc_winograd_strided_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
+                    fc_winograd_strided_grads(d, dy, tiles_h, tiles_w, t0, count, block, NR, ld_z,
+                                              zeros, zp, db_part);
+                } else if (six) {
                     fc_winograd_6x6_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
                     fc_winograd_6x6_grads(d, dy, NULL, NULL, tiles_h, tiles_w, t0, count, block,
                                           NR, ld_z, zeros, zp, db_part);
@@ -750,11 +763,15 @@ int fc_conv2d_winograd_backward_weight_f32(const fc_conv2d_desc *d, const float 
 
         /* dw = G^T S G for each piece, vectorised over its channels x filters. */
         const ptrdiff_t cf_blocks = fc_ceil_div(c * f, FC_REDUCE_BLOCK);
-        const ptrdiff_t pieces = six ? 1 : pieces_h(d) * pw;
+        const ptrdiff_t pieces = six || strided ? 1 : pieces_h(d) * pw;
         FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
         for (ptrdiff_t item = 0; item < pieces * cf_blocks; ++item) {
             const ptrdiff_t piece = item / cf_blocks, cf0 = (item % cf_blocks) * FC_REDUCE_BLOCK;
             const ptrdiff_t cf1 = fc_min(c * f, cf0 + FC_REDUCE_BLOCK);
+            if (strided) {
+                fc_winograd_strided_weights(d, partials, depth * f, dw, cf0, cf1);
+                continue;
+            }
             if (six) {
                 fc_winograd_6x6_weights(d, partials, depth * f, dw, cf0, cf1);
                 continue;

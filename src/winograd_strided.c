@@ -239,12 +239,9 @@ FC_VECTOR_CLONES static void transform_patch5(const float *const *p, ptrdiff_t c
     }
 }
 
-/* V[xi][t][ph * c + ch] for tiles [t0, t0 + count): each phase image's
- * side x side patch, read from x at stride 2 (zeros where it falls in the
- * padding). */
-static void transform_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
-                             ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
-                             const float *zeros, float *v)
+void fc_winograd_strided_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
+                                ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
+                                const float *zeros, float *v)
 {
     const int side = side_of(d);
     const ptrdiff_t c = d->c, per_img = tiles_h * tiles_w;
@@ -396,7 +393,7 @@ int fc_conv2d_winograd_strided_f32(const fc_conv2d_desc *d, const float *x, cons
         FC_OMP(omp for schedule(static) nowait) /* the region's end waits */
         for (ptrdiff_t blk = 0; blk < bl.n_blocks; ++blk) {
             const ptrdiff_t t0 = blk * run, count = fc_min(run, tiles - t0);
-            transform_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
+            fc_winograd_strided_inputs(d, x, tiles_h, tiles_w, t0, count, ld_v, zeros, v);
             fc_winograd_products(xi, v, ld_v, depth, up, f, count, mm, ld_m);
             bad |= transform_outputs(d, mm, tiles_h, tiles_w, t0, count, ld_m, bias, edge, y);
         }
@@ -598,4 +595,121 @@ int fc_conv2d_winograd_strided_backward_input_f32(const fc_conv2d_desc *d, const
     fc_aligned_free(up);
     fc_aligned_free(ws);
     return bad ? FC_NONFINITE : FC_OK;
+}
+
+/* ---- the weight gradient ----------------------------------------------------
+ *
+ * dW_ab[p][q] = sum over dy's pixels (i, j) of X_ab[i + p][j + q] dy[i][j]^T:
+ * per 4x4 tile of dy, the same domain with the roles of kernel and output
+ * swapped (F(r x r, 4x4)): S[xi] = sum over tiles of (B^T X_ab B)[xi] (the
+ * forward pass's transformed patches, 4 c deep) times (A dy A^T)[xi] (f
+ * wide), then dW_ab = G^T S G. winograd.c's weight-gradient driver runs the
+ * sums (fc_conv2d_winograd_backward_weight_f32); the transforms are here. */
+
+int fc_winograd_strided_positions(const fc_conv2d_desc *d) { return side_of(d) * side_of(d); }
+
+/* z0..z4 = A g for one column (or row) g0..g3 of a 4x4 tile of dy, A the
+ * transpose of the 5x5 domain's A^T. */
+#define GRAD_POINTS(g0, g1, g2, g3, z0, z1, z2, z3, z4)                               \
+    do {                                                                              \
+        const float e_ = (g0) + (g2), o_ = (g1) + (g3);                               \
+        z0 = (g0);                                                                    \
+        z1 = e_ + o_;                                                                 \
+        z2 = e_ - o_;                                                                 \
+        z3 = (g0) + 2.0f * (g1) + 4.0f * (g2) + 8.0f * (g3);                          \
+        z4 = (g3);                                                                    \
+    } while (0)
+
+/* out[xi * ld + fo] = (A g A^T)[xi] of the 4x4 tile of pixels g[i * 4 + j]
+ * (f filters each) for fo in [f0, f1), on the 5x5 domain; db[fo] += the
+ * tile's sum. */
+static inline __attribute__((always_inline)) void
+grad_tile5(const float *const *g, ptrdiff_t f0, ptrdiff_t f1, ptrdiff_t ld, float *out, float *db)
+{
+    FC_OMP(omp simd)
+    for (ptrdiff_t fo = f0; fo < f1; ++fo) {
+        float s[5][4], sum = 0.0f;
+        _Pragma("GCC unroll 16")
+        for (int e = 0; e < 16; ++e)
+            sum += g[e][fo];
+        db[fo] += sum;
+        _Pragma("GCC unroll 4")
+        for (int j = 0; j < 4; ++j) /* A g: spread rows */
+            GRAD_POINTS(g[j][fo], g[4 + j][fo], g[8 + j][fo], g[12 + j][fo], s[0][j], s[1][j],
+                        s[2][j], s[3][j], s[4][j]);
+        float *o = out + fo;
+        _Pragma("GCC unroll 5")
+        for (int r = 0; r < 5; ++r) /* (A g) A^T: spread columns */
+            GRAD_POINTS(s[r][0], s[r][1], s[r][2], s[r][3], o[(r * 5) * ld], o[(r * 5 + 1) * ld],
+                        o[(r * 5 + 2) * ld], o[(r * 5 + 3) * ld], o[(r * 5 + 4) * ld]);
+    }
+}
+
+FC_VECTOR_CLONES void fc_winograd_strided_grads(const fc_conv2d_desc *d, const float *dy,
+                                                ptrdiff_t tiles_h, ptrdiff_t tiles_w,
+                                                ptrdiff_t t0, ptrdiff_t count, ptrdiff_t kc,
+                                                int nr, ptrdiff_t ld, const float *zeros,
+                                                float *zp, float *db)
+{
+    if (side_of(d) == 6) { /* winograd_6x6.c's F(3x3, 4x4) grads: a 3x3 kernel's tiles */
+        fc_conv2d_desc as_3x3 = *d;
+        as_3x3.kh = as_3x3.kw = 3;
+        fc_winograd_6x6_grads(&as_3x3, dy, NULL, NULL, tiles_h, tiles_w, t0, count, kc, nr, ld,
+                              zeros, zp, db);
+        return;
+    }
+    const ptrdiff_t f = d->f, per_img = tiles_h * tiles_w;
+    for (ptrdiff_t t = 0; t < count; ++t) {
+        const ptrdiff_t tile = t0 + t, img = tile / per_img;
+        const ptrdiff_t th = (tile - img * per_img) / tiles_w, tw = tile - img * per_img - th * tiles_w;
+        const float *g[16];
+        for (ptrdiff_t i = 0; i < 4; ++i)
+            for (ptrdiff_t j = 0; j < 4; ++j) {
+                const ptrdiff_t oh = 4 * th + i, ow = 4 * tw + j;
+                g[i * 4 + j] = oh >= d->ho || ow >= d->wo
+                                   ? zeros
+                                   : dy + ((img * d->ho + oh) * d->wo + ow) * f;
+            }
+        /* Packed as the micro-kernel's B panels (nr filters, kc tiles each). */
+        for (ptrdiff_t f0 = 0; f0 < f; f0 += nr)
+            grad_tile5(g, f0, fc_min(f0 + nr, f), ld, zp + f0 * kc + t * nr - f0, db);
+    }
+}
+
+void fc_winograd_strided_weights(const fc_conv2d_desc *d, const float *s, ptrdiff_t ld_s,
+                                 float *dw, ptrdiff_t cf0, ptrdiff_t cf1)
+{
+    const int side = side_of(d), r = (int)fc_ceil_div(d->kh, 2);
+    const ptrdiff_t c = d->c, f = d->f, k = d->kh;
+    double G[MAX_SIDE][3];
+    kernel_matrix(side, G);
+    float gt[MAX_SIDE][3]; /* G in float, as the sums run */
+    for (int i = 0; i < side; ++i)
+        for (int p = 0; p < r; ++p)
+            gt[i][p] = (float)G[i][p];
+    for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b) {
+            const float *sp = s + (a * 2 + b) * c * f; /* phase ab's rows of S */
+            FC_OMP(omp simd)
+            for (ptrdiff_t e = cf0; e < cf1; ++e) {
+                float t[MAX_SIDE][3];
+                for (int i = 0; i < side; ++i) /* S G: combine columns */
+                    for (int q = 0; q < r; ++q) {
+                        float sum = 0.0f;
+                        for (int l = 0; l < side; ++l)
+                            sum += sp[(i * side + l) * ld_s + e] * gt[l][q];
+                        t[i][q] = sum;
+                    }
+                for (int p = 0; p < r; ++p) /* G^T (S G): combine rows; taps past k dropped */
+                    for (int q = 0; q < r; ++q) {
+                        const ptrdiff_t kr = 2 * p + a, kc = 2 * q + b;
+                        if (kr >= k || kc >= k)
+                            continue;
+                        float sum = 0.0f;
+                        for (int i = 0; i < side; ++i)
+                            sum += gt[i][p] * t[i][q];
+                        dw[(kr * k + kc) * c * f + e] = sum;
+                    }
+            }
+        }
 }

@@ -1361,10 +1361,10 @@ def test_dilated_layers_take_their_phases_only_where_they_line_up(winograd_mode)
        seed=st.integers(0, 2**31 - 1))
 def test_strided_winograd_matches_the_reference(simd_path, n, h, w, c, f, k, pads, relu, bias,
                                                 seed):
-    """A stride-2 4x4 or 5x5 layer's forward and backward-input passes by
-    Winograd on its phase images (winograd_strided.c: F(4x4, 2x2), F(4x4,
-    3x3); dx by groups of phases that share their origins): odd and even
-    sizes and paddings, edge tiles, the bias and ReLU, dx through a ReLU
+    """A stride-2 4x4 or 5x5 layer's three passes by Winograd on its phase
+    images (winograd_strided.c: F(4x4, 2x2), F(4x4, 3x3); dx by groups of
+    phases that share their origins; dw by F(2x2, 4x4), F(3x3, 4x4)): odd and
+    even sizes and paddings, edge tiles, the bias and ReLU, dx through a ReLU
     below, against the reference; the same bits on every thread count."""
     padding = ((pads[0], pads[1]), (pads[2], pads[3]))
     if h + pads[0] + pads[1] < k or w + pads[2] + pads[3] < k:
@@ -1384,8 +1384,10 @@ def test_strided_winograd_matches_the_reference(simd_path, n, h, w, c, f, k, pad
     dx = ops._kernels.conv2d_backward_input(dy, wt, x.shape, params, None)
     want_dx = reference.conv2d_backward(f64(dy), f64(x), f64(wt), **conv)[0]
     assert_close(dx, want_dx, tol=2e-5)
-    masked = ops.conv2d_backward(dy, x, wt, relu=relu, **conv)[0]
-    assert_close(masked, want_dx * (x > 0) if relu else want_dx, tol=2e-5)
+    grads = ops.conv2d_backward(dy, x, wt, relu=relu, **conv)
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(wt), **conv)
+    for g, r in zip(grads, (want_dx * (x > 0) if relu else want_dx, *want[1:])):
+        assert_close(g, r, tol=2e-5)
     for threads in (1, 3):
         again = ops.conv2d(x, wt, b, activation="relu" if relu else None, n_threads=threads,
                            **conv)
@@ -1393,14 +1395,18 @@ def test_strided_winograd_matches_the_reference(simd_path, n, h, w, c, f, k, pad
                                                         else None, **conv))
         np.testing.assert_array_equal(
             ops._kernels.conv2d_backward_input(dy, wt, x.shape, params, threads), dx)
+        for g, again in zip(grads, ops.conv2d_backward(dy, x, wt, relu=relu, n_threads=threads,
+                                                       **conv)):
+            np.testing.assert_array_equal(g, again)
 
 
 def test_strided_winograd_takes_4x4_and_5x5_kernels_and_falls_back_on_infinities(
         winograd_mode):
-    """Stride-2 4x4 and 5x5 layers take the strided Winograd method (other
-    bits than the GEMM's: Winograd 'off'), 3x3 ones the GEMM (the same bits);
-    an infinite weight, input or gradient sends the pass to the GEMM (dx to
-    col2im), which writes the infinities and NaN the direct sums give."""
+    """Stride-2 4x4 and 5x5 layers take the strided Winograd methods in all
+    three passes (other bits than the GEMM's: Winograd 'off'), 3x3 ones the
+    GEMM (the same bits); an infinite weight, input or gradient sends the pass
+    to the GEMM (dx to col2im), which writes the infinities and NaN the
+    direct sums give."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 16, 16, 16)).astype(np.float32)
     kernels = {k: rng.standard_normal((k, k, 16, 32)).astype(np.float32) for k in (3, 4, 5)}
@@ -1409,9 +1415,9 @@ def test_strided_winograd_takes_4x4_and_5x5_kernels_and_falls_back_on_infinities
         winograd_mode(mode)
         for k, wt in kernels.items():
             y = ops.conv2d(x, wt, stride=2, padding=1)
-            results[mode, k] = (y, ops.conv2d_backward(np.ones_like(y), x, wt, stride=2,
-                                                       padding=1)[0])
-    for i in range(2):  # y, dx
+            results[mode, k] = (y, *ops.conv2d_backward(np.ones_like(y), x, wt, stride=2,
+                                                        padding=1)[:2])
+    for i in range(3):  # y, dx, dw
         assert not np.array_equal(results["fast", 4][i], results["off", 4][i])
         assert not np.array_equal(results["fast", 5][i], results["off", 5][i])
         np.testing.assert_array_equal(results["fast", 3][i], results["off", 3][i])
@@ -1430,12 +1436,14 @@ def test_strided_winograd_takes_4x4_and_5x5_kernels_and_falls_back_on_infinities
         dy = np.ones(got.shape, np.float32)
         if xi is bad_x:  # an infinite gradient instead
             dy[1, 2, 3, 4] = np.inf
-        got, want = (ops.conv2d_backward(dy, x, wt, stride=2, padding=1)[0],
-                     reference.conv2d_backward(f64(dy), f64(x), f64(wt), stride=2, padding=1)[0])
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
-        finite = np.isfinite(want)
-        assert_close(np.where(finite, got, 0), np.where(finite, want, 0), tol=1e-6)
+        got = ops.conv2d_backward(dy, xi, wt, stride=2, padding=1)
+        with np.errstate(invalid="ignore"):  # inf - inf in the reference's sums
+            want = reference.conv2d_backward(f64(dy), f64(xi), f64(wt), stride=2, padding=1)
+        for g, r in zip(got, want):  # dx, dw (Winograd's unless x or dy is infinite), db
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+            np.testing.assert_array_equal(np.isinf(g), np.isinf(r))
+            finite = np.isfinite(r)
+            assert_close(np.where(finite, g, 0), np.where(finite, r, 0), tol=2e-5)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride", [
