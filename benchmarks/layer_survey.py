@@ -66,6 +66,7 @@ LAYERS = [
     Layer("lenet 5x5", (64, 28, 28, 1), 32, 5, padding=2),
     Layer("5x5 same", (32, 16, 16, 64), 64, 5, padding=2),
     Layer("5x5 stride 2", (32, 32, 32, 32), 64, 5, stride=2, padding=2),
+    Layer("dcgan 4x4 stride 2", (32, 32, 32, 64), 128, 4, stride=2, padding=1),
     Layer("dilated 3x3", (16, 32, 32, 64), 64, 3, padding=2, dilation=2),
 ]
 
