@@ -4,10 +4,17 @@
  *
  * The sums over rows run in double, in chunks of FC_BATCH_NORM_CHUNK_ROWS
  * rows fixed by the shape, the chunks' partial sums added in chunk order: the
- * same results for any thread count, and the variance taken around the mean
- * (two passes over x) rather than as E[x^2] - E[x]^2, which cancels. Each
- * chunk's rows are added one at a time across all channels, so the inner loop
- * runs along contiguous channels and vectorises. */
+ * same results for any thread count. The statistics take one pass over x,
+ * the sums of x - s and of its square around a shift s per channel (its
+ * first row's value, 0 if that is not finite): E[x^2] - E[x]^2 around 0
+ * would cancel when the mean is far from 0 against the spread, around s only
+ * when the first row is that far out (the variance's relative error is about
+ * 1e-16 times ((mean - s) / std)^2). Two passes, the mean then the squares
+ * around it, had read x twice: 128 x 32 x 32 x 32, 0.90 -> 0.55 ms. Each
+ * chunk's rows are added one at a time across all channels, so the inner
+ * loop runs along contiguous channels and vectorises. */
+#include <math.h>
+
 #include "fc_internal.h"
 
 static ptrdiff_t chunks_of(ptrdiff_t m)
@@ -15,35 +22,20 @@ static ptrdiff_t chunks_of(ptrdiff_t m)
     return fc_max(1, fc_ceil_div(m, FC_BATCH_NORM_CHUNK_ROWS));
 }
 
-/* part[j] = sum over rows r in [r0, r1) of (x[r][j] - shift[j]) (square: its
- * square), in double. */
+/* part[j] = sum over rows r in [r0, r1) of (x[r][j] - shift[j]), part[c + j]
+ * the sum of its squares, in double. */
 FC_VECTOR_CLONES static void chunk_sums(const float *x, ptrdiff_t c, ptrdiff_t r0, ptrdiff_t r1,
-                                        const double *shift, int square, double *part)
+                                        const double *shift, double *part)
 {
-    for (ptrdiff_t j = 0; j < c; ++j)
+    for (ptrdiff_t j = 0; j < 2 * c; ++j)
         part[j] = 0.0;
     for (ptrdiff_t r = r0; r < r1; ++r) {
         const float *row = x + r * c;
-        if (square)
-            for (ptrdiff_t j = 0; j < c; ++j) {
-                const double v = (double)row[j] - shift[j];
-                part[j] += v * v;
-            }
-        else
-            for (ptrdiff_t j = 0; j < c; ++j)
-                part[j] += row[j];
-    }
-}
-
-/* out[j] = (sum over chunks of partials[chunk][j]) / m, in chunk order. */
-static void chunk_means(const double *partials, ptrdiff_t chunks, ptrdiff_t c, ptrdiff_t m,
-                        double *out)
-{
-    for (ptrdiff_t j = 0; j < c; ++j) {
-        double s = 0.0;
-        for (ptrdiff_t k = 0; k < chunks; ++k)
-            s += partials[k * c + j];
-        out[j] = s / (double)m;
+        for (ptrdiff_t j = 0; j < c; ++j) {
+            const double v = (double)row[j] - shift[j];
+            part[j] += v;
+            part[c + j] += v * v;
+        }
     }
 }
 
@@ -53,26 +45,30 @@ int fc_batch_norm_statistics_f32(ptrdiff_t m, ptrdiff_t c, const float *x, float
     if (m <= 0 || c <= 0)
         return FC_OK;
     const ptrdiff_t chunks = chunks_of(m);
-    double *partials = fc_aligned_alloc((size_t)((chunks + 2) * c) * sizeof(double));
+    double *partials = fc_aligned_alloc((size_t)((2 * chunks + 1) * c) * sizeof(double));
     if (!partials)
         return FC_ERR_NOMEM;
-    double *mu = partials + chunks * c, *sq = mu + c;
+    double *shift = partials + 2 * chunks * c;
+    for (ptrdiff_t j = 0; j < c; ++j)
+        shift[j] = isfinite(x[j]) ? (double)x[j] : 0.0;
     n_threads = (int)fc_min(chunks, fc_threads_for((double)(m * c), FC_GRAIN_ELEMENTS, n_threads));
-    for (int pass = 0; pass < 2; ++pass) { /* the mean, then the squares around it */
-        fc_team team = FC_TEAM_INIT;
-        FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
-        {
-            FC_OMP(omp for schedule(static) nowait)
-            for (ptrdiff_t k = 0; k < chunks; ++k)
-                chunk_sums(x, c, k * m / chunks, (k + 1) * m / chunks, mu, pass,
-                           partials + k * c);
-            fc_team_leave(&team);
-        }
-        chunk_means(partials, chunks, c, m, pass ? sq : mu);
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
+    {
+        FC_OMP(omp for schedule(static) nowait)
+        for (ptrdiff_t k = 0; k < chunks; ++k)
+            chunk_sums(x, c, k * m / chunks, (k + 1) * m / chunks, shift, partials + 2 * k * c);
+        fc_team_leave(&team);
     }
     for (ptrdiff_t j = 0; j < c; ++j) {
-        mean[j] = (float)mu[j];
-        var[j] = (float)sq[j];
+        double sum = 0.0, squares = 0.0;
+        for (ptrdiff_t k = 0; k < chunks; ++k) {
+            sum += partials[2 * k * c + j];
+            squares += partials[2 * k * c + c + j];
+        }
+        const double d = sum / (double)m, v = squares / (double)m - d * d;
+        mean[j] = (float)(shift[j] + d);
+        var[j] = (float)(v < 0.0 ? 0.0 : v); /* rounding below 0; NaN stays */
     }
     fc_aligned_free(partials);
     return FC_OK;

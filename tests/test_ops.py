@@ -1768,6 +1768,24 @@ def test_batch_norm_with_relu_is_the_two_ops(rows, c, threads, seed):
         assert_close(a, b, tol=2e-5)
 
 
+def test_batch_norm_statistics_in_one_pass_keep_their_precision():
+    """The one-pass sums run around each channel's first value: a mean 1e5
+    spreads from zero (1e4 against 1e-1), an outlying first row, and
+    infinities or NaN in that row (the shift then 0) give what NumPy's two
+    passes give."""
+    rng = np.random.default_rng(9)
+    x = (1e4 + 1e-1 * rng.standard_normal((5000, 3))).astype(np.float32)
+    x[0, 1] = -3e4  # an outlying first value, the shift of channel 1
+    mean, var = ops.batch_norm_statistics(x)
+    want_mean, want_var = reference.batch_norm_statistics(f64(x))
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-7)
+    np.testing.assert_allclose(var, want_var, rtol=1e-6)
+    x[0] = [np.inf, -np.inf, np.nan]
+    mean, var = ops.batch_norm_statistics(x)
+    np.testing.assert_array_equal(mean, [np.inf, -np.inf, np.nan])
+    assert np.isnan(var).all()
+
+
 def test_batch_norm_ops_take_any_channels_last_shape_and_propagate_nan():
     x = np.random.default_rng(2).standard_normal((2, 5, 4, 3)).astype(np.float32)
     x[1, 2, 3, 1] = np.nan
