@@ -156,6 +156,14 @@
 #define FC_WINOGRAD_WGRAD_LARGE_FLOATS ((ptrdiff_t)1 << 21)
 #define FC_WINOGRAD_WGRAD_KERNEL_COST 600
 #define FC_WINOGRAD_6X6_MAX_CF (1 << 16)
+/* The transformed kernel (U: 4 phases of 25 or 36 positions per channel-
+ * filter pair) up to which stride-2 layers take winograd_strided.c, 8 MB:
+ * 32 x 32 x 32 x 64 -> 256, 4x4, 6.4 MB of U, 12.0 -> 8.6 ms forward, 14.6
+ * -> 8.4 weight gradient; 32 x 16 x 16 x 128 -> 128, 5x5, 9.4 MB, lost 10 %
+ * backward-input and gained nothing elsewhere; 16 x 16 x 16 x 256 -> 256,
+ * 5x5, 37.7 MB, took 15.9 ms forward and 20 backward-input against 10.4
+ * and 10.7 by the GEMM. */
+#define FC_WINOGRAD_STRIDED_MAX_U_FLOATS ((ptrdiff_t)1 << 21)
 #define FC_WINOGRAD_6X6_WGRAD_MAX_CF (1 << 15)
 #define FC_WINOGRAD_BLOCK_FLOATS (1 << 17)
 #define FC_WINOGRAD_L2_FLOATS (1 << 19) /* also the weight gradient's S: winograd.c */

@@ -57,10 +57,12 @@ int fc_winograd_strided_applies(const fc_conv2d_desc *d)
           && d->dw == 1 && (d->kh == 4 || d->kh == 5) && d->kw == d->kh
           && d->c >= FC_WINOGRAD_MIN_CHANNELS && d->f >= FC_WINOGRAD_MIN_CHANNELS))
         return 0;
-    /* Per channel-filter pair: 4 xi products per tile, and 4 xi floats of U. */
+    /* Per channel-filter pair: 4 xi products per tile, and 4 xi floats of U,
+     * at most FC_WINOGRAD_STRIDED_MAX_U_FLOATS of them in all. */
     const ptrdiff_t xi = side_of(d) * side_of(d);
     const ptrdiff_t tiles = d->n * tiles_of(d->ho) * tiles_of(d->wo);
-    return fc_winograd_pays(d, tiles, PHASES * xi, FC_WINOGRAD_KERNEL_COST);
+    return PHASES * xi * d->c * d->f <= FC_WINOGRAD_STRIDED_MAX_U_FLOATS
+           && fc_winograd_pays(d, tiles, PHASES * xi, FC_WINOGRAD_KERNEL_COST);
 }
 
 /* G (side x r) in double: the 5x5 domain's (see the top of the file), or
