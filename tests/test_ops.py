@@ -1403,10 +1403,10 @@ def test_strided_winograd_matches_the_reference(simd_path, n, h, w, c, f, k, pad
 def test_strided_winograd_takes_4x4_and_5x5_kernels_and_falls_back_on_infinities(
         winograd_mode):
     """Stride-2 4x4 and 5x5 layers take the strided Winograd methods in all
-    three passes (other bits than the GEMM's: Winograd 'off'), 3x3 ones the
-    GEMM (the same bits); an infinite weight, input or gradient sends the pass
-    to the GEMM (dx to col2im), which writes the infinities and NaN the
-    direct sums give."""
+    three passes (other bits than the GEMM's: Winograd 'off'), 3x3 ones and
+    those of many channels the GEMM (the same bits); an infinite weight,
+    input or gradient sends the pass to the GEMM (dx to col2im), which writes
+    the infinities and NaN the direct sums give."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 16, 16, 16)).astype(np.float32)
     kernels = {k: rng.standard_normal((k, k, 16, 32)).astype(np.float32) for k in (3, 4, 5)}
@@ -1421,6 +1421,14 @@ def test_strided_winograd_takes_4x4_and_5x5_kernels_and_falls_back_on_infinities
         assert not np.array_equal(results["fast", 4][i], results["off", 4][i])
         assert not np.array_equal(results["fast", 5][i], results["off", 5][i])
         np.testing.assert_array_equal(results["fast", 3][i], results["off", 3][i])
+    # 256 -> 256 channels, 5x5: a transformed kernel past 8 MB takes the GEMM
+    big_x = rng.standard_normal((1, 12, 12, 256)).astype(np.float32)
+    big_w = rng.standard_normal((5, 5, 256, 256)).astype(np.float32)
+    big = {}
+    for mode in ("off", "fast"):
+        winograd_mode(mode)
+        big[mode] = ops.conv2d(big_x, big_w, stride=2, padding=2)
+    np.testing.assert_array_equal(big["fast"], big["off"])
     bad_w4, bad_w5, bad_x = kernels[4].copy(), kernels[5].copy(), x.copy()
     bad_w4[1, 2, 3, 5] = np.inf
     bad_w5[4, 3, 0, 0] = np.nan
