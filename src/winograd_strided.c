@@ -1,6 +1,7 @@
 /* Winograd convolution for stride-2 layers of 4x4 and 5x5 kernels (DCGAN's
- * discriminators: Keras's example takes 4x4, TensorFlow's tutorial 5x5): the
- * forward pass.
+ * discriminators: Keras's example takes 4x4, TensorFlow's tutorial 5x5):
+ * the forward pass here, the backward-input pass and the weight gradient's
+ * transforms in the sections below.
  *
  * Split by the parity of its rows and columns (phase a, b), the padded input
  * is four images X_ab[i][j] = x[2i + a - pt][2j + b - pl], and the kernel
@@ -241,6 +242,8 @@ FC_VECTOR_CLONES static void transform_patch5(const float *const *p, ptrdiff_t c
     }
 }
 
+/* The forward pass's V (and the weight gradient's): each phase image's side
+ * x side patch, read from x at stride 2, zeros in the padding. */
 void fc_winograd_strided_inputs(const fc_conv2d_desc *d, const float *x, ptrdiff_t tiles_h,
                                 ptrdiff_t tiles_w, ptrdiff_t t0, ptrdiff_t count, ptrdiff_t ld,
                                 const float *zeros, float *v)
