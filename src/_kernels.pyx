@@ -202,6 +202,13 @@ cdef object _empty(tuple shape):
     return np.frombuffer(_OutputBlock(n), dtype=np.float32, count=n).reshape(shape)
 
 
+def empty(tuple shape):
+    """A new float32 array of shape whose memory comes from fastconv's buffer
+    pool, as the kernels' outputs' does (see _OutputBlock): for the outputs
+    of fastconv.ops' elementwise passes."""
+    return _empty(shape)
+
+
 cdef object _empty_bytes(tuple shape):
     """_empty's uint8 twin, from the same pool."""
     cdef Py_ssize_t n = 1
