@@ -52,6 +52,8 @@ static ptrdiff_t tiles_of(ptrdiff_t out) { return fc_ceil_div(out, 4); }
 /* A patch's side: the transformed domain is side x side. */
 static int side_of(const fc_conv2d_desc *d) { return d->kh == 4 ? 5 : 6; }
 
+int fc_winograd_strided_positions(const fc_conv2d_desc *d) { return side_of(d) * side_of(d); }
+
 int fc_winograd_strided_applies(const fc_conv2d_desc *d)
 {
     if (!(fc_winograd_current() != FC_WINOGRAD_OFF && d->sh == 2 && d->sw == 2 && d->dh == 1
@@ -60,7 +62,7 @@ int fc_winograd_strided_applies(const fc_conv2d_desc *d)
         return 0;
     /* Per channel-filter pair: 4 xi products per tile, and 4 xi floats of U,
      * at most FC_WINOGRAD_STRIDED_MAX_U_FLOATS of them in all. */
-    const ptrdiff_t xi = side_of(d) * side_of(d);
+    const ptrdiff_t xi = fc_winograd_strided_positions(d);
     const ptrdiff_t tiles = d->n * tiles_of(d->ho) * tiles_of(d->wo);
     return PHASES * xi * d->c * d->f <= FC_WINOGRAD_STRIDED_MAX_U_FLOATS
            && fc_winograd_pays(d, tiles, PHASES * xi, FC_WINOGRAD_KERNEL_COST);
@@ -354,7 +356,7 @@ FC_VECTOR_CLONES static int transform_outputs(const fc_conv2d_desc *d, const flo
 int fc_conv2d_winograd_strided_f32(const fc_conv2d_desc *d, const float *x, const float *w,
                                    const float *b, float *y, int n_threads)
 {
-    const int NR = fc_kernels_for(d->f)->nr, xi = side_of(d) * side_of(d);
+    const int NR = fc_kernels_for(d->f)->nr, xi = fc_winograd_strided_positions(d);
     const ptrdiff_t c = d->c, f = d->f, depth = PHASES * c;
     const ptrdiff_t tiles_h = tiles_of(d->ho), tiles_w = tiles_of(d->wo);
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
@@ -537,7 +539,7 @@ int fc_conv2d_winograd_strided_backward_input_f32(const fc_conv2d_desc *d, const
                                                   int n_threads)
 {
     const ptrdiff_t c = d->c, f = d->f;
-    const int xi = side_of(d) * side_of(d);
+    const int xi = fc_winograd_strided_positions(d);
     const ptrdiff_t tiles_h = phase_tiles(d->h, d->pt), tiles_w = phase_tiles(d->w, d->pl);
     const ptrdiff_t tiles = d->n * tiles_h * tiles_w;
     if (tiles == 0 || c == 0)
@@ -610,8 +612,6 @@ int fc_conv2d_winograd_strided_backward_input_f32(const fc_conv2d_desc *d, const
  * forward pass's transformed patches, 4 c deep) times (A dy A^T)[xi] (f
  * wide), then dW_ab = G^T S G. winograd.c's weight-gradient driver runs the
  * sums (fc_conv2d_winograd_backward_weight_f32); the transforms are here. */
-
-int fc_winograd_strided_positions(const fc_conv2d_desc *d) { return side_of(d) * side_of(d); }
 
 /* z0..z4 = A g for one column (or row) g0..g3 of a 4x4 tile of dy, A the
  * transpose of the 5x5 domain's A^T. */
