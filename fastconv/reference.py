@@ -695,7 +695,7 @@ def batch_norm(x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike, gamma: ArrayLi
 
 def batch_norm_backward(
     dy: ArrayLike, x: ArrayLike, mean: ArrayLike, inv_std: ArrayLike, gamma: ArrayLike, *,
-    relu_beta: ArrayLike | None = None
+    relu_beta: ArrayLike | None = None, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of ``y = (x - mean) * inv_std * gamma + beta`` where mean and
     ``inv_std = 1 / sqrt(var + epsilon)`` are x's batch statistics (they
@@ -705,7 +705,8 @@ def batch_norm_backward(
     ``relu_beta`` (the forward's beta), through ``batch_norm(..., relu=True)``:
     dy first taken through the ReLU by `relu_backward`.
 
-    Returns ``(dx, dgamma, dbeta)``.
+    Returns ``(dx, dgamma, dbeta)``; ``dx`` is ``out`` when given (an array of
+    x's shape, which may be dy).
     """
     dy, x, mean, inv_std, gamma = _as_float_arrays(
         (dy, "dy"), (x, "x"), (mean, "mean"), (inv_std, "inv_std"), (gamma, "gamma"))
@@ -722,5 +723,8 @@ def batch_norm_backward(
     dy2 = dy.reshape(m, c)
     dgamma, dbeta = (dy2 * xhat).sum(axis=0), dy2.sum(axis=0)
     dx = gamma * inv_std * (dy2 - dbeta / max(m, 1) - xhat * (dgamma / max(m, 1)))
-    return dx.reshape(x.shape), dgamma, dbeta
+    if out is None:
+        return dx.reshape(x.shape), dgamma, dbeta
+    out[...] = dx.reshape(x.shape)
+    return out, dgamma, dbeta
 

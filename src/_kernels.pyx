@@ -782,7 +782,8 @@ def batch_norm_backward(const float[:, ::1] dy, const float[:, ::1] x, const flo
                         n_threads=None):
     """dx (m, c), dgamma and dbeta (c) through a batch normalisation with x's
     batch statistics, and through its ReLU given the forward's beta as
-    relu_beta (fc_batch_norm_backward_f32); dx must not overlap x or dy."""
+    relu_beta (fc_batch_norm_backward_f32); dx may be dy itself, but must not
+    otherwise overlap x or dy."""
     cdef ptrdiff_t m = x.shape[0], c = x.shape[1]
     cdef const float *relu_beta_p = NULL
     if relu_beta is not None:

@@ -288,7 +288,9 @@ int fc_batch_norm_forward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const fl
  * dx = gamma inv (dy - dbeta / m - xhat dgamma / m). With relu_beta (the
  * forward's beta) not NULL, through max(y, 0) as well: dy taken as 0 where y
  * (recomputed from x, the forward's bits) is not positive. Overwrites dx,
- * dgamma, dbeta; dx must not overlap x or dy. */
+ * dgamma, dbeta; dx may be dy itself (dy is summed over in full first,
+ * then each dx element written after its dy is read), but must not otherwise
+ * overlap x or dy. */
 int fc_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t c, const float *x, const float *dy,
                                const float *mean, const float *inv, const float *gamma,
                                const float *relu_beta, float *dx, float *dgamma, float *dbeta,

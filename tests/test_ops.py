@@ -1710,7 +1710,7 @@ def test_errors_name_the_argument():
 def test_batch_norm_ops_match_the_reference(rows, c, center, seed):
     """Statistics (past several chunks of 1024 rows, with a mean far from
     zero), the forward pass and the backward pass against the float64
-    reference; the same bits on 1-3 threads; the forward pass in place."""
+    reference; the same bits on 1-3 threads; both passes in place."""
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((rows, c)) * 2 + center).astype(np.float32)
     dy = rng.standard_normal((rows, c)).astype(np.float32)
@@ -1739,6 +1739,16 @@ def test_batch_norm_ops_match_the_reference(rows, c, center, seed):
     in_place = x.copy()
     assert ops.batch_norm(in_place, mean, inv, gamma, beta, out=in_place) is in_place
     np.testing.assert_array_equal(in_place, y)
+    in_place = dy.copy()  # dx over dy, as the layer runs it
+    dx, dgamma, dbeta = ops.batch_norm_backward(in_place, x, mean, inv, gamma, out=in_place,
+                                                n_threads=2)
+    assert dx is in_place
+    for a, b in zip(got, (dx, dgamma, dbeta)):
+        np.testing.assert_array_equal(a, b)
+    twin_out = np.empty_like(f64(dy))
+    assert reference.batch_norm_backward(f64(dy), f64(x), f64(mean), f64(inv), f64(gamma),
+                                         out=twin_out)[0] is twin_out
+    np.testing.assert_array_equal(twin_out, want[0])
 
 
 @settings(max_examples=40, deadline=None)
@@ -1766,6 +1776,10 @@ def test_batch_norm_with_relu_is_the_two_ops(rows, c, threads, seed):
     apart = ops.batch_norm_backward(ops.relu_backward(dy, y), x, mean, inv, gamma)
     for a, b in zip(got, apart):
         np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    in_place = dy.copy()
+    ops.batch_norm_backward(in_place, x, mean, inv, gamma, relu_beta=beta, out=in_place,
+                            n_threads=threads)
+    np.testing.assert_array_equal(in_place.view(np.uint32), got[0].view(np.uint32))
     np.testing.assert_array_equal(
         y, reference.batch_norm(x, mean, inv, gamma, beta, relu=True).astype(np.float32))
     finite = np.isfinite(x).all(axis=1) & np.isfinite(dy).all(axis=1)  # the twin's sums
@@ -1805,6 +1819,16 @@ def test_batch_norm_ops_take_any_channels_last_shape_and_propagate_nan():
     assert y.shape == x.shape and np.isnan(y[..., 1]).all() and np.isfinite(y[..., 0]).all()
 
 
+def _backward_into_overlapping_out(what):
+    """batch_norm_backward with an out that overlaps x, or dy without being
+    it: one buffer, out one float past the other array."""
+    buffer = np.zeros(13, np.float32)
+    overlapped, out = buffer[:12].reshape(4, 3), buffer[1:].reshape(4, 3)
+    other = np.ones((4, 3), np.float32)
+    dy, x = (other, overlapped) if what == "x" else (overlapped, other)
+    return ops.batch_norm_backward(dy, x, np.zeros(3), np.ones(3), np.ones(3), out=out)
+
+
 @pytest.mark.parametrize("call,error,match", [
     (lambda: ops.batch_norm_statistics(np.ones((0, 3))), ValueError, "at least one row"),
     (lambda: ops.batch_norm_statistics(np.ones(())), ValueError, "at least one channel"),
@@ -1823,6 +1847,13 @@ def test_batch_norm_ops_take_any_channels_last_shape_and_propagate_nan():
     (lambda: ops.batch_norm_backward(np.ones((2, 3)), np.ones((2, 3)), np.zeros(3), np.ones(3),
                                      np.ones(3), relu_beta=np.ones(2)), ValueError,
      r"relu_beta must have shape \(3,\)"),
+    (lambda: ops.batch_norm_backward(np.ones((2, 3)), np.ones((2, 3)), np.zeros(3), np.ones(3),
+                                     np.ones(3), out=np.ones((2, 3))), ValueError,
+     "out must be a writeable"),
+    (lambda: _backward_into_overlapping_out("x"), ValueError,
+     "out must not overlap x"),
+    (lambda: _backward_into_overlapping_out("dy"), ValueError,
+     "out may be dy itself but must not otherwise overlap it"),
 ])
 def test_batch_norm_ops_reject_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):

@@ -141,8 +141,10 @@ class BatchNormalization(Layer):
         kernels = backend.kernels()
         dy = self._channels_last(dy)
         if mode == "training":  # the statistics depend on x too (and the layer is trainable)
+            in_place = dy.dtype == x.dtype and dy.flags.c_contiguous and dy.flags.writeable
             dx, dgamma, dbeta = kernels.batch_norm_backward(dy, x, mean, inv, gamma,
-                                                            relu_beta=relu_beta)
+                                                            relu_beta=relu_beta,
+                                                            out=dy if in_place else None)
         else:  # fixed statistics: a per-channel affine map
             if relu_beta is not None:  # through the ReLU first, its output recomputed
                 dy = kernels.relu_backward(
