@@ -390,6 +390,10 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
     } else {
         plan.pack_a = pack_a_im2col;
     }
+    if (m <= FC_CONV_B_IN_PLACE_MAX_M) { /* w's rows are B's */
+        plan.b_rows = w;
+        plan.b_ld = d->f;
+    }
     const int status = fc_gemm_run(&plan, n_threads);
     fc_aligned_free(zeros);
     fc_aligned_free(off_a);

@@ -82,6 +82,21 @@
 #define FC_SMALL_M 4
 /* Columns of such a product summed per pass over B (4 x 512 sums: 8 KiB). */
 #define FC_SMALL_M_COLS 512
+/* Products of at most this many rows read B's whole panels in place
+ * (fc_gemm_plan.b_rows) rather than packing them: packing reads and writes
+ * all of B once, which pays only when enough slivers of A then read each
+ * panel from cache. ops.matmul (fc_gemm_f32, 2 threads): 64 x 4096 @ 4096 x
+ * 4096 17.2 -> 9.8 ms, 8 x 9216 @ 9216 x 128 0.41 -> 0.31, 64 x 4096 @ 4096
+ * x 1024 2.79 -> 2.38-2.54; at 128 and 256 rows 4096 x 1024 lost 5-10 %
+ * (rows of B 4 KiB apart, each a new page for the prefetchers). A
+ * convolution's forward GEMM (B its weights, rows f floats apart), one image
+ * through a 3x3 layer: 7 x 7 x 512 -> 512 1.22 -> 1.05 ms, 14 x 14 x 256 ->
+ * 512 stride 2 0.63-0.66 -> 0.53-0.56, 14 x 14 x 256 -> 256 0.92 -> 0.85,
+ * 14 x 14 x 512 -> 512 3.32-3.35 -> 3.15-3.21; 16 x 16 x 64 -> 64 (B of 147
+ * KB) and 392-row layers the same within 3 %, and S8's 8192 rows 13 %
+ * slower. */
+#define FC_GEMM_B_IN_PLACE_MAX_M 64
+#define FC_CONV_B_IN_PLACE_MAX_M 256
 /* Outputs of at least this many floats (16 MiB) are written with streaming
  * stores where a GEMM writes them in one pass. */
 #define FC_STREAM_MIN_FLOATS ((ptrdiff_t)1 << 22)
@@ -213,15 +228,18 @@ typedef struct {
     const float *bias;   /* NULL, or the NR bias values of this tile's columns */
     int relu;            /* apply max(0, .) after everything else */
     int stream;          /* full tiles of 64-byte aligned rows may bypass the cache */
+    ptrdiff_t b_ld;      /* 0: B is a packed panel; else B's rows are b_ld floats apart */
 } fc_tile_epilogue;
 
 /* C tile (rows crow[0..mr), columns 0..nr) op= A sliver x B sliver.
  * A is MR rows by kc: element (i, p) at a[i * rs_a + p * cs_a]; callers pass
  * either (rs_a = lda, cs_a = 1), rows of a row-major block, or
  * (rs_a = 1, cs_a = MR), an interleaved panel, or (rs_a = 1, cs_a = ld), the
- * transpose of a row-major block. B is a packed panel:
- * element (p, j) at b[p * NR + j]. All MR rows of A are read (rows past mr
- * hold finite filler) but only valid rows and columns of C are touched. */
+ * transpose of a row-major block. B is a packed panel, element (p, j) at
+ * b[p * NR + j], or with ep->b_ld set, NR columns of a row-major matrix read
+ * in place, element (p, j) at b[p * b_ld + j]. All MR rows of A are read
+ * (rows past mr hold finite filler) but only valid rows and columns of C
+ * are touched. */
 typedef void (*fc_ukernel_fn)(ptrdiff_t kc, const float *a, ptrdiff_t rs_a,
                               ptrdiff_t cs_a, const float *b,
                               float *const *crow, const fc_tile_epilogue *ep);
@@ -362,6 +380,13 @@ typedef struct {
     /* C += A B (no bias), and a_row_sums added to: one product's depth
      * walked in several calls (fc_gemm_run_serial). */
     int accumulate;
+    /* NULL, or B as a row-major matrix, element (p, j) at b_rows[p * b_ld +
+     * j] (what pack_b packs): its panels of NR columns all inside n are then
+     * read in place, never packed. Packing B
+     * reads and writes all of it once, which pays only when many slivers of
+     * A read each panel: see FC_GEMM_B_IN_PLACE_MAX_M. */
+    const float *b_rows;
+    ptrdiff_t b_ld;
 } fc_gemm_plan;
 
 /* Runs C = A B (+ bias) (ReLU) with the current kernel set. Each C tile is

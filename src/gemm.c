@@ -220,6 +220,12 @@ FC_VECTOR_CLONES static void add_row_sums(const fc_gemm_plan *p, ptrdiff_t i0, p
     }
 }
 
+/* Whether the panel of B from column j (NR wide) is read in place. */
+static int in_place_panel(const fc_gemm_plan *p, ptrdiff_t j, int nr)
+{
+    return p->b_rows && j + nr <= p->n;
+}
+
 /* One row block [i0, i0+mc) of C (row pointers rowp) times panels
  * [jp_begin, jp_end) of one depth block [pc, pc+kc) of packed B (bp: the
  * block's first panel, panels nr*kc floats apart), in a sum over the depth
@@ -248,7 +254,8 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
         ep.bias = (!ep.accumulate && p->bias) ? p->bias + j : NULL;
         ep.relu = p->relu && pc + kc >= p->k;
         ep.stream = p->stream && pc == 0 && kc >= p->k;
-        const float *panel = bp + jp * NR * kc;
+        ep.b_ld = in_place_panel(p, j, NR) ? p->b_ld : 0;
+        const float *panel = ep.b_ld ? p->b_rows + pc * p->b_ld + j : bp + jp * NR * kc;
         for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
             ep.mr = (int)fc_min(MR, mc - ir);
             for (int i = 0; i < MR; ++i)
@@ -372,6 +379,8 @@ static void pack_b_item(const fc_gemm_plan *p, const gemm_blocking *b, int nr, p
 {
     const ptrdiff_t pc = ps + item % n_pc * b->kc, jp = item / n_pc;
     const ptrdiff_t kc = fc_min(b->kc, p->k - pc);
+    if (in_place_panel(p, jc + jp * nr, nr))
+        return;
     p->pack_b(p->b_ctx, pc, kc, jc + jp * nr, fc_min(nr, nc - jp * nr), nr,
               bp + (pc - ps) * b->nc + jp * nr * kc);
 }
@@ -467,8 +476,9 @@ static int gemm_run_split(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdif
             for (ptrdiff_t pc = p0; pc < p1; pc += kc) {
                 const ptrdiff_t kb = fc_min(kc, p1 - pc);
                 for (ptrdiff_t jp = 0; jp < n_panels; ++jp)
-                    p->pack_b(p->b_ctx, pc, kb, jp * NR, fc_min(NR, N - jp * NR), NR,
-                              bpack + jp * NR * kb);
+                    if (!in_place_panel(p, jp * NR, NR))
+                        p->pack_b(p->b_ctx, pc, kb, jp * NR, fc_min(NR, N - jp * NR), NR,
+                                  bpack + jp * NR * kb);
                 multiply_block(&q, ks, 0, M, p0, pc, kb, 0, 0, n_panels, bpack, apack, rowp);
             }
         }
@@ -803,6 +813,10 @@ int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
      * each line it evicts would first be read. */
     plan.stream = (double)d->m * d->n >= (double)FC_STREAM_MIN_FLOATS;
     fc_plain_matrix bt = {b, d->ldb};
+    if (!d->trans_b && d->m <= FC_GEMM_B_IN_PLACE_MAX_M) {
+        plan.b_rows = b;
+        plan.b_ld = d->ldb;
+    }
     if (d->trans_b) {
         plan.pack_b = fc_pack_b_transposed;
         plan.b_ctx = &bt;

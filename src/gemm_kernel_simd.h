@@ -55,8 +55,9 @@
     } while (0)
 
 /* One step of k of the tile's first nv vectors (nv a constant): rows a0..a5
- * of A (element p of row i at ai[p * cs]) times the packed B panel b, which
- * advances past the row it used. */
+ * of A (element p of row i at ai[p * cs]) times B's row at b, which then
+ * advances bs floats to the next (bs: NR in a packed panel, a constant, or
+ * B's row length when B is read in place). */
 #define TILE_STEP(p, cs)                                                          \
     do {                                                                          \
         const VEC b0 = V_LOADU(b), b1 = nv > 1 ? V_LOADU(b + VW) : b0;            \
@@ -64,7 +65,7 @@
         const VEC b3 = nv > 2 ? V_LOADU(b + 3 * VW) : b1;                         \
         ROW_STEP(0, p, cs); ROW_STEP(1, p, cs); ROW_STEP(2, p, cs);               \
         ROW_STEP(3, p, cs); ROW_STEP(4, p, cs); ROW_STEP(5, p, cs);               \
-        b += NR;                                                                  \
+        b += bs;                                                                  \
     } while (0)
 
 /* kc steps, unrolled: the loop's index, compare and branch would otherwise
@@ -222,7 +223,7 @@ store_row_part(int n, float *c, VEC v0, VEC v1, VEC v2, VEC v3, const fc_tile_ep
  * any other column stride with unit row stride (a transposed row-major block). */
 static inline __attribute__((always_inline)) void
 tile_mr_nv(const int nv, ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
-           const float *b, float *const *crow, const fc_tile_epilogue *ep)
+           const float *b, const ptrdiff_t bs, float *const *crow, const fc_tile_epilogue *ep)
 {
     const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs;
     const float *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
@@ -241,15 +242,17 @@ tile_mr_nv(const int nv, ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdi
 
 /* The whole tile, or, for a panel whose valid columns fit in half of it
  * (the last panel of a product 96 or 160 columns wide on a 64-wide tile),
- * only its first half. */
+ * only its first half. B packed (bs = NR, a constant) or read in place. */
 static inline __attribute__((always_inline)) void
 tile_mr_nr(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
            const float *b, float *const *crow, const fc_tile_epilogue *ep)
 {
-    if (NV > 2 && ep->nr <= NR / 2)
-        tile_mr_nv(NV / 2, kc, a, rs, cs, b, crow, ep);
+    if (ep->b_ld)
+        tile_mr_nv(NV, kc, a, rs, cs, b, ep->b_ld, crow, ep); /* only whole panels */
+    else if (NV > 2 && ep->nr <= NR / 2)
+        tile_mr_nv(NV / 2, kc, a, rs, cs, b, NR, crow, ep);
     else
-        tile_mr_nv(NV, kc, a, rs, cs, b, crow, ep);
+        tile_mr_nv(NV, kc, a, rs, cs, b, NR, crow, ep);
 }
 
 static void ukernel(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
@@ -267,7 +270,7 @@ static void ukernel(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a
  * kc contiguous floats read in place, against the next kc rows of B. */
 static inline __attribute__((always_inline)) void
 taps_mr_nv(const int nv, ptrdiff_t taps, ptrdiff_t kc, const float *const *rows, const float *b,
-           float *const *crow, const fc_tile_epilogue *ep)
+           const ptrdiff_t bs, float *const *crow, const fc_tile_epilogue *ep)
 {
     prefetch_c(crow, ep);
     TILE_ACCUMULATORS;
@@ -282,10 +285,12 @@ taps_mr_nv(const int nv, ptrdiff_t taps, ptrdiff_t kc, const float *const *rows,
 static void ukernel_taps(ptrdiff_t taps, ptrdiff_t kc, const float *const *rows, const float *b,
                          float *const *crow, const fc_tile_epilogue *ep)
 {
-    if (NV > 2 && ep->nr <= NR / 2)
-        taps_mr_nv(NV / 2, taps, kc, rows, b, crow, ep);
+    if (ep->b_ld)
+        taps_mr_nv(NV, taps, kc, rows, b, ep->b_ld, crow, ep); /* only whole panels */
+    else if (NV > 2 && ep->nr <= NR / 2)
+        taps_mr_nv(NV / 2, taps, kc, rows, b, NR, crow, ep);
     else
-        taps_mr_nv(NV, taps, kc, rows, b, crow, ep);
+        taps_mr_nv(NV, taps, kc, rows, b, NR, crow, ep);
 }
 
 /* Ten independent FMA chains per round: enough to cover latency x pipes. */

@@ -10,8 +10,9 @@ static void ukernel_portable(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdi
                              const float *b, float *const *crow, const fc_tile_epilogue *ep)
 {
     float acc[FC_MR_MAX * FC_NR_MAX] = {0};
+    const ptrdiff_t bs = ep->b_ld ? ep->b_ld : NR;
     for (ptrdiff_t p = 0; p < kc; ++p) {
-        const float *bp = b + p * NR;
+        const float *bp = b + p * bs;
         for (int i = 0; i < MR; ++i) {
             const float ai = a[i * rs_a + p * cs_a];
             float *row = acc + i * FC_NR_MAX;
@@ -27,8 +28,9 @@ static void ukernel_taps_portable(ptrdiff_t taps, ptrdiff_t kc, const float *con
                                   const fc_tile_epilogue *ep)
 {
     float acc[FC_MR_MAX * FC_NR_MAX] = {0};
+    const ptrdiff_t bs = ep->b_ld ? ep->b_ld : NR;
     for (ptrdiff_t t = 0; t < taps; ++t, a += MR) {
-        for (ptrdiff_t p = 0; p < kc; ++p, b += NR) {
+        for (ptrdiff_t p = 0; p < kc; ++p, b += bs) {
             for (int i = 0; i < MR; ++i) {
                 const float ai = a[i][p];
                 float *row = acc + i * FC_NR_MAX;

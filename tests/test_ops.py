@@ -809,6 +809,33 @@ def test_products_as_wide_as_each_register_tile(simd_path, n):
             assert_close(g, r)
 
 
+def test_products_of_few_rows_read_b_in_place_with_the_packed_bits(simd_path):
+    """Products of few rows read B's whole panels where B lies (a partial
+    last panel still packed): the same bits as the packed product of more
+    rows, on 1-3 threads, with bias and ReLU (split along a deep K, in
+    test_matmul_few_row_blocks_deep_k_same_for_any_thread_count); and a
+    convolution's forward on one image (its weights read in place) is that
+    image's part of the same layer over a batch (weights packed). Row counts
+    are whole slivers of 6 rows: a partial one adds its bias last."""
+    rng = np.random.default_rng(21)
+    a = rng.standard_normal((300, 700)).astype(np.float32)
+    b = rng.standard_normal((700, 200)).astype(np.float32)  # 64-wide panels: 3 and 8 columns
+    bias = rng.standard_normal(200).astype(np.float32)
+    packed = ops.dense(a, b, bias, activation="relu")
+    assert_close(packed, np.maximum(f64(a) @ f64(b) + bias, 0))
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(
+            ops.dense(a[:60], b, bias, activation="relu", n_threads=threads), packed[:60])
+    x = rng.standard_normal((8, 12, 12, 32)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 32, 130)).astype(np.float32)
+    conv_bias = rng.standard_normal(130).astype(np.float32)
+    batch = ops.conv2d(x, w, conv_bias, stride=2, padding=1)  # 288 rows: packed
+    assert_close(batch, reference.conv2d(f64(x), f64(w), f64(conv_bias), stride=2, padding=1))
+    for threads in (1, 2):
+        np.testing.assert_array_equal(
+            ops.conv2d(x[:1], w, conv_bias, stride=2, padding=1, n_threads=threads), batch[:1])
+
+
 def test_large_outputs_streamed_past_the_cache_are_exact(simd_path):
     """A GEMM writing 16 MiB or more in one pass uses streaming stores (and a
     fence before returning): the values must be those of ordinary stores, on
@@ -831,14 +858,16 @@ def test_matmul_few_row_blocks_deep_k_same_for_any_thread_count(simd_path):
     split along K into chunks fixed by the shape, their partial sums added
     to the bias in order: every thread count gives the same bits. Also with
     A and B read transposed, a partial last sliver and panel, a narrow
-    tile, bias and ReLU (NaN kept), and K just under and over the split."""
+    tile, bias and ReLU (NaN kept), and K just under and over the split; 32
+    rows read B's whole panels in place."""
     rng = np.random.default_rng(6)
-    a = rng.standard_normal((128, 9216)).astype(np.float32)
     b = rng.standard_normal((9216, 130)).astype(np.float32)
-    results = [ops.matmul(a, b, n_threads=t) for t in (1, 2, 3)]
-    assert_close(results[0], f64(a) @ f64(b))
-    for other in results[1:]:
-        np.testing.assert_array_equal(other, results[0])
+    for m in (128, 32):
+        a = rng.standard_normal((m, 9216)).astype(np.float32)
+        results = [ops.matmul(a, b, n_threads=t) for t in (1, 2, 3)]
+        assert_close(results[0], f64(a) @ f64(b))
+        for other in results[1:]:
+            np.testing.assert_array_equal(other, results[0])
     for m, k, n in ((37, 5000, 10), (97, 4095, 70), (144, 4096, 256), (5, 20000, 33)):
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
