@@ -58,9 +58,13 @@
 
 /* A GEMM on several threads packs all of B's depth at once when K x NC
  * floats are at most FC_GEMM_WHOLE_B_FLOATS (512 KiB, half an L2), or at most
- * FC_GEMM_WHOLE_B_MAX_FLOATS (64 MiB) with few row blocks: see fc_gemm_run. */
+ * FC_GEMM_WHOLE_B_MAX_FLOATS (16 MiB) with few row blocks: see fc_gemm_run.
+ * Past that the packed copy goes out to memory and is read back (128 x 4096
+ * @ 4096 x 4096, 64 MiB packed whole: 24.8 ms, in depth blocks 16.4, NumPy
+ * 15.3; at 8 MiB, 128 x 4096 @ 4096 x 512, packing whole is still faster:
+ * 2.1 against 2.8-3.0 ms in blocks). */
 #define FC_GEMM_WHOLE_B_FLOATS ((ptrdiff_t)1 << 17)
-#define FC_GEMM_WHOLE_B_MAX_FLOATS ((ptrdiff_t)1 << 24)
+#define FC_GEMM_WHOLE_B_MAX_FLOATS ((ptrdiff_t)1 << 22)
 /* A product of one row block, at most FC_GEMM_SPLIT_MAX_PANELS panels wide,
  * is split along its depth into chunks of at least FC_GEMM_SPLIT_DEPTH, at
  * most FC_GEMM_SPLIT_MAX_CHUNKS of them (gemm_run_split in gemm.c). */

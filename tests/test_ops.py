@@ -776,11 +776,19 @@ def test_matmul_matches_numpy(simd_path, m, k, n, seed):
 
 
 def test_matmul_large_blocks(simd_path):
-    """Shapes past every block size (MC, KC, NC) and not multiples of them."""
+    """Shapes past every block size (MC, KC, NC) and not multiples of them;
+    and a B too large to pack whole (past 16 MiB) under one row block,
+    packed a depth block at a time: the same bits on 1-3 threads."""
     rng = np.random.default_rng(5)
     a = rng.standard_normal((301, 613)).astype(np.float32)
     b = rng.standard_normal((613, 4200)).astype(np.float32)
     assert_close(ops.matmul(a, b), f64(a) @ f64(b))
+    a = rng.standard_normal((100, 1100)).astype(np.float32)
+    b = rng.standard_normal((1100, 4100)).astype(np.float32)
+    got = [ops.matmul(a, b, n_threads=t) for t in (1, 2, 3)]
+    assert_close(got[0], f64(a) @ f64(b))
+    for other in got[1:]:
+        np.testing.assert_array_equal(other, got[0])
 
 
 @pytest.mark.parametrize("n", [1, 8, 15, 16, 17, 32, 33, 64, 96, 160])
