@@ -240,8 +240,9 @@ typedef struct {
  * either (rs_a = lda, cs_a = 1), rows of a row-major block, or
  * (rs_a = 1, cs_a = MR), an interleaved panel, or (rs_a = 1, cs_a = ld), the
  * transpose of a row-major block. B is a packed panel, element (p, j) at
- * b[p * NR + j], or with ep->b_ld set, NR columns of a row-major matrix read
- * in place, element (p, j) at b[p * b_ld + j]. All MR rows of A are read
+ * b[p * NR + j], or for the kernel set's *_b_rows kernels NR columns of a
+ * row-major matrix read in place, element (p, j) at b[p * ep->b_ld + j]. All
+ * MR rows of A are read
  * (rows past mr hold finite filler) but only valid rows and columns of C
  * are touched. */
 typedef void (*fc_ukernel_fn)(ptrdiff_t kc, const float *a, ptrdiff_t rs_a,
@@ -263,6 +264,10 @@ typedef struct fc_kernel_set_ {
     ptrdiff_t mc, kc, nc;
     fc_ukernel_fn ukernel;
     fc_ukernel_taps_fn ukernel_taps;
+    /* The same two with B's rows read in place (ep->b_ld; whole panels
+     * only): the ones above take B packed, whatever ep->b_ld says. */
+    fc_ukernel_fn ukernel_b_rows;
+    fc_ukernel_taps_fn ukernel_taps_b_rows;
     /* Peak-throughput probe: iters rounds of independent register FMAs,
      * peak_flops_per_iter flops each; returns a value that depends on them. */
     float (*peak_loop)(ptrdiff_t iters);

@@ -256,22 +256,25 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
         ep.stream = p->stream && pc == 0 && kc >= p->k;
         ep.b_ld = in_place_panel(p, j, NR) ? p->b_ld : 0;
         const float *panel = ep.b_ld ? p->b_rows + pc * p->b_ld + j : bp + jp * NR * kc;
+        const fc_ukernel_fn kernel = ep.b_ld ? ks->ukernel_b_rows : ks->ukernel;
+        const fc_ukernel_taps_fn taps_kernel = ep.b_ld ? ks->ukernel_taps_b_rows
+                                                       : ks->ukernel_taps;
         for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
             ep.mr = (int)fc_min(MR, mc - ir);
             for (int i = 0; i < MR; ++i)
                 crow[i] = rowp[ir + (i < ep.mr ? i : 0)] + j;
             if (p->rows_a) {
-                ks->ukernel_taps(taps, p->a_tap_depth, a_rows + ir * taps, panel, crow, &ep);
+                taps_kernel(taps, p->a_tap_depth, a_rows + ir * taps, panel, crow, &ep);
             } else if (p->pack_a) {
                 /* Row-major rows sit kc apart; an interleaved panel of MR
                  * rows takes the same kc*MR floats. */
-                ks->ukernel(kc, apack + ir * kc, interleaved ? 1 : kc, interleaved ? MR : 1,
-                            panel, crow, &ep);
+                kernel(kc, apack + ir * kc, interleaved ? 1 : kc, interleaved ? MR : 1, panel,
+                       crow, &ep);
             } else if (ep.mr == MR) {
-                ks->ukernel(kc, p->a_base + (i0 + ir) * p->a_rs + pc * p->a_cs, p->a_rs,
-                            p->a_cs, panel, crow, &ep);
+                kernel(kc, p->a_base + (i0 + ir) * p->a_rs + pc * p->a_cs, p->a_rs, p->a_cs,
+                       panel, crow, &ep);
             } else {
-                ks->ukernel(kc, apack, 1, MR, panel, crow, &ep);
+                kernel(kc, apack, 1, MR, panel, crow, &ep);
             }
         }
     }

@@ -242,28 +242,42 @@ tile_mr_nv(const int nv, ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdi
 
 /* The whole tile, or, for a panel whose valid columns fit in half of it
  * (the last panel of a product 96 or 160 columns wide on a 64-wide tile),
- * only its first half. B packed (bs = NR, a constant) or read in place. */
+ * only its first half; B a packed panel (bs = NR, a constant once inlined)
+ * or read in place (bs its row length: whole panels only). */
 static inline __attribute__((always_inline)) void
 tile_mr_nr(ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdiff_t cs,
-           const float *b, float *const *crow, const fc_tile_epilogue *ep)
+           const float *b, const ptrdiff_t bs, float *const *crow, const fc_tile_epilogue *ep)
 {
-    if (ep->b_ld)
-        tile_mr_nv(NV, kc, a, rs, cs, b, ep->b_ld, crow, ep); /* only whole panels */
-    else if (NV > 2 && ep->nr <= NR / 2)
-        tile_mr_nv(NV / 2, kc, a, rs, cs, b, NR, crow, ep);
+    if (NV > 2 && ep->nr <= NR / 2)
+        tile_mr_nv(NV / 2, kc, a, rs, cs, b, bs, crow, ep);
     else
-        tile_mr_nv(NV, kc, a, rs, cs, b, NR, crow, ep);
+        tile_mr_nv(NV, kc, a, rs, cs, b, bs, crow, ep);
+}
+
+static inline __attribute__((always_inline)) void
+tile_any_a(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const float *b,
+           const ptrdiff_t bs, float *const *crow, const fc_tile_epilogue *ep)
+{
+    if (cs_a == 1)
+        tile_mr_nr(kc, a, rs_a, 1, b, bs, crow, ep);
+    else if (cs_a == MR)
+        tile_mr_nr(kc, a, 1, MR, b, bs, crow, ep);
+    else
+        tile_mr_nr(kc, a, 1, cs_a, b, bs, crow, ep);
 }
 
 static void ukernel(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
                     const float *b, float *const *crow, const fc_tile_epilogue *ep)
 {
-    if (cs_a == 1)
-        tile_mr_nr(kc, a, rs_a, 1, b, crow, ep);
-    else if (cs_a == MR)
-        tile_mr_nr(kc, a, 1, MR, b, crow, ep);
-    else
-        tile_mr_nr(kc, a, 1, cs_a, b, crow, ep);
+    tile_any_a(kc, a, rs_a, cs_a, b, NR, crow, ep);
+}
+
+/* ukernel with B's rows read in place, ep->b_ld floats apart. (A kernel of
+ * its own: the same branch inside ukernel cost S7's forward 3 %.) */
+static void ukernel_b_rows(ptrdiff_t kc, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                           const float *b, float *const *crow, const fc_tile_epilogue *ep)
+{
+    tile_any_a(kc, a, rs_a, cs_a, b, ep->b_ld, crow, ep);
 }
 
 /* The tile summed over taps: tap t's MR rows of A are rows[t * MR + i], each
@@ -285,12 +299,16 @@ taps_mr_nv(const int nv, ptrdiff_t taps, ptrdiff_t kc, const float *const *rows,
 static void ukernel_taps(ptrdiff_t taps, ptrdiff_t kc, const float *const *rows, const float *b,
                          float *const *crow, const fc_tile_epilogue *ep)
 {
-    if (ep->b_ld)
-        taps_mr_nv(NV, taps, kc, rows, b, ep->b_ld, crow, ep); /* only whole panels */
-    else if (NV > 2 && ep->nr <= NR / 2)
+    if (NV > 2 && ep->nr <= NR / 2)
         taps_mr_nv(NV / 2, taps, kc, rows, b, NR, crow, ep);
     else
         taps_mr_nv(NV, taps, kc, rows, b, NR, crow, ep);
+}
+
+static void ukernel_taps_b_rows(ptrdiff_t taps, ptrdiff_t kc, const float *const *rows,
+                                const float *b, float *const *crow, const fc_tile_epilogue *ep)
+{
+    taps_mr_nv(NV, taps, kc, rows, b, ep->b_ld, crow, ep); /* whole panels */
 }
 
 /* Ten independent FMA chains per round: enough to cover latency x pipes. */
@@ -316,7 +334,8 @@ static float peak_loop(ptrdiff_t iters)
 #endif
 
 static const fc_kernel_set kernel_set = {
-    KERNEL_NAME, MR, NR, MC, KC, NC, ukernel, ukernel_taps, peak_loop, 10 * VW * 2, NARROW_FN,
+    KERNEL_NAME, MR, NR, MC, KC, NC, ukernel, ukernel_taps, ukernel_b_rows, ukernel_taps_b_rows,
+    peak_loop, 10 * VW * 2, NARROW_FN,
 };
 
 const fc_kernel_set *SET_FN(void) { return &kernel_set; }

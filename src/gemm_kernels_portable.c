@@ -1,6 +1,7 @@
 /* The portable micro-kernel: plain C that compilers vectorise for the
  * baseline ISA of any machine. It is the reference for the SIMD kernels and
- * the path used where no SIMD kernel applies. */
+ * the path used where no SIMD kernel applies. Its two kernels serve B
+ * packed and B read in place alike (ep->b_ld). */
 #include "fc_internal.h"
 
 #define MR FC_PORTABLE_MR
@@ -64,7 +65,8 @@ static float peak_loop_portable(ptrdiff_t iters)
 
 static const fc_kernel_set portable_set = {
     "portable", MR, NR, FC_PORTABLE_MC, FC_PORTABLE_KC, FC_PORTABLE_NC,
-    ukernel_portable, ukernel_taps_portable, peak_loop_portable, 8 * 8 * 2, NULL,
+    ukernel_portable, ukernel_taps_portable, ukernel_portable, ukernel_taps_portable,
+    peak_loop_portable, 8 * 8 * 2, NULL,
 };
 
 const fc_kernel_set *fc_kernels_portable(void) { return &portable_set; }
