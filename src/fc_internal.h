@@ -86,6 +86,18 @@
 #define FC_SMALL_M 4
 /* Columns of such a product summed per pass over B (4 x 512 sums: 8 KiB). */
 #define FC_SMALL_M_COLS 512
+/* A GEMM on several threads whose B is past half an L2, with at least two
+ * panels per thread and at most this many rows per column of B, gives each
+ * thread whole panels of C: it packs its own part of B a depth block at a
+ * time, which stays in its core's cache for every row block, with no
+ * barriers between depth blocks; each thread reads all of A. 2 threads,
+ * ops.matmul: 1024^3 5.8 -> 5.4-5.5 ms (NumPy 5.7-6.0), 256 x 2048 @ 2048 x
+ * 2048 7.0 -> 5.7-5.8 (NumPy 5.9), 512 x 1024 @ 1024 x 4096 12.4 -> 11.2-11.4
+ * (NumPy 11.6), 1568 x 2304 @ 2304 x 256 (8 rows a column) 5.3-5.5 -> 4.8-5.0,
+ * 128 x 1024 @ 1024 x 512 0.52-0.54 -> 0.45; a convolution on 8 x 7 x 7 x
+ * 512 -> 512 forward 5.6-5.8 -> 4.6-4.7, backward-input 5.8 -> 4.9. At 16 rows
+ * a column, 8192 x 512 @ 512 x 512 took 12 % longer. */
+#define FC_GEMM_PRIVATE_B_MAX_ROWS_PER_COLUMN 8
 /* Products of at most this many rows read B's whole panels in place
  * (fc_gemm_plan.b_rows) rather than packing them: packing reads and writes
  * all of B once, which pays only when enough slivers of A then read each

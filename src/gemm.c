@@ -571,6 +571,64 @@ void fc_gemm_run_serial(const fc_gemm_plan *p, const float *b_packed, float *ws)
                       rowp);
 }
 
+/* Whether each thread should take columns of C of its own
+ * (gemm_run_private_b): B past half an L2 and at least two panels per
+ * thread, and A, which every thread then reads whole, at most
+ * FC_GEMM_PRIVATE_B_MAX_ROWS_PER_COLUMN times as many rows as B has columns. */
+static int private_b_pays(const fc_gemm_plan *p, const fc_kernel_set *ks, const gemm_blocking *b)
+{
+    return b->n_threads > 1 && p->k * p->n > FC_GEMM_WHOLE_B_FLOATS
+           && fc_ceil_div(p->n, ks->nr) >= 2 * b->n_threads
+           && p->m <= FC_GEMM_PRIVATE_B_MAX_ROWS_PER_COLUMN * p->n;
+}
+
+/* C = A B with each thread computing whole panels of its own: it packs its
+ * part of B a depth block at a time into memory no other thread reads (so
+ * no barrier between depth blocks, and the block stays in its core's cache
+ * for every row block), and takes A's row blocks itself. Each C tile sums
+ * the depth blocks in order, as fc_gemm_run's other schedules do. */
+static int gemm_run_private_b(const fc_gemm_plan *p, const fc_kernel_set *ks,
+                              const gemm_blocking *b)
+{
+    const int NR = ks->nr, threads = b->n_threads;
+    const ptrdiff_t M = p->m, N = p->n, K = p->k, KC = b->kc, n_panels = fc_ceil_div(N, NR);
+    const ptrdiff_t b_floats = fc_thread_stride(KC * fc_ceil_div(n_panels, threads) * NR);
+    const ptrdiff_t ws_floats = b_floats + b->ws_bytes / (ptrdiff_t)sizeof(float);
+    float *mem = fc_aligned_alloc((size_t)(ws_floats * threads) * sizeof(float));
+    if (!mem)
+        return FC_ERR_NOMEM;
+    fc_team team = FC_TEAM_INIT;
+    FC_OMP(omp parallel num_threads(threads))
+    {
+        fc_fp_state fp = fc_fp_enter();
+        const int t = fc_thread_id();
+        float *bpack = mem + ws_floats * t, *apack = bpack + b_floats;
+        memset(apack, 0, (size_t)b->ws_bytes); /* rows past the last: finite */
+        float **rowp = (float **)((char *)apack + b->a_floats * (ptrdiff_t)sizeof(float));
+        const ptrdiff_t jp0 = t * n_panels / threads, jp1 = (t + 1) * n_panels / threads;
+        for (ptrdiff_t pc = 0; pc < K && jp1 > jp0; pc += KC) {
+            const ptrdiff_t kc = fc_min(KC, K - pc);
+            for (ptrdiff_t jp = jp0; jp < jp1; ++jp)
+                if (!in_place_panel(p, jp * NR, NR))
+                    p->pack_b(p->b_ctx, pc, kc, jp * NR, fc_min(NR, N - jp * NR), NR,
+                              bpack + (jp - jp0) * NR * kc);
+            for (ptrdiff_t ic = 0; ic < b->n_ic; ++ic) {
+                const ptrdiff_t i0 = row_start(ic, b->n_ic, M, ks->mr);
+                const ptrdiff_t mc = row_start(ic + 1, b->n_ic, M, ks->mr) - i0;
+                fc_row_ptrs(&p->c, i0, mc, rowp);
+                multiply_block(p, ks, i0, mc, 0, pc, kc, jp0 * NR, 0, jp1 - jp0, bpack, apack,
+                               rowp);
+            }
+        }
+        if (p->stream)
+            fc_store_fence();
+        fc_fp_leave(fp);
+        fc_team_leave(&team);
+    }
+    fc_aligned_free(mem);
+    return FC_OK;
+}
+
 int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
 {
     const fc_kernel_set *ks = fc_kernels_for(p->n);
@@ -587,6 +645,8 @@ int fc_gemm_run(const fc_gemm_plan *p, int n_threads)
     if (chunks > 1)
         return gemm_run_split(p, ks, chunks, n_threads);
     const gemm_blocking b = blocking_of(p, ks, n_threads);
+    if (private_b_pays(p, ks, &b))
+        return gemm_run_private_b(p, ks, &b);
     const ptrdiff_t KC = b.kc, NC = b.nc;
     float *bpack = fc_aligned_alloc((size_t)((b.whole_b ? K : KC) * NC) * sizeof(float));
     char *thread_ws = fc_aligned_alloc((size_t)(b.ws_bytes * b.n_threads));

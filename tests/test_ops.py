@@ -844,6 +844,37 @@ def test_products_of_few_rows_read_b_in_place_with_the_packed_bits(simd_path):
             ops.conv2d(x[:1], w, conv_bias, stride=2, padding=1, n_threads=threads), batch[:1])
 
 
+def test_threads_with_columns_of_their_own_give_the_one_thread_bits(simd_path):
+    """On several threads a product whose B is past half an L2, with few rows
+    per column of B, gives each thread its own panels of C and its own
+    packed part of B (a partial last panel, and with few rows panels read in
+    place): the bits of the one-thread product, with bias and ReLU; and a
+    convolution's forward and backward passes on such a GEMM."""
+    rng = np.random.default_rng(22)
+    for m, k, n in ((256, 700, 700), (60, 2000, 700), (1000, 300, 520)):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        bias = rng.standard_normal(n).astype(np.float32)
+        got = [ops.dense(a, b, bias, activation="relu", n_threads=t) for t in (1, 2, 3)]
+        assert_close(got[0], np.maximum(f64(a) @ f64(b) + bias, 0))
+        for other in got[1:]:
+            np.testing.assert_array_equal(other, got[0])
+    x = rng.standard_normal((8, 7, 7, 64)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 64, 260)).astype(np.float32)
+    dy = rng.standard_normal((8, 4, 4, 260)).astype(np.float32)
+    forward = [ops.conv2d(x, w, stride=2, padding=1, n_threads=t) for t in (1, 2, 3)]
+    backward = [ops.conv2d_backward(dy, x, w, stride=2, padding=1, n_threads=t)
+                for t in (1, 2, 3)]
+    assert_close(forward[0], reference.conv2d(f64(x), f64(w), stride=2, padding=1))
+    for g, r in zip(backward[0], reference.conv2d_backward(f64(dy), f64(x), f64(w), stride=2,
+                                                           padding=1)):
+        assert_close(g, r)
+    for t in (1, 2):
+        np.testing.assert_array_equal(forward[t], forward[0])
+        for g, g0 in zip(backward[t], backward[0]):
+            np.testing.assert_array_equal(g, g0)
+
+
 def test_large_outputs_streamed_past_the_cache_are_exact(simd_path):
     """A GEMM writing 16 MiB or more in one pass uses streaming stores (and a
     fence before returning): the values must be those of ordinary stores, on
