@@ -177,6 +177,13 @@
  * floats of U) is slower than the GEMM: an image of 14 x 14 x 256 -> 256,
  * 16 tiles of the 6x6 domain, took 2.06 ms against 1.05 by the GEMM. */
 #define FC_WINOGRAD_KERNEL_COST 80
+/* The same for F(2x2, 3x3), which serves layers of more channel-filter pairs
+ * than the 6x6 domain, whose GEMMs give each thread its own part of B
+ * (FC_GEMM_PRIVATE_B_MAX_ROWS_PER_COLUMN): against that GEMM, 8 x 7 x 7 x
+ * 512 -> 512 (its tiles saving 1.16 times 80 a float) took 5.2-5.3 ms
+ * forward and 5.8 backward-input by F(2x2, 3x3) against 4.5-4.6 and 4.9-5.3,
+ * and 16 x 7 x 7 x 512 -> 512 (2.3 times) 8.9 and 9.2 against 8.7 and 9.1. */
+#define FC_WINOGRAD_2X2_KERNEL_COST 160
 /* A weight gradient's transformed products (16 or 36 floats per channel-
  * filter pair, summed over every tile) past 8 MB cost it more, per float,
  * than the GEMM's writing of dw: 512 -> 512 layers on 7 x 7 images took 23-37

@@ -69,7 +69,7 @@ int fc_winograd_forward_method(const fc_conv2d_desc *d)
                          FC_WINOGRAD_KERNEL_COST))
         return FC_FORWARD_WINOGRAD_6X6;
     if (fc_winograd_pays(d, d->n * fc_ceil_div(d->ho, 2) * fc_ceil_div(d->wo, 2),
-                      16 * spans_h(d) * spans_w(d), FC_WINOGRAD_KERNEL_COST))
+                      16 * spans_h(d) * spans_w(d), FC_WINOGRAD_2X2_KERNEL_COST))
         return FC_FORWARD_WINOGRAD_2X2;
     return FC_FORWARD_NO_WINOGRAD;
 }
