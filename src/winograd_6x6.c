@@ -152,24 +152,18 @@ transform_panel(const int R, const double G[6][5], const float *w, int view, ptr
  * so that the transform reads each panel's filters from whole cache lines:
  * read in the view's order, a 256 x 256 kernel's transform had taken twice
  * as long as the forward's (half of a 4 x 14 x 14 x 256 -> 256
- * backward-input pass). Blocks of 16 filters, each of whose rows is read
- * along the channels while its 16 lines stay in L1. */
+ * backward-input pass). */
 static void forward_layout(const float *w, int view, int r, ptrdiff_t c, ptrdiff_t f, float *wt,
                            int n_threads)
 {
-    const ptrdiff_t taps = (ptrdiff_t)r * r, blocks = fc_ceil_div(f, 16);
+    const ptrdiff_t taps = (ptrdiff_t)r * r;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
         FC_OMP(omp for schedule(static) nowait)
-        for (ptrdiff_t item = 0; item < taps * blocks; ++item) {
-            const ptrdiff_t t = item / blocks, f0 = item % blocks * 16, f1 = fc_min(f, f0 + 16);
-            const float *in = w + (view == FC_WEIGHTS_ROTATED ? taps - 1 - t : t) * c * f;
-            float *out = wt + t * c * f;
-            for (ptrdiff_t ci = 0; ci < c; ++ci)
-                for (ptrdiff_t fo = f0; fo < f1; ++fo)
-                    out[ci * f + fo] = in[fo * c + ci];
-        }
+        for (ptrdiff_t t = 0; t < taps; ++t)
+            fc_transpose_f32(f, c, w + (view == FC_WEIGHTS_ROTATED ? taps - 1 - t : t) * c * f, c,
+                             wt + t * c * f, f);
         fc_team_leave(&team);
     }
 }
