@@ -390,7 +390,7 @@ int fc_conv2d_forward_f32(const fc_conv2d_desc *d, const float *x,
     } else {
         plan.pack_a = pack_a_im2col;
     }
-    if (m <= FC_CONV_B_IN_PLACE_MAX_M) { /* w's rows are B's */
+    if (m <= FC_GEMM_B_IN_PLACE_MAX_M) { /* w's rows are B's */
         plan.b_rows = w;
         plan.b_ld = d->f;
     }

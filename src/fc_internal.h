@@ -101,18 +101,14 @@
 /* Products of at most this many rows read B's whole panels in place
  * (fc_gemm_plan.b_rows) rather than packing them: packing reads and writes
  * all of B once, which pays only when enough slivers of A then read each
- * panel from cache. ops.matmul (fc_gemm_f32, 2 threads): 64 x 4096 @ 4096 x
- * 4096 17.2 -> 9.8 ms, 8 x 9216 @ 9216 x 128 0.41 -> 0.31, 64 x 4096 @ 4096
- * x 1024 2.79 -> 2.38-2.54; at 128 and 256 rows 4096 x 1024 lost 5-10 %
- * (rows of B 4 KiB apart, each a new page for the prefetchers). A
- * convolution's forward GEMM (B its weights, rows f floats apart), one image
- * through a 3x3 layer: 7 x 7 x 512 -> 512 1.22 -> 1.05 ms, 14 x 14 x 256 ->
- * 512 stride 2 0.63-0.66 -> 0.53-0.56, 14 x 14 x 256 -> 256 0.92 -> 0.85,
- * 14 x 14 x 512 -> 512 3.32-3.35 -> 3.15-3.21; 16 x 16 x 64 -> 64 (B of 147
- * KB) and 392-row layers the same within 3 %, and S8's 8192 rows 13 %
- * slower. */
-#define FC_GEMM_B_IN_PLACE_MAX_M 64
-#define FC_CONV_B_IN_PLACE_MAX_M 256
+ * panel from cache. Against packed B on 2 threads, each thread packing its
+ * own part (FC_GEMM_PRIVATE_B_MAX_ROWS_PER_COLUMN): 16 x 4096 @ 4096 x 4096
+ * 4.45-4.51 -> 2.57-2.61 ms, 8 x 9216 @ 9216 x 128 0.41 -> 0.32, one image
+ * through a 512 -> 512 3x3 layer with stride 2 (16 pixels) 0.52-0.56 ->
+ * 0.48; at 32 and 49 rows the same, and from 60 rows slower (64 x 4096 @
+ * 4096 x 1024 1.93-1.95 -> 2.34-2.36 ms, one 14 x 14 x 512 -> 512 image
+ * 2.49-2.56 -> 2.92-2.96). */
+#define FC_GEMM_B_IN_PLACE_MAX_M 32
 /* Outputs of at least this many floats (16 MiB) are written with streaming
  * stores where a GEMM writes them in one pass. */
 #define FC_STREAM_MIN_FLOATS ((ptrdiff_t)1 << 22)
