@@ -592,7 +592,10 @@ static int gemm_run_private_b(const fc_gemm_plan *p, const fc_kernel_set *ks,
 {
     const int NR = ks->nr, threads = b->n_threads;
     const ptrdiff_t M = p->m, N = p->n, K = p->k, KC = b->kc, n_panels = fc_ceil_div(N, NR);
-    const ptrdiff_t b_floats = fc_thread_stride(KC * fc_ceil_div(n_panels, threads) * NR);
+    /* A thread's panels in column blocks of at most NC, as fc_gemm_run's. */
+    const ptrdiff_t block_panels = fc_max(1, ks->nc / NR);
+    const ptrdiff_t b_floats = fc_thread_stride(
+        KC * fc_min(fc_ceil_div(n_panels, threads), block_panels) * NR);
     const ptrdiff_t ws_floats = b_floats + b->ws_bytes / (ptrdiff_t)sizeof(float);
     float *mem = fc_aligned_alloc((size_t)(ws_floats * threads) * sizeof(float));
     if (!mem)
@@ -605,19 +608,22 @@ static int gemm_run_private_b(const fc_gemm_plan *p, const fc_kernel_set *ks,
         float *bpack = mem + ws_floats * t, *apack = bpack + b_floats;
         memset(apack, 0, (size_t)b->ws_bytes); /* rows past the last: finite */
         float **rowp = (float **)((char *)apack + b->a_floats * (ptrdiff_t)sizeof(float));
-        const ptrdiff_t jp0 = t * n_panels / threads, jp1 = (t + 1) * n_panels / threads;
-        for (ptrdiff_t pc = 0; pc < K && jp1 > jp0; pc += KC) {
-            const ptrdiff_t kc = fc_min(KC, K - pc);
-            for (ptrdiff_t jp = jp0; jp < jp1; ++jp)
-                if (!in_place_panel(p, jp * NR, NR))
-                    p->pack_b(p->b_ctx, pc, kc, jp * NR, fc_min(NR, N - jp * NR), NR,
-                              bpack + (jp - jp0) * NR * kc);
-            for (ptrdiff_t ic = 0; ic < b->n_ic; ++ic) {
-                const ptrdiff_t i0 = row_start(ic, b->n_ic, M, ks->mr);
-                const ptrdiff_t mc = row_start(ic + 1, b->n_ic, M, ks->mr) - i0;
-                fc_row_ptrs(&p->c, i0, mc, rowp);
-                multiply_block(p, ks, i0, mc, 0, pc, kc, jp0 * NR, 0, jp1 - jp0, bpack, apack,
-                               rowp);
+        const ptrdiff_t jp_end = (t + 1) * n_panels / threads;
+        for (ptrdiff_t jp0 = t * n_panels / threads; jp0 < jp_end; jp0 += block_panels) {
+            const ptrdiff_t jp1 = fc_min(jp_end, jp0 + block_panels);
+            for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+                const ptrdiff_t kc = fc_min(KC, K - pc);
+                for (ptrdiff_t jp = jp0; jp < jp1; ++jp)
+                    if (!in_place_panel(p, jp * NR, NR))
+                        p->pack_b(p->b_ctx, pc, kc, jp * NR, fc_min(NR, N - jp * NR), NR,
+                                  bpack + (jp - jp0) * NR * kc);
+                for (ptrdiff_t ic = 0; ic < b->n_ic; ++ic) {
+                    const ptrdiff_t i0 = row_start(ic, b->n_ic, M, ks->mr);
+                    const ptrdiff_t mc = row_start(ic + 1, b->n_ic, M, ks->mr) - i0;
+                    fc_row_ptrs(&p->c, i0, mc, rowp);
+                    multiply_block(p, ks, i0, mc, 0, pc, kc, jp0 * NR, 0, jp1 - jp0, bpack,
+                                   apack, rowp);
+                }
             }
         }
         if (p->stream)

@@ -848,10 +848,11 @@ def test_threads_with_columns_of_their_own_give_the_one_thread_bits(simd_path):
     """On several threads a product whose B is past half an L2, with few rows
     per column of B, gives each thread its own panels of C and its own
     packed part of B (a partial last panel, and with few rows panels read in
-    place): the bits of the one-thread product, with bias and ReLU; and a
-    convolution's forward and backward passes on such a GEMM."""
+    place; a thread's columns past 4096 in blocks): the bits of the
+    one-thread product, with bias and ReLU; and a convolution's forward and
+    backward passes on such a GEMM."""
     rng = np.random.default_rng(22)
-    for m, k, n in ((256, 700, 700), (60, 2000, 700), (1000, 300, 520)):
+    for m, k, n in ((256, 700, 700), (30, 2000, 700), (1000, 300, 520), (50, 200, 9000)):
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         bias = rng.standard_normal(n).astype(np.float32)
