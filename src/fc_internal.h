@@ -109,9 +109,15 @@
  * 4096 x 1024 1.93-1.95 -> 2.34-2.36 ms, one 14 x 14 x 512 -> 512 image
  * 2.49-2.56 -> 2.92-2.96). */
 #define FC_GEMM_B_IN_PLACE_MAX_M 32
-/* Outputs of at least this many floats (16 MiB) are written with streaming
- * stores where a GEMM writes them in one pass. */
-#define FC_STREAM_MIN_FLOATS ((ptrdiff_t)1 << 22)
+/* Outputs of at least this many floats (64 MiB) are written with streaming
+ * stores where a GEMM writes them in one pass: past the last-level cache,
+ * where each line evicted would first be read. Below it plain stores are
+ * faster on the 2-vCPU Xeon (whose L3 holds tens of MB): S7's forward, 25.7
+ * MB out, 2.18-2.22 -> 2.09-2.10 ms; 32 x 28 x 28 x 128 -> 256 1x1 forward
+ * 4.00-4.06 -> 3.92-3.93; a 1x1 backward-input writing 25.7 MB 2.16 ->
+ * 2.08-2.12; products writing 16 MB the same within noise. (16 MiB had been
+ * the bound, from a Zen 5.) */
+#define FC_STREAM_MIN_FLOATS ((ptrdiff_t)1 << 24)
 
 /* Rows of the batch reduction of a weight gradient handled by one partial sum. */
 #define FC_WGRAD_CHUNK_ROWS 1024

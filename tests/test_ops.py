@@ -877,18 +877,18 @@ def test_threads_with_columns_of_their_own_give_the_one_thread_bits(simd_path):
 
 
 def test_large_outputs_streamed_past_the_cache_are_exact(simd_path):
-    """A GEMM writing 16 MiB or more in one pass uses streaming stores (and a
+    """A GEMM writing 64 MiB or more in one pass uses streaming stores (and a
     fence before returning): the values must be those of ordinary stores, on
     any thread count, and outputs start on a 64-byte boundary."""
     rng = np.random.default_rng(12)
-    a = rng.standard_normal((4100, 64)).astype(np.float32)
+    a = rng.standard_normal((16400, 64)).astype(np.float32)
     b = rng.standard_normal((64, 1030)).astype(np.float32)  # a partial last panel
     results = [ops.matmul(a, b, n_threads=t) for t in (1, 2, 3)]
     assert results[0].ctypes.data % 64 == 0
     assert_close(results[0], f64(a) @ f64(b))
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
-    x = rng.standard_normal((2, 48, 48, 64)).astype(np.float32)
+    x = rng.standard_normal((8, 48, 48, 64)).astype(np.float32)
     w = rng.standard_normal((1, 1, 64, 1024)).astype(np.float32)
     assert_close(ops.conv2d(x, w), reference.conv2d(f64(x), f64(w)))
 
