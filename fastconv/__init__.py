@@ -132,9 +132,10 @@ def set_winograd_threshold(scale: float) -> None:
     tiles can use it: 16 or 36 floats per channel-filter pair, written and
     read back, which costs about as long as 80 multiply-adds per float on the
     machines this was measured on (160 for F(2x2, 3x3), used past 64K
-    channel-filter pairs, where the GEMM it competes with is faster). On few tiles (a small image, a small
-    batch) the multiply-adds the method saves do not pay for that, and the
-    layer takes the GEMM instead (one 14 x 14 x 256 -> 256 image: 1.05 ms
+    channel-filter pairs, where the GEMM it competes with is faster). On few
+    tiles (a small image, a small batch) the multiply-adds the method saves
+    do not pay for that, and the layer takes the GEMM instead (one 14 x 14 x
+    256 -> 256 image: 1.05 ms
     against 2.06 by F(4x4, 3x3)); so does the weight gradient of a large
     kernel (384 x 384 channels and up), whose transformed sums over every
     tile cost more than the GEMM's unless the tiles are many. ``scale``

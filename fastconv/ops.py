@@ -485,7 +485,8 @@ def _check_no_overlap(out: np.ndarray, out_name: str, other: np.ndarray, other_n
     same = (out.__array_interface__["data"][0] == alias.__array_interface__["data"][0]
             and out.shape == alias.shape and alias.flags.c_contiguous)
     if not same and np.may_share_memory(out, alias):
-        raise ValueError(f"{out_name} may be {alias_name} itself but must not otherwise overlap it")
+        raise ValueError(
+            f"{out_name} may be {alias_name} itself but must not otherwise overlap it")
 
 
 def relu_backward(dy: ArrayLike, y: ArrayLike, *, out: np.ndarray | None = None,

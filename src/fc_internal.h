@@ -262,10 +262,9 @@ typedef struct {
  * (rs_a = 1, cs_a = MR), an interleaved panel, or (rs_a = 1, cs_a = ld), the
  * transpose of a row-major block. B is a packed panel, element (p, j) at
  * b[p * NR + j], or for the kernel set's *_b_rows kernels NR columns of a
- * row-major matrix read in place, element (p, j) at b[p * ep->b_ld + j]. All
- * MR rows of A are read
- * (rows past mr hold finite filler) but only valid rows and columns of C
- * are touched. */
+ * row-major matrix read in place, element (p, j) at b[p * ep->b_ld + j].
+ * All MR rows of A are read (rows past mr hold finite filler) but only valid
+ * rows and columns of C are touched. */
 typedef void (*fc_ukernel_fn)(ptrdiff_t kc, const float *a, ptrdiff_t rs_a,
                               ptrdiff_t cs_a, const float *b,
                               float *const *crow, const fc_tile_epilogue *ep);
@@ -412,9 +411,9 @@ typedef struct {
     int accumulate;
     /* NULL, or B as a row-major matrix, element (p, j) at b_rows[p * b_ld +
      * j] (what pack_b packs): its panels of NR columns all inside n are then
-     * read in place, never packed. Packing B
-     * reads and writes all of it once, which pays only when many slivers of
-     * A read each panel: see FC_GEMM_B_IN_PLACE_MAX_M. */
+     * read in place, never packed. Packing B reads and writes all of it
+     * once, which pays only when many slivers of A read each panel: see
+     * FC_GEMM_B_IN_PLACE_MAX_M. */
     const float *b_rows;
     ptrdiff_t b_ld;
 } fc_gemm_plan;
