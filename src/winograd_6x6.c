@@ -138,15 +138,6 @@ transform_panel(const int R, const double G[6][5], const float *w, int view, ptr
     return bad;
 }
 
-/* U[xi] = G g G^T for every channel ci and filter fo of the r x r kernel w
- * (r, r, c, f), or of the kernel a backward-input pass reads (view; w of
- * shape (r, r, f, c), channels and filters swapped, and rotated by 180
- * degrees for a forward pass of dy), packed as the micro-kernel's B panels:
- * for position xi and panel jp of nr filters, row ci at
- * up[((xi * n_panels + jp) * c + ci) * nr + j]. Computed in double, rounded
- * once: products with G's entries over a panel's filters at once (scalar
- * divisions had taken 220 us of a 32 -> 64-channel layer's forward on one
- * image, two thirds of it). */
 /* The r x r kernel of a backward-input view (w: (r, r, f, c), channels and
  * filters swapped, rotated or not) copied as a forward kernel (r, r, c, f),
  * so that the transform reads each panel's filters from whole cache lines:
@@ -168,6 +159,15 @@ static void forward_layout(const float *w, int view, int r, ptrdiff_t c, ptrdiff
     }
 }
 
+/* U[xi] = G g G^T for every channel ci and filter fo of the r x r kernel w
+ * (r, r, c, f), or of the kernel a backward-input pass reads (view; w of
+ * shape (r, r, f, c), channels and filters swapped, and rotated by 180
+ * degrees for a forward pass of dy), packed as the micro-kernel's B panels:
+ * for position xi and panel jp of nr filters, row ci at
+ * up[((xi * n_panels + jp) * c + ci) * nr + j]. Computed in double, rounded
+ * once: products with G's entries over a panel's filters at once (scalar
+ * divisions had taken 220 us of a 32 -> 64-channel layer's forward on one
+ * image, two thirds of it). */
 FC_VECTOR_CLONES int fc_winograd_6x6_transform_weights(const fc_conv2d_desc *d, const float *w,
                                                        int view, int nr, float *up, int n_threads)
 {
