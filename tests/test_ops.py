@@ -850,7 +850,8 @@ def test_threads_with_columns_of_their_own_give_the_one_thread_bits(simd_path):
     packed part of B (a partial last panel, and with few rows panels read in
     place; a thread's columns past 4096 in blocks): the bits of the
     one-thread product, with bias and ReLU; and a convolution's forward and
-    backward passes on such a GEMM."""
+    backward passes and a weight gradient (with its bias gradient) on such
+    GEMMs."""
     rng = np.random.default_rng(22)
     for m, k, n in ((256, 700, 700), (30, 2000, 700), (1000, 300, 520), (50, 200, 9000)):
         a = rng.standard_normal((m, k)).astype(np.float32)
@@ -874,6 +875,19 @@ def test_threads_with_columns_of_their_own_give_the_one_thread_bits(simd_path):
         np.testing.assert_array_equal(forward[t], forward[0])
         for g, g0 in zip(backward[t], backward[0]):
             np.testing.assert_array_equal(g, g0)
+    # A weight gradient of 4096 filters in one product, dy^T read in place with
+    # its row sums (the bias gradient) taken by the thread owning the first
+    # columns.
+    x = rng.standard_normal((1, 50, 50, 64)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 64, 4096)).astype(np.float32)
+    dy = rng.standard_normal((1, 24, 24, 4096)).astype(np.float32)
+    weight = [ops.conv2d_backward(dy, x, w, stride=2, input_grad=False, n_threads=t)[1:]
+              for t in (1, 2)]
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(w), stride=2)
+    assert_close(weight[0][0], want[1])
+    assert_close(weight[0][1], f64(dy).sum(axis=(0, 1, 2)))
+    for g, g0 in zip(weight[1], weight[0]):
+        np.testing.assert_array_equal(g, g0)
 
 
 def test_large_outputs_streamed_past_the_cache_are_exact(simd_path):
