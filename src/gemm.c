@@ -572,13 +572,16 @@ void fc_gemm_run_serial(const fc_gemm_plan *p, const float *b_packed, float *ws)
 }
 
 /* Whether each thread should take columns of C of its own
- * (gemm_run_private_b): B past half an L2 and at least two panels per
- * thread, and A, which every thread then reads whole, at most
- * FC_GEMM_PRIVATE_B_MAX_ROWS_PER_COLUMN times as many rows as B has columns. */
+ * (gemm_run_private_b): B past half an L2; panels that the threads share
+ * evenly, or at least 8 each (a weight gradient's 9 panels on 2 threads,
+ * 4 and 5, took 6-14 % longer than by row blocks); and A, which every
+ * thread then reads whole, at most FC_GEMM_PRIVATE_B_MAX_ROWS_PER_COLUMN
+ * times as many rows as B has columns. */
 static int private_b_pays(const fc_gemm_plan *p, const fc_kernel_set *ks, const gemm_blocking *b)
 {
-    return b->n_threads > 1 && p->k * p->n > FC_GEMM_WHOLE_B_FLOATS
-           && fc_ceil_div(p->n, ks->nr) >= 2 * b->n_threads
+    const ptrdiff_t n_panels = fc_ceil_div(p->n, ks->nr), threads = b->n_threads;
+    return threads > 1 && p->k * p->n > FC_GEMM_WHOLE_B_FLOATS
+           && n_panels >= 2 * threads && (n_panels % threads == 0 || n_panels >= 8 * threads)
            && p->m <= FC_GEMM_PRIVATE_B_MAX_ROWS_PER_COLUMN * p->n;
 }
 

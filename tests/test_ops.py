@@ -846,14 +846,15 @@ def test_products_of_few_rows_read_b_in_place_with_the_packed_bits(simd_path):
 
 def test_threads_with_columns_of_their_own_give_the_one_thread_bits(simd_path):
     """On several threads a product whose B is past half an L2, with few rows
-    per column of B, gives each thread its own panels of C and its own
+    per column of B and panels the threads share evenly (or many), gives
+    each thread its own panels of C and its own
     packed part of B (a partial last panel, and with few rows panels read in
     place; a thread's columns past 4096 in blocks): the bits of the
     one-thread product, with bias and ReLU; and a convolution's forward and
     backward passes and a weight gradient (with its bias gradient) on such
     GEMMs."""
     rng = np.random.default_rng(22)
-    for m, k, n in ((256, 700, 700), (30, 2000, 700), (1000, 300, 520), (50, 200, 9000)):
+    for m, k, n in ((256, 700, 700), (30, 2000, 1100), (1000, 300, 520), (50, 200, 9000)):
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         bias = rng.standard_normal(n).astype(np.float32)
@@ -862,8 +863,8 @@ def test_threads_with_columns_of_their_own_give_the_one_thread_bits(simd_path):
         for other in got[1:]:
             np.testing.assert_array_equal(other, got[0])
     x = rng.standard_normal((8, 7, 7, 64)).astype(np.float32)
-    w = rng.standard_normal((3, 3, 64, 260)).astype(np.float32)
-    dy = rng.standard_normal((8, 4, 4, 260)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 64, 250)).astype(np.float32)  # 4 panels, the last partial
+    dy = rng.standard_normal((8, 4, 4, 250)).astype(np.float32)
     forward = [ops.conv2d(x, w, stride=2, padding=1, n_threads=t) for t in (1, 2, 3)]
     backward = [ops.conv2d_backward(dy, x, w, stride=2, padding=1, n_threads=t)
                 for t in (1, 2, 3)]
@@ -875,12 +876,12 @@ def test_threads_with_columns_of_their_own_give_the_one_thread_bits(simd_path):
         np.testing.assert_array_equal(forward[t], forward[0])
         for g, g0 in zip(backward[t], backward[0]):
             np.testing.assert_array_equal(g, g0)
-    # A weight gradient of 4096 filters in one product, dy^T read in place with
-    # its row sums (the bias gradient) taken by the thread owning the first
-    # columns.
-    x = rng.standard_normal((1, 50, 50, 64)).astype(np.float32)
-    w = rng.standard_normal((3, 3, 64, 4096)).astype(np.float32)
-    dy = rng.standard_normal((1, 24, 24, 4096)).astype(np.float32)
+    # A weight gradient of 2048 filters in one product (18 panels of 3 x 3 x
+    # 128), dy^T read in place with its row sums (the bias gradient) taken by
+    # the thread owning the first columns.
+    x = rng.standard_normal((1, 70, 70, 128)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 128, 2048)).astype(np.float32)
+    dy = rng.standard_normal((1, 34, 34, 2048)).astype(np.float32)
     weight = [ops.conv2d_backward(dy, x, w, stride=2, input_grad=False, n_threads=t)[1:]
               for t in (1, 2)]
     want = reference.conv2d_backward(f64(dy), f64(x), f64(w), stride=2)
