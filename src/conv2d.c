@@ -821,7 +821,7 @@ static int pointwise_backward(const fc_conv2d_desc *d, const float *x, const flo
     /* A large dx bypasses the cache, as fc_gemm_f32 writes it (8 x 56 x 56 x
      * 256 -> 64, alternating builds: 8.31 -> 7.78 ms), unless the ReLU's
      * gradient is to be taken from it. */
-    const int stream = !mask && (double)m * c >= (double)FC_STREAM_MIN_FLOATS;
+    const int stream = !mask && (double)m * c >= (double)fc_stream_min_floats();
     const fc_gemm_plan dx_plan = {.m = block, .n = c, .k = f, .a_rs = f, .a_cs = 1,
                                   .pack_b = fc_pack_b_transposed, .b_ctx = &wm,
                                   .stream = stream};

@@ -109,15 +109,19 @@
  * 4096 x 1024 1.93-1.95 -> 2.34-2.36 ms, one 14 x 14 x 512 -> 512 image
  * 2.49-2.56 -> 2.92-2.96). */
 #define FC_GEMM_B_IN_PLACE_MAX_M 32
-/* Outputs of at least this many floats (64 MiB) are written with streaming
- * stores where a GEMM writes them in one pass: past the last-level cache,
- * where each line evicted would first be read. Below it plain stores are
- * faster on the 2-vCPU Xeon (whose L3 holds tens of MB): S7's forward, 25.7
- * MB out, 2.18-2.22 -> 2.09-2.10 ms; 32 x 28 x 28 x 128 -> 256 1x1 forward
- * 4.00-4.06 -> 3.92-3.93; a 1x1 backward-input writing 25.7 MB 2.16 ->
- * 2.08-2.12; products writing 16 MB the same within noise. (16 MiB had been
- * the bound, from a Zen 5.) */
-#define FC_STREAM_MIN_FLOATS ((ptrdiff_t)1 << 24)
+/* Outputs of at least fc_stream_min_floats() floats are written with
+ * streaming stores where a GEMM writes them in one pass: each line a plain
+ * store misses is first read, and the output would evict what the cache
+ * holds. That bound is an eighth of the last-level cache (shared by 8 cores
+ * of a Zen CCD, more of a Xeon, other tenants' among them) between 4 and 64
+ * MiB. 2 threads, plain against streaming stores: on a 2-vCPU Zen 4 (32 MiB
+ * L3, bound 4 MiB) S7's forward (25.7 MB out) 6.3-6.7 -> 4.3-4.4 ms, on 2
+ * images (6.4 MB) 1.39-1.63 -> 1.13-1.20, on one (3.2 MB) the same; on the
+ * 2-vCPU Xeon (480 MiB L3 reported, bound 64 MiB) plain stores were the
+ * faster below 64 MiB: S7's forward 2.09-2.10 ms plain, 2.18-2.22 streamed. */
+#define FC_STREAM_BOUND_MIN_FLOATS ((ptrdiff_t)1 << 20)
+#define FC_STREAM_BOUND_MAX_FLOATS ((ptrdiff_t)1 << 24)
+ptrdiff_t fc_stream_min_floats(void);
 
 /* Rows of the batch reduction of a weight gradient handled by one partial sum. */
 #define FC_WGRAD_CHUNK_ROWS 1024

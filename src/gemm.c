@@ -883,7 +883,7 @@ int fc_gemm_f32(const fc_gemm_desc *d, const float *a, const float *b,
     plan.relu = d->relu;
     /* A large C written in one pass bypasses the cache: it would not fit, and
      * each line it evicts would first be read. */
-    plan.stream = (double)d->m * d->n >= (double)FC_STREAM_MIN_FLOATS;
+    plan.stream = (double)d->m * d->n >= (double)fc_stream_min_floats();
     fc_plain_matrix bt = {b, d->ldb};
     if (!d->trans_b && d->m <= FC_GEMM_B_IN_PLACE_MAX_M) {
         plan.b_rows = b;

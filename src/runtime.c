@@ -2,6 +2,7 @@
  * from the CPU's features, build facts, aligned scratch, and the
  * floating-point state each kernel thread works under. */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -190,6 +191,49 @@ ptrdiff_t fc_gemm_kc(const fc_kernel_set *ks)
      * a larger one (up to twice the size). */
     const long used = bytes < (32 << 10) ? (32 << 10) : bytes > (64 << 10) ? (64 << 10) : bytes;
     return ks->kc * (used >> 10) / 32;
+}
+
+/* The last-level cache's size in bytes as Linux reports it (sysfs, which
+ * under KVM gives the size the hypervisor passes on: glibc's sysconf reads
+ * CPUID itself and said 320 MiB for the Zen 4's 32), or 0 if unknown. */
+static long llc_bytes(void)
+{
+#if defined(__linux__)
+    long largest = 0;
+    for (int index = 0; index < 8; ++index) {
+        char path[64];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", index);
+        FILE *file = fopen(path, "r");
+        if (!file)
+            break;
+        long size = 0;
+        char unit = 0;
+        const int read = fscanf(file, "%ld%c", &size, &unit);
+        fclose(file);
+        if (read >= 1 && size > 0) {
+            size *= unit == 'K' ? 1L << 10 : unit == 'M' ? 1L << 20 : 1;
+            largest = size > largest ? size : largest;
+        }
+    }
+    return largest;
+#else
+    return 0;
+#endif
+}
+
+ptrdiff_t fc_stream_min_floats(void)
+{
+    static atomic_long cached = -1; /* read once */
+    long floats = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (floats < 0) {
+        const long llc = llc_bytes();
+        floats = llc > 0 ? llc / 8 / (long)sizeof(float) : FC_STREAM_BOUND_MAX_FLOATS;
+        floats = floats < FC_STREAM_BOUND_MIN_FLOATS ? FC_STREAM_BOUND_MIN_FLOATS
+                 : floats > FC_STREAM_BOUND_MAX_FLOATS ? FC_STREAM_BOUND_MAX_FLOATS
+                                                  : floats;
+        atomic_store_explicit(&cached, floats, memory_order_relaxed);
+    }
+    return floats;
 }
 
 const fc_direct_kernel_set *fc_direct_kernels(void)
