@@ -198,6 +198,7 @@ def show_config() -> None:
     print(f"  Winograd:   {get_winograd()}")
     print(f"  Winograd threshold: {get_winograd_threshold():g}")
     print(f"  parallel threshold: {get_parallel_threshold():g}")
+    print(f"  streaming stores: outputs from {_kernels.stream_min_bytes() / 2**20:g} MiB")
     print(f"  compiler:   {_kernels.compiler()}")
 
 

@@ -657,7 +657,8 @@ def _machine(threads: int, torch_layouts: tuple[str, ...], blas_threads: str) ->
         "Python": platform.python_version(),
         "fastconv": f"{fastconv.__version__}, SIMD path {fastconv.get_simd_path()}, "
         f"Winograd {fastconv.get_winograd()}, "
-        f"OpenMP {'on' if _kernels.openmp_enabled() else 'off'}, {_kernels.compiler()}",
+        f"OpenMP {'on' if _kernels.openmp_enabled() else 'off'}, {_kernels.compiler()}, "
+        f"streaming stores from {_kernels.stream_min_bytes() / 2**20:g} MiB",
         "NumPy": f"{np.__version__} ({_blas_description()}, {blas_threads})",
     }
     if torch_layouts:

@@ -27,6 +27,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_winograd_threshold_select(double scale)
     double fc_parallel_threshold_current()
     int fc_parallel_threshold_select(double scale)
+    ptrdiff_t fc_stream_min_bytes()
     int fc_openmp_enabled()
     int fc_default_threads()
     const char *fc_compiler()

@@ -121,6 +121,11 @@ def openmp_enabled():
     return bool(fc_openmp_enabled())
 
 
+def stream_min_bytes():
+    """Bytes from which a GEMM's output bypasses the cache (fc_stream_min_bytes)."""
+    return fc_stream_min_bytes()
+
+
 def compiler():
     return fc_compiler().decode()
 

@@ -83,6 +83,11 @@ int fc_winograd_threshold_select(double scale);
 double fc_parallel_threshold_current(void);
 int fc_parallel_threshold_select(double scale);
 
+/* Bytes from which a GEMM's output written in one pass bypasses the cache
+ * (streaming stores): an eighth of the last-level cache Linux reports,
+ * between 4 and 64 MiB (64 MiB where it reports none). Read once. */
+ptrdiff_t fc_stream_min_bytes(void);
+
 int fc_openmp_enabled(void);
 /* Number of processors OpenMP would use by default (1 without OpenMP). */
 int fc_default_threads(void);

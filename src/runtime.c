@@ -193,24 +193,24 @@ ptrdiff_t fc_gemm_kc(const fc_kernel_set *ks)
     return ks->kc * (used >> 10) / 32;
 }
 
-/* The last-level cache's size in bytes as Linux reports it (sysfs, which
- * under KVM gives the size the hypervisor passes on: glibc's sysconf reads
- * CPUID itself and said 320 MiB for the Zen 4's 32), or 0 if unknown. */
+/* The last-level cache's size in bytes as Linux lists it (the largest of
+ * CPU 0's caches in sysfs; glibc's sysconf said 320 MiB for a 2-vCPU Zen 4
+ * guest's 32), or 0 if unknown. */
 static long llc_bytes(void)
 {
 #if defined(__linux__)
     long largest = 0;
-    for (int index = 0; index < 8; ++index) {
+    for (int i = 0; i < 8; ++i) {
         char path[64];
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", index);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
         FILE *file = fopen(path, "r");
         if (!file)
             break;
         long size = 0;
         char unit = 0;
-        const int read = fscanf(file, "%ld%c", &size, &unit);
+        const int fields = fscanf(file, "%ld%c", &size, &unit);
         fclose(file);
-        if (read >= 1 && size > 0) {
+        if (fields >= 1 && size > 0) {
             size *= unit == 'K' ? 1L << 10 : unit == 'M' ? 1L << 20 : 1;
             largest = size > largest ? size : largest;
         }
@@ -235,6 +235,8 @@ ptrdiff_t fc_stream_min_floats(void)
     }
     return floats;
 }
+
+ptrdiff_t fc_stream_min_bytes(void) { return fc_stream_min_floats() * (ptrdiff_t)sizeof(float); }
 
 const fc_direct_kernel_set *fc_direct_kernels(void)
 {

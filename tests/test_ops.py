@@ -6,6 +6,7 @@ results at all.
 """
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -892,9 +893,10 @@ def test_threads_with_columns_of_their_own_give_the_one_thread_bits(simd_path):
 
 
 def test_large_outputs_streamed_past_the_cache_are_exact(simd_path):
-    """A GEMM writing 64 MiB or more in one pass uses streaming stores (and a
-    fence before returning): the values must be those of ordinary stores, on
-    any thread count, and outputs start on a 64-byte boundary."""
+    """A GEMM writing 64 MiB or more in one pass (past the streaming bound
+    on any machine) uses streaming stores (and a fence before returning): the
+    values must be those of ordinary stores, on any thread count, and outputs
+    start on a 64-byte boundary."""
     rng = np.random.default_rng(12)
     a = rng.standard_normal((16400, 64)).astype(np.float32)
     b = rng.standard_normal((64, 1030)).astype(np.float32)  # a partial last panel
@@ -1748,12 +1750,30 @@ def test_threads_setting():
 def test_show_config(capsys):
     fastconv.show_config()
     out = capsys.readouterr().out
-    for word in ("fastconv", "OpenMP", "threads", "SIMD path", "Winograd", "compiler"):
+    for word in ("fastconv", "OpenMP", "threads", "SIMD path", "Winograd", "streaming", "compiler"):
         assert word in out
 
 
 def test_machine_probes_are_positive():
     assert fastconv.peak_gflops(1, seconds=0.02) > 0.5
+
+
+def _last_level_cache_bytes() -> int:
+    """The largest cache Linux lists for CPU 0, or 0."""
+    largest = 0
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = path.read_text().strip()
+        scale = {"K": 2**10, "M": 2**20}.get(text[-1:], 1)
+        largest = max(largest, int(text.rstrip("KM")) * scale)
+    return largest
+
+
+def test_streaming_bound_is_an_eighth_of_the_last_level_cache():
+    """GEMM outputs bypass the cache from an eighth of the last-level cache
+    (as Linux reports it), kept between 4 and 64 MiB; 64 MiB without one."""
+    llc = _last_level_cache_bytes()
+    want = min(max(llc // 8, 4 * 2**20), 64 * 2**20) if llc else 64 * 2**20
+    assert fastconv._kernels.stream_min_bytes() == want // 4 * 4
 
 
 # ---- argument errors --------------------------------------------------------
