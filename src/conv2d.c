@@ -991,11 +991,13 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
             bv.row0 = r0;
             float *out = in_place ? dw : partials + ci * stride;
             float *sums = in_place ? db : out + k * f;
+            if (sums) /* first: for dy^T read in place, this brings dy into cache */
+                sum_rows(dy, r0, r1, f, sums);
             fc_gemm_plan plan;
             if (transposed) {
                 const fc_gemm_plan t = {.m = f, .n = k, .k = r1 - r0, .a_base = dy + r0 * f,
-                                        .a_rs = 1, .a_cs = f, .a_row_sums = out + k * f,
-                                        .pack_b = pack_b_im2col, .b_ctx = &bv, .c = dense_rows(out, k)};
+                                        .a_rs = 1, .a_cs = f, .pack_b = pack_b_im2col,
+                                        .b_ctx = &bv, .c = dense_rows(out, k)};
                 plan = t;
             } else {
                 fc_gemm_plan t = {.m = k, .n = f, .k = r1 - r0, .pack_a = pack_a_im2col_transposed,
@@ -1011,8 +1013,6 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
             }
             if (fc_gemm_run(&plan, inner_threads) != FC_OK)
                 status = FC_ERR_NOMEM;
-            if (!transposed && sums) /* transposed, the GEMM sums dy^T's rows as it reads them */
-                sum_rows(dy, r0, r1, f, sums);
         }
         fc_team_leave(&team);
     }

@@ -401,17 +401,13 @@ typedef struct {
     const float *a_base;
     ptrdiff_t a_rs, a_cs;
     int stream;          /* C's tiles written in one pass may bypass the cache */
-    /* NULL, or m floats overwritten with the sums of A's rows (only for an A
-     * read transposed in place, a_rs == 1): a weight gradient's bias
-     * gradient, taken while each block is in cache for the micro-kernel. */
-    float *a_row_sums;
     /* With rows_a set (and pack_a NULL), A is read in place through row
      * pointers: its depth is made of taps of a_tap_depth contiguous floats,
      * and rows_a(a_ctx, ...) gives each row's pointer for each tap. */
     fc_rows_a_fn rows_a;
     ptrdiff_t a_tap_depth;
-    /* C += A B (no bias), and a_row_sums added to: one product's depth
-     * walked in several calls (fc_gemm_run_serial). */
+    /* C += A B (no bias): one product's depth walked in several calls
+     * (fc_gemm_run_serial). */
     int accumulate;
     /* NULL, or B as a row-major matrix, element (p, j) at b_rows[p * b_ld +
      * j] (what pack_b packs): its panels of NR columns all inside n are then

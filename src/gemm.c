@@ -180,46 +180,6 @@ static void write_bias_only(const fc_gemm_plan *p)
     }
 }
 
-/* Sums over q < kc of a[q * cs + i], i < LANES, into out, in order of q:
- * LANES a constant, so the sums stay in registers. */
-static inline __attribute__((always_inline)) void
-sum_depth(const float *a, ptrdiff_t cs, ptrdiff_t kc, const int LANES, float *out)
-{
-    float acc[64] = {0.0f};
-    for (ptrdiff_t q = 0; q < kc; ++q)
-        for (int i = 0; i < LANES; ++i)
-            acc[i] += a[q * cs + i];
-    for (int i = 0; i < LANES; ++i)
-        out[i] = acc[i];
-}
-
-/* Adds depth [pc, pc+kc) of rows [i0, i0+mc) of an A read transposed in
- * place (a_rs == 1) to their sums: 64, 16, 8 or 4 rows at a time, then the
- * last one to three together. (With only 64, 16 and 1, the last rows of a
- * block of 126, each a chain of kc dependent adds, took half of S7's db.) */
-FC_VECTOR_CLONES static void add_row_sums(const fc_gemm_plan *p, ptrdiff_t i0, ptrdiff_t mc,
-                                          ptrdiff_t pc, ptrdiff_t kc)
-{
-    float *sums = p->a_row_sums + i0, part[64];
-    for (ptrdiff_t r0 = 0; r0 < mc;) {
-        const float *a = p->a_base + i0 + r0 + pc * p->a_cs;
-        const ptrdiff_t left = mc - r0;
-        const int lanes = left >= 64 ? 64 : left >= 16 ? 16 : left >= 8 ? 8 : left >= 4 ? 4
-                                                                          : (int)left;
-        switch (lanes) {
-        case 64: sum_depth(a, p->a_cs, kc, 64, part); break;
-        case 16: sum_depth(a, p->a_cs, kc, 16, part); break;
-        case 8: sum_depth(a, p->a_cs, kc, 8, part); break;
-        case 4: sum_depth(a, p->a_cs, kc, 4, part); break;
-        case 3: sum_depth(a, p->a_cs, kc, 3, part); break;
-        case 2: sum_depth(a, p->a_cs, kc, 2, part); break;
-        default: sum_depth(a, p->a_cs, kc, 1, part); break;
-        }
-        for (int i = 0; i < lanes; ++i, ++r0)
-            sums[r0] = pc == 0 && !p->accumulate ? part[i] : sums[r0] + part[i];
-    }
-}
-
 /* Whether the panel of B from column j (NR wide) is read in place. */
 static int in_place_panel(const fc_gemm_plan *p, ptrdiff_t j, int nr)
 {
@@ -278,10 +238,6 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
             }
         }
     }
-    /* Once per row, in the first column group, after the micro-kernel has
-     * brought the block into cache. */
-    if (p->a_row_sums && jc == 0 && jp_begin == 0)
-        add_row_sums(p, i0, mc, pc, kc);
 }
 
 /* First row of row block ic of n_ic: blocks of whole slivers of MR rows,
@@ -423,7 +379,7 @@ static void multiply_item(const fc_gemm_plan *p, const fc_kernel_set *ks, const 
 static ptrdiff_t depth_chunks(const fc_gemm_plan *p, const fc_kernel_set *ks)
 {
     if (p->m > ks->mc || p->n > FC_GEMM_SPLIT_MAX_PANELS * ks->nr || p->rows_a
-        || p->a_row_sums || p->accumulate || p->k < 2 * FC_GEMM_SPLIT_DEPTH)
+        || p->accumulate || p->k < 2 * FC_GEMM_SPLIT_DEPTH)
         return 1;
     return fc_min(FC_GEMM_SPLIT_MAX_CHUNKS, p->k / FC_GEMM_SPLIT_DEPTH);
 }
