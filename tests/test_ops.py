@@ -1750,7 +1750,8 @@ def test_threads_setting():
 def test_show_config(capsys):
     fastconv.show_config()
     out = capsys.readouterr().out
-    for word in ("fastconv", "OpenMP", "threads", "SIMD path", "Winograd", "streaming", "compiler"):
+    words = ("fastconv", "OpenMP", "threads", "SIMD path", "Winograd", "streaming", "compiler")
+    for word in words:
         assert word in out
 
 
