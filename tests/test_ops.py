@@ -275,6 +275,7 @@ def test_conv_backward_through_relu(simd_path, x_shape, w_shape, stride, padding
     ((2, 3), (2, 4), ((1, 0), (1, 2)), (7, 9)),  # padding clips the edge windows
     ((1, 1), (2, 2), "valid", (5, 5)),
     ((2, 2), (2, 2), "valid", (5, 7)),  # exact tiling but for the odd last row and column
+    ((12, 12), (12, 12), "valid", (25, 26)),  # windows of 144 cells
 ])
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_pool_backward_with_disjoint_windows_writes_every_cell(pool_size, strides, padding, hw,
