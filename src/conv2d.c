@@ -797,10 +797,10 @@ static int pointwise_in_blocks(const fc_conv2d_desc *d)
  * block from memory, the weight gradient's from L2 (the two passes had each
  * read all of dy: S7's 25.7 MB). The bias gradient sums each block's dy
  * rows first, in order, which for the weight gradient alone also brings
- * the block into cache a line after the next (summed after the product,
- * from dy^T's columns, S7's weight gradient took 7.8-8.5 ms on a 2-vCPU
- * Zen 4, now 6.3-7.2: the product's strided walk down dy^T's first
- * columns had waited on memory). The weight gradient is computed as dw^T =
+ * the block into cache, read sequentially (summed after the product, from
+ * dy^T's columns, S7's weight gradient took 7.8-8.5 ms on a 2-vCPU Zen 4,
+ * now 6.3-7.2: the product's strided walk down dy^T's first columns had
+ * waited on memory). The weight gradient is computed as dw^T =
  * dy^T x, dy^T read in place, or, with more channels than filters, as dw =
  * x^T dy, dy's block packed (A takes the larger side, read in place). With
  * dx NULL, the weight gradient alone, in the same blocks: the same bits

@@ -115,8 +115,8 @@
  * holds. That bound is an eighth of the last-level cache (shared by 8 cores
  * of a Zen CCD, more of a Xeon, other tenants' among them) between 4 and 64
  * MiB. 2 threads, plain against streaming stores: on a 2-vCPU Zen 4 (32 MiB
- * L3, bound 4 MiB) S7's forward (25.7 MB out) 6.3-6.7 -> 4.3-4.4 ms, on 2
- * images (6.4 MB) 1.39-1.63 -> 1.13-1.20, on one (3.2 MB) the same; on the
+ * L3, bound 4 MiB) S7's forward (25.7 MB out) 5.7-7.1 -> 4.2-4.4 ms, on 2
+ * images (6.4 MB) 1.39-2.27 -> 1.13-1.20, on one (3.2 MB) the same; on the
  * 2-vCPU Xeon (480 MiB L3 reported, bound 64 MiB) plain stores were the
  * faster below 64 MiB: S7's forward 2.09-2.10 ms plain, 2.18-2.22 streamed. */
 #define FC_STREAM_BOUND_MIN_FLOATS ((ptrdiff_t)1 << 20)
