@@ -774,6 +774,31 @@ const fc_direct_kernel_set *fc_direct_kernels_avx2(void);
 const fc_direct_kernel_set *fc_direct_kernels_avx512(void);
 #endif
 
+/* Max pooling's row kernels of one SIMD path (pool2d_simd.h), for whole
+ * windows side by side (stride = window) and channels a multiple of vw. */
+typedef struct {
+    int vw;
+    /* The gradient from x of `windows` windows of kh x kw cells side by side,
+     * the first's top-left cell at x (rows w * c floats apart), their output
+     * gradients at g (c floats each): each window's first cell holding its
+     * maximum gets g (with relu, only a positive maximum passes it), its
+     * other cells zero, as pool2d.c's search. Overwrites those dx cells;
+     * with stream, by streaming stores (dx then aligned to vw floats). */
+    void (*max_backward_row)(const float *x, const float *g, float *dx, ptrdiff_t windows,
+                             ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int relu,
+                             int stream);
+} fc_pool_kernel_set;
+
+/* The set of the path chosen by fc_simd_select, or NULL on the portable
+ * path (pool2d.c's own loops, which compilers vectorise, take it all). */
+const fc_pool_kernel_set *fc_pool_kernels(void);
+#ifdef FC_HAVE_AVX2
+const fc_pool_kernel_set *fc_pool_kernels_avx2(void);
+#endif
+#ifdef FC_HAVE_AVX512
+const fc_pool_kernel_set *fc_pool_kernels_avx512(void);
+#endif
+
 /* 1 when d's forward pass and weight gradient run the direct kernels: at
  * most FC_DIRECT_MAX_K (and at least one) taps times channels, or up to
  * FC_DIRECT_FEW_CHANNELS_MAX_K with fewer than FC_WINOGRAD_MIN_CHANNELS. */

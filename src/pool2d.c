@@ -21,7 +21,10 @@
  * parallel; otherwise each image is one unit of work. Either way every dx
  * element is accumulated by one thread in a fixed order. Max pooling with
  * windows that do not overlap at all (the usual 2x2, stride 2) writes each
- * dx cell once instead, with no zeroing pass and no read of dx. */
+ * dx cell once instead, with no zeroing pass and no read of dx; from x,
+ * with whole windows side by side and channels in whole vectors, the SIMD
+ * path's row kernels of pool2d_simd.h do it (their stores streamed past the
+ * cache for a large dx). */
 #include <stdint.h>
 #include <string.h>
 
@@ -170,7 +173,7 @@ window_max(const int L, const int P, const int with_argmax, const fc_pool2d_desc
                 FC_OMP(omp simd)
                 for (int l = 0; l < L; ++l) {
                     const float x = v[p * step + l];
-                    const int take = (x > best[p][l]) | ((x != x) & (best[p][l] == best[p][l]));
+                    const int take = !(x <= best[p][l]) & (best[p][l] == best[p][l]);
                     /* Masks, not `take ? x : best`, which GCC compiled to
                      * branches (on whether any lane takes; in scalar code, on
                      * each): mispredicted at random on ReLU outputs. */
@@ -208,17 +211,24 @@ static inline int flat_channels(ptrdiff_t c)
     return c < 16 && c != 8;
 }
 
-/* How many output pixels, from ow on, form a flat run: at most
- * FC_POOL_FLAT_ELEMENTS / c, all with whole windows (no padding), rows
- * [i0, i1) whole too; 0 where the first window is not whole. */
-static inline ptrdiff_t flat_pixels(const fc_pool2d_desc *d, ptrdiff_t ow, ptrdiff_t i0,
-                                    ptrdiff_t i1)
+/* How many output pixels from ow on have whole windows (no padding in
+ * them) in a row whose windows cover rows [i0, i1): 0 where those rows or
+ * the first window are not whole. */
+static inline ptrdiff_t whole_windows(const fc_pool2d_desc *d, ptrdiff_t ow, ptrdiff_t i0,
+                                      ptrdiff_t i1)
 {
     const ptrdiff_t left = ow * d->sw - d->pl;
     if (i1 - i0 != d->kh || left < 0 || left + d->kw > d->w)
         return 0;
-    const ptrdiff_t fit = (d->w - left - d->kw) / d->sw + 1; /* whole windows from ow on */
-    return fc_min(fc_min(FC_POOL_FLAT_ELEMENTS / d->c, fit), d->wo - ow);
+    return fc_min((d->w - left - d->kw) / d->sw + 1, d->wo - ow);
+}
+
+/* How many output pixels, from ow on, form a flat run: at most
+ * FC_POOL_FLAT_ELEMENTS / c, all with whole windows. */
+static inline ptrdiff_t flat_pixels(const fc_pool2d_desc *d, ptrdiff_t ow, ptrdiff_t i0,
+                                    ptrdiff_t i1)
+{
+    return fc_min(FC_POOL_FLAT_ELEMENTS / d->c, whole_windows(d, ow, i0, i1));
 }
 
 /* idx[e]: where element e of a flat run (pixel e / c, channel e % c) lies
@@ -254,7 +264,7 @@ flat_run(const int is_max, const int with_argmax, const fc_pool2d_desc *d, const
                 FC_OMP(omp simd)
                 for (ptrdiff_t e = 0; e < count; ++e) {
                     const float x = v[idx[e]];
-                    const int take = (x > best[e]) | ((x != x) & (best[e] == best[e]));
+                    const int take = !(x <= best[e]) & (best[e] == best[e]);
                     const uint32_t mask = -(uint32_t)take;
                     if (with_argmax)
                         cell[e] = (cell[e] & ~mask) | (number & mask);
@@ -512,8 +522,7 @@ window_gradient(const int L, const fc_pool2d_desc *d, const float *xi, ptrdiff_t
             const float *v = xi + (ih * d->w + iw) * c + ch;
             FC_OMP(omp simd)
             for (int l = 0; l < L; ++l) /* the first NaN stays */
-                best[l] = select_bits(-(uint32_t)((v[l] > best[l])
-                                                  | ((v[l] != v[l]) & (best[l] == best[l]))),
+                best[l] = select_bits(-(uint32_t)(!(v[l] <= best[l]) & (best[l] == best[l])),
                                       v[l], best[l]);
         }
     memcpy(bits, best, (size_t)L * sizeof *bits);
@@ -627,11 +636,12 @@ flat_gradient_argmax(const fc_pool2d_desc *d, const int32_t *idx, const uint8_t 
  * overlap (strides at least the window): every dx cell of the row's band
  * [r0, r1) lies in at most one window, so each is written once, with no
  * zeroing pass before and no read of dx; cells outside every window get
- * zero. */
+ * zero. ks (or NULL): the SIMD path's row kernel takes the whole windows
+ * from x, streaming with `stream`. */
 static inline __attribute__((always_inline)) void
 max_backward_disjoint(const fc_pool2d_desc *d, const int32_t *idx, const float *xi,
                       const uint8_t *argmax_row, const float *dy_row, float *dxi, ptrdiff_t oh,
-                      ptrdiff_t r0, ptrdiff_t r1)
+                      ptrdiff_t r0, ptrdiff_t r1, const fc_pool_kernel_set *ks, int stream)
 {
     const ptrdiff_t c = d->c;
     ptrdiff_t i0, i1;
@@ -643,6 +653,15 @@ max_backward_disjoint(const fc_pool2d_desc *d, const int32_t *idx, const float *
         ptrdiff_t j0, j1;
         window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
         zero_columns(d, dxi, i0, i1, covered, j0);
+        const ptrdiff_t whole = ks ? whole_windows(d, ow, i0, i1) : 0;
+        if (whole > 0) {
+            ks->max_backward_row(xi + (i0 * d->w + j0) * c, dy_row + ow * c,
+                                 dxi + (i0 * d->w + j0) * c, whole, d->kh, d->kw, d->w, c,
+                                 d->relu, stream);
+            covered = j0 + whole * d->kw;
+            ow += whole - 1;
+            continue;
+        }
         /* From the argmax, windows side by side: flat runs (see flat_run). */
         const ptrdiff_t run = idx && argmax_row && d->sw == d->kw ? flat_pixels(d, ow, i0, i1) : 0;
         if (run > 0) {
@@ -720,11 +739,12 @@ max_backward_overlapping_argmax(const fc_pool2d_desc *d, const uint8_t *argmax, 
 }
 
 /* Unit b of max pooling's backward (row_bands: b is a band of rows); from
- * the forward's argmax where it is not NULL, else from x. */
+ * the forward's argmax where it is not NULL, else from x (ks and stream as
+ * max_backward_disjoint's). */
 static inline __attribute__((always_inline)) void
 max_backward_band(const fc_pool2d_desc *d, const int32_t *idx, const float *x,
                   const uint8_t *argmax, const float *dy, float *dx, const pool_band *b,
-                  int row_bands, float *scratch)
+                  int row_bands, float *scratch, const fc_pool_kernel_set *ks, int stream)
 {
     const ptrdiff_t c = d->c;
     const float *xi = argmax ? NULL : x + b->img * d->h * d->w * c;
@@ -733,7 +753,7 @@ max_backward_band(const fc_pool2d_desc *d, const int32_t *idx, const float *x,
         const uint8_t *argmax_row =
             argmax ? argmax + (b->img * d->ho + b->oh0) * d->wo * c : NULL;
         max_backward_disjoint(d, idx, xi, argmax_row, dy_row(d, dy, b->img, b->oh0, scratch),
-                              dxi, b->oh0, b->r0, b->r1);
+                              dxi, b->oh0, b->r0, b->r1, ks, stream);
         return;
     }
     zero_rows(d, b, dx);
@@ -914,6 +934,14 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
         flat_offsets(d, offsets);
         idx = offsets;
     }
+    /* Max pooling from x with windows side by side: the SIMD path's row
+     * kernel, whose stores of a large dx bypass the cache (each line is
+     * written whole, and a plain store would read it first). */
+    const fc_pool_kernel_set *ks = is_max && !argmax && d->sw == d->kw ? fc_pool_kernels() : NULL;
+    if (ks && d->c % ks->vw != 0)
+        ks = NULL;
+    const int stream = ks && (double)d->n * d->h * d->w * d->c >= (double)fc_stream_min_floats()
+                       && (uintptr_t)dx % ((size_t)ks->vw * sizeof(float)) == 0;
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
@@ -922,10 +950,12 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
         for (ptrdiff_t u = 0; u < units; ++u) {
             const pool_band b = band_of(d, row_bands, u);
             if (is_max)
-                max_backward_band(d, idx, x, argmax, dy, dx, &b, row_bands, mine);
+                max_backward_band(d, idx, x, argmax, dy, dx, &b, row_bands, mine, ks, stream);
             else
                 avg_backward_band(d, idx, x, dy, dx, &b, row_bands, mine);
         }
+        if (stream)
+            fc_store_fence();
         fc_team_leave(&team);
     }
     fc_aligned_free(scratch);

@@ -281,6 +281,19 @@ const fc_direct_kernel_set *fc_direct_kernels(void)
     }
 }
 
+const fc_pool_kernel_set *fc_pool_kernels(void)
+{
+    switch (fc_simd_current()) {
+#ifdef FC_HAVE_AVX2
+    case FC_SIMD_AVX2: return fc_pool_kernels_avx2();
+#endif
+#ifdef FC_HAVE_AVX512
+    case FC_SIMD_AVX512: return fc_pool_kernels_avx512();
+#endif
+    default: return NULL;
+    }
+}
+
 /* ---- build facts ----------------------------------------------------------- */
 
 int fc_openmp_enabled(void)

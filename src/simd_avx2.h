@@ -39,4 +39,19 @@ static inline void sums8(const __m256 v[8], float out[8])
 #define V_SUMS8(v, out) sums8(v, out)
 #define V_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 
+/* Lane masks, for max pooling's searches (pool2d_simd.h): all ones or all
+ * zeros a lane. */
+#define VMASK __m256
+#define M_NONE _mm256_setzero_ps()
+#define M_OR(a, b) _mm256_or_ps(a, b)
+#define M_ANDNOT(a, b) _mm256_andnot_ps(b, a) /* a and not b */
+/* Lanes where x replaces best as a window's maximum: x larger, or x NaN while
+ * best is not (the first NaN stays). */
+#define V_TAKES(x, best)                                                                       \
+    _mm256_and_ps(_mm256_cmp_ps(x, best, _CMP_NLE_UQ), _mm256_cmp_ps(best, best, _CMP_ORD_Q))
+#define V_POSITIVE(v) _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ)
+#define V_SAME_BITS(a, b)                                                                      \
+    _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b)))
+#define V_SELECT(m, a, b) _mm256_blendv_ps(b, a, m) /* m ? a : b, lane by lane */
+
 #endif /* FC_SIMD_AVX2_H */

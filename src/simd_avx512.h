@@ -45,4 +45,17 @@ static inline void sums8(const __m512 v[8], float out[8])
 }
 #define V_SUMS8(v, out) sums8(v, out)
 
+/* Lane masks, for max pooling's searches (pool2d_simd.h): one bit a lane. */
+#define VMASK __mmask16
+#define M_NONE ((__mmask16)0)
+#define M_OR(a, b) ((__mmask16)((a) | (b)))
+#define M_ANDNOT(a, b) ((__mmask16)((a) & ~(b))) /* a and not b */
+/* Lanes where x replaces best as a window's maximum: x larger, or x NaN while
+ * best is not (the first NaN stays). */
+#define V_TAKES(x, best)                                                                       \
+    _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(best, best, _CMP_ORD_Q), x, best, _CMP_NLE_UQ)
+#define V_POSITIVE(v) _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ)
+#define V_SAME_BITS(a, b) _mm512_cmpeq_epi32_mask(_mm512_castps_si512(a), _mm512_castps_si512(b))
+#define V_SELECT(m, a, b) _mm512_mask_blend_ps(m, b, a) /* m ? a : b, lane by lane */
+
 #endif /* FC_SIMD_AVX512_H */

@@ -523,6 +523,55 @@ def test_max_pool_backward_from_the_argmax_is_the_backward_from_x(case, ties, re
     assert_close(finite_argmax_bwd, want)
 
 
+def special_values(x, rng):
+    """x with a fifth of its cells -0.0, and NaN, +inf and -inf scattered."""
+    x[rng.random(x.shape) < 0.2] = -0.0
+    x.flat[rng.integers(0, x.size, 12)] = np.repeat([np.nan, np.inf, -np.inf], 4)
+    return x
+
+
+@pytest.mark.parametrize("c", [16, 48, 64, 72])
+@pytest.mark.parametrize("k, padding", [(2, "valid"), (3, "valid"), (2, "same"), ((2, 3), "same")])
+def test_max_pool_backward_row_kernels_on_every_path(simd_path, c, k, padding):
+    """Windows side by side with channels in whole vectors go to the SIMD
+    path's row kernel (blocks of four, two and one vectors; 72 channels stay
+    on pool2d.c's loops where a vector is 16): the same bits as the backward
+    from the argmax, with ties of both zeros, NaN, infinities, a ReLU, and
+    padded windows and remainder columns left to pool2d.c."""
+    rng = np.random.default_rng(c + 7)
+    x = special_values(rng.integers(-1, 2, (2, 9, 11, c)).astype(np.float32), rng)
+    for relu in (False, True):
+        xr = np.maximum(x, np.float32(0)) if relu else x
+        y, argmax = ops.max_pool2d(xr, k, padding=padding, return_argmax=True)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        for threads in (1, 2):
+            got = ops.max_pool2d_backward(dy, xr, k, padding=padding, relu=relu,
+                                          n_threads=threads)
+            want = ops.max_pool2d_backward_argmax(dy, argmax, x.shape, k, padding=padding,
+                                                  relu=relu)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    finite = np.nan_to_num(x, nan=0.0, posinf=9.0, neginf=-9.0)
+    np.testing.assert_array_equal(
+        ops.max_pool2d_backward(dy, finite, k, padding=padding),
+        reference.max_pool2d_backward(f64(dy), f64(finite), k, padding=padding))
+
+
+def test_max_pool_backward_streamed_past_the_cache_is_exact(simd_path):
+    """A dx past the streaming bound is written by streaming stores (and a
+    fence before returning): the bits of the backward from the argmax, on
+    any thread count."""
+    image = 32 * 32 * 64
+    n = -(-fastconv._kernels.stream_min_bytes() // (4 * image))
+    rng = np.random.default_rng(5)
+    x = special_values(rng.standard_normal((n, 32, 32, 64)).astype(np.float32), rng)
+    y, argmax = ops.max_pool2d(x, 2, return_argmax=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want = ops.max_pool2d_backward_argmax(dy, argmax, x.shape, 2)
+    for threads in (1, 2, 3):
+        got = ops.max_pool2d_backward(dy, x, 2, n_threads=threads)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_max_pool_argmax_numbers_the_window_and_marks_positive_maxima():
     """The cell number counts the whole window, padding included (i * kw + j),
     plus 128 for a positive maximum; NaN: the first NaN, whose bits y keeps."""
