@@ -231,6 +231,23 @@ static inline ptrdiff_t flat_pixels(const fc_pool2d_desc *d, ptrdiff_t ow, ptrdi
     return fc_min(FC_POOL_FLAT_ELEMENTS / d->c, whole_windows(d, ow, i0, i1));
 }
 
+/* The SIMD path's row kernels where they take d's whole windows (side by
+ * side, channels in whole vectors), else NULL. */
+static const fc_pool_kernel_set *row_kernels(const fc_pool2d_desc *d)
+{
+    const fc_pool_kernel_set *ks = d->sw == d->kw ? fc_pool_kernels() : NULL;
+    return ks && d->c % ks->vw == 0 ? ks : NULL;
+}
+
+/* Whether those kernels stream an output of `floats` floats at p past the
+ * cache: one of at least fc_stream_min_floats(), each line written whole
+ * (a plain store would read it first), aligned as they need. */
+static int streams(const fc_pool_kernel_set *ks, const float *p, double floats)
+{
+    return ks && floats >= (double)fc_stream_min_floats()
+           && (uintptr_t)p % ((size_t)ks->vw * sizeof(float)) == 0;
+}
+
 /* idx[e]: where element e of a flat run (pixel e / c, channel e % c) lies
  * from its first pixel's window, in the same cell of its own window. */
 static void flat_offsets(const fc_pool2d_desc *d, int32_t *idx)
@@ -299,10 +316,12 @@ flat_run(const int is_max, const int with_argmax, const fc_pool2d_desc *d, const
 /* Output row oh of a max pool of the image at xi, and its argmax
  * (with_argmax, a constant once inlined), written as row `row` of y and
  * argmax counted over the batch (whose number also keys d's dropout); with
- * idx (flat_offsets), whole windows in flat runs. */
+ * ks (row_kernels, no dropout), whole windows by its kernel (streaming with
+ * `stream`), else with idx (flat_offsets) in flat runs. */
 static inline __attribute__((always_inline)) void
 max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const int32_t *idx,
-                const float *xi, ptrdiff_t oh, ptrdiff_t row, float *y, uint8_t *argmax)
+                const fc_pool_kernel_set *ks, int stream, const float *xi, ptrdiff_t oh,
+                ptrdiff_t row, float *y, uint8_t *argmax)
 {
     const ptrdiff_t c = d->c;
     ptrdiff_t i0, i1;
@@ -316,6 +335,13 @@ max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const int32_t *i
         window_range(ow, d->sw, d->pl, d->kw, d->w, &j0, &j1);
         const ptrdiff_t top = oh * d->sh - d->pt, left = ow * d->sw - d->pl;
         const ptrdiff_t at = (row * d->wo + ow) * c;
+        const ptrdiff_t whole = ks ? whole_windows(d, ow, i0, i1) : 0;
+        if (whole > 0) {
+            ks->max_forward(xi + (i0 * d->w + left) * c, y + at, with_argmax ? argmax + at : NULL,
+                            whole, d->kh, d->kw, d->w, c, stream);
+            ow += whole;
+            continue;
+        }
         const ptrdiff_t run = idx ? flat_pixels(d, ow, i0, i1) : 0;
         if (run > 0) {
             flat_run(1, with_argmax, d, idx, xi + (i0 * d->w + left) * c, run * c, at, y, argmax);
@@ -361,17 +387,24 @@ max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const int32_t *i
 }
 
 /* Output row `row` (counted over the batch) of an average pool: each
- * output pixel sums its window's cells, then scales; with idx
- * (flat_offsets), whole windows in flat runs. */
+ * output pixel sums its window's cells, then scales; ks, stream and idx as
+ * max_forward_row's. */
 static inline __attribute__((always_inline)) void
-avg_forward_row(const fc_pool2d_desc *d, const int32_t *idx, const float *x, float *y,
-                ptrdiff_t row)
+avg_forward_row(const fc_pool2d_desc *d, const int32_t *idx, const fc_pool_kernel_set *ks,
+                int stream, const float *x, float *y, ptrdiff_t row)
 {
     const ptrdiff_t c = d->c, img = row / d->ho, oh = row - img * d->ho;
     ptrdiff_t i0, i1;
     window_range(oh, d->sh, d->pt, d->kh, d->h, &i0, &i1);
     const float *xi = x + img * d->h * d->w * c;
     for (ptrdiff_t ow = 0; ow < d->wo; ++ow) {
+        const ptrdiff_t whole = ks ? whole_windows(d, ow, i0, i1) : 0;
+        if (whole > 0) {
+            ks->avg_forward(xi + (i0 * d->w + ow * d->sw - d->pl) * c, y + (row * d->wo + ow) * c,
+                            whole, d->kh, d->kw, d->w, c, stream);
+            ow += whole - 1;
+            continue;
+        }
         const ptrdiff_t run = idx ? flat_pixels(d, ow, i0, i1) : 0;
         if (run > 0) {
             flat_run(0, 0, d, idx, xi + (i0 * d->w + ow * d->sw - d->pl) * c, run * c,
@@ -415,6 +448,8 @@ static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, co
         flat_offsets(d, offsets);
         idx = offsets;
     }
+    const fc_pool_kernel_set *ks = d->dropout ? NULL : row_kernels(d);
+    const int stream = streams(ks, y, (double)rows * d->wo * d->c);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {
@@ -423,12 +458,14 @@ static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, co
             const ptrdiff_t img = row / d->ho, oh = row - img * d->ho;
             const float *xi = x + img * d->h * d->w * d->c;
             if (argmax)
-                max_forward_row(1, d, idx, xi, oh, row, y, argmax);
+                max_forward_row(1, d, idx, ks, stream, xi, oh, row, y, argmax);
             else if (is_max)
-                max_forward_row(0, d, idx, xi, oh, row, y, NULL);
+                max_forward_row(0, d, idx, ks, stream, xi, oh, row, y, NULL);
             else
-                avg_forward_row(d, idx, x, y, row);
+                avg_forward_row(d, idx, ks, stream, x, y, row);
         }
+        if (stream)
+            fc_store_fence();
         fc_team_leave(&team);
     }
     return FC_OK;
@@ -438,11 +475,12 @@ FC_VECTOR_CLONES void fc_max_pool2d_row(const fc_pool2d_desc *d, const float *xi
                                         ptrdiff_t row, float *y, uint8_t *argmax)
 {
     /* A row at a time for the fused convolution: no flat runs, whose
-     * offsets would be computed again for each row. */
+     * offsets would be computed again for each row, nor streaming stores. */
+    const fc_pool_kernel_set *ks = d->dropout ? NULL : row_kernels(d);
     if (argmax)
-        max_forward_row(1, d, NULL, xi, oh, row, y, argmax);
+        max_forward_row(1, d, NULL, ks, 0, xi, oh, row, y, argmax);
     else
-        max_forward_row(0, d, NULL, xi, oh, row, y, NULL);
+        max_forward_row(0, d, NULL, ks, 0, xi, oh, row, y, NULL);
 }
 
 int fc_max_pool2d_forward_f32(const fc_pool2d_desc *d, const float *x, float *y, int n_threads)
@@ -655,7 +693,7 @@ max_backward_disjoint(const fc_pool2d_desc *d, const int32_t *idx, const float *
         zero_columns(d, dxi, i0, i1, covered, j0);
         const ptrdiff_t whole = ks ? whole_windows(d, ow, i0, i1) : 0;
         if (whole > 0) {
-            ks->max_backward_row(xi + (i0 * d->w + j0) * c, dy_row + ow * c,
+            ks->max_backward(xi + (i0 * d->w + j0) * c, dy_row + ow * c,
                                  dxi + (i0 * d->w + j0) * c, whole, d->kh, d->kw, d->w, c,
                                  d->relu, stream);
             covered = j0 + whole * d->kw;
@@ -934,14 +972,10 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
         flat_offsets(d, offsets);
         idx = offsets;
     }
-    /* Max pooling from x with windows side by side: the SIMD path's row
-     * kernel, whose stores of a large dx bypass the cache (each line is
-     * written whole, and a plain store would read it first). */
-    const fc_pool_kernel_set *ks = is_max && !argmax && d->sw == d->kw ? fc_pool_kernels() : NULL;
-    if (ks && d->c % ks->vw != 0)
-        ks = NULL;
-    const int stream = ks && (double)d->n * d->h * d->w * d->c >= (double)fc_stream_min_floats()
-                       && (uintptr_t)dx % ((size_t)ks->vw * sizeof(float)) == 0;
+    /* Max pooling from x: the SIMD path's row kernel where it applies (its
+     * g read through the dropout's scratch row). */
+    const fc_pool_kernel_set *ks = is_max && !argmax ? row_kernels(d) : NULL;
+    const int stream = streams(ks, dx, (double)d->n * d->h * d->w * d->c);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
     {

@@ -1,20 +1,82 @@
-/* Max pooling's row kernels for one SIMD path, written in the vector
- * vocabulary of simd_avx2.h or simd_avx512.h (VEC, VW floats, VMASK) and
+/* Pooling's row kernels for one SIMD path, written in the vector vocabulary
+ * of simd_avx2.h or simd_avx512.h (VEC of VW floats, VMASK, VCELL) and
  * compiled once per path, as conv2d_direct_simd.h. They take the common
  * case: whole windows side by side (stride = window, no padding in them),
  * channels a multiple of VW, so that every window is the same loop over its
- * cells and its channels' maxima stay in registers. pool2d.c calls them
- * where they apply and takes every other case itself.
+ * cells and its channels' results stay in registers. pool2d.c calls them
+ * where they apply and takes every other case itself, with the same bits:
  *
- * Each window's maximum is searched for as pool2d.c searches it: from -inf,
- * each cell in row-major order replacing it when larger, or when NaN while
- * the maximum is not (the first NaN stays; a window of -inf keeps -inf, the
- * bits of its first cell). */
+ * - a window's maximum is searched for as pool2d.c searches it: from -inf,
+ *   each cell in row-major order replacing it when larger, or when NaN while
+ *   the maximum is not (the first NaN stays; a window of -inf keeps -inf,
+ *   the bits of its first cell), and the cell that last replaced it is the
+ *   one its gradient goes to (fastconv.h's argmax);
+ * - a window's mean adds its cells in row-major order to the first, then
+ *   multiplies by the reciprocal of the count. */
 
-/* The gradient of one window for channels [0, NV * VW) from x (its first
- * cell; rows `row` floats apart, pixels c): the first cell holding the
- * maximum's bits gets g (through a ReLU below, only if the maximum is
- * positive), the others zero; streamed past the cache with `stream`. */
+/* Writes v at p, streamed past the cache with `stream` (p then aligned). */
+static inline __attribute__((always_inline)) void store(float *p, VEC v, int stream)
+{
+    if (stream)
+        V_STREAM(p, v);
+    else
+        V_STOREU(p, v);
+}
+
+/* One window's maximum for channels [0, NV * VW) at y, its first cell at x
+ * (rows `row` floats apart, pixels c); with_argmax, the cells' numbers (plus
+ * FC_POOL_POSITIVE for a positive maximum) at argmax. */
+static inline __attribute__((always_inline)) void
+window_max(const int NV, const int with_argmax, const float *x, float *y, uint8_t *argmax,
+           ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t row, ptrdiff_t c, int stream)
+{
+    VEC best[4];
+    VCELL cell[4];
+    for (int v = 0; v < NV; ++v) {
+        best[v] = V_SET1(-INFINITY);
+        cell[v] = C_SET1(0);
+    }
+    for (ptrdiff_t i = 0; i < kh; ++i)
+        for (ptrdiff_t j = 0; j < kw; ++j) {
+            const float *at = x + i * row + j * c;
+            for (int v = 0; v < NV; ++v) {
+                const VEC xv = V_LOADU(at + v * VW);
+                const VMASK takes = V_TAKES(xv, best[v]);
+                best[v] = V_SELECT(takes, xv, best[v]);
+                if (with_argmax)
+                    cell[v] = C_SELECT(takes, C_SET1(i * kw + j), cell[v]);
+            }
+        }
+    for (int v = 0; v < NV; ++v) {
+        store(y + v * VW, best[v], stream);
+        if (with_argmax)
+            C_STORE_BYTES(argmax + v * VW,
+                          C_MARK(V_POSITIVE(best[v]), cell[v], FC_POOL_POSITIVE));
+    }
+}
+
+/* One window's mean for channels [0, NV * VW), as window_max. */
+static inline __attribute__((always_inline)) void
+window_mean(const int NV, const float *x, float *y, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t row,
+            ptrdiff_t c, int stream)
+{
+    VEC sum[4];
+    for (int v = 0; v < NV; ++v)
+        sum[v] = V_LOADU(x + v * VW);
+    for (ptrdiff_t i = 0; i < kh; ++i)
+        for (ptrdiff_t j = (i == 0); j < kw; ++j) {
+            const float *at = x + i * row + j * c;
+            for (int v = 0; v < NV; ++v)
+                sum[v] = V_ADD(sum[v], V_LOADU(at + v * VW));
+        }
+    const VEC scale = V_SET1(1.0f / (float)(kh * kw));
+    for (int v = 0; v < NV; ++v)
+        store(y + v * VW, V_MUL(sum[v], scale), stream);
+}
+
+/* One window's gradient from x for channels [0, NV * VW): the first cell
+ * holding the maximum's bits gets g (through a ReLU below, only if the
+ * maximum is positive), the others zero. */
 static inline __attribute__((always_inline)) void
 window_gradient(const int NV, const float *x, const float *g, float *dx, ptrdiff_t kh,
                 ptrdiff_t kw, ptrdiff_t row, ptrdiff_t c, int relu, int stream)
@@ -25,9 +87,9 @@ window_gradient(const int NV, const float *x, const float *g, float *dx, ptrdiff
         best[v] = V_SET1(-INFINITY);
     for (ptrdiff_t i = 0; i < kh; ++i)
         for (ptrdiff_t j = 0; j < kw; ++j) {
-            const float *cell = x + i * row + j * c;
+            const float *at = x + i * row + j * c;
             for (int v = 0; v < NV; ++v) {
-                const VEC xv = V_LOADU(cell + v * VW);
+                const VEC xv = V_LOADU(at + v * VW);
                 best[v] = V_SELECT(V_TAKES(xv, best[v]), xv, best[v]);
             }
         }
@@ -39,40 +101,74 @@ window_gradient(const int NV, const float *x, const float *g, float *dx, ptrdiff
     }
     for (ptrdiff_t i = 0; i < kh; ++i)
         for (ptrdiff_t j = 0; j < kw; ++j) {
-            const float *cell = x + i * row + j * c;
+            const float *at = x + i * row + j * c;
             float *out = dx + i * row + j * c;
             for (int v = 0; v < NV; ++v) {
-                const VMASK hit = M_ANDNOT(V_SAME_BITS(V_LOADU(cell + v * VW), best[v]), taken[v]);
+                const VMASK hit = M_ANDNOT(V_SAME_BITS(V_LOADU(at + v * VW), best[v]), taken[v]);
                 taken[v] = M_OR(taken[v], hit);
-                const VEC o = V_SELECT(hit, grad[v], V_ZERO());
-                if (stream)
-                    V_STREAM(out + v * VW, o);
-                else
-                    V_STOREU(out + v * VW, o);
+                store(out + v * VW, V_SELECT(hit, grad[v], V_ZERO()), stream);
             }
         }
 }
 
-static void max_backward_row(const float *x, const float *g, float *dx, ptrdiff_t windows,
-                             ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int relu,
-                             int stream)
+/* Each window's channels in blocks of four vectors (as many loads and
+ * stores in flight), then of two and one as they fit: `body(NV, ch)` for
+ * channels [ch, ch + NV * VW). */
+#define FOR_CHANNEL_BLOCKS(c, body)                                                              \
+    do {                                                                                         \
+        ptrdiff_t ch_ = 0;                                                                       \
+        for (; ch_ + 4 * VW <= (c); ch_ += 4 * VW)                                               \
+            body(4, ch_);                                                                        \
+        if (ch_ + 2 * VW <= (c)) {                                                               \
+            body(2, ch_);                                                                        \
+            ch_ += 2 * VW;                                                                       \
+        }                                                                                        \
+        if (ch_ < (c))                                                                           \
+            body(1, ch_);                                                                        \
+    } while (0)
+
+static void max_forward_windows(const float *x, float *y, uint8_t *argmax, ptrdiff_t windows,
+                                ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int stream)
 {
     const ptrdiff_t row = w * c, step = kw * c;
-    for (ptrdiff_t p = 0; p < windows; ++p, x += step, dx += step, g += c) {
-        /* Four vectors at a time (as many loads and stores in flight), then
-         * two and one as they fit. */
-        ptrdiff_t ch = 0;
-        for (; ch + 4 * VW <= c; ch += 4 * VW)
-            window_gradient(4, x + ch, g + ch, dx + ch, kh, kw, row, c, relu, stream);
-        if (ch + 2 * VW <= c) {
-            window_gradient(2, x + ch, g + ch, dx + ch, kh, kw, row, c, relu, stream);
-            ch += 2 * VW;
-        }
-        if (ch < c)
-            window_gradient(1, x + ch, g + ch, dx + ch, kh, kw, row, c, relu, stream);
-    }
+#define MAX_BLOCK(NV, ch) window_max(NV, 0, x + (ch), y + (ch), NULL, kh, kw, row, c, stream)
+#define MAX_ARGMAX_BLOCK(NV, ch)                                                                 \
+    window_max(NV, 1, x + (ch), y + (ch), argmax + (ch), kh, kw, row, c, stream)
+    if (argmax)
+        for (ptrdiff_t p = 0; p < windows; ++p, x += step, y += c, argmax += c)
+            FOR_CHANNEL_BLOCKS(c, MAX_ARGMAX_BLOCK);
+    else
+        for (ptrdiff_t p = 0; p < windows; ++p, x += step, y += c)
+            FOR_CHANNEL_BLOCKS(c, MAX_BLOCK);
+#undef MAX_BLOCK
+#undef MAX_ARGMAX_BLOCK
 }
 
-static const fc_pool_kernel_set pool_set = {VW, max_backward_row};
+static void avg_forward_windows(const float *x, float *y, ptrdiff_t windows, ptrdiff_t kh,
+                                ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int stream)
+{
+    const ptrdiff_t row = w * c, step = kw * c;
+#define MEAN_BLOCK(NV, ch) window_mean(NV, x + (ch), y + (ch), kh, kw, row, c, stream)
+    for (ptrdiff_t p = 0; p < windows; ++p, x += step, y += c)
+        FOR_CHANNEL_BLOCKS(c, MEAN_BLOCK);
+#undef MEAN_BLOCK
+}
+
+static void max_backward_windows(const float *x, const float *g, float *dx, ptrdiff_t windows,
+                                 ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int relu,
+                                 int stream)
+{
+    const ptrdiff_t row = w * c, step = kw * c;
+#define GRADIENT_BLOCK(NV, ch)                                                                   \
+    window_gradient(NV, x + (ch), g + (ch), dx + (ch), kh, kw, row, c, relu, stream)
+    for (ptrdiff_t p = 0; p < windows; ++p, x += step, dx += step, g += c)
+        FOR_CHANNEL_BLOCKS(c, GRADIENT_BLOCK);
+#undef GRADIENT_BLOCK
+}
+
+#undef FOR_CHANNEL_BLOCKS
+
+static const fc_pool_kernel_set pool_set = {VW, max_forward_windows, avg_forward_windows,
+                                            max_backward_windows};
 
 const fc_pool_kernel_set *SET_FN(void) { return &pool_set; }

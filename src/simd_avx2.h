@@ -5,6 +5,7 @@
 #define FC_SIMD_AVX2_H
 
 #include <immintrin.h>
+#include <stdint.h>
 
 #define VEC __m256
 #define VW 8
@@ -53,5 +54,21 @@ static inline void sums8(const __m256 v[8], float out[8])
 #define V_SAME_BITS(a, b)                                                                      \
     _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b)))
 #define V_SELECT(m, a, b) _mm256_blendv_ps(b, a, m) /* m ? a : b, lane by lane */
+#define V_MUL(a, b) _mm256_mul_ps(a, b)
+/* Lanes of 32-bit cell numbers (max pooling's argmax) and their bytes. */
+#define VCELL __m256i
+#define C_SET1(n) _mm256_set1_epi32((int)(n))
+#define C_SELECT(m, a, b) /* m ? a : b, lane by lane */                                         \
+    _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(b), _mm256_castsi256_ps(a), m))
+#define C_MARK(m, cell, bit)                                                                    \
+    _mm256_or_si256(cell, _mm256_and_si256(_mm256_castps_si256(m), _mm256_set1_epi32(bit)))
+/* Eight numbers below 256 stored as bytes. */
+static inline void store_bytes8(uint8_t *p, __m256i cell)
+{
+    const __m128i words =
+        _mm_packus_epi32(_mm256_castsi256_si128(cell), _mm256_extracti128_si256(cell, 1));
+    _mm_storel_epi64((__m128i *)p, _mm_packus_epi16(words, words));
+}
+#define C_STORE_BYTES(p, cell) store_bytes8(p, cell)
 
 #endif /* FC_SIMD_AVX2_H */

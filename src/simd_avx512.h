@@ -57,5 +57,12 @@ static inline void sums8(const __m512 v[8], float out[8])
 #define V_POSITIVE(v) _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ)
 #define V_SAME_BITS(a, b) _mm512_cmpeq_epi32_mask(_mm512_castps_si512(a), _mm512_castps_si512(b))
 #define V_SELECT(m, a, b) _mm512_mask_blend_ps(m, b, a) /* m ? a : b, lane by lane */
+#define V_MUL(a, b) _mm512_mul_ps(a, b)
+/* Lanes of 32-bit cell numbers (max pooling's argmax) and their bytes. */
+#define VCELL __m512i
+#define C_SET1(n) _mm512_set1_epi32((int)(n))
+#define C_SELECT(m, a, b) _mm512_mask_blend_epi32(m, b, a) /* m ? a : b, lane by lane */
+#define C_MARK(m, cell, bit) _mm512_mask_or_epi32(cell, m, cell, _mm512_set1_epi32(bit))
+#define C_STORE_BYTES(p, cell) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(cell))
 
 #endif /* FC_SIMD_AVX512_H */

@@ -530,46 +530,74 @@ def special_values(x, rng):
     return x
 
 
+def pooling_passes(x, k, padding, relu, dy):
+    """Max pooling's forward (y and argmax) and backward from x, with relu,
+    and average pooling's forward, on the current SIMD path."""
+    xr = np.maximum(x, np.float32(0)) if relu else x
+    y, argmax = ops.max_pool2d(xr, k, padding=padding, return_argmax=True)
+    return dict(y=y, argmax=argmax, plain_y=ops.max_pool2d(xr, k, padding=padding),
+                dx=ops.max_pool2d_backward(dy, xr, k, padding=padding, relu=relu),
+                avg=ops.avg_pool2d(x, k, padding=padding))
+
+
 @pytest.mark.parametrize("c", [16, 48, 64, 72])
 @pytest.mark.parametrize("k, padding", [(2, "valid"), (3, "valid"), (2, "same"), ((2, 3), "same")])
-def test_max_pool_backward_row_kernels_on_every_path(simd_path, c, k, padding):
+def test_pooling_row_kernels_on_every_path(simd_path, c, k, padding):
     """Windows side by side with channels in whole vectors go to the SIMD
-    path's row kernel (blocks of four, two and one vectors; 72 channels stay
-    on pool2d.c's loops where a vector is 16): the same bits as the backward
-    from the argmax, with ties of both zeros, NaN, infinities, a ReLU, and
-    padded windows and remainder columns left to pool2d.c."""
+    path's row kernels (blocks of four, two and one vectors; 72 channels stay
+    on pool2d.c's loops where a vector is 16): the bits of the portable path,
+    which runs pool2d.c's loops alone, with ties of both zeros, NaN,
+    infinities, a ReLU, and padded windows and remainder columns left to
+    pool2d.c; the backward from x also the backward from the argmax."""
     rng = np.random.default_rng(c + 7)
     x = special_values(rng.integers(-1, 2, (2, 9, 11, c)).astype(np.float32), rng)
+    dy = rng.standard_normal(ops.max_pool2d(x, k, padding=padding).shape).astype(np.float32)
     for relu in (False, True):
-        xr = np.maximum(x, np.float32(0)) if relu else x
-        y, argmax = ops.max_pool2d(xr, k, padding=padding, return_argmax=True)
-        dy = rng.standard_normal(y.shape).astype(np.float32)
-        for threads in (1, 2):
-            got = ops.max_pool2d_backward(dy, xr, k, padding=padding, relu=relu,
-                                          n_threads=threads)
-            want = ops.max_pool2d_backward_argmax(dy, argmax, x.shape, k, padding=padding,
-                                                  relu=relu)
-            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        got = pooling_passes(x, k, padding, relu, dy)
+        fastconv.set_simd_path("portable")
+        try:
+            want = pooling_passes(x, k, padding, relu, dy)
+        finally:
+            fastconv.set_simd_path(simd_path)
+        for name in got:
+            np.testing.assert_array_equal(got[name].view(np.uint8), want[name].view(np.uint8),
+                                          err_msg=name)
+        np.testing.assert_array_equal(got["plain_y"].view(np.uint32), got["y"].view(np.uint32))
+        from_argmax = ops.max_pool2d_backward_argmax(dy, got["argmax"], x.shape, k,
+                                                     padding=padding, relu=relu)
+        np.testing.assert_array_equal(got["dx"].view(np.uint32), from_argmax.view(np.uint32))
     finite = np.nan_to_num(x, nan=0.0, posinf=9.0, neginf=-9.0)
     np.testing.assert_array_equal(
         ops.max_pool2d_backward(dy, finite, k, padding=padding),
         reference.max_pool2d_backward(f64(dy), f64(finite), k, padding=padding))
+    assert_close(ops.avg_pool2d(finite, k, padding=padding),
+                 reference.avg_pool2d(f64(finite), k, padding=padding))
 
 
-def test_max_pool_backward_streamed_past_the_cache_is_exact(simd_path):
-    """A dx past the streaming bound is written by streaming stores (and a
-    fence before returning): the bits of the backward from the argmax, on
-    any thread count."""
-    image = 32 * 32 * 64
-    n = -(-fastconv._kernels.stream_min_bytes() // (4 * image))
+def test_pooling_streamed_past_the_cache_is_exact(simd_path):
+    """Outputs past the streaming bound (a forward's y, a backward's dx) are
+    written by streaming stores (and a fence before returning): the bits of
+    the portable path, on any thread count."""
+    pixels = 32 * 32 * 64  # floats of one pooled image's output, and a quarter of its input
+    n = -(-fastconv._kernels.stream_min_bytes() // (4 * pixels))
     rng = np.random.default_rng(5)
-    x = special_values(rng.standard_normal((n, 32, 32, 64)).astype(np.float32), rng)
-    y, argmax = ops.max_pool2d(x, 2, return_argmax=True)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    want = ops.max_pool2d_backward_argmax(dy, argmax, x.shape, 2)
-    for threads in (1, 2, 3):
-        got = ops.max_pool2d_backward(dy, x, 2, n_threads=threads)
-        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    x = special_values(rng.standard_normal((n, 64, 64, 64)).astype(np.float32), rng)
+    dy = rng.standard_normal((n, 32, 32, 64)).astype(np.float32)
+    fastconv.set_simd_path("portable")
+    try:
+        want = pooling_passes(x, 2, "valid", False, dy)
+    finally:
+        fastconv.set_simd_path(simd_path)
+    before = fastconv.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            got = pooling_passes(x, 2, "valid", False, dy)
+            for name in got:
+                np.testing.assert_array_equal(got[name].view(np.uint8),
+                                              want[name].view(np.uint8), err_msg=name)
+    finally:
+        fastconv.set_num_threads(before)
 
 
 def test_max_pool_argmax_numbers_the_window_and_marks_positive_maxima():
