@@ -795,6 +795,10 @@ typedef struct {
     void (*max_backward)(const float *x, const float *g, float *dx, ptrdiff_t windows,
                          ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int relu,
                          int stream);
+    /* The same from the forward's argmax (c bytes a window) instead of x. */
+    void (*max_backward_argmax)(const uint8_t *argmax, const float *g, float *dx,
+                                ptrdiff_t windows, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t w,
+                                ptrdiff_t c, int relu, int stream);
 } fc_pool_kernel_set;
 
 /* The set of the path chosen by fc_simd_select, or NULL on the portable

@@ -21,10 +21,14 @@
  * parallel; otherwise each image is one unit of work. Either way every dx
  * element is accumulated by one thread in a fixed order. Max pooling with
  * windows that do not overlap at all (the usual 2x2, stride 2) writes each
- * dx cell once instead, with no zeroing pass and no read of dx; from x,
- * with whole windows side by side and channels in whole vectors, the SIMD
- * path's row kernels of pool2d_simd.h do it (their stores streamed past the
- * cache for a large dx). */
+ * dx cell once instead, with no zeroing pass and no read of dx.
+ *
+ * Whole windows side by side (stride = window, no padding in them) with
+ * channels in whole vectors, the common case, go to the SIMD path's row
+ * kernels (pool2d_simd.h): the max and average forwards (no dropout) and
+ * max pooling's backward, from x or from the argmax; they stream an output
+ * of at least fc_stream_min_floats() past the cache. The loops here take
+ * the rest, and all of it on the portable path. */
 #include <stdint.h>
 #include <string.h>
 
@@ -674,8 +678,8 @@ flat_gradient_argmax(const fc_pool2d_desc *d, const int32_t *idx, const uint8_t 
  * overlap (strides at least the window): every dx cell of the row's band
  * [r0, r1) lies in at most one window, so each is written once, with no
  * zeroing pass before and no read of dx; cells outside every window get
- * zero. ks (or NULL): the SIMD path's row kernel takes the whole windows
- * from x, streaming with `stream`. */
+ * zero. ks (or NULL): the SIMD path's row kernels take the whole windows,
+ * streaming with `stream`. */
 static inline __attribute__((always_inline)) void
 max_backward_disjoint(const fc_pool2d_desc *d, const int32_t *idx, const float *xi,
                       const uint8_t *argmax_row, const float *dy_row, float *dxi, ptrdiff_t oh,
@@ -693,9 +697,13 @@ max_backward_disjoint(const fc_pool2d_desc *d, const int32_t *idx, const float *
         zero_columns(d, dxi, i0, i1, covered, j0);
         const ptrdiff_t whole = ks ? whole_windows(d, ow, i0, i1) : 0;
         if (whole > 0) {
-            ks->max_backward(xi + (i0 * d->w + j0) * c, dy_row + ow * c,
-                                 dxi + (i0 * d->w + j0) * c, whole, d->kh, d->kw, d->w, c,
-                                 d->relu, stream);
+            float *first = dxi + (i0 * d->w + j0) * c;
+            if (argmax_row)
+                ks->max_backward_argmax(argmax_row + ow * c, dy_row + ow * c, first, whole,
+                                        d->kh, d->kw, d->w, c, d->relu, stream);
+            else
+                ks->max_backward(xi + (i0 * d->w + j0) * c, dy_row + ow * c, first, whole,
+                                 d->kh, d->kw, d->w, c, d->relu, stream);
             covered = j0 + whole * d->kw;
             ow += whole - 1;
             continue;
@@ -972,9 +980,9 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
         flat_offsets(d, offsets);
         idx = offsets;
     }
-    /* Max pooling from x: the SIMD path's row kernel where it applies (its
-     * g read through the dropout's scratch row). */
-    const fc_pool_kernel_set *ks = is_max && !argmax ? row_kernels(d) : NULL;
+    /* Max pooling: the SIMD path's row kernels where they apply (their g
+     * read through the dropout's scratch row). */
+    const fc_pool_kernel_set *ks = is_max ? row_kernels(d) : NULL;
     const int stream = streams(ks, dx, (double)d->n * d->h * d->w * d->c);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))

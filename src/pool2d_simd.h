@@ -6,11 +6,12 @@
  * cells and its channels' results stay in registers. pool2d.c calls them
  * where they apply and takes every other case itself, with the same bits:
  *
- * - a window's maximum is searched for as pool2d.c searches it: from -inf,
- *   each cell in row-major order replacing it when larger, or when NaN while
- *   the maximum is not (the first NaN stays; a window of -inf keeps -inf,
- *   the bits of its first cell), and the cell that last replaced it is the
- *   one its gradient goes to (fastconv.h's argmax);
+ * - a window's maximum starts from -inf, which its first cell replaces
+ *   unless it is -inf itself (so the start from the first cell of pool2d.c's
+ *   loops), then each cell in row-major order replaces it when larger, or
+ *   when NaN while the maximum is not (the first NaN stays); the cell that
+ *   last replaced it (the first, for a window of -inf) is the one its
+ *   gradient goes to (fastconv.h's argmax);
  * - a window's mean adds its cells in row-major order to the first, then
  *   multiplies by the reciprocal of the count. */
 
@@ -111,6 +112,30 @@ window_gradient(const int NV, const float *x, const float *g, float *dx, ptrdiff
         }
 }
 
+/* The same from the forward's argmax (a: the window's c bytes) instead of
+ * x: the same cells, the same bits. */
+static inline __attribute__((always_inline)) void
+window_gradient_argmax(const int NV, const uint8_t *a, const float *g, float *dx, ptrdiff_t kh,
+                       ptrdiff_t kw, ptrdiff_t row, ptrdiff_t c, int relu, int stream)
+{
+    VEC grad[4];
+    VCELL cell[4];
+    for (int v = 0; v < NV; ++v) {
+        const VCELL code = C_LOAD_BYTES(a + v * VW);
+        grad[v] = V_LOADU(g + v * VW);
+        if (relu)
+            grad[v] = V_SELECT(C_HAS(code, FC_POOL_POSITIVE), grad[v], V_ZERO());
+        cell[v] = C_WITHOUT(code, FC_POOL_POSITIVE);
+    }
+    for (ptrdiff_t i = 0; i < kh; ++i)
+        for (ptrdiff_t j = 0; j < kw; ++j) {
+            float *out = dx + i * row + j * c;
+            for (int v = 0; v < NV; ++v)
+                store(out + v * VW, V_SELECT(C_EQ(cell[v], i * kw + j), grad[v], V_ZERO()),
+                      stream);
+        }
+}
+
 /* Each window's channels in blocks of four vectors (as many loads and
  * stores in flight), then of two and one as they fit: `body(NV, ch)` for
  * channels [ch, ch + NV * VW). */
@@ -166,9 +191,21 @@ static void max_backward_windows(const float *x, const float *g, float *dx, ptrd
 #undef GRADIENT_BLOCK
 }
 
+static void max_backward_argmax_windows(const uint8_t *argmax, const float *g, float *dx,
+                                        ptrdiff_t windows, ptrdiff_t kh, ptrdiff_t kw,
+                                        ptrdiff_t w, ptrdiff_t c, int relu, int stream)
+{
+    const ptrdiff_t row = w * c, step = kw * c;
+#define ARGMAX_GRADIENT_BLOCK(NV, ch)                                                            \
+    window_gradient_argmax(NV, argmax + (ch), g + (ch), dx + (ch), kh, kw, row, c, relu, stream)
+    for (ptrdiff_t p = 0; p < windows; ++p, argmax += c, dx += step, g += c)
+        FOR_CHANNEL_BLOCKS(c, ARGMAX_GRADIENT_BLOCK);
+#undef ARGMAX_GRADIENT_BLOCK
+}
+
 #undef FOR_CHANNEL_BLOCKS
 
 static const fc_pool_kernel_set pool_set = {VW, max_forward_windows, avg_forward_windows,
-                                            max_backward_windows};
+                                            max_backward_windows, max_backward_argmax_windows};
 
 const fc_pool_kernel_set *SET_FN(void) { return &pool_set; }

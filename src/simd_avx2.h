@@ -70,5 +70,11 @@ static inline void store_bytes8(uint8_t *p, __m256i cell)
     _mm_storel_epi64((__m128i *)p, _mm_packus_epi16(words, words));
 }
 #define C_STORE_BYTES(p, cell) store_bytes8(p, cell)
+#define C_LOAD_BYTES(p) _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p)))
+#define C_WITHOUT(cell, bit) _mm256_andnot_si256(_mm256_set1_epi32(bit), cell) /* cell & ~bit */
+#define C_HAS(cell, bit)                                                                        \
+    _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(cell, _mm256_set1_epi32(bit)),    \
+                                           _mm256_set1_epi32(bit)))
+#define C_EQ(cell, n) _mm256_castsi256_ps(_mm256_cmpeq_epi32(cell, _mm256_set1_epi32((int)(n))))
 
 #endif /* FC_SIMD_AVX2_H */

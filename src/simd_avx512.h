@@ -64,5 +64,9 @@ static inline void sums8(const __m512 v[8], float out[8])
 #define C_SELECT(m, a, b) _mm512_mask_blend_epi32(m, b, a) /* m ? a : b, lane by lane */
 #define C_MARK(m, cell, bit) _mm512_mask_or_epi32(cell, m, cell, _mm512_set1_epi32(bit))
 #define C_STORE_BYTES(p, cell) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(cell))
+#define C_LOAD_BYTES(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p)))
+#define C_WITHOUT(cell, bit) _mm512_andnot_si512(_mm512_set1_epi32(bit), cell) /* cell & ~bit */
+#define C_HAS(cell, bit) _mm512_test_epi32_mask(cell, _mm512_set1_epi32(bit))
+#define C_EQ(cell, n) _mm512_cmpeq_epi32_mask(cell, _mm512_set1_epi32((int)(n)))
 
 #endif /* FC_SIMD_AVX512_H */

@@ -531,12 +531,15 @@ def special_values(x, rng):
 
 
 def pooling_passes(x, k, padding, relu, dy):
-    """Max pooling's forward (y and argmax) and backward from x, with relu,
-    and average pooling's forward, on the current SIMD path."""
+    """Max pooling's forward (y and argmax) and backward (from x and from the
+    argmax), with relu, and average pooling's forward, on the current SIMD
+    path."""
     xr = np.maximum(x, np.float32(0)) if relu else x
     y, argmax = ops.max_pool2d(xr, k, padding=padding, return_argmax=True)
     return dict(y=y, argmax=argmax, plain_y=ops.max_pool2d(xr, k, padding=padding),
                 dx=ops.max_pool2d_backward(dy, xr, k, padding=padding, relu=relu),
+                dx_from_argmax=ops.max_pool2d_backward_argmax(dy, argmax, x.shape, k,
+                                                              padding=padding, relu=relu),
                 avg=ops.avg_pool2d(x, k, padding=padding))
 
 
@@ -563,9 +566,8 @@ def test_pooling_row_kernels_on_every_path(simd_path, c, k, padding):
             np.testing.assert_array_equal(got[name].view(np.uint8), want[name].view(np.uint8),
                                           err_msg=name)
         np.testing.assert_array_equal(got["plain_y"].view(np.uint32), got["y"].view(np.uint32))
-        from_argmax = ops.max_pool2d_backward_argmax(dy, got["argmax"], x.shape, k,
-                                                     padding=padding, relu=relu)
-        np.testing.assert_array_equal(got["dx"].view(np.uint32), from_argmax.view(np.uint32))
+        np.testing.assert_array_equal(got["dx"].view(np.uint32),
+                                      got["dx_from_argmax"].view(np.uint32))
     finite = np.nan_to_num(x, nan=0.0, posinf=9.0, neginf=-9.0)
     np.testing.assert_array_equal(
         ops.max_pool2d_backward(dy, finite, k, padding=padding),
