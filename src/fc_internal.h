@@ -774,8 +774,8 @@ const fc_direct_kernel_set *fc_direct_kernels_avx2(void);
 const fc_direct_kernel_set *fc_direct_kernels_avx512(void);
 #endif
 
-/* Max pooling's row kernels of one SIMD path (pool2d_simd.h), for whole
- * windows side by side (stride = window) and channels a multiple of vw. */
+/* Pooling's row kernels of one SIMD path (pool2d_simd.h), for whole windows
+ * side by side (stride = window) and channels a multiple of vw. */
 typedef struct {
     int vw;
     /* Each takes `windows` windows of kh x kw cells side by side, the

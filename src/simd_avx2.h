@@ -1,6 +1,7 @@
 /* Vector vocabulary for the AVX2 + FMA kernels: 8 floats per __m256. Included
  * only by files compiled with -mavx2 -mfma; the templates
- * (gemm_kernel_simd.h, conv2d_direct_simd.h) are written in these names. */
+ * (gemm_kernel_simd.h, conv2d_direct_simd.h, pool2d_simd.h) are written in
+ * these names. */
 #ifndef FC_SIMD_AVX2_H
 #define FC_SIMD_AVX2_H
 

@@ -1,6 +1,7 @@
 /* Vector vocabulary for the AVX-512F kernels: 16 floats per __m512. Included
  * only by files compiled with -mavx512f -mfma; the templates
- * (gemm_kernel_simd.h, conv2d_direct_simd.h) are written in these names. */
+ * (gemm_kernel_simd.h, conv2d_direct_simd.h, pool2d_simd.h) are written in
+ * these names. */
 #ifndef FC_SIMD_AVX512_H
 #define FC_SIMD_AVX512_H
 
