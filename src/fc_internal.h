@@ -775,23 +775,25 @@ const fc_direct_kernel_set *fc_direct_kernels_avx512(void);
 #endif
 
 /* Pooling's row kernels of one SIMD path (pool2d_simd.h), for whole windows
- * side by side (stride = window) and channels a multiple of vw. */
+ * along a row and channels a multiple of vw. */
 typedef struct {
     int vw;
-    /* Each takes `windows` windows of kh x kw cells side by side, the
-     * first's top-left cell at x (rows w * c floats apart), and writes with
+    /* Each takes `windows` windows of kh x kw cells, the first's top-left
+     * cell at x (rows w * c floats apart), the next sw pixels right of it
+     * (the backward passes: side by side, sw = kw), and writes with
      * streaming stores when `stream` (its output then aligned to vw floats).
      * The windows' maxima (as pool2d.c's forward) at y, c floats each, and
      * where argmax is not NULL their cells (fastconv.h's argmax). */
     void (*max_forward)(const float *x, float *y, uint8_t *argmax, ptrdiff_t windows,
-                        ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int stream);
+                        ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sw, ptrdiff_t w, ptrdiff_t c,
+                        int stream);
     /* The windows' means (as pool2d.c's forward) at y. */
     void (*avg_forward)(const float *x, float *y, ptrdiff_t windows, ptrdiff_t kh,
-                        ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int stream);
-    /* The gradient from x, the output gradients at g (c floats a window):
-     * each window's first cell holding its maximum gets g (with relu, only a
-     * positive maximum passes it), its other cells zero, as pool2d.c's
-     * search. Overwrites those dx cells. */
+                        ptrdiff_t kw, ptrdiff_t sw, ptrdiff_t w, ptrdiff_t c, int stream);
+    /* The gradient from x of windows side by side, the output gradients at
+     * g (c floats a window): each window's first cell holding its maximum
+     * gets g (with relu, only a positive maximum passes it), its other cells
+     * zero, as pool2d.c's search. Overwrites those dx cells. */
     void (*max_backward)(const float *x, const float *g, float *dx, ptrdiff_t windows,
                          ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int relu,
                          int stream);

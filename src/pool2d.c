@@ -23,12 +23,13 @@
  * windows that do not overlap at all (the usual 2x2, stride 2) writes each
  * dx cell once instead, with no zeroing pass and no read of dx.
  *
- * Whole windows side by side (stride = window, no padding in them) with
- * channels in whole vectors, the common case, go to the SIMD path's row
- * kernels (pool2d_simd.h): the max and average forwards (no dropout) and
- * max pooling's backward, from x or from the argmax; they stream an output
- * of at least fc_stream_min_floats() past the cache. The loops here take
- * the rest, and all of it on the portable path. */
+ * Whole windows (no padding in them) with channels in whole vectors, the
+ * common case, go to the SIMD path's row kernels (pool2d_simd.h): the max
+ * and average forwards (no dropout) at any stride, and max pooling's
+ * backward, from x or from the argmax, for windows side by side (stride =
+ * window across); they stream an output of at least
+ * fc_stream_min_floats() past the cache. The loops here take the rest, and
+ * all of it on the portable path. */
 #include <stdint.h>
 #include <string.h>
 
@@ -235,11 +236,12 @@ static inline ptrdiff_t flat_pixels(const fc_pool2d_desc *d, ptrdiff_t ow, ptrdi
     return fc_min(FC_POOL_FLAT_ELEMENTS / d->c, whole_windows(d, ow, i0, i1));
 }
 
-/* The SIMD path's row kernels where they take d's whole windows (side by
- * side, channels in whole vectors), else NULL. */
-static const fc_pool_kernel_set *row_kernels(const fc_pool2d_desc *d)
+/* The SIMD path's row kernels where they take d's whole windows (channels
+ * in whole vectors; for the backward passes, side_by_side: stride = window
+ * across), else NULL. */
+static const fc_pool_kernel_set *row_kernels(const fc_pool2d_desc *d, int side_by_side)
 {
-    const fc_pool_kernel_set *ks = d->sw == d->kw ? fc_pool_kernels() : NULL;
+    const fc_pool_kernel_set *ks = !side_by_side || d->sw == d->kw ? fc_pool_kernels() : NULL;
     return ks && d->c % ks->vw == 0 ? ks : NULL;
 }
 
@@ -342,7 +344,7 @@ max_forward_row(const int with_argmax, const fc_pool2d_desc *d, const int32_t *i
         const ptrdiff_t whole = ks ? whole_windows(d, ow, i0, i1) : 0;
         if (whole > 0) {
             ks->max_forward(xi + (i0 * d->w + left) * c, y + at, with_argmax ? argmax + at : NULL,
-                            whole, d->kh, d->kw, d->w, c, stream);
+                            whole, d->kh, d->kw, d->sw, d->w, c, stream);
             ow += whole;
             continue;
         }
@@ -405,7 +407,7 @@ avg_forward_row(const fc_pool2d_desc *d, const int32_t *idx, const fc_pool_kerne
         const ptrdiff_t whole = ks ? whole_windows(d, ow, i0, i1) : 0;
         if (whole > 0) {
             ks->avg_forward(xi + (i0 * d->w + ow * d->sw - d->pl) * c, y + (row * d->wo + ow) * c,
-                            whole, d->kh, d->kw, d->w, c, stream);
+                            whole, d->kh, d->kw, d->sw, d->w, c, stream);
             ow += whole - 1;
             continue;
         }
@@ -452,7 +454,7 @@ static FC_VECTOR_CLONES int pool_forward(int is_max, const fc_pool2d_desc *d, co
         flat_offsets(d, offsets);
         idx = offsets;
     }
-    const fc_pool_kernel_set *ks = d->dropout ? NULL : row_kernels(d);
+    const fc_pool_kernel_set *ks = d->dropout ? NULL : row_kernels(d, 0);
     const int stream = streams(ks, y, (double)rows * d->wo * d->c);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))
@@ -480,7 +482,7 @@ FC_VECTOR_CLONES void fc_max_pool2d_row(const fc_pool2d_desc *d, const float *xi
 {
     /* A row at a time for the fused convolution: no flat runs, whose
      * offsets would be computed again for each row, nor streaming stores. */
-    const fc_pool_kernel_set *ks = d->dropout ? NULL : row_kernels(d);
+    const fc_pool_kernel_set *ks = d->dropout ? NULL : row_kernels(d, 0);
     if (argmax)
         max_forward_row(1, d, NULL, ks, 0, xi, oh, row, y, argmax);
     else
@@ -982,7 +984,7 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
     }
     /* Max pooling: the SIMD path's row kernels where they apply (their g
      * read through the dropout's scratch row). */
-    const fc_pool_kernel_set *ks = is_max ? row_kernels(d) : NULL;
+    const fc_pool_kernel_set *ks = is_max ? row_kernels(d, 1) : NULL;
     const int stream = streams(ks, dx, (double)d->n * d->h * d->w * d->c);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))

@@ -1,10 +1,12 @@
 /* Pooling's row kernels for one SIMD path, written in the vector vocabulary
  * of simd_avx2.h or simd_avx512.h (VEC of VW floats, VMASK, VCELL) and
  * compiled once per path, as conv2d_direct_simd.h. They take the common
- * case: whole windows side by side (stride = window, no padding in them),
- * channels a multiple of VW, so that every window is the same loop over its
- * cells and its channels' results stay in registers. pool2d.c calls them
- * where they apply and takes every other case itself, with the same bits:
+ * case: whole windows (no padding in them) along a row, side by side for
+ * the backward passes (stride = window) and at any stride for the forward
+ * ones, channels a multiple of VW, so that every window is the same loop
+ * over its cells and its channels' results stay in registers. pool2d.c
+ * calls them where they apply and takes every other case itself, with the
+ * same bits:
  *
  * - a window's maximum starts from -inf, which its first cell replaces
  *   unless it is -inf itself (so the start from the first cell of pool2d.c's
@@ -153,9 +155,10 @@ window_gradient_argmax(const int NV, const uint8_t *a, const float *g, float *dx
     } while (0)
 
 static void max_forward_windows(const float *x, float *y, uint8_t *argmax, ptrdiff_t windows,
-                                ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int stream)
+                                ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sw, ptrdiff_t w,
+                                ptrdiff_t c, int stream)
 {
-    const ptrdiff_t row = w * c, step = kw * c;
+    const ptrdiff_t row = w * c, step = sw * c;
 #define MAX_BLOCK(NV, ch) window_max(NV, 0, x + (ch), y + (ch), NULL, kh, kw, row, c, stream)
 #define MAX_ARGMAX_BLOCK(NV, ch)                                                                 \
     window_max(NV, 1, x + (ch), y + (ch), argmax + (ch), kh, kw, row, c, stream)
@@ -170,9 +173,9 @@ static void max_forward_windows(const float *x, float *y, uint8_t *argmax, ptrdi
 }
 
 static void avg_forward_windows(const float *x, float *y, ptrdiff_t windows, ptrdiff_t kh,
-                                ptrdiff_t kw, ptrdiff_t w, ptrdiff_t c, int stream)
+                                ptrdiff_t kw, ptrdiff_t sw, ptrdiff_t w, ptrdiff_t c, int stream)
 {
-    const ptrdiff_t row = w * c, step = kw * c;
+    const ptrdiff_t row = w * c, step = sw * c;
 #define MEAN_BLOCK(NV, ch) window_mean(NV, x + (ch), y + (ch), kh, kw, row, c, stream)
     for (ptrdiff_t p = 0; p < windows; ++p, x += step, y += c)
         FOR_CHANNEL_BLOCKS(c, MEAN_BLOCK);

@@ -530,36 +530,42 @@ def special_values(x, rng):
     return x
 
 
-def pooling_passes(x, k, padding, relu, dy):
+def pooling_passes(x, k, padding, relu, dy, strides=None):
     """Max pooling's forward (y and argmax) and backward (from x and from the
     argmax), with relu, and average pooling's forward, on the current SIMD
     path."""
     xr = np.maximum(x, np.float32(0)) if relu else x
-    y, argmax = ops.max_pool2d(xr, k, padding=padding, return_argmax=True)
-    return dict(y=y, argmax=argmax, plain_y=ops.max_pool2d(xr, k, padding=padding),
-                dx=ops.max_pool2d_backward(dy, xr, k, padding=padding, relu=relu),
-                dx_from_argmax=ops.max_pool2d_backward_argmax(dy, argmax, x.shape, k,
-                                                              padding=padding, relu=relu),
-                avg=ops.avg_pool2d(x, k, padding=padding))
+    args = dict(strides=strides, padding=padding)
+    y, argmax = ops.max_pool2d(xr, k, return_argmax=True, **args)
+    return dict(y=y, argmax=argmax, plain_y=ops.max_pool2d(xr, k, **args),
+                dx=ops.max_pool2d_backward(dy, xr, k, relu=relu, **args),
+                dx_from_argmax=ops.max_pool2d_backward_argmax(dy, argmax, x.shape, k, relu=relu,
+                                                              **args),
+                avg=ops.avg_pool2d(x, k, **args))
 
 
 @pytest.mark.parametrize("c", [16, 48, 64, 72])
-@pytest.mark.parametrize("k, padding", [(2, "valid"), (3, "valid"), (2, "same"), ((2, 3), "same")])
-def test_pooling_row_kernels_on_every_path(simd_path, c, k, padding):
-    """Windows side by side with channels in whole vectors go to the SIMD
-    path's row kernels (blocks of four, two and one vectors; 72 channels stay
-    on pool2d.c's loops where a vector is 16): the bits of the portable path,
+@pytest.mark.parametrize("k, strides, padding", [
+    (2, None, "valid"), (3, None, "valid"), (2, None, "same"), ((2, 3), None, "same"),
+    (3, 2, "same"), ((3, 2), 1, "valid"),
+])
+def test_pooling_row_kernels_on_every_path(simd_path, c, k, strides, padding):
+    """Whole windows with channels in whole vectors go to the SIMD path's row
+    kernels (blocks of four, two and one vectors; 72 channels stay on
+    pool2d.c's loops where a vector is 16): the forwards at any stride, the
+    backward passes for windows side by side. The bits of the portable path,
     which runs pool2d.c's loops alone, with ties of both zeros, NaN,
     infinities, a ReLU, and padded windows and remainder columns left to
     pool2d.c; the backward from x also the backward from the argmax."""
     rng = np.random.default_rng(c + 7)
     x = special_values(rng.integers(-1, 2, (2, 9, 11, c)).astype(np.float32), rng)
-    dy = rng.standard_normal(ops.max_pool2d(x, k, padding=padding).shape).astype(np.float32)
+    y_shape = ops.max_pool2d(x, k, strides=strides, padding=padding).shape
+    dy = rng.standard_normal(y_shape).astype(np.float32)
     for relu in (False, True):
-        got = pooling_passes(x, k, padding, relu, dy)
+        got = pooling_passes(x, k, padding, relu, dy, strides)
         fastconv.set_simd_path("portable")
         try:
-            want = pooling_passes(x, k, padding, relu, dy)
+            want = pooling_passes(x, k, padding, relu, dy, strides)
         finally:
             fastconv.set_simd_path(simd_path)
         for name in got:
@@ -569,11 +575,10 @@ def test_pooling_row_kernels_on_every_path(simd_path, c, k, padding):
         np.testing.assert_array_equal(got["dx"].view(np.uint32),
                                       got["dx_from_argmax"].view(np.uint32))
     finite = np.nan_to_num(x, nan=0.0, posinf=9.0, neginf=-9.0)
-    np.testing.assert_array_equal(
-        ops.max_pool2d_backward(dy, finite, k, padding=padding),
-        reference.max_pool2d_backward(f64(dy), f64(finite), k, padding=padding))
-    assert_close(ops.avg_pool2d(finite, k, padding=padding),
-                 reference.avg_pool2d(f64(finite), k, padding=padding))
+    args = dict(strides=strides, padding=padding)
+    assert_close(ops.max_pool2d_backward(dy, finite, k, **args),
+                 reference.max_pool2d_backward(f64(dy), f64(finite), k, **args))
+    assert_close(ops.avg_pool2d(finite, k, **args), reference.avg_pool2d(f64(finite), k, **args))
 
 
 def test_pooling_streamed_past_the_cache_is_exact(simd_path):
