@@ -982,9 +982,9 @@ static FC_VECTOR_CLONES int pool_backward(int is_max, const fc_pool2d_desc *d, c
         flat_offsets(d, offsets);
         idx = offsets;
     }
-    /* Max pooling: the SIMD path's row kernels where they apply (their g
-     * read through the dropout's scratch row). */
-    const fc_pool_kernel_set *ks = is_max ? row_kernels(d, 1) : NULL;
+    /* Max pooling over bands of rows: the SIMD path's row kernels where they
+     * apply (their g read through the dropout's scratch row). */
+    const fc_pool_kernel_set *ks = is_max && row_bands ? row_kernels(d, 1) : NULL;
     const int stream = streams(ks, dx, (double)d->n * d->h * d->w * d->c);
     fc_team team = FC_TEAM_INIT;
     FC_OMP(omp parallel num_threads(n_threads) if (n_threads > 1))

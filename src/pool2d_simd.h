@@ -26,18 +26,17 @@ static inline __attribute__((always_inline)) void store(float *p, VEC v, int str
         V_STOREU(p, v);
 }
 
-/* One window's maximum for channels [0, NV * VW) at y, its first cell at x
- * (rows `row` floats apart, pixels c); with_argmax, the cells' numbers (plus
- * FC_POOL_POSITIVE for a positive maximum) at argmax. */
+/* One window's maxima for channels [0, NV * VW) into best, its first cell
+ * at x (rows `row` floats apart, pixels c); with_cells, their cells'
+ * numbers into cell. */
 static inline __attribute__((always_inline)) void
-window_max(const int NV, const int with_argmax, const float *x, float *y, uint8_t *argmax,
-           ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t row, ptrdiff_t c, int stream)
+window_search(const int NV, const int with_cells, const float *x, ptrdiff_t kh, ptrdiff_t kw,
+              ptrdiff_t row, ptrdiff_t c, VEC *best, VCELL *cell)
 {
-    VEC best[4];
-    VCELL cell[4];
     for (int v = 0; v < NV; ++v) {
         best[v] = V_SET1(-INFINITY);
-        cell[v] = C_SET1(0);
+        if (with_cells)
+            cell[v] = C_SET1(0);
     }
     for (ptrdiff_t i = 0; i < kh; ++i)
         for (ptrdiff_t j = 0; j < kw; ++j) {
@@ -46,10 +45,22 @@ window_max(const int NV, const int with_argmax, const float *x, float *y, uint8_
                 const VEC xv = V_LOADU(at + v * VW);
                 const VMASK takes = V_TAKES(xv, best[v]);
                 best[v] = V_SELECT(takes, xv, best[v]);
-                if (with_argmax)
+                if (with_cells)
                     cell[v] = C_SELECT(takes, C_SET1(i * kw + j), cell[v]);
             }
         }
+}
+
+/* One window's maximum for channels [0, NV * VW) at y, as window_search;
+ * with_argmax, the cells' numbers (plus FC_POOL_POSITIVE for a positive
+ * maximum) at argmax. */
+static inline __attribute__((always_inline)) void
+window_max(const int NV, const int with_argmax, const float *x, float *y, uint8_t *argmax,
+           ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t row, ptrdiff_t c, int stream)
+{
+    VEC best[4];
+    VCELL cell[4];
+    window_search(NV, with_argmax, x, kh, kw, row, c, best, cell);
     for (int v = 0; v < NV; ++v) {
         store(y + v * VW, best[v], stream);
         if (with_argmax)
@@ -86,16 +97,7 @@ window_gradient(const int NV, const float *x, const float *g, float *dx, ptrdiff
 {
     VEC best[4], grad[4];
     VMASK taken[4];
-    for (int v = 0; v < NV; ++v)
-        best[v] = V_SET1(-INFINITY);
-    for (ptrdiff_t i = 0; i < kh; ++i)
-        for (ptrdiff_t j = 0; j < kw; ++j) {
-            const float *at = x + i * row + j * c;
-            for (int v = 0; v < NV; ++v) {
-                const VEC xv = V_LOADU(at + v * VW);
-                best[v] = V_SELECT(V_TAKES(xv, best[v]), xv, best[v]);
-            }
-        }
+    window_search(NV, 0, x, kh, kw, row, c, best, NULL);
     for (int v = 0; v < NV; ++v) {
         grad[v] = V_LOADU(g + v * VW);
         if (relu)
