@@ -128,6 +128,11 @@ ptrdiff_t fc_stream_min_floats(void);
 #define FC_WGRAD_MAX_CHUNKS 16
 /* Bytes the weight-gradient partial sums may take before chunks are merged. */
 #define FC_WGRAD_PARTIAL_BYTES ((ptrdiff_t)16 << 20)
+/* Partial sums of at most this many bytes in all are added by the last
+ * thread to finish its chunks, in the same parallel region; larger ones by
+ * all the threads, in a region of their own (see finish_partials in
+ * conv2d.c). */
+#define FC_WGRAD_ONE_THREAD_SUM_BYTES ((ptrdiff_t)4 << 20)
 /* A pointwise layer's backward takes dy in blocks of at most this many
  * bytes, each read from memory once for both gradients and kept in L2
  * between their products (see pointwise_backward in conv2d.c). */
@@ -258,6 +263,9 @@ typedef struct {
     int relu;            /* apply max(0, .) after everything else */
     int stream;          /* full tiles of 64-byte aligned rows may bypass the cache */
     ptrdiff_t b_ld;      /* 0: B is a packed panel; else B's rows are b_ld floats apart */
+    /* NULL, or bytes [prefetch, prefetch_end) that the caller reads next,
+     * fetched while the tile computes (see fc_prefetch_queue). */
+    const char *prefetch, *prefetch_end;
 } fc_tile_epilogue;
 
 /* C tile (rows crow[0..mr), columns 0..nr) op= A sliver x B sliver.
@@ -371,6 +379,19 @@ static inline void fc_row_ptrs(const fc_row_map *map, ptrdiff_t m0, ptrdiff_t co
     }
 }
 
+/* Memory that a caller reads after a product, fetched into cache while
+ * the product computes: each tile takes the next kc / 2 lines of the
+ * ranges, in order, and its micro-kernel fetches two of them every four
+ * steps of k, where the FMAs hide the memory's latency (a pointwise
+ * layer's next block of rows, which otherwise waited on memory between two
+ * products: S7's weight gradient on a 2-vCPU Zen 4 14 % faster). The
+ * product advances next[] as it goes; what it does not reach (a tile's
+ * steps past its unrolled groups, tiles past the ranges' size) is left to
+ * the caller's own reads. */
+typedef struct {
+    const char *next[2], *end[2];
+} fc_prefetch_queue;
+
 /* Packs rows [i0, i0+mc) and depth [p0, p0+kc) of A into dst.
  * Row-major layout: row i at dst + i*kc. Interleaved layout: panels of mr
  * rows, element (i, p) at dst[(i/mr)*mr*kc + p*mr + i%mr], rows past mc zero. */
@@ -421,6 +442,9 @@ typedef struct {
      * FC_GEMM_B_IN_PLACE_MAX_M. */
     const float *b_rows;
     ptrdiff_t b_ld;
+    /* NULL, or memory to fetch while the product computes (serial products
+     * only: fc_gemm_run_serial advances it). */
+    fc_prefetch_queue *prefetch;
 } fc_gemm_plan;
 
 /* Runs C = A B (+ bias) (ReLU) with the current kernel set. Each C tile is
@@ -950,13 +974,20 @@ static inline int fc_thread_id(void)
  * and 9.0 -> 9.2 ms (noise-level) beside a process spinning on one of the
  * two cores. Bounded at 200 us, that step took 9% longer there. */
 typedef struct {
-    atomic_int left; /* threads that have called fc_team_leave */
+    atomic_int left;    /* threads that have called fc_team_leave */
+    atomic_int arrived; /* threads that have called fc_team_arrive */
 } fc_team;
 
-#define FC_TEAM_INIT {0}
+#define FC_TEAM_INIT {0, 0}
 #define FC_TEAM_WAIT_US 60.0
 #define FC_TEAM_GRACE_US 2.0
 void fc_team_leave(fc_team *team);
+
+/* 1 for the last thread of the region to call it (each calls it once), 0
+ * for the others: that thread then finds every other thread's work before
+ * the call done and visible, and can finish the region's work alone,
+ * without a barrier or a second region (each a sleeping thread's wake-up). */
+int fc_team_arrive(fc_team *team);
 
 /* Orders streaming stores before what follows (x86 sfence; nothing elsewhere). */
 void fc_store_fence(void);

@@ -186,6 +186,23 @@ static int in_place_panel(const fc_gemm_plan *p, ptrdiff_t j, int nr)
     return p->b_rows && j + nr <= p->n;
 }
 
+/* The part of the prefetch queue q (or none) that a tile of depth kc takes:
+ * a line for every two steps, as the micro-kernels fetch them. */
+static void take_prefetch(fc_prefetch_queue *q, ptrdiff_t kc, fc_tile_epilogue *ep)
+{
+    ep->prefetch = ep->prefetch_end = NULL;
+    if (!q)
+        return;
+    const int r = q->next[0] < q->end[0] ? 0 : 1;
+    const ptrdiff_t left = q->end[r] - q->next[r];
+    if (left <= 0)
+        return;
+    const ptrdiff_t bytes = fc_min(left, kc / 4 * 2 * 64);
+    ep->prefetch = q->next[r];
+    ep->prefetch_end = q->next[r] + bytes;
+    q->next[r] += bytes;
+}
+
 /* One row block [i0, i0+mc) of C (row pointers rowp) times panels
  * [jp_begin, jp_end) of one depth block [pc, pc+kc) of packed B (bp: the
  * block's first panel, panels nr*kc floats apart), in a sum over the depth
@@ -223,6 +240,7 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
             ep.mr = (int)fc_min(MR, mc - ir);
             for (int i = 0; i < MR; ++i)
                 crow[i] = rowp[ir + (i < ep.mr ? i : 0)] + j;
+            take_prefetch(p->prefetch, kc, &ep);
             if (p->rows_a) {
                 taps_kernel(taps, p->a_tap_depth, a_rows + ir * taps, panel, crow, &ep);
             } else if (p->pack_a) {

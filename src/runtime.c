@@ -535,6 +535,17 @@ void fc_team_leave(fc_team *team)
 #endif
 }
 
+int fc_team_arrive(fc_team *team)
+{
+#ifdef _OPENMP
+    const int n_threads = omp_get_num_threads();
+    return atomic_fetch_add_explicit(&team->arrived, 1, memory_order_acq_rel) == n_threads - 1;
+#else
+    (void)team;
+    return 1;
+#endif
+}
+
 void fc_store_fence(void)
 {
 #ifdef FC_X86

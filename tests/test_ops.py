@@ -1063,6 +1063,10 @@ def backward_on_1_2_3_threads(dy, x, w):
     ((4, 40, 25, 300), (1, 1, 300, 200)),  # more channels than filters: x^T dy
     ((2, 20, 25, 40), (1, 1, 40, 600)),  # wide dy rows: 2 blocks of whole slivers a chunk
     ((1, 6, 7, 1040), (1, 1, 1040, 1040)),  # dw too large for 4 partial sums: the GEMMs
+    ((2, 30, 30, 64), (1, 1, 64, 160)),  # x's rows one panel of B (AVX-512): read in place
+    ((2, 30, 30, 100), (1, 1, 100, 16)),  # x^T dy, dy's rows one panel: read in place
+    ((1, 56, 56, 512), (1, 1, 512, 512)),  # 4.2 MB of partial sums: added by every thread
+    ((1, 56, 56, 640), (1, 1, 640, 480)),  # the same, x^T dy
 ])
 def test_pointwise_backward_in_blocks_of_dy(simd_path, x_shape, w_shape):
     """A pointwise layer's gradients come from one pass over dy, chunk by
@@ -1081,6 +1085,28 @@ def test_pointwise_backward_in_blocks_of_dy(simd_path, x_shape, w_shape):
     fused = ops.conv2d_backward(dy, x, w, relu=True, n_threads=2)
     np.testing.assert_array_equal(fused[0], ops.relu_backward(dx, x))
     np.testing.assert_array_equal(fused[1], dw)
+
+
+@pytest.mark.parametrize("x_shape,w_shape", [
+    ((32, 16, 16, 64), (3, 3, 64, 128)),  # 4 partial sums of 0.3 MB: added by the last thread
+    ((16, 14, 14, 256), (3, 3, 256, 256)),  # 4 of 2.4 MB: by every thread, after
+])
+def test_weight_gradient_partial_sums_added_in_chunk_order(simd_path, x_shape, w_shape):
+    """A stride-2 layer's weight gradient (a GEMM per chunk of pixels): its
+    partial sums added by one thread or by all, the reference's values and
+    the same bits on any thread count."""
+    rng = np.random.default_rng(w_shape[3])
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[:3]))).astype(np.float32)
+    dy = rng.standard_normal(ops.conv2d(x, w, stride=2, padding=1).shape).astype(np.float32)
+    got = [ops.conv2d_backward(dy, x, w, stride=2, padding=1, input_grad=False, n_threads=t)
+           for t in (1, 2, 3)]
+    want = reference.conv2d_backward(f64(dy), f64(x), f64(w), stride=2, padding=1)
+    for g, r in zip(got[0][1:], want[1:]):
+        assert_close(g, r)
+    for other in got[1:]:
+        for g, o in zip(got[0][1:], other[1:]):
+            np.testing.assert_array_equal(o, g)
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
