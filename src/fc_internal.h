@@ -266,6 +266,11 @@ typedef struct {
     /* NULL, or bytes [prefetch, prefetch_end) that the caller reads next,
      * fetched while the tile computes (see fc_prefetch_queue). */
     const char *prefetch, *prefetch_end;
+    /* Kernels over taps (fc_ukernel_taps_fn): NULL, or the next sliver's
+     * row pointers, laid out as the tile's, whose rows the kernel fetches
+     * while it computes: a strided layer's input pixels, which the
+     * hardware's prefetchers miss (S8's forward 5 % faster on a Zen 4). */
+    const float *const *next_rows;
 } fc_tile_epilogue;
 
 /* C tile (rows crow[0..mr), columns 0..nr) op= A sliver x B sliver.

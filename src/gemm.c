@@ -242,6 +242,7 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
                 crow[i] = rowp[ir + (i < ep.mr ? i : 0)] + j;
             take_prefetch(p->prefetch, kc, &ep);
             if (p->rows_a) {
+                ep.next_rows = ir + MR < mc ? a_rows + (ir + MR) * taps : NULL;
                 taps_kernel(taps, p->a_tap_depth, a_rows + ir * taps, panel, crow, &ep);
             } else if (p->pack_a) {
                 /* Row-major rows sit kc apart; an interleaved panel of MR

@@ -81,18 +81,18 @@
 
 /* kc steps, unrolled: the loop's index, compare and branch would otherwise
  * take issue slots from the FMAs of each step (unrolled, 1024^3 runs 7 %
- * faster on a Xeon, S7 forward 10 %). With ahead nonzero (cs = 1), each line
- * of the rows ahead floats further is prefetched, once per 16 steps. Steps
- * past the unrolled groups fetch nothing from the prefetch queue. */
-#define TILE_STEPS(kc, cs, ahead)                                                 \
+ * faster on a Xeon, S7 forward 10 %). With fetch_next (cs = 1), each line
+ * of the next sliver's rows n0..n5 (the caller's) is prefetched, once per
+ * 16 steps. Steps past the unrolled groups fetch nothing from the prefetch
+ * queue. */
+#define TILE_STEPS(kc, cs, fetch_next)                                            \
     do {                                                                          \
         ptrdiff_t p = 0;                                                          \
         const char *pf = ep->prefetch;                                            \
-        if (ahead) {                                                              \
+        if (fetch_next) {                                                         \
             for (; p + 16 <= (kc); p += 16) {                                     \
-                V_PREFETCH(a0 + (ahead) + p); V_PREFETCH(a1 + (ahead) + p);       \
-                V_PREFETCH(a2 + (ahead) + p); V_PREFETCH(a3 + (ahead) + p);       \
-                V_PREFETCH(a4 + (ahead) + p); V_PREFETCH(a5 + (ahead) + p);       \
+                V_PREFETCH(n0 + p); V_PREFETCH(n1 + p); V_PREFETCH(n2 + p);       \
+                V_PREFETCH(n3 + p); V_PREFETCH(n4 + p); V_PREFETCH(n5 + p);       \
                 _Pragma("GCC unroll 16")                                          \
                 for (ptrdiff_t q = p; q < p + 16; ++q) {                          \
                     if ((q - p) % 4 == 0)                                         \
@@ -244,16 +244,17 @@ tile_mr_nv(const int nv, ptrdiff_t kc, const float *a, ptrdiff_t rs, const ptrdi
 {
     const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs;
     const float *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
+    /* Row-major rows read in place usually stream from memory: fetch the
+     * next sliver's (the rows below) a line at a time ahead. */
+    const ptrdiff_t next = MR * rs;
+    const float *n0 = a0 + next, *n1 = a1 + next, *n2 = a2 + next;
+    const float *n3 = a3 + next, *n4 = a4 + next, *n5 = a5 + next;
     prefetch_c(crow, ep);
     TILE_ACCUMULATORS;
-    if (cs == 1) {
-        /* Row-major rows read in place usually stream from memory: fetch
-         * the next sliver's (the rows below) a line at a time ahead. */
-        const ptrdiff_t next = MR * rs;
-        TILE_STEPS(kc, 1, next);
-    } else {
+    if (cs == 1)
+        TILE_STEPS(kc, 1, 1);
+    else
         TILE_STEPS(kc, cs, 0);
-    }
     STORE_ACCUMULATORS(crow, ep);
 }
 
@@ -305,10 +306,15 @@ taps_mr_nv(const int nv, ptrdiff_t taps, ptrdiff_t kc, const float *const *rows,
 {
     prefetch_c(crow, ep);
     TILE_ACCUMULATORS;
+    const float *const *next = ep->next_rows;
     for (ptrdiff_t t = 0; t < taps; ++t, rows += MR) {
         const float *a0 = rows[0], *a1 = rows[1], *a2 = rows[2];
         const float *a3 = rows[3], *a4 = rows[4], *a5 = rows[5];
-        TILE_STEPS(kc, 1, 0);
+        /* The next sliver's rows of this tap, if any (see fc_tile_epilogue). */
+        const float *const *nt = next ? next + t * MR : rows;
+        const float *n0 = nt[0], *n1 = nt[1], *n2 = nt[2];
+        const float *n3 = nt[3], *n4 = nt[4], *n5 = nt[5];
+        TILE_STEPS(kc, 1, next != NULL);
     }
     STORE_ACCUMULATORS(crow, ep);
 }
