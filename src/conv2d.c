@@ -941,7 +941,7 @@ static int pointwise_backward(const fc_conv2d_desc *d, const float *x, const flo
                  * product runs: otherwise the next block's sums of dy's rows
                  * and its products wait on memory (S7's weight gradient on
                  * a 2-vCPU Zen 4, builds alternated: 6.0 -> 5.2 ms; its
-                 * whole backward 3 %). Where x's (or dy's) rows are exactly
+                 * whole backward 2 %). Where x's (or dy's) rows are exactly
                  * one panel of B, the product reads them in place: packing
                  * would copy them unchanged (1.3 %). */
                 const ptrdiff_t n0 = s0 + rows, n1 = fc_min(m, n0 + rows);

@@ -226,6 +226,7 @@ static void multiply_block(const fc_gemm_plan *p, const fc_kernel_set *ks, ptrdi
     for (ptrdiff_t jp = jp_begin; jp < jp_end; ++jp) {
         const ptrdiff_t j = jc + jp * NR;
         fc_tile_epilogue ep;
+        ep.next_rows = NULL;
         ep.nr = (int)fc_min(NR, p->n - j);
         ep.accumulate = pc > p0 || p->accumulate;
         ep.bias = (!ep.accumulate && p->bias) ? p->bias + j : NULL;

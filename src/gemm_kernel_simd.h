@@ -68,8 +68,9 @@
         b += bs;                                                                  \
     } while (0)
 
-/* Up to two lines of the tile's share of the caller's prefetch queue (pf,
- * up to ep->prefetch_end: see fc_prefetch_queue), fetched every four steps. */
+/* Two lines of the tile's share of the caller's prefetch queue (pf, up to
+ * ep->prefetch_end: see fc_prefetch_queue), fetched every four steps; the
+ * last pair may reach a line past the share (a prefetch never faults). */
 #define QUEUE_PREFETCH()                                                          \
     do {                                                                          \
         if (pf < ep->prefetch_end) {                                              \

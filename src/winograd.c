@@ -374,7 +374,7 @@ void fc_winograd_products(int positions, const float *v, ptrdiff_t ld_v, ptrdiff
         for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
             const ptrdiff_t j = jp * NR;
             const float *panel = up + (xi * n_panels + jp) * c * NR;
-            fc_tile_epilogue ep = {0, (int)fc_min(NR, f - j), 0, NULL, 0, 0, 0};
+            fc_tile_epilogue ep = {.nr = (int)fc_min(NR, f - j)};
             for (ptrdiff_t p0 = 0; p0 < c; p0 += kc_max) {
                 const ptrdiff_t kc = fc_min(kc_max, c - p0);
                 ep.accumulate = p0 > 0;
@@ -521,7 +521,7 @@ int fc_conv2d_winograd_f32(const fc_conv2d_desc *d, const float *x, const float 
                     for (ptrdiff_t jp = 0; jp < n_panels; ++jp) {
                         const ptrdiff_t j = jp * NR;
                         const float *panel = up + (xi * n_panels + jp) * depth * NR;
-                        fc_tile_epilogue ep = {0, (int)fc_min(NR, f - j), 0, NULL, 0, 0, 0};
+                        fc_tile_epilogue ep = {.nr = (int)fc_min(NR, f - j)};
                         for (ptrdiff_t p0 = 0; p0 < depth; p0 += per_call * c) {
                             const ptrdiff_t kc = fc_min(per_call * c, depth - p0);
                             ep.accumulate = p0 > 0;
@@ -644,7 +644,7 @@ void fc_winograd_weight_products(int positions, const float *v, ptrdiff_t ld_v, 
     for (int xi = 0; xi < positions; ++xi) {
         float *sx = s + xi * depth * f;
         for (ptrdiff_t j = 0; j < f; j += NR) {
-            fc_tile_epilogue ep = {0, (int)fc_min(NR, f - j), accumulate, NULL, 0, 0, 0};
+            fc_tile_epilogue ep = {.nr = (int)fc_min(NR, f - j), .accumulate = accumulate};
             const float *bp = zp + xi * ld_z + j * kc;
             for (ptrdiff_t ir = 0; ir < depth; ir += MR) {
                 ep.mr = (int)fc_min(MR, depth - ir);
