@@ -1132,14 +1132,14 @@ int fc_conv2d_backward_weight_f32(const fc_conv2d_desc *d, const float *x,
         FC_OMP(omp for schedule(static) nowait)
         for (ptrdiff_t ci = 0; ci < chunks; ++ci) {
             const ptrdiff_t r0 = ci * m / chunks, r1 = (ci + 1) * m / chunks;
-            im2col_view bv = xv;
-            bv.row0 = r0;
             float *out = in_place ? dw : partials + ci * stride;
             float *sums = in_place ? db : out + k * f;
             if (in_blocks) {
                 transposed_chunk(d, x, dy, &xv, r0, r1, out, sums, bpack, ws);
                 continue;
             }
+            im2col_view bv = xv;
+            bv.row0 = r0;
             if (sums) /* first: for dy^T read in place, this brings dy into cache */
                 sum_rows(dy, r0, r1, f, sums);
             fc_gemm_plan plan;
